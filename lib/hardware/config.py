@@ -1,0 +1,162 @@
+# The "hardware" section of config.json: defaults, merging and validation.
+# Every key is documented in docs/wiring.md.
+
+DRIVERS = ("l298n", "tb6612", "drv8833")
+
+# Motor pins each driver needs; the others in "pins" are optional or unused.
+REQUIRED_PINS = {
+    "l298n": ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2"),
+    "tb6612": ("left_in1", "left_in2", "right_in1", "right_in2"),
+    "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
+}
+PIN_KEYS = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
+
+# Reference build: ESP32 DevKit + L298N (see docs/wiring.md).
+DEFAULTS = {
+    "mode": "auto",  # auto: simulated twin on the Unix port, real parts on a board
+    "driver": "l298n",
+    "pins": {
+        "left_en": 13, "left_in1": 27, "left_in2": 26,
+        "right_en": 33, "right_in1": 25, "right_in2": 32,
+        "stby": None,
+    },
+    "pwm_freq": 1000,
+    "min_duty": 0.25,
+    "invert_left": False,
+    "invert_right": False,
+    "stop_mode": "coast",
+    "ultrasonic": {"trig": 18, "echo": 19, "timeout_us": 25000},
+    "battery": {"pin": 35, "divider": 4.03},
+    "light": 4,
+    "buzzer": 23,
+    "buzzer_freq": 2000,
+    "servo": None,
+    "sim": {
+        "seed": 1, "width": 4.0, "height": 3.0, "max_speed": 0.6,
+        "accel": 2.0, "wheel_base": 0.15, "noise_cm": 1.0,
+    },
+}
+
+# Sections merged key by key with the defaults. "pins" is deliberately NOT
+# merged: a pins table replaces the default one whole, so a pin you leave out
+# is never driven.
+_MERGED = ("ultrasonic", "battery", "sim")
+
+
+def merged(cfg):
+    """Defaults overlaid with cfg (a dict or None). Does not validate."""
+    cfg = cfg or {}
+    out = {}
+    for key in DEFAULTS:
+        default = DEFAULTS[key]
+        value = cfg.get(key, default)
+        if key in _MERGED and isinstance(value, dict) and value is not default:
+            section = dict(default)
+            section.update(value)
+            value = section
+        out[key] = value
+    return out
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate(cfg, prefix="hardware"):
+    """Return a list of (key, message); empty when cfg is usable.
+
+    Keys are dotted paths such as "hardware.pins.left_in1"."""
+    if not isinstance(cfg, dict):
+        return [(prefix, "must be an object")]
+    errors = []
+    used = {}  # GPIO -> key, to catch one pin wired to two things
+
+    def err(key, message):
+        errors.append((prefix + "." + key, message))
+
+    def unknown(section, allowed, key):
+        for k in section:
+            if k not in allowed:
+                err(key + k, "unknown key")
+
+    def pin(key, value, optional):
+        if value is None:
+            if not optional:
+                err(key, "pin is required")
+            return
+        if not _is_int(value) or not 0 <= value <= 48:
+            err(key, "pin must be an int 0-48" + (" or null" if optional else ""))
+        elif value in used:
+            err(key, "GPIO %d is already used by %s" % (value, used[value]))
+        else:
+            used[value] = prefix + "." + key
+
+    def number(key, value, lo, hi):
+        if not _is_num(value) or not lo <= value <= hi:
+            err(key, "must be a number %s-%s" % (lo, hi))
+
+    def integer(key, value, lo, hi):
+        if not _is_int(value) or not lo <= value <= hi:
+            err(key, "must be an int %d-%d" % (lo, hi))
+
+    def choice(key, value, options):
+        if value not in options:
+            err(key, "must be one of: " + ", ".join(options))
+
+    def section(key, value, nullable):
+        if value is None and nullable:
+            return False
+        if not isinstance(value, dict):
+            err(key, "must be an object" + (" or null" if nullable else ""))
+            return False
+        unknown(value, DEFAULTS[key], key + ".")
+        return True
+
+    unknown(cfg, DEFAULTS, "")
+    c = merged(cfg)
+    choice("mode", c["mode"], ("auto", "real", "sim"))
+    choice("driver", c["driver"], DRIVERS)
+    pins = c["pins"]
+    if not isinstance(pins, dict):
+        err("pins", "must be an object")
+    else:
+        unknown(pins, PIN_KEYS, "pins.")
+        needed = REQUIRED_PINS.get(c["driver"], ())
+        for k in PIN_KEYS:
+            if c["driver"] == "drv8833" and k in ("left_en", "right_en"):
+                continue  # DRV8833 has no enable input: ignored, never driven
+            pin("pins." + k, pins.get(k), k not in needed)
+    integer("pwm_freq", c["pwm_freq"], 1, 40000)
+    number("min_duty", c["min_duty"], 0, 0.95)
+    for k in ("invert_left", "invert_right"):
+        if not isinstance(c[k], bool):
+            err(k, "must be true or false")
+    choice("stop_mode", c["stop_mode"], ("coast", "brake"))
+    us = c["ultrasonic"]
+    if section("ultrasonic", us, True):
+        pin("ultrasonic.trig", us["trig"], False)
+        pin("ultrasonic.echo", us["echo"], False)
+        integer("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000)
+    bat = c["battery"]
+    if section("battery", bat, True):
+        # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
+        if not _is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
+            err("battery.pin", "pin must be an int 0-48")
+        number("battery.divider", bat["divider"], 1, 100)
+    for k in ("light", "buzzer", "servo"):
+        pin(k, c[k], True)
+    integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
+    sim = c["sim"]
+    if section("sim", sim, False):
+        integer("sim.seed", sim["seed"], 0, 0x7FFFFFFF)
+        number("sim.width", sim["width"], 0.5, 100)
+        number("sim.height", sim["height"], 0.5, 100)
+        number("sim.max_speed", sim["max_speed"], 0.05, 10)
+        number("sim.accel", sim["accel"], 0.1, 100)
+        number("sim.wheel_base", sim["wheel_base"], 0.05, 2)
+        number("sim.noise_cm", sim["noise_cm"], 0, 50)
+    return errors

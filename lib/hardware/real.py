@@ -1,0 +1,89 @@
+# The real car on an ESP32 / ESP8266. Only the pins named in the config are
+# touched; an optional part whose pin is null is simply absent.
+import sys
+
+from hardware.base import Base
+
+
+class RealHardware(Base):
+    simulated = False
+
+    def __init__(self, cfg, platform=None):
+        import machine  # lazy: the Unix port never gets here in normal use
+        from hardware.motors import make_motors
+
+        Base.__init__(self, cfg)
+        esp8266 = (platform or sys.platform) == "esp8266"
+        self._motors = make_motors(machine, cfg)
+        self._invert = (cfg["invert_left"], cfg["invert_right"])
+        self._brake = cfg["stop_mode"] == "brake"
+        self._us = self._battery = self._light = self._buzzer = self._servo = None
+        self._wlan = None
+        us = cfg["ultrasonic"]
+        if us:
+            from hardware.sensors import Ultrasonic
+            self._us = Ultrasonic(machine, us["trig"], us["echo"], us["timeout_us"])
+        bat = cfg["battery"]
+        if bat:
+            from hardware.sensors import Battery
+            self._battery = Battery(machine, bat["pin"], bat["divider"], esp8266)
+        if cfg["light"] is not None or cfg["buzzer"] is not None or cfg["servo"] is not None:
+            from hardware import outputs
+            if cfg["light"] is not None:
+                self._light = outputs.Light(machine, cfg["light"])
+            if cfg["buzzer"] is not None:
+                # ESP8266: one PWM frequency for all pins, at most 1 kHz, so the
+                # buzzer uses the motors' frequency rather than retuning them.
+                f = cfg["buzzer_freq"]
+                if esp8266 and f:
+                    f = cfg["pwm_freq"]
+                self._buzzer = outputs.Buzzer(machine, cfg["buzzer"], f)
+            if cfg["servo"] is not None:
+                self._servo = outputs.Servo(machine, cfg["servo"])
+
+    def _write(self, left, right):
+        m = self._motors
+        inv = self._invert
+        m[0].drive(-left if inv[0] else left)
+        m[1].drive(-right if inv[1] else right)
+
+    def _halt(self):
+        for m in self._motors:
+            if self._brake:
+                m.brake()
+            else:
+                m.drive(0)
+
+    def distance_cm(self):
+        return self._us.cm() if self._us else None
+
+    def battery_v(self):
+        # No battery sense wired: report 0.0 (a float, as promised) rather than guess.
+        return self._battery.volts() if self._battery else 0.0
+
+    def set_light(self, on):
+        Base.set_light(self, on)
+        if self._light:
+            self._light.set(self.light)
+
+    def set_horn(self, on):
+        Base.set_horn(self, on)
+        if self._buzzer:
+            self._buzzer.set(self.horn)
+
+    def set_pan(self, deg):
+        Base.set_pan(self, deg)
+        if self._servo:
+            self._servo.set(self.pan)
+
+    def rssi(self):
+        """Signal of the access point we joined (dBm); None in AP mode or offline."""
+        try:
+            if self._wlan is None:
+                import network
+                self._wlan = network.WLAN(network.STA_IF)
+            if not self._wlan.isconnected():
+                return None
+            return int(self._wlan.status("rssi"))
+        except Exception:  # no network module, radio off, firmware without 'rssi'
+            return None
