@@ -15,6 +15,7 @@ help:
 	@echo "make sim          run the firmware on this computer with a simulated car (http://$(HOST):$(SIM_PORT))"
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
+	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md)"
 
 # One venv with every host tool; re-installed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -43,6 +44,11 @@ $(VENV2)/bin/wstest: tools/requirements-conformance.txt
 
 conformance: $(STAMP) $(VENV2)/bin/wstest
 	$(PY) tools/conformance.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
+
+# Tether vs microdot vs raw TCP echo on this machine; prints a table, writes reports/bench.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) tools/bench.py --micropython $(MICROPYTHON)
 
 clean:
 	rm -rf build reports test-artifacts web/*.gz
