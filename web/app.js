@@ -1,0 +1,502 @@
+// Tether control page. Plain JS, no libraries: it is served by the car itself,
+// often to a phone on the car's own access point with no internet.
+// Protocol: docs/protocol.md (JSON text messages on WebSocket path /ws).
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const now = () => performance.now();
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  const round2 = (v) => Math.round(v * 100) / 100;
+
+  const TICK_MS = 100;          // drive heartbeat; the car's deadman is ~500 ms
+  const PING_MS = 1000;
+  const SILENCE_MS = 3500;      // nothing heard for this long: the link is dead
+  const LOW_BATTERY_V = 6.8;
+  const CHART_MS = 10000;
+
+  const ui = {
+    app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
+    rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
+    heap: $('heap'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
+    stick: $('stick'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
+    estop: $('estop'), toast: $('toast'),
+  };
+
+  // ---------------------------------------------------------------- connection
+  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  let ws = null;
+  let online = false;           // open and greeted by the car
+  let epoch = 0;                // bumped on every connect/disconnect: stale gestures can't drive
+  let attempt = 0;
+  let retryTimer = 0;
+  let retryAt = 0;
+  let lastHeard = 0;
+  let connectStarted = 0;
+  let lastPing = 0;
+  let pingSeq = 0;
+  const pings = new Map();      // ping id -> time sent
+  let car = { id: null, role: 'viewer', driver: undefined, limits: {}, room: null, light: false };
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryAt = 0;
+    setConn('connecting');
+    connectStarted = now();
+    let sock;
+    try { sock = new WebSocket(wsUrl); } catch (e) { scheduleRetry(); return; }
+    ws = sock;
+    sock.onopen = () => { lastHeard = now(); ping(); };
+    sock.onmessage = (e) => { if (ws === sock) { lastHeard = now(); onMessage(e.data); } };
+    sock.onclose = sock.onerror = () => { if (ws === sock) dropped(); };
+  }
+
+  function dropped() {
+    const sock = ws;
+    ws = null;
+    if (sock) {
+      sock.onopen = sock.onmessage = sock.onclose = sock.onerror = null;
+      try { sock.close(); } catch (e) { /* already closing */ }
+    }
+    online = false;
+    epoch++;
+    releaseAll();               // nothing held survives a disconnect: re-touch to drive
+    pings.clear();
+    car.id = null; car.driver = undefined;
+    renderRole();
+    scheduleRetry();
+  }
+
+  // Exponential backoff with ±30 % jitter so several phones don't reconnect in lockstep.
+  function scheduleRetry() {
+    const base = Math.min(5000, 250 * 2 ** attempt);
+    attempt++;
+    const delay = base * (0.7 + Math.random() * 0.6);
+    retryAt = now() + delay;
+    retryTimer = setTimeout(connect, delay);
+    setConn('offline');
+  }
+
+  function reconnectNow() {
+    if (!ws) { attempt = 0; connect(); }
+  }
+
+  function setConn(state) {
+    document.body.dataset.conn = state;
+    ui.conn.textContent = state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…';
+    ui.banner.hidden = state === 'online';
+    renderBanner();
+  }
+
+  function renderBanner() {
+    if (ui.banner.hidden) return;
+    const wait = retryAt ? Math.max(0, (retryAt - now()) / 1000) : 0;
+    ui.banner.textContent = retryAt
+      ? 'Disconnected from the car — retrying in ' + wait.toFixed(1) + ' s (tap to retry now)'
+      : 'Disconnected from the car — connecting…';
+  }
+
+  // Drive commands are never queued: only sent on an open socket whose send
+  // buffer is empty, so nothing stale reaches the car after a stall.
+  function send(msg, always) {
+    if (!ws || ws.readyState !== 1) return false;
+    if (!always && ws.bufferedAmount > 0) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  function ping() {
+    lastPing = now();
+    const id = ++pingSeq;
+    pings.set(id, lastPing);
+    if (pings.size > 5) pings.delete(pings.keys().next().value);
+    send({ type: 'ping', id }, true);
+  }
+
+  function onMessage(data) {
+    let m;
+    try { m = JSON.parse(data); } catch (e) { return; }
+    switch (m.type) {
+      case 'hello':
+        attempt = 0;
+        online = true;
+        car.id = m.id;
+        car.role = m.role;
+        car.limits = m.limits || {};
+        car.room = m.room || null;
+        ui.device.textContent = (m.device || 'Tether') + (m.simulated ? ' (sim)' : '');
+        ui.map.hidden = !car.room;
+        setConn('online');
+        renderRole();
+        break;
+      case 'telemetry': onTelemetry(m); break;
+      case 'role': car.role = m.role; renderRole(); break;
+      case 'pong': {
+        const sent = pings.get(m.id);
+        if (sent !== undefined) {
+          pings.delete(m.id);
+          ui.rtt.textContent = 'ping ' + Math.round(now() - sent) + ' ms';
+        }
+        break;
+      }
+      case 'error':
+        if (m.code === 'not_driver') {
+          stick.blocked = true;     // this gesture will not take over later either
+          toast('Another device is driving — you are a viewer');
+        } else {
+          toast(m.message || m.code);
+        }
+        break;
+    }
+  }
+
+  // Who drives: telemetry.driver is the car's truth; `role` messages arrive first.
+  function otherDrives() { return car.driver != null && car.driver !== car.id; }
+
+  function renderRole() {
+    const driver = online && (car.driver === undefined ? car.role === 'driver' : car.driver === car.id);
+    ui.role.className = 'pill' + (driver ? ' driver' : '');
+    ui.role.textContent = !online ? '—' : driver ? 'Driver' : car.driver == null ? 'Viewer · free' : 'Viewer';
+  }
+
+  // ----------------------------------------------------------------- readouts
+  const hist = [];              // recent samples for the chart and the map trail
+
+  function onTelemetry(m) {
+    car.driver = m.driver;
+    renderRole();
+    const d = m.distance_cm;
+    ui.dist.textContent = d == null ? '—' : Math.round(d);
+    ui.dist.parentNode.classList.toggle('alert', d != null && d <= (car.limits.stop_distance_cm || 0));
+    const v = m.battery_v;
+    const low = v != null && v < LOW_BATTERY_V;
+    ui.batt.textContent = v == null ? '—' : v.toFixed(2);
+    ui.battBox.classList.toggle('warn', low);
+    ui.battLabel.textContent = low ? 'Battery LOW' : 'Battery';
+    ui.rssi.textContent = m.rssi == null ? '—' : m.rssi;
+    ui.heap.textContent = m.heap_free == null ? '—' : (m.heap_free / 1024).toFixed(1);
+    car.light = !!m.light;
+    ui.light.setAttribute('aria-pressed', String(car.light));
+    ui.light.textContent = car.light ? 'Light on' : 'Light';
+    if (m.speed_limit != null && now() > speedTouched + 1500) showSpeed(Math.round(m.speed_limit * 100));
+
+    const t = now();
+    const a = m.applied || {};
+    const p = m.pose;
+    hist.push({ t, d, l: a.left, r: a.right, x: p && p.x, y: p && p.y, h: p && p.heading });
+    while (hist.length && hist[0].t < t - CHART_MS) hist.shift();
+    requestDraw();
+  }
+
+  // ----------------------------------------------------------- chart and map
+  let drawPending = false;
+  function requestDraw() {
+    if (!drawPending && !document.hidden) { drawPending = true; requestAnimationFrame(draw); }
+  }
+  function draw() {
+    drawPending = false;
+    drawChart();
+    if (car.room && !ui.map.hidden) drawMap();
+  }
+
+  // Size the canvas backing store to its CSS box (sharp on high-DPI phones).
+  function fit(c) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.round(c.clientWidth * dpr), h = Math.round(c.clientHeight * dpr);
+    if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
+    const g = c.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, c.clientWidth, c.clientHeight);
+    return g;
+  }
+
+  const COLORS = { d: '#0047ab', l: '#d35400', r: '#8e24aa' };
+
+  function drawChart() {
+    const c = ui.chart, g = fit(c), W = c.clientWidth, H = c.clientHeight;
+    if (!W || !H) return;
+    const t1 = now(), pad = 6, top = 22;
+    const x = (t) => ((t - t1 + CHART_MS) / CHART_MS) * W;
+    let dmax = 100;
+    for (const s of hist) if (s.d != null && s.d > dmax) dmax = s.d;
+    dmax = Math.ceil(dmax / 50) * 50;
+    const yWheel = (v) => top + (H - top - pad) * (1 - v) / 2;
+    const yDist = (d) => H - pad - (H - top - pad) * clamp(d / dmax, 0, 1);
+    g.strokeStyle = '#9aa1ab'; g.lineWidth = 1;
+    g.beginPath(); g.moveTo(0, yWheel(0)); g.lineTo(W, yWheel(0)); g.stroke();
+    const line = (key, y, width) => {
+      g.strokeStyle = COLORS[key]; g.lineWidth = width; g.beginPath();
+      let pen = false;
+      for (const s of hist) {
+        const v = s[key];
+        if (v == null) { pen = false; continue; }
+        if (pen) g.lineTo(x(s.t), y(v)); else g.moveTo(x(s.t), y(v));
+        pen = true;
+      }
+      g.stroke();
+    };
+    line('d', yDist, 3);
+    line('l', yWheel, 2);
+    line('r', yWheel, 2);
+    g.font = '700 12px system-ui, sans-serif';
+    g.textBaseline = 'top';
+    let lx = 6;
+    for (const [key, label] of [['d', 'dist ≤' + dmax + 'cm'], ['l', 'L'], ['r', 'R']]) {
+      g.fillStyle = COLORS[key]; g.fillRect(lx, 6, 10, 10);
+      g.fillStyle = '#000'; g.fillText(label, lx + 13, 5);
+      lx += 20 + g.measureText(label).width;
+    }
+  }
+
+  // Top-down room view: origin bottom-left, y up, heading in radians from +x.
+  function drawMap() {
+    const c = ui.map, g = fit(c), W = c.clientWidth, H = c.clientHeight, room = car.room;
+    if (!W || !H) return;
+    const pad = 6;
+    const k = Math.min((W - 2 * pad) / room.width, (H - 2 * pad) / room.height);
+    const ox = (W - room.width * k) / 2, oy = (H + room.height * k) / 2;
+    const px = (x) => ox + x * k, py = (y) => oy - y * k;
+    g.strokeStyle = '#000'; g.lineWidth = 3;
+    g.strokeRect(px(0), py(room.height), room.width * k, room.height * k);
+    g.strokeStyle = '#9aa1ab'; g.lineWidth = 2; g.beginPath();
+    let pen = false, last = null;
+    for (const s of hist) {
+      if (s.x == null) { pen = false; continue; }
+      if (pen) g.lineTo(px(s.x), py(s.y)); else g.moveTo(px(s.x), py(s.y));
+      pen = true; last = s;
+    }
+    g.stroke();
+    if (!last) return;
+    const cx = px(last.x), cy = py(last.y), h = last.h || 0, cos = Math.cos(h), sin = -Math.sin(h);
+    if (last.d != null) {       // the distance sensor's ray
+      g.strokeStyle = '#c00000'; g.lineWidth = 1.5; g.beginPath(); g.moveTo(cx, cy);
+      g.lineTo(cx + cos * last.d / 100 * k, cy + sin * last.d / 100 * k); g.stroke();
+    }
+    const r = Math.max(7, 0.12 * k);
+    g.fillStyle = COLORS.d; g.beginPath();
+    g.moveTo(cx + cos * r, cy + sin * r);
+    g.lineTo(cx - cos * r * 0.7 - sin * r * 0.7, cy - sin * r * 0.7 + cos * r * 0.7);
+    g.lineTo(cx - cos * r * 0.7 + sin * r * 0.7, cy - sin * r * 0.7 - cos * r * 0.7);
+    g.closePath(); g.fill();
+  }
+
+  // -------------------------------------------------------------------- input
+  // Each source yields [throttle, steer] in [-1, 1] or null when idle.
+  const stick = { id: null, epoch: -1, t: 0, s: 0, blocked: false };
+  const keys = new Set();
+  const pad = { index: null, armed: false, value: null, stopWas: false };
+  let latched = false;          // emergency stop: nothing drives until unlocked
+  let driving = false;          // the last thing we told the car was `drive`
+  let lastDrive = 0;
+  let lastDemand = null;
+
+  function stickDemand() {
+    return stick.id !== null && stick.epoch === epoch && !stick.blocked ? [stick.t, stick.s] : null;
+  }
+  function keyDemand() {
+    if (!keys.size) return null;
+    const k = (a, b) => (keys.has(a) || keys.has(b) ? 1 : 0);
+    return [k('KeyW', 'ArrowUp') - k('KeyS', 'ArrowDown'), k('KeyD', 'ArrowRight') - k('KeyA', 'ArrowLeft')];
+  }
+  function demand() {
+    if (!online || latched) return null;
+    return stickDemand() || keyDemand() || pad.value;
+  }
+
+  // Sends `drive` while any input is held (the heartbeat) and one `stop` when it ends.
+  // Called every tick and on every input change, at most every 40 ms for changes.
+  function pump(fromTick) {
+    const d = demand();
+    const t = now();
+    if (d) {
+      const changed = !lastDemand || d[0] !== lastDemand[0] || d[1] !== lastDemand[1];
+      if (fromTick ? t - lastDrive >= TICK_MS - 15 : changed && t - lastDrive >= 40) {
+        if (send({ type: 'drive', throttle: round2(d[0]), steer: round2(d[1]) })) {
+          lastDrive = t; lastDemand = d; driving = true;
+        }
+      }
+    } else if (driving) {
+      stopCar();
+    }
+  }
+
+  function stopCar() {
+    driving = false; lastDemand = null;
+    // A viewer letting go must not stop somebody else's driving; anyone may still press STOP.
+    if (!otherDrives()) send({ type: 'stop' }, true);
+  }
+
+  function releaseAll() {
+    releaseStick();
+    keys.clear();
+    pad.armed = false; pad.value = null;
+    setHorn(false);
+    pump(false);
+  }
+
+  // Stick: the first finger down owns it (pointer capture); other fingers are ignored.
+  function releaseStick() {
+    if (stick.id !== null && ui.stick.hasPointerCapture && ui.stick.hasPointerCapture(stick.id)) {
+      try { ui.stick.releasePointerCapture(stick.id); } catch (e) { /* gone */ }
+    }
+    stick.id = null; stick.t = stick.s = 0;
+    renderStick();
+  }
+
+  function moveStick(e) {
+    const r = ui.stick.getBoundingClientRect();
+    const radius = Math.min(r.width, r.height) * 0.47 * 0.82;  // knob travel inside the base ring
+    let dx = (e.clientX - r.left - r.width / 2) / radius;
+    let dy = (e.clientY - r.top - r.height / 2) / radius;
+    const m = Math.hypot(dx, dy);
+    if (m > 1) { dx /= m; dy /= m; }
+    const dead = m < 0.08;
+    stick.t = dead ? 0 : round2(-dy);
+    stick.s = dead ? 0 : round2(dx);
+    ui.knob.style.transform = 'translate(' + dx * radius + 'px,' + dy * radius + 'px)';
+    pump(false);
+  }
+
+  function renderStick() {
+    const active = stick.id !== null && !latched;
+    ui.stick.classList.toggle('active', active);
+    ui.stick.classList.toggle('locked', latched);
+    if (!active) ui.knob.style.transform = '';
+    ui.hint.textContent = latched ? 'STOPPED · tap to unlock' : 'DRIVE';
+  }
+
+  ui.stick.addEventListener('pointerdown', (e) => {
+    e.preventDefault();
+    if (stick.id !== null) return;                      // a second finger: ignore it
+    if (latched) { latched = false; ui.estop.classList.remove('latched'); ui.estop.textContent = 'STOP'; renderStick(); return; }
+    if (!online) { toast('Not connected to the car'); return; }
+    ui.stick.setPointerCapture(e.pointerId);
+    stick.id = e.pointerId;
+    stick.epoch = epoch;
+    stick.blocked = false;
+    renderStick();
+    moveStick(e);
+  });
+  ui.stick.addEventListener('pointermove', (e) => { if (e.pointerId === stick.id) moveStick(e); });
+  const stickUp = (e) => { if (e.pointerId === stick.id) { releaseStick(); pump(false); } };
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.stick.addEventListener(type, stickUp);
+
+  // Emergency stop: acts on pointerdown (no click delay), latches the stick until unlocked.
+  function emergencyStop() {
+    latched = true;
+    ui.estop.classList.add('latched');
+    ui.estop.textContent = 'STOPPED';
+    releaseStick(); keys.clear(); pad.armed = false; pad.value = null;
+    driving = false; lastDemand = null;
+    send({ type: 'stop' }, true);
+    renderStick();
+  }
+  ui.estop.addEventListener('pointerdown', (e) => { e.preventDefault(); emergencyStop(); });
+  ui.estop.addEventListener('click', (e) => { if (e.detail === 0) emergencyStop(); });  // keyboard / screen reader
+
+  // Keyboard: WASD or arrows drive while held, Space stops. Key repeats are ignored
+  // so a key held across a reconnect must be pressed again.
+  const DRIVE_KEYS = new Set(['KeyW', 'KeyA', 'KeyS', 'KeyD', 'ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight']);
+  window.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.code === 'Space') { e.preventDefault(); keys.clear(); stopCar(); send({ type: 'stop' }, true); return; }
+    if (e.code === 'KeyH' && !e.repeat) { setHorn(true); return; }
+    if (!DRIVE_KEYS.has(e.code)) return;
+    if (e.target === ui.speed && e.code.startsWith('Arrow')) return;  // let the slider have its arrows
+    e.preventDefault();
+    if (e.repeat || !online || latched) return;
+    keys.add(e.code);
+    pump(false);
+  });
+  window.addEventListener('keyup', (e) => {
+    if (e.code === 'KeyH') setHorn(false);
+    if (keys.delete(e.code)) pump(false);
+  });
+
+  // Gamepad: left stick drives, B / circle is the emergency stop. After a disconnect or a
+  // stop the stick must come back to centre before it drives again.
+  window.addEventListener('gamepadconnected', (e) => { pad.index = e.gamepad.index; toast('Gamepad connected'); });
+  window.addEventListener('gamepaddisconnected', (e) => {
+    if (e.gamepad.index === pad.index) { pad.index = null; pad.value = null; pump(false); }
+  });
+  function pollPad() {
+    if (pad.index === null || !navigator.getGamepads) return;
+    const gp = navigator.getGamepads()[pad.index];
+    if (!gp) return;
+    const stopNow = !!(gp.buttons[1] && gp.buttons[1].pressed);
+    if (stopNow && !pad.stopWas) emergencyStop();
+    pad.stopWas = stopNow;
+    const shape = (v) => (Math.abs(v) < 0.15 ? 0 : round2(Math.sign(v) * (Math.abs(v) - 0.15) / 0.85));
+    const t = -shape(gp.axes[1] || 0), s = shape(gp.axes[0] || 0);
+    if (!t && !s) { pad.armed = online && !latched; pad.value = null; return; }
+    pad.value = pad.armed ? [t, s] : null;
+  }
+
+  // Leaving the page in any way stops the car.
+  window.addEventListener('blur', releaseAll);
+  window.addEventListener('pagehide', releaseAll);
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) releaseAll(); else reconnectNow();
+  });
+  window.addEventListener('online', reconnectNow);
+  ui.stick.addEventListener('contextmenu', (e) => e.preventDefault());
+
+  // ---------------------------------------------------------------- actuators
+  ui.light.addEventListener('click', () => {
+    send({ type: 'actuator', name: 'light', value: !car.light }, true);
+  });
+  let hornOn = false;
+  function setHorn(on) {
+    if (on === hornOn) return;
+    hornOn = on;
+    ui.horn.classList.toggle('on', on);
+    send({ type: 'actuator', name: 'horn', value: on }, true);
+  }
+  ui.horn.addEventListener('pointerdown', (e) => {
+    e.preventDefault(); ui.horn.setPointerCapture(e.pointerId); setHorn(true);
+  });
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.horn.addEventListener(type, () => setHorn(false));
+  ui.horn.addEventListener('contextmenu', (e) => e.preventDefault());
+
+  // Speed limit: sent while sliding (at most every 100 ms) and once on release.
+  let speedTouched = -Infinity, speedSent = 0;
+  function showSpeed(pct) { ui.speed.value = pct; ui.speedVal.textContent = pct + '%'; }
+  function sendSpeed(final) {
+    speedTouched = now();
+    ui.speedVal.textContent = ui.speed.value + '%';
+    if (final || speedTouched - speedSent >= 100) {
+      speedSent = speedTouched;
+      send({ type: 'speed_limit', value: ui.speed.value / 100 }, true);
+    }
+  }
+  ui.speed.addEventListener('input', () => sendSpeed(false));
+  ui.speed.addEventListener('change', () => sendSpeed(true));
+
+  // ---------------------------------------------------------------- misc
+  let toastTimer = 0;
+  function toast(text) {
+    ui.toast.textContent = text;
+    ui.toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 2500);
+  }
+  ui.banner.addEventListener('click', reconnectNow);
+  window.addEventListener('resize', requestDraw);
+
+  // One steady tick: drive heartbeat, gamepad, ping, link watchdog, banner countdown.
+  setInterval(() => {
+    pollPad();
+    pump(true);
+    const t = now();
+    if (ws && ws.readyState === 1) {
+      if (t - lastPing >= PING_MS) ping();
+      if (t - lastHeard > SILENCE_MS) dropped();
+    } else if (ws && t - connectStarted > SILENCE_MS) {
+      dropped();                // a connect that hangs (car out of range) is retried
+    }
+    renderBanner();
+  }, TICK_MS);
+
+  renderStick();
+  renderRole();
+  connect();
+})();
