@@ -1,0 +1,197 @@
+# Car configuration: config.json merged over safe defaults, every key checked.
+# A bad value never stops the car from booting: it is reported by its dotted
+# name ("limits.deadman_ms: must be an int between 50 and 5000") and replaced
+# by the default, so the car comes up with motors off and a working page.
+import json
+
+import hardware
+
+DEFAULTS = {
+    "wifi": {
+        "networks": [],  # station networks tried in order: [{"ssid", "password"}]
+        "ap": {"ssid": "tether-car", "password": "tether-car", "open": False},
+        "hostname": "tether-car",
+        "timeout_s": 10,  # per station network
+    },
+    "hardware": hardware.DEFAULTS,
+    "limits": {
+        "max_speed": 1.0,  # scales every motor command, 0..1
+        "deadman_ms": 500,  # no drive command for this long -> stop
+        "telemetry_hz": 20,
+        "stop_distance_cm": 20,  # forward refused closer than this; 0 = off
+        "slew": 4.0,  # max change of a motor value per second (4 -> 0..1 in 250 ms)
+        "watchdog_ms": 8000,  # board resets if the control loop stalls; 0 = off
+    },
+    "server": {"port": 80, "max_clients": 4},
+    "access": {"token": None},  # reserved for a later access-token feature
+}
+
+# dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
+# (length low..high), h hostname, p AP password, t token (null or string).
+RULES = (
+    ("wifi.ap.ssid", "s", 1, 32),
+    ("wifi.ap.open", "b", 0, 0),
+    ("wifi.ap.password", "p", 8, 63),
+    ("wifi.hostname", "h", 1, 32),
+    ("wifi.timeout_s", "i", 1, 60),
+    ("limits.max_speed", "f", 0, 1),
+    ("limits.deadman_ms", "i", 50, 5000),
+    ("limits.telemetry_hz", "i", 1, 50),
+    ("limits.stop_distance_cm", "f", 0, 400),
+    ("limits.slew", "f", 0.1, 100),
+    ("limits.watchdog_ms", "i", 0, 60000),
+    ("server.port", "i", 1, 65535),
+    ("server.max_clients", "i", 1, 8),
+    ("access.token", "t", 8, 64),
+)
+
+_MISSING = object()
+
+
+def copy(value):
+    if type(value) is dict:
+        return {k: copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy(v) for v in value]
+    return value
+
+
+def get(tree, dotted, default=_MISSING):
+    for part in dotted.split("."):
+        if type(tree) is not dict or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def put(tree, dotted, value):
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        tree = tree[part]
+    tree[parts[-1]] = value
+
+
+def is_number(v):
+    # bool is not a number here (CPython makes it an int subclass)
+    return type(v) in (int, float) and v == v and v - v == 0
+
+
+def check(kind, v, lo, hi, open_ap=False):
+    """None when v is acceptable, else what it must be."""
+    if kind == "i":
+        if type(v) is int and lo <= v <= hi:
+            return None
+        return "must be an int between %d and %d" % (lo, hi)
+    if kind == "f":
+        if is_number(v) and lo <= v <= hi:
+            return None
+        return "must be a number between %s and %s" % (lo, hi)
+    if kind == "b":
+        return None if type(v) is bool else "must be true or false"
+    if kind == "t":
+        if v is None or (type(v) is str and lo <= len(v) <= hi):
+            return None
+        return "must be null or a string of %d to %d characters" % (lo, hi)
+    if kind == "p" and open_ap:
+        return None if type(v) is str else "must be a string"
+    if type(v) is not str or not lo <= len(v) <= hi:
+        if kind == "p":
+            return ("must be %d to %d characters (WPA2); an open access point "
+                    "needs wifi.ap.open set to true" % (lo, hi))
+        return "must be a string of %d to %d characters" % (lo, hi)
+    if kind == "h":
+        for c in v:
+            if not (c.isalpha() or c.isdigit() or c == "-"):
+                return "must contain only letters, digits and '-'"
+    return None
+
+
+def _networks(value, errors):
+    if type(value) is not list:
+        errors.append("wifi.networks: must be a list of {\"ssid\", \"password\"}")
+        return []
+    good = []
+    for i, net in enumerate(value):
+        name = "wifi.networks[%d]" % i
+        if type(net) is not dict:
+            errors.append(name + ": must be an object with ssid and password")
+            continue
+        ssid, password = net.get("ssid"), net.get("password", "")
+        why = check("s", ssid, 1, 32)
+        if why:
+            errors.append(name + ".ssid: " + why)
+        elif type(password) is not str or len(password) > 63:
+            errors.append(name + ".password: must be a string of at most 63 characters")
+        else:
+            good.append({"ssid": ssid, "password": password})
+    return good
+
+
+def _unknown(user, defaults, prefix, errors):
+    # A misspelt key would otherwise be silently ignored.
+    for key, value in user.items():
+        name = prefix + key
+        if key not in defaults:
+            errors.append(name + ": unknown key (ignored)")
+        elif type(defaults[key]) is dict:
+            if type(value) is not dict:
+                errors.append(name + ": must be an object")
+            elif key != "hardware":
+                _unknown(value, defaults[key], name + ".", errors)
+
+
+def _hardware(user, errors):
+    # The hardware layer checks its own section (keys come back dotted,
+    # "hardware.pins.left_in1"). A bad key falls back to its default as a
+    # whole ("pins" is one table there); if that still does not validate,
+    # the whole section does.
+    section = copy(user) if type(user) is dict else {}
+    found = hardware.validate(section)
+    for key, message in found:
+        errors.append("%s: %s" % (key, message))
+        top = key.split(".")[1] if "." in key else ""
+        if top in hardware.DEFAULTS:
+            section[top] = copy(hardware.DEFAULTS[top])
+        elif top in section:
+            del section[top]
+    if found and hardware.validate(section):
+        errors.append("hardware: still invalid, using the default hardware section")
+        section = {}
+    return hardware.merged(section)
+
+
+def validate(user):
+    """(config, errors) from a parsed JSON object; config is always usable."""
+    errors = []
+    cfg = copy(DEFAULTS)
+    if type(user) is not dict:
+        errors.append("config: must be a JSON object")
+        return cfg, errors
+    _unknown(user, DEFAULTS, "", errors)
+    open_ap = get(user, "wifi.ap.open") is True  # open only when explicitly true
+    for key, kind, lo, hi in RULES:
+        value = get(user, key)
+        if value is _MISSING:
+            continue
+        why = check(kind, value, lo, hi, open_ap)
+        if why:
+            errors.append("%s: %s" % (key, why))
+        else:
+            put(cfg, key, float(value) if kind == "f" else value)
+    networks = get(user, "wifi.networks")
+    if networks is not _MISSING:
+        cfg["wifi"]["networks"] = _networks(networks, errors)
+    cfg["hardware"] = _hardware(user.get("hardware"), errors)
+    return cfg, errors
+
+
+def load(path="config.json"):
+    """(config, errors) from a file; an unreadable file gives the defaults."""
+    try:
+        with open(path) as f:
+            user = json.load(f)
+    except OSError:
+        return copy(DEFAULTS), [path + ": cannot be read, using defaults"]
+    except ValueError:
+        return copy(DEFAULTS), [path + ": not valid JSON, using defaults"]
+    return validate(user)
