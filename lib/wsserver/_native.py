@@ -1,0 +1,63 @@
+# Hot loops compiled to machine code with MicroPython's viper emitter.
+# Imported only where viper exists; mask.py and utf8.py fall back to Python.
+import micropython
+
+
+@micropython.viper
+def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
+    need = state & 3
+    lo = (state >> 8) & 0xFF
+    hi = (state >> 16) & 0xFF
+    i = start
+    while i < end:
+        b = buf[i]
+        i += 1
+        if need == 0:
+            if b < 0x80:
+                continue
+            if b < 0xC2:
+                return -1
+            lo = 0x80
+            hi = 0xBF
+            if b < 0xE0:
+                need = 1
+            elif b < 0xF0:
+                need = 2
+                if b == 0xE0:
+                    lo = 0xA0
+                elif b == 0xED:
+                    hi = 0x9F
+            elif b < 0xF5:
+                need = 3
+                if b == 0xF0:
+                    lo = 0x90
+                elif b == 0xF4:
+                    hi = 0x8F
+            else:
+                return -1
+        else:
+            if b < lo or b > hi:
+                return -1
+            need -= 1
+            lo = 0x80
+            hi = 0xBF
+    if need == 0:
+        return 0
+    return need | (lo << 8) | (hi << 16)
+
+
+@micropython.viper
+def unmask(buf: ptr8, n: int, key: ptr8):
+    # `buf` must be the start of a bytearray (heap-aligned): we XOR a word at
+    # a time, which faults on unaligned addresses on Xtensa.
+    k = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)
+    words = ptr32(buf)
+    nw = n >> 2
+    i = 0
+    while i < nw:
+        words[i] = words[i] ^ k
+        i += 1
+    i = nw << 2
+    while i < n:
+        buf[i] = buf[i] ^ key[i & 3]
+        i += 1

@@ -1,0 +1,268 @@
+# WebSocket framing (RFC 6455 §5) as a sans-I/O codec: bytes in, events out;
+# messages in, bytes to send out. No sockets, no asyncio: it runs the same on
+# MicroPython and CPython, so it can be unit-tested and fuzzed alone.
+#
+#   codec = Codec(max_message=65536)
+#   for opcode, payload in codec.receive(data): ...
+#   wire_bytes = encode(TEXT, "hi")
+#
+# Events: (TEXT, str), (BINARY, bytes), (PING, bytes), (PONG, bytes),
+# (CLOSE, (code, reason)). Broken rules raise ProtocolError(close_code, why).
+
+from .errors import ProtocolError
+from .mask import unmask
+from .utf8 import validate as utf8_validate
+
+CONT = 0x0
+TEXT = 0x1
+BINARY = 0x2
+CLOSE = 0x8
+PING = 0x9
+PONG = 0xA
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED = 1003
+CLOSE_NO_STATUS = 1005
+CLOSE_ABNORMAL = 1006
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+
+def valid_close_code(code):
+    # §7.4.1 + IANA registry: the codes a peer may put on the wire.
+    return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
+
+
+def encode(opcode, payload=b"", fin=True):
+    """One unmasked server frame. `payload`: bytes-like, or str for text."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        return bytes((b0, n)) + payload
+    if n < 65536:
+        return bytes((b0, 126, n >> 8, n & 0xFF)) + payload
+    return bytes((b0, 127)) + n.to_bytes(8, "big") + payload
+
+
+def encode_message(message):
+    """str -> text frame, bytes-like -> binary frame."""
+    if isinstance(message, str):
+        return encode(TEXT, message)
+    return encode(BINARY, message)
+
+
+def encode_close(code=CLOSE_NORMAL, reason=""):
+    if code == CLOSE_NO_STATUS:
+        return encode(CLOSE)
+    reason = reason.encode() if isinstance(reason, str) else reason
+    # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
+    return encode(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
+
+
+class Codec:
+    """Server side of a WebSocket connection's incoming byte stream."""
+
+    def __init__(self, max_message=65536):
+        self.max_message = max_message
+        self._head = b""  # a frame header split across reads (< 14 bytes)
+        self._frame = None  # payload of a frame still arriving (bytearray)
+        self._have = 0  # bytes of _frame received so far
+        self._fin_op = 0  # fin bit | opcode of the frame still arriving
+        self._key = b""  # its masking key
+        self._msg_op = 0  # opcode of a fragmented message being assembled, 0 = none
+        self._msg = None  # its payload so far (bytearray, grows by doubling)
+        self._msg_len = 0
+        self._utf8 = 0  # UTF-8 validator state carried across fragments
+        self.error = None  # a ProtocolError found after events that came before it
+
+    # -- receiving --------------------------------------------------------
+
+    def receive(self, data):
+        """Feed bytes from the peer; returns the list of complete events.
+
+        `data` may be a memoryview of a buffer the caller reuses: nothing is
+        kept that points into it.
+        """
+        if self.error is not None:
+            raise self.error
+        events = []
+        mv = memoryview(data)
+        end = len(mv)
+        pos = 0
+        try:
+            while pos < end:
+                if self._frame is not None:
+                    pos = self._fill(mv, pos, end)
+                    if self._have == len(self._frame):
+                        self._payload_done(events)
+                elif self._head:
+                    pos = self._resume_header(mv, pos, end, events)
+                else:
+                    pos = self._parse(mv, pos, end, events)
+        except ProtocolError as e:
+            if not events:
+                raise
+            # Hand out what came before the broken frame first; fail after.
+            self.error = e
+        return events
+
+    def pending_payload(self):
+        """Writable memoryview of the part of a large frame still to arrive, or None.
+
+        Lets the I/O layer read a big payload straight into place; report what
+        was read with payload_received(n).
+        """
+        if self._frame is None:
+            return None
+        return memoryview(self._frame)[self._have:]
+
+    def payload_received(self, n):
+        self._have += n
+        events = []
+        if self._have == len(self._frame):
+            self._payload_done(events)
+        return events
+
+    def _fill(self, mv, pos, end):
+        frame = self._frame
+        take = min(end - pos, len(frame) - self._have)
+        frame[self._have:self._have + take] = mv[pos:pos + take]
+        self._have += take
+        return pos + take
+
+    def _payload_done(self, events):
+        frame = self._frame
+        self._frame = None
+        unmask(frame, len(frame), self._key)
+        self._dispatch(self._fin_op, frame, events)
+
+    def _resume_header(self, mv, pos, end, events):
+        old = self._head
+        take = min(14 - len(old), end - pos)
+        joined = old + bytes(mv[pos:pos + take])
+        self._head = b""
+        used = self._parse(memoryview(joined), 0, len(joined), events)
+        if self._head:
+            return pos + take  # still incomplete: all of it is kept as the head
+        return pos + used - len(old)
+
+    def _parse(self, mv, pos, end, events):
+        """Parse one frame at mv[pos:]; returns the new position."""
+        avail = end - pos
+        if avail < 2:
+            self._head = bytes(mv[pos:end])
+            return end
+        b0 = mv[pos]
+        b1 = mv[pos + 1]
+        if b0 & 0x70:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "RSV bits set without a negotiated extension (RFC 6455 §5.2)")
+        opcode = b0 & 0x0F
+        if not b1 & 0x80:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 §5.1)")
+        n = b1 & 0x7F
+        if opcode >= 8:
+            if opcode > PONG:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved control opcode 0x%X (RFC 6455 §5.2)" % opcode)
+            if not b0 & 0x80:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frames must not be fragmented (RFC 6455 §5.5)")
+            if n > 125:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes (RFC 6455 §5.5)")
+        elif opcode > BINARY:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved data opcode 0x%X (RFC 6455 §5.2)" % opcode)
+        hlen = 6
+        if n == 126:
+            hlen = 8
+        elif n == 127:
+            hlen = 14
+        if avail < hlen:
+            self._head = bytes(mv[pos:end])
+            return end
+        if n == 126:
+            n = (mv[pos + 2] << 8) | mv[pos + 3]
+        elif n == 127:
+            n = int.from_bytes(bytes(mv[pos + 2:pos + 10]), "big")
+            if n >> 63:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set (RFC 6455 §5.2)")
+        if opcode < 8 and n + (self._msg_len if opcode == CONT else 0) > self.max_message:
+            raise ProtocolError(CLOSE_TOO_BIG, "message over the %d-byte limit" % self.max_message)
+        key_at = pos + hlen - 4
+        start = pos + hlen
+        if end - start >= n:
+            # Common case: the whole frame is in this read.
+            payload = bytearray(mv[start:start + n])
+            unmask(payload, n, mv[key_at:start])
+            self._dispatch(b0 & 0x8F, payload, events)
+            return start + n
+        self._key = bytes(mv[key_at:start])
+        self._fin_op = b0 & 0x8F
+        self._frame = bytearray(n)
+        self._have = 0
+        return self._fill(mv, start, end)
+
+    def _dispatch(self, fin_op, payload, events):
+        opcode = fin_op & 0x0F
+        fin = fin_op & 0x80
+        if opcode >= 8:
+            if opcode == CLOSE:
+                events.append((CLOSE, self._close_payload(payload)))
+            else:
+                events.append((opcode, bytes(payload)))
+            return
+        if opcode == CONT:
+            if not self._msg_op:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue (RFC 6455 §5.4)")
+            opcode = self._msg_op
+        elif self._msg_op:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new data frame before the fragmented message finished (RFC 6455 §5.4)")
+        if opcode == TEXT:
+            state = utf8_validate(payload, 0, len(payload), self._utf8)
+            if state < 0 or (fin and state):
+                self._reset_message()
+                raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+            self._utf8 = state
+        if fin and not self._msg_op:
+            events.append((opcode, str(payload, "utf-8") if opcode == TEXT else bytes(payload)))
+            return
+        self._append(opcode, payload)
+        if fin:
+            data = memoryview(self._msg)[:self._msg_len]
+            events.append((opcode, str(data, "utf-8") if opcode == TEXT else bytes(data)))
+            self._reset_message()
+
+    def _append(self, opcode, payload):
+        self._msg_op = opcode
+        need = self._msg_len + len(payload)
+        msg = self._msg
+        if msg is None or len(msg) < need:
+            grown = bytearray(max(need, 2 * self._msg_len, 64))
+            if msg is not None:
+                grown[:self._msg_len] = memoryview(msg)[:self._msg_len]
+            self._msg = msg = grown
+        msg[self._msg_len:need] = payload
+        self._msg_len = need
+
+    def _reset_message(self):
+        self._msg_op = 0
+        self._msg = None
+        self._msg_len = 0
+        self._utf8 = 0
+
+    @staticmethod
+    def _close_payload(payload):
+        n = len(payload)
+        if n == 0:
+            return (CLOSE_NO_STATUS, "")
+        if n == 1:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload (RFC 6455 §5.5.1)")
+        code = (payload[0] << 8) | payload[1]
+        if not valid_close_code(code):
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code %d (RFC 6455 §7.4)" % code)
+        if utf8_validate(payload, 2, n, 0) != 0:
+            raise ProtocolError(CLOSE_INVALID_DATA, "close reason is not valid UTF-8 (RFC 6455 §5.5.1)")
+        return (code, str(payload[2:], "utf-8"))

@@ -1,0 +1,66 @@
+# The opening handshake, server side (RFC 6455 §4.2).
+
+import binascii
+import hashlib
+
+from .errors import HTTPError
+from .http import header_tokens, response_head
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (§4.2.2)."""
+    digest = hashlib.sha1(key.encode() + GUID).digest()
+    return binascii.b2a_base64(digest).strip().decode()
+
+
+def _valid_key(key):
+    # base64 of exactly 16 bytes: 22 alphabet characters then "==" (§4.1).
+    if len(key) != 24 or key[22:] != "==":
+        return False
+    for c in key[:22].encode():
+        if c not in _B64:
+            return False
+    return len(binascii.a2b_base64(key)) == 16
+
+
+def check_upgrade(request):
+    """Raise HTTPError naming the first handshake rule the request breaks."""
+    h = request.headers
+    if request.method != "GET":
+        raise HTTPError(405, "WebSocket handshake must use GET", [("Allow", "GET")])
+    if request.version != "HTTP/1.1":
+        raise HTTPError(400, "WebSocket handshake needs HTTP/1.1")
+    if "host" not in h:
+        raise HTTPError(400, "missing Host header")
+    if "websocket" not in header_tokens(h.get("upgrade", "")):
+        raise HTTPError(400, "Upgrade header must contain 'websocket'")
+    if "upgrade" not in header_tokens(h.get("connection", "")):
+        raise HTTPError(400, "Connection header must contain 'upgrade'")
+    if h.get("sec-websocket-version", "").strip() != "13":
+        raise HTTPError(426, "Sec-WebSocket-Version must be 13",
+                        [("Sec-WebSocket-Version", "13")])
+    if not _valid_key(h.get("sec-websocket-key", "").strip()):
+        raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
+
+
+def choose_subprotocol(request, supported):
+    """The first of our `supported` subprotocols the client offered, else None."""
+    offered = request.headers.get("sec-websocket-protocol")
+    if not offered or not supported:
+        return None
+    offered = [t.strip() for t in offered.split(",")]
+    for name in supported:
+        if name in offered:
+            return name
+    return None
+
+
+def switching_protocols(request, subprotocol=None):
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Accept", accept_key(request.headers["sec-websocket-key"].strip()))]
+    if subprotocol:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    return response_head(101, headers)

@@ -1,0 +1,148 @@
+# HTTP/1.1 request parsing and responses: the small subset a board needs.
+# Sans-I/O: parse_request() takes the bytes of a request head.
+
+from .errors import HTTPError
+
+REASONS = {
+    101: "Switching Protocols", 200: "OK", 304: "Not Modified", 400: "Bad Request",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    408: "Request Timeout", 414: "URI Too Long", 426: "Upgrade Required",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+# RFC 9110 token characters, for header names.
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class Request:
+    def __init__(self, method, target, path, query, version, headers):
+        self.method = method  # "GET"
+        self.target = target  # "/ws?token=x", as sent
+        self.path = path  # "/ws", percent-decoded
+        self.query = query  # {"token": "x"}
+        self.version = version  # "HTTP/1.1"
+        self.headers = headers  # {"host": "car.local"}, names lower-case
+
+
+def find_head_end(data, max_uri):
+    """Index just past the blank line ending the head, or -1 if not there yet.
+
+    Raises 414 as soon as the request line alone is longer than `max_uri`
+    allows, so a client cannot make us buffer a huge URI first.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return end + 4
+    if data.find(b"\r\n") < 0 and len(data) > max_uri + 16:
+        raise HTTPError(414, "request line over %d bytes" % max_uri)
+    return -1
+
+
+def unquote(s):
+    """Percent-decode a URL component; raises 400 on a malformed escape."""
+    if "%" not in s:
+        return s
+    raw = s.encode()
+    out = bytearray()
+    i = 0
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c == 0x25:  # '%'
+            try:
+                out.append(int(raw[i + 1:i + 3], 16))
+            except ValueError:
+                raise HTTPError(400, "malformed percent-escape in URL")
+            if i + 3 > n:
+                raise HTTPError(400, "malformed percent-escape in URL")
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    try:
+        return str(out, "utf-8")
+    except UnicodeError:
+        raise HTTPError(400, "URL is not valid UTF-8")
+
+
+def parse_query(qs):
+    query = {}
+    for pair in qs.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            query[unquote(name.replace("+", " "))] = unquote(value.replace("+", " "))
+    return query
+
+
+def parse_request(head, max_uri=512, max_headers=32):
+    """Parse a request head (bytes up to and including the blank line)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise HTTPError(400, "malformed request line")
+    method, target, version = parts
+    if len(target) > max_uri:
+        raise HTTPError(414, "URI over %d bytes" % max_uri)
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        if version.startswith(b"HTTP/"):
+            raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+        raise HTTPError(400, "malformed HTTP version")
+    for c in method:
+        if c not in _TCHAR:
+            raise HTTPError(400, "malformed method")
+    if target[0] != 0x2F:  # '/': origin-form only
+        raise HTTPError(400, "request target must start with /")
+    headers = {}
+    count = 0
+    for line in lines[1:]:
+        if not line:
+            continue
+        count += 1
+        if count > max_headers:
+            raise HTTPError(431, "more than %d header fields" % max_headers)
+        colon = line.find(b":")
+        if colon <= 0:
+            raise HTTPError(400, "malformed header line")
+        name = line[:colon]
+        for c in name:
+            if c not in _TCHAR:
+                raise HTTPError(400, "malformed header name")
+        try:
+            key = str(name, "utf-8").lower()
+            value = str(line[colon + 1:].strip(), "utf-8")
+        except UnicodeError:
+            raise HTTPError(400, "header is not valid UTF-8")
+        if key in headers:
+            value = headers[key] + ", " + value
+        headers[key] = value
+    try:
+        target = str(target, "utf-8")
+    except UnicodeError:
+        raise HTTPError(400, "URL is not valid UTF-8")
+    path, _, qs = target.partition("?")
+    return Request(str(method, "utf-8"), target, path, parse_query(qs) if qs else {},
+                   str(version, "utf-8"), headers)
+
+
+def header_tokens(value):
+    """'keep-alive, Upgrade' -> ['keep-alive', 'upgrade']"""
+    return [t.strip().lower() for t in value.split(",")]
+
+
+def response_head(status, headers=()):
+    lines = ["HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Unknown"))]
+    for name, value in headers:
+        lines.append("%s: %s\r\n" % (name, value))
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+def error_response(status, reason, headers=None, head_only=False):
+    """A complete plain-text error response that names the problem."""
+    body = (reason + "\n").encode()
+    h = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
+         ("Connection", "close")]
+    if headers:
+        h.extend(headers)
+    return response_head(status, h) + (b"" if head_only else body)

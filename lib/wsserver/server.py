@@ -1,0 +1,518 @@
+# The asyncio server: HTTP requests, static files, WebSocket connections.
+#
+#   server = Server(static_dir="web")
+#
+#   @server.websocket("/ws")
+#   async def echo(ws):
+#       async for message in ws:
+#           await ws.send(message)
+#
+#   server.run("0.0.0.0", 80)
+
+import asyncio
+import sys
+import time
+
+from . import static
+from .errors import ConnectionClosed, HTTPError, ProtocolError
+from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
+                     PING, PONG, Codec, encode, encode_close, encode_message)
+from .handshake import check_upgrade, choose_subprotocol, switching_protocols
+from .http import error_response, find_head_end, parse_request, response_head
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+class WebSocket:
+    """One open WebSocket connection, handed to the route's handler."""
+
+    def __init__(self, server, stream, request, subprotocol, ws_id):
+        self.server = server
+        self.stream = stream
+        self.request = request
+        self.subprotocol = subprotocol
+        self.id = ws_id
+        self.codec = Codec(server.max_message)
+        self.close_code = None  # set once the connection is closed
+        self.close_reason = ""
+        self.dropped = 0  # queued messages dropped because this client was too slow
+        self.last_seen = ticks_ms()
+        self._events = None  # received events not handed out yet
+        self._queue = None  # frames waiting behind a slow socket
+        self._flushing = False
+        self._flushed = None  # Event, made only when a sender must wait
+        self._close_sent = False
+        self._reader = None  # the task reading, while it waits for data
+
+    # -- receiving --------------------------------------------------------
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        message = await self.recv()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def recv(self):
+        """The next message (str or bytes), or None once the connection is closed.
+
+        Pings are answered and the close handshake is completed here, so keep
+        calling it (or `async for`) even on a connection you only send to.
+        """
+        while True:
+            events = self._events
+            if events:
+                opcode, payload = events.pop(0)
+                if opcode <= BINARY:
+                    return payload
+                if opcode == PING:
+                    self._enqueue(encode(PONG, payload), False)
+                elif opcode == CLOSE:
+                    await self._closed_by_peer(payload[0], payload[1])
+                    return None
+                continue
+            if self.close_code is not None:
+                return None
+            if not await self._read():
+                return None
+
+    async def _read(self):
+        server = self.server
+        codec = self.codec
+        self._reader = asyncio.current_task()
+        try:
+            if codec.error is not None:
+                raise codec.error
+            big = codec.pending_payload()
+            if big is not None and len(big) > len(server._buf):
+                n = await self.stream.readinto(big)  # straight into place, no copy
+                if n:
+                    self._events = codec.payload_received(n)
+            else:
+                n = await self.stream.readinto(server._buf)
+                if n:
+                    self._events = codec.receive(server._view[:n])
+            if not n:
+                self._lost()
+                return False
+            self.last_seen = ticks_ms()
+            return True
+        except ProtocolError as e:
+            self._reader = None
+            await self._fail(e.code, e.reason)
+        except MemoryError:
+            self._reader = None
+            await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
+        except (OSError, asyncio.CancelledError):
+            self._lost()
+        finally:
+            self._reader = None
+        return False
+
+    # -- sending ----------------------------------------------------------
+
+    async def send(self, message):
+        """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
+        if self._close_sent or self.close_code is not None:
+            raise ConnectionClosed(self.close_code)
+        frame = encode_message(message)
+        if self._flushing or self._queue:
+            if self._queue is None:
+                self._queue = []
+            self._queue.append(frame)  # in order, never dropped: we wait instead
+            await self._wait_flushed()
+        elif self._write(frame):
+            self._flushing = True
+            await self._flush()
+        if self.close_code == CLOSE_ABNORMAL:
+            raise ConnectionClosed(CLOSE_ABNORMAL)
+
+    def send_nowait(self, message):
+        """Queue a message without waiting. When this client's queue is full
+        the oldest queued message is dropped: a slow reader gets the newest."""
+        self._enqueue(encode_message(message), True)
+
+    def _enqueue(self, frame, droppable):
+        if self._close_sent or self.close_code is not None:
+            return False
+        if not self._flushing and not self._queue:
+            if self._write(frame):
+                self._flushing = True
+                asyncio.create_task(self._flush())
+            return True
+        q = self._queue
+        if q is None:
+            self._queue = q = []
+        q.append(frame)
+        if droppable and len(q) > self.server.max_queue:
+            q.pop(0)
+            self.dropped += 1
+        return True
+
+    def _write(self, frame):
+        """Write without waiting; True if part of it is still buffered."""
+        try:
+            self.stream.write(frame)
+        except OSError:
+            self._lost()
+            return False
+        return bool(self.stream.out_buf)
+
+    async def _flush(self):
+        # Runs while self._flushing: the only writer that waits on the socket.
+        stream = self.stream
+        try:
+            while True:
+                await stream.drain()
+                q = self._queue
+                if not q:
+                    break
+                stream.write(q.pop(0))
+        except (OSError, asyncio.CancelledError):
+            self._queue = None
+            self._lost()
+        finally:
+            self._flushing = False
+            if self._flushed is not None:
+                self._flushed.set()
+
+    async def _wait_flushed(self):
+        while self._flushing:
+            if self._flushed is None:
+                self._flushed = asyncio.Event()
+            else:
+                self._flushed.clear()
+            await self._flushed.wait()
+
+    # -- closing ----------------------------------------------------------
+
+    async def close(self, code=CLOSE_NORMAL, reason=""):
+        """Start the close handshake and wait (up to close_timeout_ms) for the peer's reply."""
+        if self._close_sent or self.close_code is not None:
+            return
+        self._send_close(code, reason)
+        deadline = ticks_ms() + self.server.close_timeout_ms
+        if self._reader is not None:
+            # Another task is reading: it will see the peer's close frame.
+            while self.close_code is None and ticks_diff(deadline, ticks_ms()) > 0:
+                await asyncio.sleep_ms(10)
+        else:
+            try:
+                await asyncio.wait_for_ms(self._drain_until_closed(), self.server.close_timeout_ms)
+            except asyncio.TimeoutError:
+                pass
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        await self._shutdown()
+
+    async def _drain_until_closed(self):
+        while await self.recv() is not None:
+            pass  # data after our close frame is discarded (§5.5.1)
+
+    def _send_close(self, code, reason=""):
+        self._enqueue(encode_close(code, reason), False)
+        self._close_sent = True
+
+    async def _closed_by_peer(self, code, reason):
+        if not self._close_sent:
+            self._send_close(code, reason)  # echo the peer's code (§5.5.1)
+        self.close_code = code
+        self.close_reason = reason
+        await self._shutdown()
+
+    async def _fail(self, code, reason):
+        """Fail the connection for a protocol error (§7.1.7)."""
+        if self.server.debug:
+            print("ws %d: failing with %d: %s" % (self.id, code, reason))
+        self._events = None
+        if not self._close_sent:
+            self._send_close(code, reason)
+            try:
+                await asyncio.wait_for_ms(self._discard_until_close(), self.server.close_timeout_ms)
+            except (asyncio.TimeoutError, ProtocolError, OSError, MemoryError):
+                pass
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        await self._shutdown()
+
+    async def _discard_until_close(self):
+        # After a protocol error the codec's state is unusable: look for the
+        # peer's close frame with a fresh one, ignoring everything else.
+        self.codec = Codec(125)
+        while self.close_code is None:
+            try:
+                n = await self.stream.readinto(self.server._buf)
+            except OSError:
+                return
+            if not n:
+                return
+            try:
+                for opcode, payload in self.codec.receive(self.server._view[:n]):
+                    if opcode == CLOSE:
+                        return
+            except ProtocolError:
+                self.codec = Codec(125)
+
+    def _lost(self):
+        """The TCP connection broke without a close handshake."""
+        if self.close_code is None:
+            self.close_code = CLOSE_ABNORMAL
+        self._close_sent = True
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+
+    async def _shutdown(self):
+        # The server closes the TCP connection first (§7.1.1), after a
+        # bounded wait for what is still queued (our close frame included).
+        if self._flushing:
+            try:
+                await asyncio.wait_for_ms(self._wait_flushed(), self.server.close_timeout_ms)
+            except asyncio.TimeoutError:
+                pass
+        try:
+            await self.stream.wait_closed()
+        except OSError:
+            pass
+
+
+class Server:
+    """A small HTTP + WebSocket server for asyncio on MicroPython.
+
+    Limits (keyword arguments, defaults sized for a board):
+      max_clients=4        open WebSockets; more get 503
+      max_message=4096     bytes in one WebSocket message; more closes with 1009
+      max_queue=8          frames queued per client behind a slow socket
+      max_head=2048        bytes in a request head; more gets 431
+      max_uri=512          bytes in the request target; more gets 414
+      max_headers=32       header fields; more gets 431
+      request_timeout_ms=5000  to receive a whole request head; else 408
+      close_timeout_ms=2000    to wait for the peer's close frame
+      buffer_size=2048     the one receive buffer shared by all connections
+    """
+
+    def __init__(self, static_dir=None, max_clients=4, max_message=4096, max_queue=8,
+                 max_head=2048, max_uri=512, max_headers=32, request_timeout_ms=5000,
+                 close_timeout_ms=2000, buffer_size=2048, debug=False):
+        self.static_dir = static_dir
+        self.max_clients = max_clients
+        self.max_message = max_message
+        self.max_queue = max_queue
+        self.max_head = max_head
+        self.max_uri = max_uri
+        self.max_headers = max_headers
+        self.request_timeout_ms = request_timeout_ms
+        self.close_timeout_ms = close_timeout_ms
+        self.debug = debug
+        self.routes = {}  # WebSocket endpoints
+        self.http_routes = {}
+        self.clients = set()
+        # One buffer for every connection: data is parsed (copied out) before
+        # the next await, so no two connections ever use it at once.
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._next_id = 1
+        self._listener = None
+
+    def websocket(self, path, subprotocols=None, accept=None):
+        """Decorator: `handler(ws)` serves WebSocket connections at `path`.
+
+        subprotocols: the ones we speak, in order of preference.
+        accept(request): return None to accept, or an HTTP status (int, or
+        (status, reason)) to refuse the handshake before the 101.
+        """
+        def register(handler):
+            self.routes[path] = (handler, subprotocols, accept)
+            return handler
+        return register
+
+    def route(self, path):
+        """Decorator: `handler(request)` answers GET/HEAD at `path` with a str or
+        bytes body, or a (status, body, content_type) tuple."""
+        def register(handler):
+            self.http_routes[path] = handler
+            return handler
+        return register
+
+    def broadcast(self, message, path=None):
+        """Send to every open WebSocket (on `path`, if given) without waiting.
+
+        The frame is encoded once. A client whose socket is full gets it
+        queued; past max_queue its oldest queued message is dropped.
+        Returns how many clients it was queued for.
+        """
+        frame = encode_message(message)
+        count = 0
+        for ws in self.clients:
+            if (path is None or ws.request.path == path) and ws._enqueue(frame, True):
+                count += 1
+        return count
+
+    async def start(self, host="0.0.0.0", port=80, backlog=5):
+        """Listen, and return once listening; connections are served in the background."""
+        self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
+        return self._listener
+
+    async def serve(self, host="0.0.0.0", port=80):
+        await self.start(host, port)
+        await self._listener.wait_closed()
+
+    def run(self, host="0.0.0.0", port=80):
+        asyncio.run(self.serve(host, port))
+
+    def close(self):
+        if self._listener:
+            self._listener.close()
+
+    # -- one TCP connection -------------------------------------------------
+
+    async def _serve_connection(self, stream, _writer=None):
+        method = None
+        try:
+            try:
+                request, extra = await asyncio.wait_for_ms(self._read_request(stream), self.request_timeout_ms)
+            except asyncio.TimeoutError:
+                raise HTTPError(408, "request head not complete within %d ms" % self.request_timeout_ms)
+            if request is None:
+                return  # the client went away before sending a request
+            method = request.method
+            route = self.routes.get(request.path)
+            if route is not None:
+                await self._serve_websocket(stream, request, route, extra)
+            elif "upgrade" in request.headers:
+                raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
+            elif request.path in self.http_routes:
+                await self._serve_route(stream, request, self.http_routes[request.path])
+            else:
+                await self._serve_file(stream, request)
+        except HTTPError as e:
+            await self._answer_error(stream, e, method == "HEAD")
+        except OSError:
+            pass
+        except Exception as e:  # a bug: answer 500, keep serving everyone else
+            if self.debug:
+                sys.print_exception(e)
+            await self._answer_error(stream, HTTPError(500, "internal error"), False)
+        finally:
+            try:
+                await stream.wait_closed()
+            except OSError:
+                pass
+
+    async def _answer_error(self, stream, e, head_only):
+        try:
+            stream.write(error_response(e.status, e.reason, e.headers, head_only))
+            await stream.drain()
+        except OSError:
+            pass
+
+    async def _read_request(self, stream):
+        data = b""
+        while True:
+            chunk = await stream.read(self.max_head + 1 - len(data))
+            if not chunk:
+                return None, None
+            data += chunk
+            end = find_head_end(data, self.max_uri)
+            if end >= 0:
+                return parse_request(data[:end], self.max_uri, self.max_headers), data[end:]
+            if len(data) > self.max_head:
+                raise HTTPError(431, "request head over %d bytes" % self.max_head)
+
+    async def _serve_websocket(self, stream, request, route, extra):
+        handler, subprotocols, accept = route
+        check_upgrade(request)
+        if len(self.clients) >= self.max_clients:
+            raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
+                            [("Retry-After", "2")])
+        if accept is not None:
+            verdict = accept(request)
+            if verdict is not None and verdict is not True:
+                if isinstance(verdict, int):
+                    raise HTTPError(verdict, "handshake refused")
+                raise HTTPError(verdict[0], verdict[1])
+        subprotocol = choose_subprotocol(request, subprotocols)
+        stream.write(switching_protocols(request, subprotocol))
+        try:  # low latency for small frames, where the stack allows it
+            stream.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        except (OSError, AttributeError):
+            pass
+        ws = WebSocket(self, stream, request, subprotocol, self._next_id)
+        self._next_id += 1
+        self.clients.add(ws)
+        try:
+            if extra:
+                ws._events = ws.codec.receive(extra)
+            await handler(ws)
+            if ws.close_code is None:
+                await ws.close(CLOSE_NORMAL)
+        except ConnectionClosed:
+            pass
+        except ProtocolError as e:
+            await ws._fail(e.code, e.reason)
+        except Exception as e:  # the handler crashed: tell the peer, keep serving others
+            if self.debug:
+                sys.print_exception(e)
+            if ws.close_code is None:
+                await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self.clients.discard(ws)
+            if ws.close_code is None:
+                ws.close_code = CLOSE_ABNORMAL
+
+    async def _serve_route(self, stream, request, handler):
+        if request.method not in ("GET", "HEAD"):
+            raise HTTPError(405, "only GET and HEAD are allowed here", [("Allow", "GET, HEAD")])
+        result = handler(request)
+        status, ctype = 200, "text/plain; charset=utf-8"
+        if isinstance(result, tuple):
+            status, result, ctype = result
+        body = result.encode() if isinstance(result, str) else result
+        stream.write(response_head(status, [("Content-Type", ctype), ("Content-Length", len(body)),
+                                            ("Cache-Control", "no-store"), ("Connection", "close")]))
+        if request.method != "HEAD":
+            stream.write(body)
+        await stream.drain()
+
+    async def _serve_file(self, stream, request):
+        if self.static_dir is None:
+            raise HTTPError(404, "not found")
+        if request.method not in ("GET", "HEAD"):
+            raise HTTPError(405, "only GET and HEAD are allowed here", [("Allow", "GET, HEAD")])
+        path, size, etag, ctype, gzipped = static.find(
+            self.static_dir, request.path, request.headers.get("accept-encoding", ""))
+        headers = [("Content-Type", ctype), ("ETag", etag), ("Cache-Control", "no-cache"),
+                   ("Vary", "Accept-Encoding"), ("Connection", "close")]
+        if gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        match = request.headers.get("if-none-match")
+        if match and etag in match:
+            stream.write(response_head(304, headers))
+            await stream.drain()
+            return
+        headers.append(("Content-Length", size))
+        stream.write(response_head(200, headers))
+        if request.method == "HEAD":
+            await stream.drain()
+            return
+        # Stream in chunks through the shared buffer: a file is never read whole.
+        buf = self._buf
+        view = self._view
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                stream.write(view[:n])  # whatever the socket doesn't take now is copied
+                await stream.drain()

@@ -1,0 +1,72 @@
+# Static files from one folder (the page in web/), safely.
+
+import os
+
+from .errors import HTTPError
+from .http import unquote
+
+CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8", "json": "application/json",
+    "svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg",
+    "ico": "image/x-icon", "txt": "text/plain; charset=utf-8",
+    "webmanifest": "application/manifest+json", "wasm": "application/wasm",
+}
+
+
+def content_type(name):
+    return CONTENT_TYPES.get(name.rpartition(".")[2].lower(), "application/octet-stream")
+
+
+def safe_relative_path(raw_path):
+    """'/css/app.css' -> 'css/app.css'; raises HTTPError for anything that could leave the folder.
+
+    Checked on the raw path before decoding, then on each decoded segment, so
+    '..', '%2e%2e', '%2f', backslashes and NUL never reach the filesystem.
+    """
+    if "\\" in raw_path or "%2f" in raw_path.lower() or "%5c" in raw_path.lower():
+        raise HTTPError(400, "encoded or back slashes are not allowed in paths")
+    path = unquote(raw_path)
+    if path.endswith("/"):
+        path += "index.html"
+    segments = path.split("/")[1:]
+    for seg in segments:
+        if not seg or seg[0] == "." or "\x00" in seg or "\\" in seg:
+            # '', '.', '..', hidden files: never served.
+            raise HTTPError(404, "not found")
+    return "/".join(segments)
+
+
+def _stat(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st[0] & 0o170000 != 0o100000:  # regular files only
+        return None
+    return st
+
+
+def find(root, raw_path, accept_encoding=""):
+    """Resolve a request path to (fs_path, size, etag, content_type, gzipped).
+
+    Prefers 'X.gz' when the client accepts gzip, so the board can ship only
+    compressed assets.
+    """
+    rel = safe_relative_path(raw_path)
+    full = root + "/" + rel
+    ctype = content_type(rel)
+    if "gzip" in accept_encoding:
+        st = _stat(full + ".gz")
+        if st:
+            return full + ".gz", st[6], _etag(st, "g"), ctype, True
+    st = _stat(full)
+    if st:
+        return full, st[6], _etag(st, ""), ctype, False
+    if _stat(full + ".gz"):
+        raise HTTPError(406, "only a gzip-compressed copy exists and the client does not accept gzip")
+    raise HTTPError(404, "not found")
+
+
+def _etag(st, suffix):
+    return '"%x-%x%s"' % (st[6], st[8], suffix)

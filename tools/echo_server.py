@@ -1,0 +1,83 @@
+# Echo server for conformance runs and benchmarks:
+#   micropython tools/echo_server.py --port N [--host H] [--max-message BYTES] [--bench]
+# Text is echoed as text, binary as binary, at WebSocket path "/".
+# --bench adds: GET /heap and the text "heap" on "/" answer gc.mem_alloc() after
+# gc.collect(); at "/bcast" the text "start" pushes ~80-byte JSON frames to every
+# client there as fast as possible until "stop".
+import sys
+
+sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../lib")
+
+import asyncio
+import gc
+
+from wsserver import Server
+
+
+def parse_args(argv):
+    opts = {"host": "127.0.0.1", "port": 8765, "max-message": 65536, "max-clients": 64,
+            "bench": False, "static": None, "debug": False}
+    i = 1
+    while i < len(argv):
+        name = argv[i].lstrip("-")
+        if name in ("bench", "debug"):
+            opts[name] = True
+        elif name in opts:
+            i += 1
+            opts[name] = argv[i] if name in ("host", "static") else int(argv[i])
+        else:
+            raise SystemExit("unknown option " + argv[i])
+        i += 1
+    return opts
+
+
+def heap():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+def main():
+    opts = parse_args(sys.argv)
+    server = Server(static_dir=opts["static"], max_clients=opts["max-clients"],
+                    max_message=opts["max-message"], debug=opts["debug"],
+                    buffer_size=4096, max_queue=64)
+    bench = opts["bench"]
+
+    @server.websocket("/")
+    async def echo(ws):
+        async for message in ws:
+            if bench and message == "heap":
+                await ws.send(str(heap()))
+            else:
+                await ws.send(message)
+
+    if bench:
+        pushing = [False]
+
+        @server.route("/heap")
+        def heap_route(request):
+            return str(heap())
+
+        async def push():
+            seq = 0
+            while pushing[0]:
+                seq += 1
+                server.broadcast('{"type":"telemetry","seq":%d,"motor":{"left":0.5,"right":0.5},"d":1}' % seq,
+                                 "/bcast")
+                # Let the sockets drain: yield to the loop between rounds.
+                await asyncio.sleep_ms(0)
+
+        @server.websocket("/bcast")
+        async def bcast(ws):
+            async for message in ws:
+                if message == "start" and not pushing[0]:
+                    pushing[0] = True
+                    asyncio.create_task(push())
+                elif message == "stop":
+                    pushing[0] = False
+
+    print("echo server on ws://%s:%d/" % (opts["host"], opts["port"]))
+    server.run(opts["host"], opts["port"])
+
+
+main()
