@@ -173,7 +173,8 @@
     ui.battBox.classList.toggle('warn', low);
     ui.battLabel.textContent = low ? 'Battery LOW' : 'Battery';
     ui.rssi.textContent = m.rssi == null ? '—' : m.rssi;
-    ui.heap.textContent = m.heap_free == null ? '—' : (m.heap_free / 1024).toFixed(1);
+    const kb = m.heap_free / 1024;  // tens of KB on a board, a megabyte on a computer
+    ui.heap.textContent = m.heap_free == null ? '—' : kb < 100 ? kb.toFixed(1) : Math.round(kb);
     car.light = !!m.light;
     ui.light.setAttribute('aria-pressed', String(car.light));
     ui.light.textContent = car.light ? 'Light on' : 'Light';
