@@ -5,7 +5,19 @@
 #   hw.tick(now_ms)  hw.pose()  hw.room()  hw.applied()  hw.simulated
 import sys
 
-from hardware.config import DEFAULTS, merged, validate  # noqa: F401 (re-exported)
+from hardware.defaults import DEFAULTS, merged  # noqa: F401 (re-exported)
+
+
+def validate(cfg, prefix="hardware"):
+    """List of (key, message) for what is wrong in cfg; [] when usable.
+    The checker is loaded for this call and dropped again: it is bigger than
+    everything else here and a board runs it once, at boot."""
+    from hardware import config
+    try:
+        return config.validate(cfg, prefix)
+    finally:
+        sys.modules.pop("hardware.config", None)
+        globals().pop("config", None)
 
 
 def on_board():

@@ -1,5 +1,7 @@
-# The "hardware" section of config.json: defaults, merging and validation.
-# Every key is documented in docs/wiring.md.
+# Validation of the "hardware" section of config.json. Loaded only while
+# hardware.validate() runs (see __init__.py): it is the biggest module here and
+# the board needs it once, at boot.
+from hardware.defaults import DEFAULTS, merged
 
 DRIVERS = ("l298n", "tb6612", "drv8833")
 
@@ -10,52 +12,6 @@ REQUIRED_PINS = {
     "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
 }
 PIN_KEYS = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
-
-# Reference build: ESP32 DevKit + L298N (see docs/wiring.md).
-DEFAULTS = {
-    "mode": "auto",  # auto: simulated twin on the Unix port, real parts on a board
-    "driver": "l298n",
-    "pins": {
-        "left_en": 13, "left_in1": 27, "left_in2": 26,
-        "right_en": 33, "right_in1": 25, "right_in2": 32,
-        "stby": None,
-    },
-    "pwm_freq": 1000,
-    "min_duty": 0.25,
-    "invert_left": False,
-    "invert_right": False,
-    "stop_mode": "coast",
-    "ultrasonic": {"trig": 18, "echo": 19, "timeout_us": 25000},
-    "battery": {"pin": 35, "divider": 4.03},
-    "light": 4,
-    "buzzer": 23,
-    "buzzer_freq": 2000,
-    "servo": None,
-    "sim": {
-        "seed": 1, "width": 4.0, "height": 3.0, "max_speed": 0.6,
-        "accel": 2.0, "wheel_base": 0.15, "noise_cm": 1.0,
-    },
-}
-
-# Sections merged key by key with the defaults. "pins" is deliberately NOT
-# merged: a pins table replaces the default one whole, so a pin you leave out
-# is never driven.
-_MERGED = ("ultrasonic", "battery", "sim")
-
-
-def merged(cfg):
-    """Defaults overlaid with cfg (a dict or None). Does not validate."""
-    cfg = cfg or {}
-    out = {}
-    for key in DEFAULTS:
-        default = DEFAULTS[key]
-        value = cfg.get(key, default)
-        if key in _MERGED and isinstance(value, dict) and value is not default:
-            section = dict(default)
-            section.update(value)
-            value = section
-        out[key] = value
-    return out
 
 
 def _is_num(v):

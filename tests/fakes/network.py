@@ -1,0 +1,19 @@
+# Stand-in for the ESP `network` module (tests only): one station interface
+# whose connection state and RSSI the test sets.
+STA_IF = 0
+AP_IF = 1
+CONNECTED = [True]
+RSSI = [-61]
+
+
+class WLAN:
+    def __init__(self, interface):
+        self.interface = interface
+
+    def isconnected(self):
+        return CONNECTED[0]
+
+    def status(self, param=None):
+        if param == "rssi":
+            return RSSI[0]
+        return 1010
