@@ -290,6 +290,8 @@ def main():
     failed = summarize(results)
     print()
     log("report: %s/index.html" % OUTDIR)
+    if status == 2:
+        log("the results above are PARTIAL: %s" % (reason if not ran else "the server crashed"))
     if failed:
         log("%d case(s) FAILED" % len(failed))
         status = status or 1
