@@ -1,0 +1,200 @@
+# The car application: WebSocket handler, control loop, telemetry loop.
+# Safety rules live here, in order of importance:
+# - the driver's connection closing stops the motors at once (handler finally);
+# - no drive command for deadman_ms stops them and releases control;
+# - the control loop never awaits network I/O, so a slow client cannot delay it;
+# - any crash stops the motors (run()'s finally) before it propagates.
+import asyncio
+import gc
+from time import ticks_add, ticks_diff, ticks_ms
+
+import hardware
+from wsserver import Server
+
+from car import VERSION, protocol
+from car.config import load
+from car.control import Control
+from car.drive import Drive
+
+TICK_MS = 20  # control loop: 50 Hz
+MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
+
+
+class Car:
+    def __init__(self, cfg, hw, server, watchdog=None):
+        limits = cfg["limits"]
+        self.cfg = cfg
+        self.hw = hw
+        self.server = server
+        self.watchdog = watchdog
+        self.drive = Drive(limits["max_speed"], limits["slew"], limits["stop_distance_cm"])
+        self.control = Control(limits["deadman_ms"])
+        self.light = self.horn = False
+        self.horn_owner = None  # the horn stops when whoever sounded it leaves
+        self.distance = None  # last reading, shared by control and telemetry
+        self.sent = (0.0, 0.0)  # what set_motors last got
+        self.seq = 0
+        self.started = self.last_tick = ticks_ms()
+        self.failed = None
+        self.room = hw.room() if hw.simulated else None
+
+    # --- messages -------------------------------------------------------
+
+    def hello(self, ws):
+        limits = self.cfg["limits"]
+        return protocol.hello(
+            VERSION, self.cfg["wifi"]["hostname"], ws.id,
+            "driver" if self.control.is_driver(ws) else "viewer",
+            {"max_speed": limits["max_speed"], "deadman_ms": limits["deadman_ms"],
+             "telemetry_hz": limits["telemetry_hz"], "stop_distance_cm": limits["stop_distance_cm"]},
+            bool(self.hw.simulated), self.room)
+
+    def handle(self, ws, text):
+        """Act on one client message at once; returns the reply or None."""
+        msg, err = protocol.parse(text)
+        if err:
+            return protocol.error(*err)
+        kind = msg["type"]
+        if kind == "drive":
+            was_driver = self.control.is_driver(ws)
+            if not self.control.claim(ws, ticks_ms()):
+                return self.not_driver()
+            self.drive.command(msg["throttle"], msg["steer"])
+            return None if was_driver else protocol.role("driver")
+        if kind == "stop":
+            self.stop_motors()  # anyone may stop, never refused
+        elif kind == "actuator":
+            self.actuate(ws, msg["name"], msg["value"])
+        elif kind == "speed_limit":
+            # The driver sets it; with nobody driving anyone may.
+            if self.control.driver is not None and not self.control.is_driver(ws):
+                return self.not_driver()
+            self.drive.set_speed_limit(msg["value"])
+        elif kind == "ping":
+            return protocol.pong(msg.get("id"))
+        return None
+
+    def not_driver(self):
+        return protocol.error(
+            "not_driver", None, "client %d is driving; wait until it stops or disconnects"
+            % self.control.driver_id())
+
+    def actuate(self, ws, name, value):
+        if name == "light":
+            self.light = value
+            self.hw.set_light(value)
+        elif name == "horn":
+            self.horn = value
+            self.horn_owner = ws if value else None
+            self.hw.set_horn(value)
+        else:
+            self.hw.set_pan(value)
+
+    def stop_motors(self):
+        """Immediate stop: no ramp, straight to the hardware."""
+        self.drive.stop()
+        self.hw.stop()
+        self.sent = (0.0, 0.0)
+
+    def disconnected(self, ws):
+        if self.control.release(ws) is not None:
+            self.stop_motors()
+        if self.horn_owner is ws:
+            self.actuate(ws, "horn", False)
+
+    # --- loops ----------------------------------------------------------
+
+    def tick(self, now):
+        """One control step. Synchronous: nothing here waits on a client."""
+        self.hw.tick(now)
+        if self.control.expired(now):
+            former = self.control.release()
+            self.stop_motors()
+            former.send_nowait(protocol.role("viewer"))
+        dt = min(ticks_diff(now, self.last_tick), MAX_DT_MS)
+        self.last_tick = now
+        self.distance = self.hw.distance_cm()
+        out = self.drive.step(dt, self.distance)
+        if out != self.sent:
+            self.hw.set_motors(out[0], out[1])
+            self.sent = out
+        if self.watchdog:
+            self.watchdog.feed()
+
+    def telemetry(self, now):
+        self.seq += 1
+        d = self.drive
+        return protocol.telemetry(
+            self.seq, ticks_diff(now, self.started), (d.left, d.right), self.hw.applied(),
+            self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
+            self.control.driver_id(), d.speed_limit, self.light, self.horn, self.hw.pose())
+
+    async def control_loop(self):
+        due = ticks_ms()
+        while self.failed is None:
+            now = ticks_ms()
+            self.tick(now)
+            due = ticks_add(due, TICK_MS)
+            wait = ticks_diff(due, ticks_ms())
+            if wait < 0:  # fell behind: resynchronise rather than burst
+                due, wait = ticks_ms(), 0
+            await asyncio.sleep_ms(wait)
+        raise self.failed
+
+    async def telemetry_loop(self):
+        period = 1000 // self.cfg["limits"]["telemetry_hz"]
+        due = ticks_ms()
+        try:
+            while True:
+                if self.server.clients:
+                    # One string for everyone; broadcast never blocks and a
+                    # slow client loses its oldest frames, not the newest.
+                    self.server.broadcast(self.telemetry(ticks_ms()), path="/ws")
+                due = ticks_add(due, period)
+                wait = ticks_diff(due, ticks_ms())
+                if wait < 0:
+                    due, wait = ticks_ms(), 0
+                await asyncio.sleep_ms(wait)
+        except Exception as e:  # hand it to the control loop, which stops the car
+            self.failed = e
+
+    async def serve(self, host, port):
+        await self.server.start(host, port)
+        print("Tether running at http://%s:%d/" % (host, port))
+        asyncio.create_task(self.telemetry_loop())
+        await self.control_loop()
+
+
+def attach(server, car):
+    @server.websocket("/ws")
+    async def car_socket(ws):
+        try:
+            await ws.send(car.hello(ws))
+            async for text in ws:
+                reply = car.handle(ws, text)
+                if reply:
+                    await ws.send(reply)
+        finally:
+            # Synchronous, before this task ends: a vanished driver's motors
+            # stop now, not on the next control tick.
+            car.disconnected(ws)
+
+
+def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
+    """Start the car and serve until a crash (which propagates, motors off).
+    watchdog: optional factory, watchdog(timeout_ms) -> object with feed()."""
+    cfg, errors = load(config_path)
+    for error in errors:
+        print("config error:", error)
+    hw = hardware.create(cfg["hardware"])
+    try:
+        hw.stop()
+        if watchdog:
+            watchdog = watchdog(cfg["limits"]["watchdog_ms"])
+        server = Server(static_dir=static_dir, max_clients=cfg["server"]["max_clients"],
+                        max_message=2 * protocol.MAX_TEXT)
+        car = Car(cfg, hw, server, watchdog)
+        attach(server, car)
+        asyncio.run(car.serve(host, port or cfg["server"]["port"]))
+    finally:
+        hw.stop()

@@ -1,0 +1,380 @@
+"""The car firmware end to end: `micropython main.py` with the simulated car,
+driven over real WebSockets on loopback."""
+import asyncio
+import json
+import time
+import urllib.request
+
+from helpers_car import Client, moving, raw_websocket, run, send_queue, stopped, write_config
+
+CONTROL_TICK_S = 0.020  # lib/car/app.py TICK_MS
+TELEMETRY_S = 0.020  # FAST_LIMITS telemetry_hz 50
+
+
+def start_car(start_micropython, tmp_path, **kw):
+    return start_micropython("main.py", args=["--host", "127.0.0.1", "--config", write_config(tmp_path, **kw)])
+
+
+def test_prints_url_and_serves_the_page(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path)
+    with urllib.request.urlopen(car.url + "/") as r:
+        assert r.status == 200 and b"<html" in r.read().lower()
+    assert "Tether running at http://127.0.0.1:%d/" % car.port in car.output()
+
+
+def test_hello_and_telemetry_follow_the_protocol(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 300})
+
+    async def main():
+        c = await Client.connect(car)
+        t = await c.latest()
+        await c.close()
+        return c.hello, t
+
+    hello, t = run(main())
+    assert hello["firmware"] == "0.1.0" and hello["device"] == "tether-car"
+    assert hello["role"] == "viewer" and isinstance(hello["id"], int)
+    assert hello["limits"] == {"max_speed": 1.0, "deadman_ms": 300, "telemetry_hz": 50,
+                               "stop_distance_cm": 20}
+    assert hello["simulated"] is True and hello["room"] == {"width": 4.0, "height": 3.0}
+    assert set(t) == {"type", "seq", "uptime_ms", "motor", "applied", "distance_cm", "battery_v",
+                      "rssi", "heap_free", "heap_alloc", "driver", "speed_limit", "light", "horn",
+                      "pose"}
+    assert t["motor"] == {"left": 0, "right": 0} and t["applied"] == {"left": 0, "right": 0}
+    assert t["driver"] is None and t["speed_limit"] == 1.0
+    assert t["heap_free"] > 0 and t["heap_alloc"] > 0 and isinstance(t["rssi"], int)
+    assert t["pose"] == {"x": 2.0, "y": 1.5, "heading": 0.0}
+    assert 180 < t["distance_cm"] < 200  # nose 0.1 m ahead of the centre, wall at 4 m
+
+
+def test_forward_increases_x_and_positive_steer_turns_right(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path)
+
+    async def main():
+        c = await Client.connect(car)
+        start = (await c.latest())["pose"]
+        await c.drive(0.5, 0)
+        assert await c.reply() == {"type": "role", "role": "driver"}
+        await c.hold(0.5, 0, 0.5)
+        after_forward = (await c.latest())["pose"]
+        await c.hold(0, 0.5, 0.5)  # turn in place, right
+        after_turn = (await c.latest())["pose"]
+        await c.close()
+        return start, after_forward, after_turn
+
+    start, fwd, turn = run(main())
+    assert fwd["x"] > start["x"] + 0.05, (start, fwd)
+    assert abs(fwd["y"] - start["y"]) < 0.01 and abs(fwd["heading"]) < 0.01
+    # Heading is counter-clockwise positive: a right turn makes it negative.
+    assert turn["heading"] < -0.3, turn
+
+
+def test_deadman_stops_and_releases_control(start_micropython, tmp_path):
+    deadman_ms = 200
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": deadman_ms})
+
+    async def main():
+        c = await Client.connect(car)
+        last_sent = await c.drive(0.5, 0)
+        await c.reply()  # role: driver
+        while not moving(c.telemetry[-1][1] if c.telemetry else {"applied": {"left": 0, "right": 0}}):
+            last_sent = await c.drive(0.5, 0)
+            await asyncio.sleep(0.02)
+        stopped_at, t = await c.wait_for(stopped, timeout=2, since=last_sent)
+        role = await c.reply()
+        await c.close()
+        return (stopped_at - last_sent) * 1000, t, role
+
+    elapsed_ms, t, role = run(main())
+    print("deadman %d ms: stop seen %.0f ms after the last drive" % (deadman_ms, elapsed_ms))
+    # Not before the deadman; at most one control tick + one telemetry period
+    # + 40 ms of scheduling/loopback slack after it.
+    assert deadman_ms * 0.95 <= elapsed_ms <= deadman_ms + (CONTROL_TICK_S + TELEMETRY_S) * 1000 + 40
+    assert t["motor"] == {"left": 0, "right": 0} and t["driver"] is None
+    assert role == {"type": "role", "role": "viewer"}
+
+
+async def drive_until_viewer_sees_motion(driver, viewer):
+    await driver.drive(0.6, 0)
+    await driver.reply()  # role: driver
+    await driver.hold(0.6, 0, 0.1, every=0.03)
+    await viewer.wait_for(moving)
+
+
+def test_driver_close_stops_motors_within_100ms(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path)
+
+    async def one(how):
+        viewer = await Client.connect(car)
+        driver = await Client.connect(car)
+        await drive_until_viewer_sees_motion(driver, viewer)
+        started = time.monotonic()
+        if how == "close":
+            await driver.ws.close()
+        else:  # the phone vanishes: TCP connection dropped, no close frame
+            driver.ws.transport.abort()
+        stopped_at, t = await viewer.wait_for(stopped, timeout=2, since=started)
+        await viewer.close()
+        return (stopped_at - started) * 1000, t
+
+    for how in ("close", "abort"):
+        elapsed_ms, t = run(one(how))
+        print("driver %s: viewer saw the motors stop after %.0f ms" % (how, elapsed_ms))
+        assert elapsed_ms < 100, how
+        assert t["driver"] is None
+
+
+def test_anyone_can_stop(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        viewer = await Client.connect(car)
+        driver = await Client.connect(car)
+        await drive_until_viewer_sees_motion(driver, viewer)
+        sent = await viewer.send({"type": "stop"})
+        stopped_at, t = await viewer.wait_for(stopped, since=sent)
+        await viewer.close()
+        await driver.close()
+        return (stopped_at - sent) * 1000, t
+
+    elapsed_ms, t = run(main())
+    assert elapsed_ms < 100
+    assert t["motor"] == {"left": 0, "right": 0}
+
+
+def test_second_client_cannot_drive(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        a = await Client.connect(car)
+        b = await Client.connect(car)
+        await a.drive(0.5, 0)
+        await a.reply()
+        await a.wait_for(lambda m: m["applied"]["left"] == 0.5)
+        await b.drive(-1, 1)
+        err = await b.reply()
+        speed_err = (await b.send({"type": "speed_limit", "value": 0.2})) and await b.reply()
+        # Several telemetry frames later the motors still follow a.
+        await b.latest()
+        await b.latest()
+        t = await b.latest()
+        await a.close()
+        await b.close()
+        return a.hello["id"], err, speed_err, t
+
+    a_id, err, speed_err, t = run(main())
+    assert err["type"] == "error" and err["code"] == "not_driver"
+    assert str(a_id) in err["message"]
+    assert speed_err["code"] == "not_driver"
+    assert t["driver"] == a_id and t["speed_limit"] == 1.0
+    assert t["motor"] == {"left": 0.5, "right": 0.5} and t["applied"] == {"left": 0.5, "right": 0.5}
+
+
+BAD_MESSAGES = [
+    ("not json", "bad_json", None),
+    ('{"type":"fly"}', "unknown_type", "type"),
+    ('{"type":"drive","steer":0}', "bad_field", "throttle"),
+    ('{"type":"drive","throttle":2,"steer":0}', "bad_field", "throttle"),
+    ('{"type":"drive","throttle":0.1,"steer":"x"}', "bad_field", "steer"),
+    ('{"type":"drive","throttle":NaN,"steer":0}', "bad_field", "throttle"),
+    ('{"type":"drive","throttle":true,"steer":0}', "bad_field", "throttle"),
+    ('{"type":"actuator","name":"laser","value":true}', "bad_field", "name"),
+    ('{"type":"actuator","name":"pan","value":"left"}', "bad_field", "value"),
+    ('{"type":"speed_limit","value":5}', "bad_field", "value"),
+    (b'\x01\x02', "bad_json", None),
+    ('{"type":"ping","id":"%s"}' % ("x" * 600), "too_large", None),
+]
+
+
+def test_bad_messages_get_errors_and_change_nothing(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 3000})
+
+    async def main():
+        c = await Client.connect(car)
+        await c.drive(0.4, 0.1)
+        await c.reply()
+        before = (await c.wait_for(lambda m: m["applied"]["left"] > 0))[1]
+        replies = []
+        for text, _, _ in BAD_MESSAGES:
+            await c.send(text)
+            replies.append(await c.reply())
+        rtt = await c.ping(42)  # still open, still answering
+        after = await c.latest()
+        await c.close()
+        return before, replies, after, rtt
+
+    before, replies, after, _ = run(main())
+    for (text, code, field), reply in zip(BAD_MESSAGES, replies):
+        assert reply["type"] == "error" and reply["code"] == code and reply["field"] == field, (text, reply)
+        assert reply["message"]
+        if field:
+            assert field in reply["message"]
+    for key in ("motor", "applied", "speed_limit", "light", "horn", "driver"):
+        assert after[key] == before[key], key
+
+
+def test_actuators_and_speed_limit(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        a = await Client.connect(car)
+        b = await Client.connect(car)
+        await b.send({"type": "actuator", "name": "light", "value": True})
+        await b.send({"type": "actuator", "name": "horn", "value": True})
+        await b.send({"type": "actuator", "name": "pan", "value": -45})
+        lit = (await a.wait_for(lambda m: m["light"] and m["horn"]))[1]
+        await b.close()  # whoever sounded the horn left: it stops
+        quiet = (await a.wait_for(lambda m: not m["horn"]))[1]
+        await a.drive(1, 0)
+        await a.reply()
+        await a.send({"type": "speed_limit", "value": 0.5})
+        limited = (await a.wait_for(lambda m: m["applied"]["left"] == 0.5))[1]
+        await a.close()
+        return lit, quiet, limited
+
+    lit, quiet, limited = run(main())
+    assert lit["light"] and lit["horn"]
+    assert quiet["light"] and not quiet["horn"]
+    assert limited["speed_limit"] == 0.5 and limited["motor"] == {"left": 0.5, "right": 0.5}
+
+
+def test_obstacle_guard_refuses_forward_near_a_wall(start_micropython, tmp_path):
+    # A 1.2 m room: the wall ahead is 0.5 m from the car's nose.
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000, "stop_distance_cm": 20},
+                    hardware={"width": 1.2, "height": 1.2})
+
+    async def main():
+        c = await Client.connect(car)
+        await c.drive(1, 0)
+        await c.reply()
+        blocked = (await c.wait_for(lambda m: m["distance_cm"] < 20 and stopped(m), timeout=3))[1]
+        await c.hold(1, 0, 0.5)  # keep asking for forward: still refused
+        held = await c.latest()
+        await c.drive(0, 1)  # turning in place is allowed
+        spin = (await c.wait_for(lambda m: m["applied"]["left"] > 0 > m["applied"]["right"]))[1]
+        await c.drive(0, 0)
+        await c.wait_for(stopped)
+        await c.drive(-1, 0)  # so is reversing (facing the wall again after a stop)
+        back = (await c.wait_for(lambda m: m["applied"]["left"] < 0 and m["applied"]["right"] < 0))[1]
+        await c.close()
+        return blocked, held, spin, back
+
+    blocked, held, spin, back = run(main())
+    assert blocked["motor"] == {"left": 1, "right": 1}  # commanded, but not applied
+    assert held["applied"] == {"left": 0, "right": 0}
+    assert held["pose"]["x"] < 1.2 - 0.1 - 0.01  # never reached the wall
+    assert held["distance_cm"] > 3
+    assert spin["applied"]["left"] > 0
+    assert back["applied"]["left"] < 0
+
+
+def test_bad_config_names_the_key_and_runs_on_defaults(start_micropython, tmp_path):
+    bad = {"limits": {"deadman_ms": 10, "telemetry_hz": "fast", "max_speed": 3},
+           "wifi": {"ap": {"password": "short"}}, "server": {"max_clients": 99},
+           "hardware": {"mode": "sim", "driver": "warp"}}
+    path = write_config(tmp_path, raw=json.dumps(bad))
+    car = start_micropython("main.py", args=["--config", path])
+
+    async def main():
+        c = await Client.connect(car)
+        await c.drive(0.3, 0)
+        await c.reply()
+        t = (await c.wait_for(moving))[1]
+        await c.close()
+        return c.hello, t
+
+    hello, t = run(main())
+    out = car.output()
+    assert "config error: limits.deadman_ms: must be an int between 50 and 5000" in out
+    assert "config error: limits.telemetry_hz: must be an int between 1 and 50" in out
+    assert "config error: limits.max_speed: must be a number between 0 and 1" in out
+    assert "config error: wifi.ap.password:" in out
+    assert "config error: server.max_clients: must be an int between 1 and 8" in out
+    assert "config error: hardware.driver:" in out
+    assert hello["limits"] == {"max_speed": 1.0, "deadman_ms": 500, "telemetry_hz": 20,
+                               "stop_distance_cm": 20}
+    assert t["applied"]["left"] > 0
+
+
+def test_unreadable_config_runs_on_defaults(start_micropython, tmp_path):
+    path = write_config(tmp_path, raw="{ this is not json")
+    car = start_micropython("main.py", args=["--config", path])
+
+    async def main():
+        c = await Client.connect(car)
+        await c.close()
+        return c.hello
+
+    assert run(main())["limits"]["deadman_ms"] == 500
+    assert "config error: %s: not valid JSON, using defaults" % path in car.output()
+
+
+def test_telemetry_rate_with_four_clients(start_micropython, tmp_path):
+    hz = 20
+    car = start_car(start_micropython, tmp_path, limits={"telemetry_hz": hz})
+
+    async def main():
+        clients = [await Client.connect(car) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        start = time.monotonic()
+        counts = [len(c.telemetry) for c in clients]
+        await asyncio.sleep(3)
+        counts = [len(c.telemetry) - n for c, n in zip(clients, counts)]
+        elapsed = time.monotonic() - start
+        for c in clients:
+            await c.close()
+        return [n / elapsed for n in counts]
+
+    rates = run(main())
+    print("telemetry at %d Hz configured, 4 clients: %s Hz" % (hz, ", ".join("%.1f" % r for r in rates)))
+    for rate in rates:
+        assert hz * 0.8 <= rate <= hz * 1.2
+
+
+def test_client_that_never_reads_delays_nobody(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        viewer = await Client.connect(car)
+        driver = await Client.connect(car)
+        # Connected, then never reads a byte again (tiny receive buffer), and
+        # keeps asking for pongs it will never read.
+        stuck = raw_websocket(car.port, rcvbuf=1024)
+        await driver.drive(0.2, 0)
+        await driver.reply()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # let its socket buffers fill
+            stuck.send_ping_message()
+            await driver.drive(0.2, 0)
+            await asyncio.sleep(0.01)
+        # Proof that it is stuck: its receive buffer is full and the car's
+        # kernel send buffer towards it has backed up.
+        unread = stuck.unread_bytes()
+        backlog = send_queue(car.port, stuck.sock.getsockname()[1])
+        # Now measure the others.
+        start = time.monotonic()
+        n0 = len(viewer.telemetry)
+        latencies = []
+        for i in range(10):
+            throttle = 0.3 + 0.05 * i
+            sent = await driver.drive(throttle, 0)
+            arrived, _ = await viewer.wait_for(
+                lambda m: abs(m["motor"]["left"] - throttle) < 1e-3, since=sent)
+            latencies.append((arrived - sent) * 1000)
+            stuck.send_ping_message()
+            await asyncio.sleep(0.1)
+        rate = (len(viewer.telemetry) - n0) / (time.monotonic() - start)
+        rtt = await driver.ping("after") * 1000
+        stuck.close()
+        await viewer.close()
+        await driver.close()
+        return unread, backlog, latencies, rate, rtt
+
+    unread, backlog, latencies, rate, rtt = run(main())
+    print("stuck client: %d bytes unread, %d bytes backed up in the car's socket; "
+          "drive->telemetry latency max %.0f ms; viewer telemetry %.1f Hz; ping %.0f ms"
+          % (unread, backlog, max(latencies), rate, rtt))
+    assert unread >= 1000 and backlog >= 8000
+    assert max(latencies) < 100
+    assert rate >= 50 * 0.8
+    assert rtt < 100
