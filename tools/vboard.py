@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Virtual board: a pseudo-terminal that behaves like a MicroPython board's USB
+serial port, backed by the Unix port (`micropython -i`) whose filesystem root is
+a folder (default build/vboard/). mpremote, tools/deploy.py and `make repl`
+talk to it exactly as to a real ESP32:
+
+    python tools/vboard.py                     # prints: vboard: build/vboard.tty -> /dev/pts/N
+    make deploy PORT=build/vboard.tty          # copies the app into build/vboard/
+    make repl PORT=build/vboard.tty
+
+What the bridge does beyond relaying bytes (each is a quirk of the Unix port
+under a pty, where a board would behave differently):
+  - The interpreter's tty has OPOST off (else the kernel turns its \\r\\n into
+    \\r\\r\\n and mpremote's prompt checks fail), ECHO off, and ISIG on. The Unix
+    port switches the tty to raw (ISIG off) while it waits at a prompt and back
+    to ours while code runs, so a Ctrl-C from the host reaches running code as
+    SIGINT (KeyboardInterrupt) and reaches the prompt as a plain byte - which is
+    what a board's UART interrupt char does.
+  - The board's filesystem: at start the interpreter mounts the folder as its
+    VFS root (vfs.VfsPosix(folder) at "/"), chdirs there and uses the board's
+    sys.path ['', '.frozen', '/lib'], so "/lib/car/app.mpy" means
+    build/vboard/lib/car/app.mpy and nothing else on the host is visible.
+  - Boot: like a board it runs boot.py, then main.py (only when the REPL is in
+    friendly mode - a soft reset from the raw REPL skips main.py).
+  - Soft reset: Ctrl-D at an empty prompt makes the Unix port exit, and
+    SystemExit from boot.py/main.py ends the script; the bridge prints
+    "MPY: soft reboot" and starts a fresh interpreter, re-entering the raw REPL
+    (and hiding the friendly banner) when the reset came from the raw REPL.
+  - Output seen in the friendly REPL gets \\n -> \\r\\n as a board's stdout would;
+    raw-REPL traffic is relayed byte for byte (it carries raw-paste flow control).
+
+Stop it with Ctrl-C or SIGTERM. CPython, Linux/macOS.
+"""
+import argparse
+import errno
+import fcntl
+import os
+import pty
+import re
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import termios
+import time
+import tty
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READY = b"\x00VBOARD-READY\x00"      # end of boot.py/main.py; the REPL starts next
+RESET = b"\x00VBOARD-RESET\x00"      # SystemExit in boot.py/main.py: soft reset
+RAW_BANNER = b"raw REPL; CTRL-B to exit"
+FRIENDLY_BANNER = b'Type "help()" for more information.'
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
+LONE_LF = re.compile(rb"(?<!\r)\n")
+
+# Runs inside the interpreter before its REPL (`micropython -i -c STARTUP`).
+STARTUP = r"""
+import os, sys, vfs
+vfs.umount('/')
+vfs.mount(vfs.VfsPosix(%(root)r), '/')
+os.chdir('/')
+sys.path[:] = ['', '.frozen', '/lib']
+sys.argv[:] = %(argv)r
+def _vboard_run(name):
+    try:
+        os.stat(name)
+    except OSError:
+        return True
+    try:
+        with open(name) as f:
+            code = compile(f.read(), name, 'exec')
+        exec(code, {'__name__': '__main__', '__file__': name})
+    except SystemExit:
+        return False
+    except BaseException as e:
+        sys.print_exception(e)
+    return True
+if _vboard_run('boot.py') and (%(raw)r or _vboard_run('main.py')):
+    sys.stdout.write(%(ready)r)
+else:
+    sys.stdout.write(%(reset)r)
+del _vboard_run
+"""
+
+
+def micropython_path():
+    env = os.environ.get("MICROPYTHON")
+    if env:
+        return env
+    candidate = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return candidate if os.path.exists(candidate) else "micropython"
+
+
+def _child_tty(fd):
+    """Termios the Unix port saves and restores around running code."""
+    attrs = termios.tcgetattr(fd)
+    attrs[0] &= ~(termios.ICRNL | termios.IXON | termios.INLCR | termios.IGNCR)
+    attrs[1] &= ~termios.OPOST
+    attrs[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
+    attrs[3] |= termios.ISIG
+    attrs[6][termios.VINTR] = 3
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+class Interpreter:
+    """One `micropython -i` process on its own pty (one boot of the board)."""
+
+    def __init__(self, micropython, root, argv, raw, heapsize=None):
+        self.master, slave = pty.openpty()
+        _child_tty(slave)
+        code = STARTUP % {"root": root, "argv": argv, "raw": raw,
+                          "ready": READY.decode(), "reset": RESET.decode()}
+        cmd = [micropython]
+        if heapsize:
+            cmd += ["-X", "heapsize=%s" % heapsize]
+        cmd += ["-i", "-c", code]
+
+        def controlling_tty():  # so the kernel's VINTR -> SIGINT reaches it
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
+                                     preexec_fn=controlling_tty, close_fds=True, cwd=root)
+        os.close(slave)
+        self.started = time.monotonic()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+
+class Bridge:
+    def __init__(self, root, link=None, micropython=None, argv=None, log=None, heapsize=None):
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.micropython = micropython or micropython_path()
+        self.argv = ["main.py"] + list(argv or [])
+        self.heapsize = heapsize
+        self.log = open(log, "ab", buffering=0) if log else None
+        # The host side: a pty whose slave is "the board's serial port". We keep
+        # the slave open ourselves so the master never sees a hang-up between clients.
+        self.host, self.host_slave = pty.openpty()
+        tty.setraw(self.host_slave)
+        fl = fcntl.fcntl(self.host, fcntl.F_GETFL)
+        fcntl.fcntl(self.host, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+        self.port = os.ttyname(self.host_slave)
+        self.link = link
+        if link:
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(self.port, link)
+        self.child = None
+        self.raw = False          # is the interpreter's REPL in raw mode?
+        self.state = "run"
+        self.pending = b""        # output held back while looking for markers
+        self.tail = b""           # last bytes seen, to find banners split across reads
+        self.last_byte = b""
+        self.stopping = False
+
+    # --- output to the host --------------------------------------------------
+    def send_host(self, data):
+        if not data:
+            return
+        if self.log:
+            self.log.write(data)
+        if not self.raw:  # a board's stdout turns \n into \r\n; the Unix port's print doesn't
+            head = b""
+            if self.last_byte == b"\r" and data[:1] == b"\n":
+                head, data = b"\n", data[1:]
+            data = head + LONE_LF.sub(b"\r\n", data)
+        self.last_byte = data[-1:]
+        try:
+            os.write(self.host, data)
+        except OSError as e:  # nobody listening and the buffer is full: a UART drops it too
+            if e.errno not in (errno.EAGAIN, errno.EIO):
+                raise
+
+    def track_mode(self, data):
+        seen = self.tail + data
+        raw_at, friendly_at = seen.rfind(RAW_BANNER), seen.rfind(FRIENDLY_BANNER)
+        if raw_at > friendly_at:
+            self.raw = True
+        elif friendly_at > raw_at:
+            self.raw = False
+        self.tail = seen[-64:]
+
+    # --- interpreter lifecycle -----------------------------------------------
+    def boot(self, raw):
+        self.child = Interpreter(self.micropython, self.root, self.argv, raw, self.heapsize)
+        self.raw = raw
+        self.restart_raw = raw
+        self.state = "booting"
+        self.pending = b""
+
+    def soft_reset(self, backoff=False):
+        raw = self.raw
+        if backoff and time.monotonic() - self.child.started < 1.0:
+            time.sleep(0.5)  # a main.py that exits at once would otherwise spin the CPU
+        self.child.stop()
+        self.send_host(SOFT_REBOOT)
+        self.boot(raw)
+
+    def from_child(self, data):
+        self.track_mode(data)
+        if self.state == "run":
+            self.send_host(data)
+            return
+        self.pending += data
+        if self.state == "booting":
+            for marker in (READY, RESET):
+                at = self.pending.find(marker)
+                if at >= 0:
+                    self.send_host(self.pending[:at])
+                    rest = self.pending[at + len(marker):]
+                    self.pending = b""
+                    if marker == RESET:
+                        self.soft_reset(backoff=True)
+                        return
+                    if self.restart_raw:
+                        self.state = "await-prompt"
+                        self.from_child(rest)
+                    else:
+                        self.state = "run"
+                        self.raw = False
+                        self.send_host(rest)
+                    return
+            # Hold back only what could be the start of a marker split across reads.
+            at = self.pending.rfind(b"\x00", max(0, len(self.pending) - len(READY) + 1))
+            if at >= 0 and (READY.startswith(self.pending[at:]) or RESET.startswith(self.pending[at:])):
+                self.send_host(self.pending[:at])
+                self.pending = self.pending[at:]
+            else:
+                self.send_host(self.pending)
+                self.pending = b""
+        elif self.state == "await-prompt":
+            # A board reset from the raw REPL comes back in the raw REPL: hide
+            # the friendly banner and ask the fresh interpreter for raw mode.
+            at = self.pending.find(b">>> ")
+            if at >= 0:
+                rest = self.pending[at + 4:]
+                self.pending = b""
+                self.state = "run"
+                os.write(self.child.master, b"\x01")
+                self.send_host(rest)
+
+    def serve(self):
+        self.boot(raw=False)
+        while not self.stopping:
+            try:
+                ready, _, _ = select.select([self.host, self.child.master], [], [], 0.5)
+            except InterruptedError:
+                continue
+            if self.child.master in ready:
+                try:
+                    data = os.read(self.child.master, 4096)
+                except OSError:
+                    data = b""
+                if data:
+                    self.from_child(data)
+                else:  # the interpreter exited: Ctrl-D at an empty prompt = soft reset
+                    self.child.proc.wait()
+                    self.soft_reset(backoff=self.child.proc.returncode != 0)
+                    continue
+            if self.host in ready:
+                try:
+                    data = os.read(self.host, 4096)
+                except OSError:
+                    data = b""
+                if data:
+                    os.write(self.child.master, data)
+            if not ready and self.child.proc.poll() is not None:  # exited without a hang-up
+                self.soft_reset(backoff=True)
+
+    def close(self):
+        self.stopping = True
+        if self.child:
+            self.child.stop()
+        if self.link and os.path.islink(self.link) and os.readlink(self.link) == self.port:
+            os.unlink(self.link)
+        for fd in (self.host, self.host_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="A MicroPython board on a pseudo-terminal (Unix port).")
+    ap.add_argument("--root", default=os.path.join(ROOT, "build", "vboard"),
+                    help="folder that is the board's filesystem (default build/vboard)")
+    ap.add_argument("--link", default=os.path.join(ROOT, "build", "vboard.tty"),
+                    help="symlink to create for the pty (default build/vboard.tty); '' for none")
+    ap.add_argument("--main-args", default="", help="sys.argv for main.py, e.g. '--port 8080'")
+    ap.add_argument("--heapsize", help="-X heapsize for the interpreter, e.g. 100K (board-like)")
+    ap.add_argument("--micropython", help="Unix port binary (default: next to this Python)")
+    ap.add_argument("--log", help="append everything the board prints to this file")
+    args = ap.parse_args(argv)
+
+    bridge = Bridge(args.root, link=args.link or None, micropython=args.micropython,
+                    argv=shlex.split(args.main_args), log=args.log, heapsize=args.heapsize)
+
+    def stop(signum, frame):
+        bridge.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    where = os.path.relpath(args.link) if args.link else bridge.port
+    print("vboard: %s -> %s (filesystem %s)" % (where, bridge.port, os.path.relpath(bridge.root)), flush=True)
+    print("vboard: try  make deploy PORT=%s   or   make repl PORT=%s" % (where, where), flush=True)
+    try:
+        bridge.serve()
+    finally:
+        bridge.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
