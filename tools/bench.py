@@ -17,6 +17,7 @@ import argparse
 import glob
 import json
 import os
+import platform
 import selectors
 import shutil
 import socket
@@ -296,8 +297,9 @@ class Builds:
     """Where each server's code lives, as .py (the repo) or .mpy (compiled into a temp dir)."""
 
     def __init__(self, micropython, mpy_cross, workdir):
-        self.micropython = micropython
-        self.mpy_cross = mpy_cross
+        # Absolute: the .mpy builds run with their temp dir as cwd.
+        self.micropython = os.path.abspath(micropython) if os.sep in micropython else micropython
+        self.mpy_cross = os.path.abspath(mpy_cross) if os.sep in mpy_cross else mpy_cross
         self.workdir = workdir
         self.static = os.path.join(workdir, "static")
         os.makedirs(self.static)
@@ -309,13 +311,8 @@ class Builds:
         os.makedirs(self.microdot_py)
         os.symlink(os.path.join(SITE_PACKAGES, "microdot"), os.path.join(self.microdot_py, "microdot"))
         self._mpy = {}
-
-    def tether_accepts_static(self):
-        try:
-            with open(os.path.join(ROOT, "tools", "echo_server.py")) as f:
-                return "--static" in f.read()
-        except OSError:
-            return False
+        # Native code for @micropython.viper functions needs the target arch; the rest is bytecode.
+        self.march = ["-march=x64"] if platform.machine() in ("x86_64", "AMD64") else []
 
     def compile_tree(self, src_dir, dst_dir):
         for dirpath, _, files in os.walk(src_dir):
@@ -325,8 +322,8 @@ class Builds:
                 rel = os.path.relpath(os.path.join(dirpath, fn), src_dir)
                 out = os.path.join(dst_dir, rel[:-3] + ".mpy")
                 os.makedirs(os.path.dirname(out), exist_ok=True)
-                subprocess.run([self.mpy_cross, "-o", out, os.path.join(dirpath, fn)], check=True,
-                               capture_output=True)
+                subprocess.run([self.mpy_cross] + self.march + ["-s", rel, "-o", out, os.path.join(dirpath, fn)],
+                               check=True, capture_output=True)
 
     def mpy_dir(self, name):
         if name in self._mpy:
@@ -334,7 +331,7 @@ class Builds:
         d = os.path.join(self.workdir, name + "-mpy")
         os.makedirs(d)
         if name == "tether":
-            self.compile_tree(os.path.join(ROOT, "lib"), os.path.join(d, "lib"))
+            self.compile_tree(os.path.join(ROOT, "lib", "wsserver"), os.path.join(d, "lib", "wsserver"))
             script = os.path.join(ROOT, "tools", "echo_server.py")
         elif name == "microdot":
             self.compile_tree(os.path.join(SITE_PACKAGES, "microdot"), os.path.join(d, "microdot"))
@@ -342,8 +339,8 @@ class Builds:
         else:
             script = os.path.join(ROOT, "tools", "bench_servers", "raw_tcp_echo.py")
         module = os.path.basename(script)[:-3]
-        subprocess.run([self.mpy_cross, "-o", os.path.join(d, module + ".mpy"), script], check=True,
-                       capture_output=True)
+        subprocess.run([self.mpy_cross] + self.march + ["-o", os.path.join(d, module + ".mpy"), script],
+                       check=True, capture_output=True)
         self._mpy[name] = (d, module)
         return self._mpy[name]
 
@@ -354,12 +351,9 @@ class Builds:
             cmd += ["-X", "heapsize=%s" % heapsize]
         env = dict(os.environ)
         args = ["--port", str(port), "--host", HOST]
+        args += ["--static", self.static]      # holds page.html, the 4 KiB page of the heap test
         if name == "tether":
             args = ["--bench"] + args
-            if self.tether_accepts_static():
-                args += ["--static", self.static]
-        else:
-            args += ["--static", self.static]
         if build == "mpy":
             d, module = self.mpy_dir(name)
             path = {"tether": [os.path.join(d, "lib"), d]}.get(name, [d])
@@ -846,9 +840,6 @@ def main():
     os.makedirs(REPORTS, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="tether-bench-")
     builds = Builds(args.micropython, args.mpy_cross, workdir)
-    if "tether" in servers and not builds.tether_accepts_static():
-        notes.append("tools/echo_server.py has no --static option: the smallest-heap test fetches "
-                     "/page.html from its default static dir.")
     results, shares = {}, {}
     started = time.monotonic()
     try:
