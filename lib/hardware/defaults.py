@@ -41,9 +41,12 @@ def merged(cfg):
     for key in DEFAULTS:
         default = DEFAULTS[key]
         value = cfg.get(key, default)
-        if key in _MERGED and isinstance(value, dict) and value is not default:
-            section = dict(default)
-            section.update(value)
-            value = section
+        if isinstance(value, dict):  # copies: callers may not alter DEFAULTS
+            if key in _MERGED and isinstance(default, dict):
+                section = dict(default)
+                section.update(value)
+                value = section
+            else:
+                value = dict(value)
         out[key] = value
     return out
