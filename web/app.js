@@ -85,6 +85,7 @@
     ui.conn.textContent = state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…';
     ui.banner.hidden = state === 'online';
     renderBanner();
+    renderStick();
   }
 
   function renderBanner() {
@@ -120,6 +121,7 @@
         attempt = 0;
         online = true;
         car.id = m.id;
+        document.body.dataset.client = m.id;
         car.role = m.role;
         car.limits = m.limits || {};
         car.room = m.room || null;
@@ -224,6 +226,9 @@
     const yDist = (d) => H - pad - (H - top - pad) * clamp(d / dmax, 0, 1);
     g.strokeStyle = '#9aa1ab'; g.lineWidth = 1;
     g.beginPath(); g.moveTo(0, yWheel(0)); g.lineTo(W, yWheel(0)); g.stroke();
+    g.fillStyle = '#555'; g.font = '600 11px system-ui, sans-serif';
+    g.textBaseline = 'middle';   // wheel scale: full forward / full reverse
+    g.fillText('+1', 4, yWheel(1) + 6); g.fillText('−1', 4, yWheel(-1) - 6);
     const line = (key, y, width) => {
       g.strokeStyle = COLORS[key]; g.lineWidth = width; g.beginPath();
       let pen = false;
@@ -272,7 +277,7 @@
       g.strokeStyle = '#c00000'; g.lineWidth = 1.5; g.beginPath(); g.moveTo(cx, cy);
       g.lineTo(cx + cos * last.d / 100 * k, cy + sin * last.d / 100 * k); g.stroke();
     }
-    const r = Math.max(7, 0.12 * k);
+    const r = Math.max(9, 0.16 * k);
     g.fillStyle = COLORS.d; g.beginPath();
     g.moveTo(cx + cos * r, cy + sin * r);
     g.lineTo(cx - cos * r * 0.7 - sin * r * 0.7, cy - sin * r * 0.7 + cos * r * 0.7);
@@ -362,7 +367,7 @@
     ui.stick.classList.toggle('active', active);
     ui.stick.classList.toggle('locked', latched);
     if (!active) ui.knob.style.transform = '';
-    ui.hint.textContent = latched ? 'STOPPED · tap to unlock' : 'DRIVE';
+    ui.hint.textContent = latched ? 'STOPPED · tap to unlock' : online ? 'DRIVE' : 'OFFLINE';
   }
 
   ui.stick.addEventListener('pointerdown', (e) => {

@@ -1,0 +1,488 @@
+"""The phone control page in a real browser against the real firmware.
+
+Each test starts `main.py` (simulated car, Unix port) and opens web/ in Debian's
+Chromium through Playwright, in a phone profile with touch. Touches go through
+Chrome's own input pipeline (CDP Input.dispatchTouchEvent), so the page sees the
+same pointer events a phone produces. What the car really does is read by a
+separate CPython WebSocket client that only listens to telemetry.
+
+Locally, without Chromium, the module is skipped (apt-get install chromium);
+under CI (CI=true) a missing browser is a failure.
+"""
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# A long deadman: any stop seen within it was sent by the page, not the car's timeout.
+CONFIG = {"limits": {"telemetry_hz": 20, "deadman_ms": 5000}}
+
+
+def find_chromium():
+    for path in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                 shutil.which("chromium-browser")):
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def missing(why):
+    msg = why + " (install it with: apt-get install chromium)"
+    if IN_CI:
+        pytest.fail("CI=true but " + msg, pytrace=False)
+    pytest.skip(msg)
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module", autouse=True)
+def built_page():
+    """The firmware serves web/X.gz in preference to X: they must be current."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import build_web
+    finally:
+        sys.path.pop(0)
+    assert build_web.main([]) == 0, "tools/build_web.py failed (over budget?)"
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright Python package is not installed")
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
+    path = find_chromium()
+    if not path:
+        missing("no Chromium found at /usr/bin/chromium or on PATH")
+    b = playwright_api.chromium.launch(executable_path=path, args=CHROME_ARGS)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def car(start_micropython, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(CONFIG))
+    args = ["--config", str(cfg)]
+    proc = start_micropython("main.py", args=args)
+    proc.args = args
+    return proc
+
+
+@pytest.fixture
+def open_page(browser, playwright_api):
+    """open_page(url, profile='phone'|'landscape'|'desktop') -> Page, online and greeted."""
+    contexts, errors = [], []
+    phone = playwright_api.devices["Pixel 7"]
+    profiles = {
+        "phone": dict(phone),
+        "landscape": dict(phone, viewport={"width": phone["viewport"]["height"],
+                                           "height": phone["viewport"]["width"]}),
+        "desktop": {"viewport": {"width": 1280, "height": 800}},
+    }
+
+    def opener(url, profile="phone"):
+        ctx = browser.new_context(**profiles[profile])
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        wait_online(page)
+        return page
+
+    yield opener
+    for ctx in contexts:
+        ctx.close()
+    assert not errors, "JavaScript errors on the page: %s" % errors
+
+
+@pytest.fixture
+def observer(car):
+    obs = Observer(car.ws_url + "/ws")
+    yield obs
+    obs.close()
+
+
+# ------------------------------------------------------------------- helpers
+
+class Observer:
+    """A second client that only listens: the car's own account of what it does."""
+
+    def __init__(self, url):
+        from websockets.sync.client import connect
+        # legacy=True: a plain object rather than a context manager; no proxy from the
+        # environment; an unbounded queue so the reader never lags behind the car.
+        self.ws = connect(url, open_timeout=5, legacy=True, proxy=None, compression=None, max_queue=None)
+        self.hello = json.loads(self.ws.recv(timeout=5))
+        assert self.hello["type"] == "hello"
+        self.last = None
+
+    def wait(self, predicate, timeout=5.0, what="condition"):
+        """Read telemetry until predicate(t) holds; returns that telemetry."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("car never showed %s; last telemetry: %s" % (what, self.last))
+            try:
+                msg = json.loads(self.ws.recv(timeout=left))
+            except TimeoutError:
+                continue
+            if msg.get("type") != "telemetry":
+                continue
+            self.last = msg
+            if predicate(msg):
+                return msg
+
+    def latest(self):
+        """Newest telemetry, skipping whatever queued up meanwhile."""
+        self.wait(lambda t: True, what="any telemetry")
+        while True:
+            try:
+                msg = json.loads(self.ws.recv(timeout=0))
+            except TimeoutError:
+                return self.last
+            if msg.get("type") == "telemetry":
+                self.last = msg
+
+    def close(self):
+        self.ws.close()
+
+
+def moving_forward(t):
+    return t["applied"]["left"] > 0.3 and t["applied"]["right"] > 0.3
+
+
+def stopped(t):
+    return t["motor"] == {"left": 0, "right": 0} and t["applied"] == {"left": 0, "right": 0}
+
+
+class Fingers:
+    """Multi-touch through Chrome's input pipeline (what a phone's touchscreen feeds)."""
+
+    def __init__(self, page):
+        self.cdp = page.context.new_cdp_session(page)
+        self.points = {}
+
+    def _send(self, kind, points):
+        self.cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    def _all(self):
+        return [{"x": x, "y": y, "id": i} for i, (x, y) in self.points.items()]
+
+    def down(self, finger, x, y):
+        self.points[finger] = (x, y)
+        self._send("touchStart", self._all())
+
+    def move(self, finger, x, y):
+        self.points[finger] = (x, y)
+        self._send("touchMove", self._all())
+
+    def up(self, finger):
+        x, y = self.points.pop(finger)
+        self._send("touchEnd", [{"x": x, "y": y, "id": finger}])
+
+
+def stick_geometry(page):
+    """Centre of the stick and the knob's full travel, in CSS pixels."""
+    box = page.locator("#stick").bounding_box()
+    travel = min(box["width"], box["height"]) * 0.47 * 0.82
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, travel
+
+
+def centre(page, selector):
+    box = page.locator(selector).bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def push_stick(page, fingers, finger=1, throttle=0.9, steer=0.0):
+    cx, cy, r = stick_geometry(page)
+    fingers.down(finger, cx, cy)
+    fingers.move(finger, cx + steer * r, cy - throttle * r)
+
+
+def wait_online(page, timeout=10000):
+    page.wait_for_selector("body[data-conn=online]", timeout=timeout)
+
+
+def text(page, selector):
+    return page.locator(selector).inner_text()
+
+
+def chart_signature(page):
+    return page.evaluate("""() => {
+        const c = document.getElementById('chart');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let h = 0, ink = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3]) { ink++; h = (h * 31 + d[i] + 7 * d[i + 1] + 13 * i) | 0; }
+        return [h, ink];
+    }""")
+
+
+def screenshot(page, name):
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, name)
+    page.screenshot(path=path)
+    return path
+
+
+# --------------------------------------------------------------------- tests
+
+def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import build_web
+    finally:
+        sys.path.pop(0)
+    assert build_web.main(["--check"]) == 0
+    out = capsys.readouterr().out
+    size = int(re.search(r"(\d+) B gzipped", out).group(1))
+    assert 0 < size <= 16 * 1024
+    for name in ("index.html", "app.js", "style.css"):
+        req = urllib.request.Request("%s/%s" % (car.url, name), headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            with open(os.path.join(ROOT, "web", name + ".gz"), "rb") as f:
+                assert resp.read() == f.read()
+    print("page: %d bytes gzipped" % size)
+
+
+def test_stick_drives_forward_and_release_stops(car, observer, open_page):
+    page = open_page(car.url)
+    start = observer.latest()
+    assert stopped(start) and start["driver"] is None
+    fingers = Fingers(page)
+    push_stick(page, fingers)
+    t = observer.wait(lambda t: moving_forward(t) and t["pose"]["x"] > start["pose"]["x"] + 0.05,
+                      what="forward motion from the stick")
+    assert abs(t["pose"]["y"] - start["pose"]["y"]) < 0.05       # straight ahead: no steering
+    page.wait_for_selector("#role.driver")
+    assert text(page, "#role") == "Driver"
+    fingers.up(1)
+    # Stop comes from the page at once (the car's deadman is 5 s here).
+    observer.wait(stopped, timeout=2.0, what="a stop after release")
+    time.sleep(0.5)                                     # the wheels spin down (sim accel 2 m/s^2)
+    x = observer.latest()["pose"]["x"]
+    time.sleep(0.3)
+    assert observer.latest()["pose"]["x"] == pytest.approx(x, abs=0.002)
+
+
+def test_second_finger_on_stick_is_ignored(car, observer, open_page):
+    page = open_page(car.url)
+    fingers = Fingers(page)
+    push_stick(page, fingers, finger=1, throttle=0.8)
+    observer.wait(moving_forward, what="forward motion")
+    cx, cy, r = stick_geometry(page)
+    fingers.down(2, cx - 0.8 * r, cy + 0.5 * r)          # a second finger: back-left
+    fingers.move(2, cx - 0.9 * r, cy + 0.6 * r)
+    time.sleep(0.4)
+    t = observer.latest()
+    assert t["motor"]["left"] > 0.5 and t["motor"]["left"] == pytest.approx(t["motor"]["right"], abs=0.01)
+    fingers.up(1)                                        # the owning finger lifts: stop,
+    observer.wait(stopped, timeout=2.0, what="a stop when the owning finger lifts")
+    fingers.move(2, cx, cy - r)                          # and the other finger does not take over
+    time.sleep(0.4)
+    assert stopped(observer.latest())
+    fingers.up(2)
+
+
+def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
+    page = open_page(car.url)
+    fingers = Fingers(page)
+    push_stick(page, fingers, finger=1)
+    observer.wait(moving_forward, what="forward motion")
+    ex, ey = centre(page, "#estop")
+    fingers.down(2, ex, ey)                              # second finger hits STOP
+    observer.wait(stopped, timeout=2.0, what="an emergency stop")
+    fingers.up(2)
+    time.sleep(0.5)                                     # the wheels spin down
+    t = observer.latest()
+    cx, cy, r = stick_geometry(page)
+    for i in range(5):                                   # the stick finger keeps pushing
+        fingers.move(1, cx, cy - r * (0.8 + i * 0.04))
+        time.sleep(0.1)
+    assert stopped(observer.latest())
+    assert observer.latest()["pose"]["x"] == pytest.approx(t["pose"]["x"], abs=0.01)
+    assert text(page, "#estop") == "STOPPED"
+    assert "unlock" in text(page, "#hint")
+    fingers.up(1)
+    # Unlocking takes its own tap on the stick; only a fresh touch drives again.
+    fingers.down(1, cx, cy)
+    fingers.up(1)
+    assert text(page, "#estop") == "STOP"
+    push_stick(page, fingers, finger=1)
+    observer.wait(moving_forward, what="driving again after unlock")
+    fingers.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop after release")
+
+
+def test_readouts_chart_and_room_view_update(car, observer, open_page):
+    page = open_page(car.url)
+    page.wait_for_function("document.getElementById('batt').textContent !== '—'")
+    assert re.fullmatch(r"\d+\.\d\d", text(page, "#batt"))
+    assert re.fullmatch(r"-\d+", text(page, "#rssi"))            # simulated RSSI is a number
+    assert re.fullmatch(r"\d+(\.\d)?", text(page, "#heap"))
+    page.wait_for_function("/^ping \\d+ ms$/.test(document.getElementById('rtt').textContent)")
+    assert page.locator("#map").is_visible()                      # hello carried a room
+    assert "(sim)" in text(page, "#device")
+    dist0 = text(page, "#dist")
+    sig0 = chart_signature(page)
+    assert sig0[1] > 1000, "chart has no ink"
+    fingers = Fingers(page)
+    push_stick(page, fingers, throttle=1.0)
+    observer.wait(lambda t: t["distance_cm"] is not None and t["distance_cm"] < float(dist0) - 15,
+                  what="the distance to the wall shrinking")
+    page.wait_for_function("(d) => document.getElementById('dist').textContent !== d", arg=dist0)
+    assert float(text(page, "#dist")) < float(dist0)
+    fingers.up(1)
+    assert chart_signature(page) != sig0
+
+
+def test_light_horn_and_speed_limit_controls(car, observer, open_page):
+    page = open_page(car.url)
+    fingers = Fingers(page)
+    lx, ly = centre(page, "#light")
+    fingers.down(1, lx, ly)
+    fingers.up(1)
+    observer.wait(lambda t: t["light"] is True, what="light on")
+    page.wait_for_selector("#light[aria-pressed=true]")
+    hx, hy = centre(page, "#horn")
+    fingers.down(1, hx, hy)                             # horn sounds while held
+    observer.wait(lambda t: t["horn"] is True, what="horn on")
+    fingers.up(1)
+    observer.wait(lambda t: t["horn"] is False, what="horn off on release")
+    page.focus("#speed")
+    for _ in range(4):                                  # 100 % -> 80 % in 5 % steps
+        page.keyboard.press("ArrowLeft")
+    observer.wait(lambda t: t["speed_limit"] == pytest.approx(0.8), what="speed limit 0.8")
+    assert text(page, "#speed-val") == "80%"
+
+
+def test_reconnects_by_itself_after_car_restart(car, start_micropython, observer, open_page):
+    page = open_page(car.url)
+    fingers = Fingers(page)
+    push_stick(page, fingers, finger=1)
+    observer.wait(moving_forward, what="forward motion")
+    observer.close()
+    car.stop()
+    page.wait_for_selector("body[data-conn=offline]", timeout=5000)
+    assert page.locator("#banner").is_visible()
+    assert "Disconnected" in text(page, "#banner")
+    page.wait_for_selector("#hint >> text=OFFLINE")
+    screenshot(page, "web-disconnected.png")
+    cx, cy, r = stick_geometry(page)
+    fingers.move(1, cx + 1, cy - r)                     # the finger is still down, still pushing
+    again = start_micropython("main.py", args=car.args, port=car.port)
+    wait_online(page, timeout=10000)                    # backoff stays well under 10 s here
+    assert page.locator("#banner").is_hidden()
+    obs = Observer(again.ws_url + "/ws")
+    try:
+        # No stale command is replayed and the held finger does not resume driving.
+        for _ in range(3):
+            fingers.move(1, cx, cy - r * 0.9)
+            time.sleep(0.15)
+        t = obs.latest()
+        assert stopped(t) and t["driver"] is None
+        fingers.up(1)
+        push_stick(page, fingers, finger=1)             # a fresh touch drives
+        obs.wait(moving_forward, what="driving after a fresh touch")
+        fingers.up(1)
+        obs.wait(stopped, timeout=2.0, what="a stop after release")
+    finally:
+        obs.close()
+
+
+def test_keyboard_drives_on_desktop(car, observer, open_page):
+    page = open_page(car.url, profile="desktop")
+    start = observer.latest()
+    page.keyboard.down("w")
+    t = observer.wait(lambda t: moving_forward(t) and t["pose"]["x"] > start["pose"]["x"] + 0.03,
+                      what="forward motion from W")
+    page.keyboard.up("w")
+    observer.wait(stopped, timeout=2.0, what="a stop on key release")
+    page.keyboard.down("ArrowUp")
+    page.keyboard.down("ArrowRight")                    # forward + right: left wheel faster
+    t = observer.wait(lambda t: t["motor"]["left"] > t["motor"]["right"] + 0.3, what="a right turn")
+    page.keyboard.press("Space")                        # Space stops even with keys held
+    observer.wait(stopped, timeout=2.0, what="a stop on Space")
+    time.sleep(0.3)
+    assert stopped(observer.latest())
+    page.keyboard.up("ArrowUp")
+    page.keyboard.up("ArrowRight")
+
+
+def test_second_page_is_viewer_and_cannot_drive(car, observer, open_page):
+    driver = open_page(car.url)
+    viewer = open_page(car.url)
+    f1, f2 = Fingers(driver), Fingers(viewer)
+    push_stick(driver, f1, throttle=0.7)
+    t = observer.wait(moving_forward, what="the first page driving")
+    viewer.wait_for_function("document.getElementById('role').textContent === 'Viewer'")
+    driver.wait_for_selector("#role.driver")
+    push_stick(viewer, f2, throttle=-0.9, steer=-0.9)    # the viewer pulls hard back-left
+    viewer.wait_for_selector("#toast:not([hidden])")
+    assert "driving" in text(viewer, "#toast")
+    time.sleep(0.4)
+    t = observer.latest()
+    assert t["driver"] == int(driver.get_attribute("body", "data-client")) != observer.hello["id"]
+    assert t["driver"] != int(viewer.get_attribute("body", "data-client"))
+    assert t["motor"]["left"] > 0.3
+    assert t["motor"]["left"] == pytest.approx(t["motor"]["right"], abs=0.01)
+    f2.up(1)                                             # a viewer letting go does not stop the driver
+    time.sleep(0.3)
+    assert moving_forward(observer.latest())
+    assert "viewer" in text(viewer, "#role").lower()
+    f1.up(1)
+    observer.wait(stopped, timeout=2.0, what="the driver's stop")
+
+
+@pytest.mark.parametrize("profile", ["phone", "landscape"])
+def test_layout_fits_screen_and_screenshots(car, observer, open_page, profile):
+    page = open_page(car.url, profile=profile)
+    fingers = Fingers(page)
+    push_stick(page, fingers, throttle=0.8, steer=0.3)
+    observer.wait(lambda t: abs(t["pose"]["heading"]) > 0.3, what="a curve")
+    time.sleep(1.0)                                     # a little history for the chart
+    fingers.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop")
+    page.wait_for_timeout(200)
+    vw, vh = page.viewport_size["width"], page.viewport_size["height"]
+    # Nothing scrolls: the document is exactly the viewport.
+    assert page.evaluate("document.scrollingElement.scrollHeight") <= vh
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= vw
+    boxes = {}
+    for sel in ("#top", "#read", "#chart", "#map", "#speed", "#stick", "#light", "#horn", "#estop"):
+        b = page.locator(sel).bounding_box()
+        assert b and b["x"] >= 0 and b["y"] >= 0, sel
+        assert b["x"] + b["width"] <= vw + 0.5 and b["y"] + b["height"] <= vh + 0.5, sel + " off screen"
+        boxes[sel] = b
+    for sel in ("#light", "#horn", "#estop"):            # big enough for a thumb
+        assert boxes[sel]["height"] >= 48 and boxes[sel]["width"] >= 48, sel
+    stick = boxes["#stick"]
+    assert min(stick["width"], stick["height"]) >= 200
+    if profile == "phone":                               # one hand: stick at the bottom
+        assert stick["y"] > vh / 2
+    else:                                                # two hands: stick left, STOP right
+        assert stick["x"] + stick["width"] <= vw / 2 + 1 and boxes["#estop"]["x"] > vw / 2
+    assert page.get_attribute("#stick", "aria-label") and page.get_attribute("#estop", "aria-label")
+    assert "user-scalable=no" in page.get_attribute("meta[name=viewport]", "content")
+    assert page.evaluate("getComputedStyle(document.getElementById('stick')).touchAction") == "none"
+    path = screenshot(page, "web-%s.png" % ("portrait" if profile == "phone" else "landscape"))
+    assert os.path.getsize(path) > 10000
