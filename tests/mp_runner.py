@@ -1,0 +1,20 @@
+# Runs a plain-assert test module inside MicroPython:
+#   micropython tests/mp_runner.py tests/test_codec.py
+import sys
+
+path = sys.argv[1]
+sys.path.insert(0, path.rpartition("/")[0] or ".")
+sys.path.insert(0, "lib")
+module = __import__(path.rpartition("/")[2][:-3])
+passed = failed = 0
+for name in sorted(dir(module)):
+    if name.startswith("test_"):
+        try:
+            getattr(module, name)()
+            passed += 1
+        except Exception as e:
+            failed += 1
+            print("FAIL", name)
+            sys.print_exception(e)
+print("micropython: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)

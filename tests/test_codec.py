@@ -1,0 +1,155 @@
+"""Codec unit tests. Plain asserts, no pytest features: this same file runs
+under CPython (pytest) and inside MicroPython (tests/mp_runner.py)."""
+import sys
+
+if "lib" not in sys.path:
+    sys.path.insert(0, "lib")
+
+from wsserver import frames, utf8
+from wsserver.errors import ProtocolError
+from wsserver.handshake import accept_key
+from wsserver.mask import _unmask_py, unmask
+
+KEY = b"\x37\xfa\x21\x3d"
+
+
+def client_frame(op, payload, fin=True, key=KEY):
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | op
+    if n < 126:
+        head = bytes((b0, 0x80 | n))
+    elif n < 65536:
+        head = bytes((b0, 0xFE, n >> 8, n & 0xFF))
+    else:
+        head = bytes((b0, 0xFF)) + n.to_bytes(8, "big")
+    return head + key + bytes([payload[i] ^ key[i & 3] for i in range(n)])
+
+
+def expect_error(data, code, max_message=1 << 16):
+    try:
+        frames.Codec(max_message).receive(data)
+    except ProtocolError as e:
+        assert e.code == code, (e.code, code)
+        return str(e)
+    raise AssertionError("no ProtocolError")
+
+
+def test_rfc_example_accept_key():
+    # RFC 6455 §1.3
+    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_unmask_matches_reference_for_all_lengths():
+    for n in range(0, 40):
+        data = bytearray([(i * 7 + 3) & 0xFF for i in range(n)])
+        expected = bytes([data[i] ^ KEY[i & 3] for i in range(n)])
+        fast = bytearray(data)
+        unmask(fast, n, KEY)
+        slow = bytearray(data)
+        _unmask_py(slow, n, KEY)
+        assert bytes(fast) == expected and bytes(slow) == expected
+
+
+def test_utf8_validator():
+    good = ["", "ascii", "κόσμε", "🚗💨", "\u07ff\u0800\uffff", "\U00010000\U0010ffff"]
+    for s in good:
+        assert utf8.is_valid(s.encode()), s
+    bad = [b"\x80", b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+           b"\xf0\x80\x80\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\xce",
+           b"a\xe2\x82", b"\xe2\x28\xa1"]
+    for b in bad:
+        assert not utf8.is_valid(b), b
+
+
+def test_utf8_state_carries_across_chunks():
+    data = "a€b🚗".encode()
+    for cut in range(len(data) + 1):
+        state = utf8.validate(data, 0, cut, 0)
+        assert state >= 0
+        assert utf8.validate(data, cut, len(data), state) == 0
+    # Fails at the first byte that cannot continue, even mid-sequence.
+    state = utf8.validate(b"\xf0\x9f", 0, 2, 0)
+    assert state > 0
+    assert utf8.validate(b"A", 0, 1, state) == utf8.INVALID
+
+
+def test_events_in_order_and_every_split_point():
+    data = (client_frame(1, "héllo".encode()) + client_frame(2, bytes(300)) + client_frame(1, b"ab", fin=False)
+            + client_frame(9, b"p") + client_frame(0, b"cd") + client_frame(8, b"\x03\xe8bye")
+            + client_frame(2, bytes(range(256)) * 300))
+    expected = frames.Codec(1 << 20).receive(data)
+    assert [e[0] for e in expected] == [1, 2, 9, 1, 8, 2]
+    assert expected[0][1] == "héllo" and expected[3][1] == "abcd" and expected[4][1] == (1000, "bye")
+    for step in (1, 2, 3, 5, 13, 127, 4096):
+        codec = frames.Codec(1 << 20)
+        got = []
+        for i in range(0, len(data), step):
+            got += codec.receive(data[i:i + step])
+        assert got == expected, step
+
+
+def test_pending_payload_read_in_place():
+    payload = bytes(range(256)) * 40
+    data = client_frame(2, payload)
+    codec = frames.Codec(1 << 20)
+    assert codec.receive(data[:100]) == []
+    target = codec.pending_payload()
+    rest = data[100:]
+    target[:len(rest)] = rest
+    assert codec.payload_received(len(rest)) == [(2, payload)]
+    assert codec.pending_payload() is None
+
+
+def test_protocol_errors_name_the_rule():
+    assert "masked" in expect_error(bytes((0x81, 0x01, 0x41)), 1002)
+    assert "RSV" in expect_error(bytes((0xC1,)) + client_frame(1, b"x")[1:], 1002)
+    assert "opcode" in expect_error(client_frame(3, b""), 1002)
+    assert "opcode" in expect_error(client_frame(0xB, b""), 1002)
+    assert "125" in expect_error(client_frame(9, bytes(126)), 1002)
+    assert "fragmented" in expect_error(client_frame(9, b"", fin=False), 1002)
+    assert "continuation" in expect_error(client_frame(0, b"x"), 1002)
+    assert "fragmented message" in expect_error(client_frame(1, b"a", fin=False) + client_frame(1, b"b"), 1002)
+    assert "UTF-8" in expect_error(client_frame(1, b"\xed\xa0\x80"), 1007)
+    assert "limit" in expect_error(client_frame(2, bytes(101)), 1009, max_message=100)
+    assert "limit" in expect_error(client_frame(2, bytes(60), fin=False) + client_frame(0, bytes(60)), 1009,
+                                   max_message=100)
+    assert "close code" in expect_error(client_frame(8, b"\x03\xed"), 1002)  # 1005
+    assert "1-byte" in expect_error(client_frame(8, b"\x03"), 1002)
+    assert "UTF-8" in expect_error(client_frame(8, b"\x03\xe8\xff"), 1007)
+
+
+def test_oversized_frame_refused_from_its_header():
+    # The 1009 comes from the length field alone: no buffering of the payload.
+    codec = frames.Codec(1000)
+    try:
+        codec.receive(bytes((0x82, 0xFF)) + (10 ** 9).to_bytes(8, "big") + KEY)
+    except ProtocolError as e:
+        assert e.code == 1009
+    else:
+        raise AssertionError("no 1009")
+
+
+def test_error_after_good_frames_is_deferred():
+    codec = frames.Codec()
+    events = codec.receive(client_frame(1, b"first") + bytes((0x81, 0x01, 0x41)))
+    assert events == [(1, "first")]
+    assert codec.error is not None and codec.error.code == 1002
+
+
+def test_close_codes():
+    for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999):
+        assert frames.valid_close_code(code), code
+    for code in (0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 2000, 2999, 5000, 65535):
+        assert not frames.valid_close_code(code), code
+    assert frames.Codec().receive(client_frame(8, b"")) == [(8, (1005, ""))]
+
+
+def test_encode_lengths():
+    for n, head in ((0, b"\x81\x00"), (125, b"\x81\x7d"), (126, b"\x81\x7e\x00\x7e"),
+                    (65535, b"\x81\x7e\xff\xff"), (65536, b"\x81\x7f" + (65536).to_bytes(8, "big"))):
+        f = frames.encode(1, b"a" * n)
+        assert f[:len(head)] == head and len(f) == len(head) + n
+    assert frames.encode_message("é") == b"\x81\x02\xc3\xa9"
+    assert frames.encode_message(b"\x00") == b"\x82\x01\x00"
+    close = frames.encode_close(1000, "x" * 200)
+    assert len(close) == 2 + 125 and close[2:4] == b"\x03\xe8"

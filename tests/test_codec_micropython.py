@@ -1,0 +1,15 @@
+"""The codec's unit tests again, inside MicroPython (viper unmask and UTF-8)."""
+from conftest import run_micropython
+
+
+def test_codec_suite_passes_under_micropython():
+    result = run_micropython("tests/mp_runner.py", "tests/test_codec.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = int(result.stdout.strip().splitlines()[-1].split()[1])
+    assert passed >= 11, result.stdout
+
+
+def test_viper_paths_are_used_under_micropython():
+    result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import mask, utf8; "
+                             "print(mask.unmask is not mask._unmask_py, utf8.validate is not utf8._validate_py)")
+    assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr
