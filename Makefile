@@ -16,6 +16,11 @@ help:
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
 	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md)"
+	@echo "make flash PORT=/dev/ttyUSB0 CHIP=esp32   erase + write the pinned MicroPython (sha256-checked), then deploy"
+	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
+	@echo "make image CHIP=esp32 one flashable .bin: MicroPython + LittleFS with the app (build/tether-CHIP.bin)"
+	@echo "make repl|logs PORT=...  the board's console (logs: attach without interrupting)"
+	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port"
 
 # One venv with every host tool; re-installed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -52,3 +57,39 @@ bench: $(STAMP)
 
 clean:
 	rm -rf build reports test-artifacts web/*.gz
+
+# --- Board: flash MicroPython, deploy the app, one-file image, console, virtual board ---
+# make flash PORT=/dev/ttyUSB0 CHIP=esp32|esp32s3|esp32c3|esp8266 [FIRMWARE=my.bin] [PIN=1] [FLASH_MODE=dout] [DRY_RUN=1]
+# make deploy PORT=... [DRY_RUN=1] [FULL=1] [CONFIG=my-config.json]
+# make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB (esp8266)]     -> build/tether-$(CHIP).bin
+# make repl|logs PORT=...       make vboard  (then PORT=build/vboard.tty)
+PORT        ?=
+CHIP        ?= esp32
+FIRMWARE    ?=
+FLASH_SIZE  ?= 4MB
+VBOARD_ARGS ?= --port $(SIM_PORT) --host $(HOST)
+BOARD_FLAGS  = $(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(PIN),--pin)
+NEED_PORT    = @test -n "$(PORT)" || { echo "error: PORT=... is needed: /dev/ttyUSB0 or /dev/ttyACM0 (Linux), /dev/cu.usbserial-* (macOS), COM3 (Windows), build/vboard.tty (make vboard)"; exit 2; }
+
+.PHONY: flash deploy image repl logs vboard
+flash: $(STAMP)
+	$(PY) tools/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
+
+deploy: $(STAMP)
+	$(NEED_PORT)
+	$(PY) tools/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
+
+image: $(STAMP)
+	$(PY) tools/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
+
+repl: $(STAMP)
+	$(NEED_PORT)
+	$(VENV)/bin/mpremote connect "$(PORT)" repl
+
+# Like repl, but `resume`: never interrupts or resets what the board is running. Ctrl-] leaves.
+logs: $(STAMP)
+	$(NEED_PORT)
+	$(VENV)/bin/mpremote connect "$(PORT)" resume repl
+
+vboard: $(STAMP)
+	$(PY) tools/vboard.py --main-args "$(VBOARD_ARGS)"

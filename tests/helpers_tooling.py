@@ -1,0 +1,110 @@
+"""Synthetic firmware for the board-tooling tests, and a virtual-board fixture.
+
+We have no real MicroPython download offline, so the tests build an ESP32-like
+firmware .bin laid out as micropython.org's ESP32_GENERIC image is (flashed at
+0x1000): second-stage bootloader at file offset 0, partition table at 0x7000
+(flash 0x8000), app at 0xF000 (flash 0x10000). The bootloader and app are
+minimal but *valid* ESP32 images (header, extended header, segments, checksum,
+appended SHA-256) that `esptool image-info` accepts; they contain no real code.
+The partition table is byte-compatible with ESP-IDF's gen_esp32part output
+(32-byte entries + MD5 entry) and uses MicroPython's 4 MiB ESP32 layout.
+"""
+import hashlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(ROOT, "tools")
+VENV_BIN = os.path.dirname(sys.executable)
+
+# MicroPython ports/esp32/partitions-4MiB.csv
+ESP32_PARTITIONS = [
+    ("nvs", 0x01, 0x02, 0x9000, 0x6000),
+    ("phy_init", 0x01, 0x01, 0xF000, 0x1000),
+    ("factory", 0x00, 0x00, 0x10000, 0x1F0000),
+    ("vfs", 0x01, 0x81, 0x200000, 0x200000),
+]
+
+
+def esp_image(entry, segments, chip_id=0):
+    """An ESP32-family image: 8-byte header + 16-byte extended header, segments,
+    checksum byte at the end of a 16-byte-aligned block, SHA-256 appended."""
+    header = struct.pack("<BBBBI", 0xE9, len(segments), 2, 0x20, entry)  # DIO, 4MB, 40m
+    extended = struct.pack("<BBBBHBHH4xB", 0xEE, 0, 0, 0, chip_id, 0, 0, 0xFFFF, 1)
+    body = b""
+    checksum = 0xEF
+    for addr, data in segments:
+        data += b"\0" * (-len(data) % 4)
+        body += struct.pack("<II", addr, len(data)) + data
+        for b in data:
+            checksum ^= b
+    image = header + extended + body
+    image += b"\0" * (15 - len(image) % 16) + bytes([checksum])
+    return image + hashlib.sha256(image).digest()
+
+
+def partition_table(parts):
+    """Binary partition table as ESP-IDF's gen_esp32part.py writes it."""
+    table = b""
+    for label, ptype, subtype, offset, size in parts:
+        table += struct.pack("<HBBII16sI", 0xAA50, ptype, subtype, offset, size, label.encode(), 0)
+    table += b"\xEB\xEB" + b"\xFF" * 14 + hashlib.md5(table).digest()
+    return table + b"\xFF" * (0xC00 - len(table))
+
+
+def synthetic_esp32_firmware(parts=ESP32_PARTITIONS):
+    """Bytes of a fake ESP32_GENERIC-style .bin (flashed at 0x1000)."""
+    bootloader = esp_image(0x40080400, [(0x3FFF0000, b"TETHER-TEST-BOOTLOADER" * 8),
+                                        (0x40078000, b"\0" * 256)])
+    app = esp_image(0x40080000, [(0x3F400020, b"TETHER-TEST-APP (not MicroPython)" * 40),
+                                 (0x40080000, b"\x36\x41\x00" * 200)])
+    blob = bytearray(b"\xFF" * (0x10000 - 0x1000))
+    blob[0:len(bootloader)] = bootloader
+    blob[0x7000:0x7000 + 0xC00] = partition_table(parts)
+    return bytes(blob) + app, bootloader, app
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VirtualBoard:
+    """tools/vboard.py running in the background on `root`; `.tty` is its port."""
+
+    def __init__(self, tmp, main_args=""):
+        self.root = os.path.join(str(tmp), "board")
+        self.tty = os.path.join(str(tmp), "vboard.tty")
+        self.log = os.path.join(str(tmp), "vboard.log")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(TOOLS, "vboard.py"), "--root", self.root, "--link", self.tty,
+             "--log", self.log, "--main-args", main_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.banner = self.proc.stdout.readline()
+        deadline = time.monotonic() + 10
+        while not os.path.islink(self.tty):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("vboard did not start: %s%s" % (self.banner, self.proc.stdout.read()))
+            time.sleep(0.02)
+
+    def output(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()

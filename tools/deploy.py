@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Copy the app onto a board over its serial port, only what changed.
+
+    python tools/deploy.py --port /dev/ttyUSB0            (make deploy PORT=...)
+    python tools/deploy.py --port /dev/ttyUSB0 --dry-run  (print the plan, copy nothing)
+
+1. Connects with mpremote's serial transport and soft-resets into the raw REPL
+   (a clean heap; from the raw REPL a board runs boot.py but not main.py).
+2. Asks the board for sys.implementation._mpy and compiles lib/ with mpy-cross
+   for exactly that bytecode version and native architecture (xtensa on
+   ESP8266, xtensawin on ESP32/S3, rv32imc on C3, x64 on the virtual board), so
+   viper code is native there. See tools/stage.py for the file tree.
+3. Reads the board's /.tether-manifest.json (board path -> sha256 of what the
+   last deploy wrote), copies files whose hash differs, removes files the last
+   deploy wrote that are gone now, removes lib/*.py that would shadow our .mpy,
+   and writes the manifest last (an interrupted deploy just copies more next time).
+   A config-only change therefore copies config.json alone.
+4. Soft-resets from the friendly REPL, which runs boot.py and main.py.
+
+--full ignores the manifest (e.g. after files were edited on the board by hand).
+CPython only.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stage  # noqa: E402
+
+MANIFEST = "/.tether-manifest.json"
+MPY_VERSION = 6  # what this mpy-cross emits (checked against the board)
+
+
+class DeployError(Exception):
+    pass
+
+
+def connect(port):
+    try:
+        from mpremote.transport_serial import SerialTransport
+        from mpremote.transport import TransportError
+    except ImportError:
+        raise DeployError("mpremote is not installed: run `make venv`")
+    if os.name != "nt" and not os.path.exists(port) and "://" not in port:
+        raise DeployError("serial port %s does not exist. Plug the board in and check `ls /dev/ttyUSB* "
+                          "/dev/ttyACM*` (macOS: /dev/cu.*), or start `make vboard`." % port)
+    try:
+        return SerialTransport(port, baudrate=115200), TransportError
+    except TransportError as e:
+        raise DeployError("cannot open %s: %s (is another program, e.g. a serial monitor, using it?)" % (port, e))
+
+
+def board_info(t):
+    t.exec("import sys")
+    platform, mpy = t.eval("(sys.platform, getattr(sys.implementation, '_mpy', 0))")
+    version, arch = mpy & 0xFF, mpy >> 10
+    return platform, version, stage.ARCH_BY_CODE.get(arch)
+
+
+def read_manifest(t):
+    try:
+        data = t.fs_readfile(MANIFEST)
+    except Exception:  # missing (first deploy) or unreadable: copy everything
+        return {}
+    try:
+        files = json.loads(data).get("files", {})
+        return files if isinstance(files, dict) else {}
+    except ValueError:
+        return {}
+
+
+def plan(new, old, full=False):
+    copy = sorted(p for p, h in new.items() if full or old.get(p) != h)
+    delete = sorted(p for p in old if p not in new)
+    return copy, delete
+
+
+def remote_exec(t, code):
+    return t.exec(code).decode().strip()
+
+
+def shadowing_sources(t, files, remove):
+    """lib/x.py files on the board that would be imported instead of our lib/x.mpy."""
+    candidates = ["/" + p[:-4] + ".py" for p in files if p.startswith("lib/") and p.endswith(".mpy")]
+    if not candidates:
+        return []
+    code = ("import os\nr=[]\nfor p in %r:\n try:\n  os.stat(p)\n  r.append(p)\n%s except OSError:\n  pass\nprint(repr(r))"
+            % (candidates, "  os.remove(p)\n" if remove else ""))
+    return eval(remote_exec(t, code))
+
+
+def make_dirs(t, paths):
+    dirs = set()
+    for p in paths:
+        parts = p.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/" + "/".join(parts[:i]))
+    if dirs:
+        remote_exec(t, "import os\nfor d in %r:\n try:\n  os.mkdir(d)\n except OSError:\n  pass"
+                    % sorted(dirs, key=lambda d: d.count("/")))
+
+
+def soft_reset_friendly(t):
+    """Leave the raw REPL and press Ctrl-D at the friendly prompt: the board
+    soft-reboots and runs boot.py then main.py, as after power-on."""
+    t.exit_raw_repl()
+    t.read_until(1, b">>> ", timeout=3)
+    t.serial.write(b"\x04")
+    out = t.read_until(1, b"soft reboot\r\n", timeout=5)
+    return out.endswith(b"soft reboot\r\n")
+
+
+def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print):
+    t, TransportError = connect(port)
+    try:
+        try:
+            t.enter_raw_repl(soft_reset=True)
+        except TransportError as e:
+            raise DeployError("no MicroPython REPL on %s (%s). Is MicroPython flashed (make flash), "
+                              "and is this the right port?" % (port, e))
+        platform, version, board_arch = board_info(t)
+        if version != MPY_VERSION:
+            raise DeployError("the board runs .mpy version %d but mpy-cross makes version %d: flash the "
+                              "pinned MicroPython release (make flash) or use a matching mpy-cross"
+                              % (version, MPY_VERSION))
+        march = march or board_arch
+        log("deploy: board %s on %s, mpy v%d, arch %s" % (platform, port, version, march or "bytecode only"))
+        out_dir, files = stage.stage(march, config=config, log=log)
+        old = read_manifest(t)
+        copy, delete = plan(files, old, full)
+        shadows = shadowing_sources(t, files, remove=not dry_run)
+        for p in copy:
+            log("  %s %s (%d B)" % ("would copy" if dry_run else "copy", p, os.path.getsize(os.path.join(out_dir, p))))
+        for p in delete:
+            log("  %s %s" % ("would delete" if dry_run else "delete", p))
+        for p in shadows:
+            log("  %s %s (it would shadow the .mpy)" % ("would delete" if dry_run else "deleted", p))
+        summary = "%d to copy, %d unchanged, %d to delete" % (len(copy), len(files) - len(copy), len(delete))
+        if dry_run:
+            log("deploy: dry run, nothing written: " + summary)
+            return copy, delete
+        started = time.monotonic()
+        make_dirs(t, copy)
+        for p in copy:
+            with open(os.path.join(out_dir, p), "rb") as f:
+                t.fs_writefile("/" + p, f.read(), chunk_size=chunk)
+        for p in delete:
+            try:
+                t.fs_rmfile("/" + p)
+            except Exception:
+                pass  # already gone
+        if copy or delete or not old:
+            manifest = json.dumps({"version": 1, "march": march, "files": files}, sort_keys=True, separators=(",", ":"))
+            t.fs_writefile(MANIFEST, manifest.encode(), chunk_size=chunk)
+        log("deploy: %s (%.1f s)" % (summary.replace("to copy", "copied").replace("to delete", "deleted"),
+                                     time.monotonic() - started))
+        return copy, delete
+    finally:
+        try:
+            if reset:
+                log("deploy: soft reset -> boot.py, main.py" if soft_reset_friendly(t)
+                    else "deploy: soft reset not confirmed by the board")
+            else:
+                t.exit_raw_repl()
+        finally:
+            t.close()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Copy the changed parts of the app to a board.")
+    ap.add_argument("--port", default=os.environ.get("PORT"), help="serial port, e.g. /dev/ttyUSB0")
+    ap.add_argument("--march", choices=stage.MARCHES, help="override the architecture the board reports")
+    ap.add_argument("--dry-run", "--plan", action="store_true", help="print what would be copied; write nothing")
+    ap.add_argument("--full", action="store_true", help="ignore the board's manifest and copy everything")
+    ap.add_argument("--no-reset", action="store_true", help="don't soft-reset afterwards")
+    ap.add_argument("--config", help="config file to install as /config.json (default ./config.json)")
+    ap.add_argument("--chunk", type=int, default=256, help="bytes per write on the board (default 256)")
+    args = ap.parse_args(argv)
+    if not args.port:
+        print("error: no port. Use PORT=/dev/ttyUSB0 (Linux), /dev/cu.usbserial-* (macOS), COM3 (Windows),\n"
+              "       or build/vboard.tty for the virtual board (make vboard)", file=sys.stderr)
+        return 2
+    try:
+        deploy(args.port, march=args.march, dry_run=args.dry_run, full=args.full,
+               reset=not args.no_reset, config=args.config, chunk=args.chunk)
+    except (DeployError, stage.StageError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
