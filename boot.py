@@ -9,9 +9,13 @@ except ImportError:
 
 if network is not None:
     try:
+        import sys
+
         from car import wifi
 
         wifi.start("config.json")
+        sys.modules.pop("car.wifi", None)  # not needed again: give its heap back
+        del wifi
     except Exception as e:  # keep booting: main.py still stops the motors safely
         import sys
 

@@ -11,8 +11,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 import hardware
 from wsserver import Server
 
-from car import VERSION, protocol
-from car.config import load
+from car import VERSION, load_config, protocol
 from car.control import Control
 from car.drive import Drive
 
@@ -183,9 +182,11 @@ def attach(server, car):
 def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
     """Start the car and serve until a crash (which propagates, motors off).
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()."""
-    cfg, errors = load(config_path)
+    cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
+    del errors
+    gc.collect()
     hw = hardware.create(cfg["hardware"])
     try:
         hw.stop()

@@ -5,11 +5,12 @@
 import json
 
 import hardware
+from car import DEFAULT_AP_PASSWORD
 
 DEFAULTS = {
     "wifi": {
         "networks": [],  # station networks tried in order: [{"ssid", "password"}]
-        "ap": {"ssid": "tether-car", "password": "tether-car", "open": False},
+        "ap": {"ssid": "tether-car", "password": DEFAULT_AP_PASSWORD, "open": False},
         "hostname": "tether-car",
         "timeout_s": 10,  # per station network
     },

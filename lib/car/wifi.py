@@ -6,7 +6,7 @@ import time
 
 import network
 
-from car.config import DEFAULTS, load
+from car import DEFAULT_AP_PASSWORD, load_config
 
 
 def _no_power_save(wlan):
@@ -75,7 +75,7 @@ def access_point(ap_cfg):
 
 
 def start(config_path="config.json"):
-    cfg, errors = load(config_path)
+    cfg, errors = load_config(config_path)
     for error in errors:
         if error.startswith("wifi") or error.startswith(config_path):
             print("config error:", error)
@@ -90,7 +90,7 @@ def start(config_path="config.json"):
         ip = access_point(ap)
         print("WiFi: access point %r (%s), IP %s" % (
             ap["ssid"], "OPEN" if ap["open"] else "WPA2", ip))
-        if not ap["open"] and ap["password"] == DEFAULTS["wifi"]["ap"]["password"]:
+        if not ap["open"] and ap["password"] == DEFAULT_AP_PASSWORD:
             print("WiFi: the access point uses the DEFAULT password; set wifi.ap.password")
     port = cfg["server"]["port"]
     suffix = "" if port == 80 else ":%d" % port
