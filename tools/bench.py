@@ -515,10 +515,24 @@ def measure_pipelined(proto, server, payload, duration, window=32, max_messages=
             "server_cpu_pct": 100 * cpu / elapsed}
 
 
+SEQ = b'"seq":'
+
+
+def seq_at(buf, i):
+    """The integer after '"seq":' at index i of buf (None if i < 0)."""
+    if i < 0:
+        return None
+    j = k = i + len(SEQ)
+    while k < len(buf) and 48 <= buf[k] <= 57:
+        k += 1
+    return int(buf[j:k]) if k > j else None
+
+
 def measure_fanout(proto, server, clients, duration):
     conns = [proto.bcast_open(server.port) for _ in range(clients)]
     sel = selectors.DefaultSelector()
     counts = [0] * clients
+    first, last = [None] * clients, [None] * clients
     try:
         time.sleep(0.05)        # let the server register every member before the push starts
         for i, c in enumerate(conns):
@@ -543,8 +557,13 @@ def measure_fanout(proto, server, clients, duration):
                     raise EOFError("server closed a /bcast connection")
                 c.buf += data
                 n, used = proto.count_pushed(c.buf)
-                del c.buf[:used]
-                counts[key.data] += n
+                if n:
+                    i = key.data
+                    if first[i] is None:
+                        first[i] = seq_at(c.buf, c.buf.find(SEQ, 0, used))
+                    last[i] = seq_at(c.buf, c.buf.rfind(SEQ, 0, used))
+                    del c.buf[:used]
+                    counts[i] += n
         elapsed = time.perf_counter() - t0
         cpu = server.cpu() - cpu0
         conns[0].sock.setblocking(True)
@@ -569,7 +588,11 @@ def measure_fanout(proto, server, clients, duration):
             c.sock.settimeout(0.5)
             proto.close(c, wait=False)
     total = sum(counts)
-    return {"fanout_msgs_per_s": total / elapsed,
+    # Servers that drop instead of block (drop-oldest queues) skip sequence numbers:
+    # received / (last seq - first seq + 1) is the share of the pushed messages delivered.
+    shares = [n / (b - a + 1) for n, a, b in zip(counts, first, last) if a is not None and b is not None and b >= a]
+    return {"fanout_delivered_pct": 100 * min(shares) if len(shares) == clients else None,
+            "fanout_msgs_per_s": total / elapsed,
             "fanout_min_client": min(counts) / elapsed,
             "fanout_mean_client": total / clients / elapsed,
             "fanout_server_us_per_msg": cpu * 1e6 / total if total else None,
@@ -671,10 +694,12 @@ METRICS = [
     ("fan4_msgs_per_s", "fan-out 4 clients, total", "msg/s", True),
     ("fan4_min_client", "  fan-out 4, slowest client", "msg/s", True),
     ("fan4_mean_client", "  fan-out 4, mean per client", "msg/s", True),
+    ("fan4_delivered_pct", "  fan-out 4, share of pushed msgs delivered (worst client)", "%", True),
     ("fan8_msgs_per_s", "fan-out 8 clients, total", "msg/s", True),
     ("fan8_min_client", "  fan-out 8, slowest client", "msg/s", True),
     ("fan8_mean_client", "  fan-out 8, mean per client", "msg/s", True),
     ("fan8_server_us_per_msg", "  server CPU per fan-out 8 message", "µs", False),
+    ("fan8_delivered_pct", "  fan-out 8, share of pushed msgs delivered (worst client)", "%", True),
     ("handshakes_per_s", "handshakes (open+close, sequential)", "/s", True),
     ("heap_idle", "heap idle (after gc)", "B", False),
     ("heap_1ws", "heap with 1 WebSocket", "B", False),
