@@ -40,14 +40,31 @@ def valid_close_code(code):
 def encode(opcode, payload=b"", fin=True):
     """One unmasked server frame. `payload`: bytes-like, or str for text."""
     if isinstance(payload, str):
-        payload = payload.encode()
+        try:
+            payload = memoryview(payload)  # MicroPython: the str's UTF-8 bytes, no copy
+        except TypeError:
+            payload = payload.encode()  # CPython
     n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
     if n < 126:
-        return bytes((b0, n)) + payload
-    if n < 65536:
-        return bytes((b0, 126, n >> 8, n & 0xFF)) + payload
-    return bytes((b0, 127)) + n.to_bytes(8, "big") + payload
+        head = 2
+    elif n < 65536:
+        head = 4
+    else:
+        head = 10
+    # Header and payload in one buffer: one copy, one write.
+    frame = bytearray(head + n)
+    frame[0] = (0x80 if fin else 0) | opcode
+    if head == 2:
+        frame[1] = n
+    elif head == 4:
+        frame[1] = 126
+        frame[2] = n >> 8
+        frame[3] = n & 0xFF
+    else:
+        frame[1] = 127
+        frame[2:10] = n.to_bytes(8, "big")
+    frame[head:] = payload
+    return frame
 
 
 def encode_message(message):
@@ -68,18 +85,20 @@ def encode_close(code=CLOSE_NORMAL, reason=""):
 class Codec:
     """Server side of a WebSocket connection's incoming byte stream."""
 
+    # Class-level defaults: an idle connection's codec stores one attribute.
+    _head = b""  # a frame header split across reads (< 14 bytes)
+    _frame = None  # payload of a frame still arriving (bytearray)
+    _have = 0  # bytes of _frame received so far
+    _fin_op = 0  # fin bit | opcode of the frame still arriving
+    _key = b""  # its masking key
+    _msg_op = 0  # opcode of a fragmented message being assembled, 0 = none
+    _msg = None  # its payload so far (bytearray, grows by doubling)
+    _msg_len = 0
+    _utf8 = 0  # UTF-8 validator state carried across fragments
+    error = None  # a ProtocolError found after events that came before it
+
     def __init__(self, max_message=65536):
         self.max_message = max_message
-        self._head = b""  # a frame header split across reads (< 14 bytes)
-        self._frame = None  # payload of a frame still arriving (bytearray)
-        self._have = 0  # bytes of _frame received so far
-        self._fin_op = 0  # fin bit | opcode of the frame still arriving
-        self._key = b""  # its masking key
-        self._msg_op = 0  # opcode of a fragmented message being assembled, 0 = none
-        self._msg = None  # its payload so far (bytearray, grows by doubling)
-        self._msg_len = 0
-        self._utf8 = 0  # UTF-8 validator state carried across fragments
-        self.error = None  # a ProtocolError found after events that came before it
 
     # -- receiving --------------------------------------------------------
 

@@ -33,34 +33,33 @@ except ImportError:  # CPython
 class WebSocket:
     """One open WebSocket connection, handed to the route's handler."""
 
+    # Class-level defaults: an instance only pays for the attributes it changes
+    # (MicroPython keeps instance attributes in a per-object hash table).
+    subprotocol = None
+    close_code = None  # set once the connection is closed
+    close_reason = ""
+    dropped = 0  # queued messages dropped because this client was too slow
+    _events = None  # received events not handed out yet
+    _queue = None  # frames waiting behind a slow socket
+    _flushing = False
+    _flushed = None  # Event, made only when a sender must wait
+    _close_sent = False
+    _reader = None  # the task reading, while it waits for data
+
     def __init__(self, server, stream, request, subprotocol, ws_id):
         self.server = server
         self.stream = stream
         self.request = request
-        self.subprotocol = subprotocol
+        if subprotocol:
+            self.subprotocol = subprotocol
         self.id = ws_id
         self.codec = Codec(server.max_message)
-        self.close_code = None  # set once the connection is closed
-        self.close_reason = ""
-        self.dropped = 0  # queued messages dropped because this client was too slow
         self.last_seen = ticks_ms()
-        self._events = None  # received events not handed out yet
-        self._queue = None  # frames waiting behind a slow socket
-        self._flushing = False
-        self._flushed = None  # Event, made only when a sender must wait
-        self._close_sent = False
-        self._reader = None  # the task reading, while it waits for data
 
     # -- receiving --------------------------------------------------------
 
     def __aiter__(self):
         return self
-
-    async def __anext__(self):
-        message = await self.recv()
-        if message is None:
-            raise StopAsyncIteration
-        return message
 
     async def recv(self):
         """The next message (str or bytes), or None once the connection is closed.
@@ -68,6 +67,14 @@ class WebSocket:
         Pings are answered and the close handshake is completed here, so keep
         calling it (or `async for`) even on a connection you only send to.
         """
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def __anext__(self):
+        # One coroutine from the handler down to the socket read: every
+        # coroutine frame alive while a connection waits costs heap.
         while True:
             events = self._events
             if events:
@@ -78,45 +85,39 @@ class WebSocket:
                     self._enqueue(encode(PONG, payload), False)
                 elif opcode == CLOSE:
                     await self._closed_by_peer(payload[0], payload[1])
-                    return None
+                    raise StopAsyncIteration
                 continue
             if self.close_code is not None:
-                return None
-            if not await self._read():
-                return None
-
-    async def _read(self):
-        server = self.server
-        codec = self.codec
-        self._reader = asyncio.current_task()
-        try:
-            if codec.error is not None:
-                raise codec.error
-            big = codec.pending_payload()
-            if big is not None and len(big) > len(server._buf):
-                n = await self.stream.readinto(big)  # straight into place, no copy
-                if n:
-                    self._events = codec.payload_received(n)
-            else:
-                n = await self.stream.readinto(server._buf)
-                if n:
-                    self._events = codec.receive(server._view[:n])
-            if not n:
+                raise StopAsyncIteration
+            server = self.server
+            codec = self.codec
+            self._reader = asyncio.current_task()
+            try:
+                if codec.error is not None:
+                    raise codec.error
+                big = codec.pending_payload()
+                if big is not None and len(big) > len(server._buf):
+                    n = await self.stream.readinto(big)  # straight into place, no copy
+                    if n:
+                        self._events = codec.payload_received(n)
+                else:
+                    n = await self.stream.readinto(server._buf)
+                    if n:
+                        self._events = codec.receive(server._view[:n])
+                self._reader = None
+                if not n:
+                    self._lost()
+                else:
+                    self.last_seen = ticks_ms()
+            except ProtocolError as e:
+                self._reader = None
+                await self._fail(e.code, e.reason)
+            except MemoryError:
+                self._reader = None
+                await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
+            except (OSError, asyncio.CancelledError):
+                self._reader = None
                 self._lost()
-                return False
-            self.last_seen = ticks_ms()
-            return True
-        except ProtocolError as e:
-            self._reader = None
-            await self._fail(e.code, e.reason)
-        except MemoryError:
-            self._reader = None
-            await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
-        except (OSError, asyncio.CancelledError):
-            self._lost()
-        finally:
-            self._reader = None
-        return False
 
     # -- sending ----------------------------------------------------------
 
@@ -159,13 +160,19 @@ class WebSocket:
         return True
 
     def _write(self, frame):
-        """Write without waiting; True if part of it is still buffered."""
+        """Write without waiting; True if part of it is still to be sent."""
+        stream = self.stream
         try:
-            self.stream.write(frame)
+            n = stream.s.write(frame) or 0  # None: the socket takes nothing now
         except OSError:
             self._lost()
             return False
-        return bool(self.stream.out_buf)
+        if n < len(frame):
+            # Keep the rest where it is (asyncio's Stream.write would copy
+            # it); stream.drain() in _flush sends it.
+            stream.out_buf = memoryview(frame)[n:]
+            return True
+        return False
 
     async def _flush(self):
         # Runs while self._flushing: the only writer that waits on the socket.
@@ -176,7 +183,7 @@ class WebSocket:
                 q = self._queue
                 if not q:
                     break
-                stream.write(q.pop(0))
+                self._write(q.pop(0))
         except (OSError, asyncio.CancelledError):
             self._queue = None
             self._lost()
@@ -389,7 +396,24 @@ class Server:
             method = request.method
             route = self.routes.get(request.path)
             if route is not None:
-                await self._serve_websocket(stream, request, route, extra)
+                ws = self._accept_websocket(stream, request, route, extra)
+                try:
+                    await route[0](ws)
+                    if ws.close_code is None:
+                        await ws.close(CLOSE_NORMAL)
+                except ConnectionClosed:
+                    pass
+                except ProtocolError as e:
+                    await ws._fail(e.code, e.reason)
+                except Exception as e:  # the handler crashed: tell the peer, keep serving others
+                    if self.debug:
+                        sys.print_exception(e)
+                    if ws.close_code is None:
+                        await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+                finally:
+                    self.clients.discard(ws)
+                    if ws.close_code is None:
+                        ws.close_code = CLOSE_ABNORMAL
             elif "upgrade" in request.headers:
                 raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
             elif request.path in self.http_routes:
@@ -430,12 +454,13 @@ class Server:
             if len(data) > self.max_head:
                 raise HTTPError(431, "request head over %d bytes" % self.max_head)
 
-    async def _serve_websocket(self, stream, request, route, extra):
-        handler, subprotocols, accept = route
+    def _accept_websocket(self, stream, request, route, extra):
+        """Check the handshake, answer 101, and return the new WebSocket."""
         check_upgrade(request)
         if len(self.clients) >= self.max_clients:
             raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
                             [("Retry-After", "2")])
+        subprotocols, accept = route[1], route[2]
         if accept is not None:
             verdict = accept(request)
             if verdict is not None and verdict is not True:
@@ -443,33 +468,21 @@ class Server:
                     raise HTTPError(verdict, "handshake refused")
                 raise HTTPError(verdict[0], verdict[1])
         subprotocol = choose_subprotocol(request, subprotocols)
-        stream.write(switching_protocols(request, subprotocol))
+        response = switching_protocols(request, subprotocol)
         try:  # low latency for small frames, where the stack allows it
             stream.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
         except (OSError, AttributeError):
             pass
+        # Headers were for the handshake (and the accept hook); an open
+        # connection keeps only its path and query, to save heap.
+        request.headers = None
         ws = WebSocket(self, stream, request, subprotocol, self._next_id)
+        ws._enqueue(response, False)  # the 101, through the same ordered writer as frames
         self._next_id += 1
         self.clients.add(ws)
-        try:
-            if extra:
-                ws._events = ws.codec.receive(extra)
-            await handler(ws)
-            if ws.close_code is None:
-                await ws.close(CLOSE_NORMAL)
-        except ConnectionClosed:
-            pass
-        except ProtocolError as e:
-            await ws._fail(e.code, e.reason)
-        except Exception as e:  # the handler crashed: tell the peer, keep serving others
-            if self.debug:
-                sys.print_exception(e)
-            if ws.close_code is None:
-                await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
-        finally:
-            self.clients.discard(ws)
-            if ws.close_code is None:
-                ws.close_code = CLOSE_ABNORMAL
+        if extra:
+            ws._events = ws.codec.receive(extra)
+        return ws
 
     async def _serve_route(self, stream, request, handler):
         if request.method not in ("GET", "HEAD"):
