@@ -247,7 +247,7 @@ def test_obstacle_guard_refuses_forward_near_a_wall(start_micropython, tmp_path)
         c = await Client.connect(car)
         await c.drive(1, 0)
         await c.reply()
-        blocked = (await c.wait_for(lambda m: m["distance_cm"] < 20 and stopped(m), timeout=3))[1]
+        blocked = (await c.wait_for(lambda m: (m["distance_cm"] or 999) < 20 and stopped(m), timeout=3))[1]
         await c.hold(1, 0, 0.5)  # keep asking for forward: still refused
         held = await c.latest()
         await c.drive(0, 1)  # turning in place is allowed
@@ -378,3 +378,50 @@ def test_client_that_never_reads_delays_nobody(start_micropython, tmp_path):
     assert max(latencies) < 100
     assert rate >= 50 * 0.8
     assert rtt < 100
+
+
+CRASH_SCRIPT = """
+import hardware
+from car import app
+
+made = []
+real_create = hardware.create
+
+def create(cfg):
+    hw = real_create(cfg)
+    made.append(hw)
+    real_tick = hw.tick
+    count = [0]
+    def tick(now):
+        count[0] += 1
+        if count[0] == 5:
+            hw.set_motors(0.5, 0.5)   # the motors are running...
+        if count[0] == 10:
+            print("before crash", hw.applied())
+            raise RuntimeError("boom")  # ...when the control loop crashes
+        real_tick(now)
+    hw.tick = tick
+    return hw
+
+hardware.create = create
+try:
+    app.run(config_path="config.json", host="127.0.0.1", port=%d, static_dir="web")
+except RuntimeError as e:
+    print("run raised", e, "motors", made[0].applied())
+"""
+
+
+def test_a_crash_propagates_with_the_motors_stopped():
+    from conftest import free_port, run_micropython
+
+    result = run_micropython(CRASH_SCRIPT % free_port(), timeout=10)
+    assert "before crash (0.625, 0.625)" in result.stdout, result.stdout + result.stderr
+    assert "run raised boom motors (0.0, 0.0)" in result.stdout, result.stdout + result.stderr
+
+
+def test_bad_command_line_prints_usage():
+    from conftest import run_micropython
+
+    result = run_micropython("main.py", "--port", "http")
+    assert result.returncode == 2
+    assert "usage: micropython main.py --port N" in result.stdout

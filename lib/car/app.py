@@ -16,6 +16,10 @@ from car.control import Control
 from car.drive import Drive
 
 TICK_MS = 20  # control loop: 50 Hz
+# Distance is read every 3rd tick (60 ms): an HC-SR04 needs >= 60 ms between
+# pings, and each read blocks for the echo (up to timeout_us), so reading it
+# every tick would eat the loop's time on a real car.
+SENSE_EVERY = 3
 MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
 
 
@@ -33,6 +37,7 @@ class Car:
         self.distance = None  # last reading, shared by control and telemetry
         self.sent = (0.0, 0.0)  # what set_motors last got
         self.seq = 0
+        self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
         self.started = self.last_tick = ticks_ms()
         self.failed = None
         self.room = hw.room() if hw.simulated else None
@@ -112,7 +117,10 @@ class Car:
             former.send_nowait(protocol.role("viewer"))
         dt = min(ticks_diff(now, self.last_tick), MAX_DT_MS)
         self.last_tick = now
-        self.distance = self.hw.distance_cm()
+        self.ticks += 1
+        if self.ticks >= SENSE_EVERY:
+            self.ticks = 0
+            self.distance = self.hw.distance_cm()
         out = self.drive.step(dt, self.distance)
         if out != self.sent:
             self.hw.set_motors(out[0], out[1])
