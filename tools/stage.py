@@ -126,12 +126,15 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print):
         rel = "lib/" + os.path.relpath(path, lib).replace(os.sep, "/")
         if path.endswith(".py"):
             rel = rel[:-3] + ".mpy"
-            dest = os.path.join(out_dir, rel)
-            # Recompile only when the source is newer (mpy-cross output is deterministic).
-            if not (os.path.exists(dest) and os.path.getmtime(dest) >= os.path.getmtime(path)):
-                compile_module(path, dest, march, rel[:-4] + ".py", exe)
-            with open(dest, "rb") as f:
-                files[rel] = hashlib.sha256(f.read()).hexdigest()
+            # Always recompile (about 5 ms a module): a cache keyed on mtimes would miss
+            # a changed mpy-cross or option. The source name in tracebacks is the
+            # import path, "car/app.py", as for frozen modules.
+            tmp = os.path.join(out_dir, rel + ".tmp")
+            compile_module(path, tmp, march, rel[4:-4] + ".py", exe)
+            with open(tmp, "rb") as f:
+                data = f.read()
+            os.unlink(tmp)
+            put(rel, data)
         else:
             with open(path, "rb") as f:
                 put(rel, f.read())

@@ -1,0 +1,19 @@
+# Freeze Tether into a MicroPython firmware you build yourself (firmware/README.md):
+#
+#   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/tether/firmware/manifest.py
+#
+# Frozen modules run from flash: no .mpy files on the filesystem, no RAM spent
+# loading bytecode, and the viper code in wsserver/_native.py is compiled for the
+# board by the port's own mpy-cross. boot.py, main.py, web/ and config.json stay
+# on the filesystem (`make deploy` or `make image` put them there).
+#
+# MicroPython's manifest tool runs this file with its own folder as the working
+# directory, so "../lib" is this repository's lib/.
+
+# Everything the port freezes by default (asyncio, _boot, inisetup, ...).
+include("$(PORT_DIR)/boards/manifest.py")
+
+# Our packages. The order doesn't matter; each is a directory under lib/.
+package("wsserver", base_path="../lib")
+package("hardware", base_path="../lib")
+package("car", base_path="../lib")
