@@ -14,7 +14,8 @@
    last deploy wrote), copies files whose hash differs, removes files the last
    deploy wrote that are gone now, removes lib/*.py that would shadow our .mpy,
    and writes the manifest last (an interrupted deploy just copies more next time).
-   A config-only change therefore copies config.json alone.
+   A config-only change therefore copies config.json alone. On ESP32/ESP8266 it
+   keeps the app's hardware watchdog fed between files (see keep_watchdog_fed).
 4. Soft-resets from the friendly REPL, which runs boot.py and main.py.
 
 --full ignores the manifest (e.g. after files were edited on the board by hand).
@@ -69,6 +70,37 @@ def read_manifest(t):
         return files if isinstance(files, dict) else {}
     except ValueError:
         return {}
+
+
+WATCHDOG_SETUP = """
+import machine, json
+_tw = None
+try:
+    with open('/config.json') as f:
+        _ms = json.load(f).get('limits', {}).get('watchdog_ms', 8000)
+except Exception:
+    _ms = 8000
+if _ms:
+    try:
+        _tw = machine.WDT(timeout=max(_ms, 1000))
+    except TypeError:
+        _tw = machine.WDT()
+"""
+
+
+def keep_watchdog_fed(t, platform):
+    """The app arms a hardware watchdog (limits.watchdog_ms, 8 s by default) that
+    Ctrl-C and soft resets don't disarm on ESP32/ESP8266: a long copy would reset
+    the board half-way. Re-arm it with the same timeout the app uses (no change
+    when it is already running; main.py takes over feeding after the reset) and
+    return a function that feeds it between files."""
+    if platform not in ("esp32", "esp8266"):
+        return lambda: None
+    try:
+        t.exec(WATCHDOG_SETUP)
+    except Exception:
+        return lambda: None
+    return lambda: t.exec("_tw and _tw.feed()")
 
 
 def plan(new, old, full=False):
@@ -142,8 +174,10 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
             log("deploy: dry run, nothing written: " + summary)
             return copy, delete
         started = time.monotonic()
+        feed = keep_watchdog_fed(t, platform)
         make_dirs(t, copy)
         for p in copy:
+            feed()
             with open(os.path.join(out_dir, p), "rb") as f:
                 t.fs_writefile("/" + p, f.read(), chunk_size=chunk)
         for p in delete:
