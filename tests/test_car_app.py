@@ -88,8 +88,9 @@ def test_deadman_stops_and_releases_control(start_micropython, tmp_path):
     elapsed_ms, t, role = run(main())
     print("deadman %d ms: stop seen %.0f ms after the last drive" % (deadman_ms, elapsed_ms))
     # Not before the deadman; at most one control tick + one telemetry period
-    # + 40 ms of scheduling/loopback slack after it.
-    assert deadman_ms * 0.95 <= elapsed_ms <= deadman_ms + (CONTROL_TICK_S + TELEMETRY_S) * 1000 + 40
+    # + 60 ms of scheduling/loopback slack after it (typically 204-218 ms
+    # measured in total; the slack is for a loaded 2-core CI machine).
+    assert deadman_ms * 0.95 <= elapsed_ms <= deadman_ms + (CONTROL_TICK_S + TELEMETRY_S) * 1000 + 60
     assert t["motor"] == {"left": 0, "right": 0} and t["driver"] is None
     assert role == {"type": "role", "role": "viewer"}
 
