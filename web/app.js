@@ -17,7 +17,7 @@
   const ui = {
     app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
     rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
-    heap: $('heap'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
+    heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
     estop: $('estop'), toast: $('toast'),
   };
@@ -62,6 +62,7 @@
     releaseAll();               // nothing held survives a disconnect: re-touch to drive
     pings.clear();
     car.id = null; car.driver = undefined;
+    hist.push({ t: now() });    // a gap: chart lines and the trail break here
     renderRole();
     scheduleRetry();
   }
@@ -136,7 +137,7 @@
         const sent = pings.get(m.id);
         if (sent !== undefined) {
           pings.delete(m.id);
-          ui.rtt.textContent = 'ping ' + Math.round(now() - sent) + ' ms';
+          ui.rtt.textContent = Math.round(now() - sent) + ' ms';
         }
         break;
       }
@@ -175,8 +176,9 @@
     ui.battBox.classList.toggle('warn', low);
     ui.battLabel.textContent = low ? 'Battery LOW' : 'Battery';
     ui.rssi.textContent = m.rssi == null ? '—' : m.rssi;
-    const kb = m.heap_free / 1024;  // tens of KB on a board, a megabyte on a computer
-    ui.heap.textContent = m.heap_free == null ? '—' : kb < 100 ? kb.toFixed(1) : Math.round(kb);
+    const kb = m.heap_free / 1024;  // tens of KB on a board, megabytes on a computer
+    ui.heap.textContent = m.heap_free == null ? '—' : kb < 100 ? kb.toFixed(1) : kb < 1000 ? Math.round(kb) : (kb / 1024).toFixed(1);
+    ui.heapUnit.textContent = kb < 1000 ? 'KB' : 'MB';
     car.light = !!m.light;
     ui.light.setAttribute('aria-pressed', String(car.light));
     ui.light.textContent = car.light ? 'Light on' : 'Light';
