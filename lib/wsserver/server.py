@@ -45,6 +45,7 @@ class WebSocket:
     _flushed = None  # Event, made only when a sender must wait
     _close_sent = False
     _reader = None  # the task reading, while it waits for data
+    _pinged = False  # an idle ping is out
 
     def __init__(self, server, stream, request, subprotocol, ws_id):
         self.server = server
@@ -109,6 +110,8 @@ class WebSocket:
                     self._lost()
                 else:
                     self.last_seen = ticks_ms()
+                    if self._pinged:
+                        self._pinged = False
             except ProtocolError as e:
                 self._reader = None
                 await self._fail(e.code, e.reason)
@@ -271,10 +274,18 @@ class WebSocket:
             except ProtocolError:
                 self.codec = Codec(125)
 
-    def _lost(self):
+    def abort(self, code=CLOSE_ABNORMAL):
+        """Drop the connection now, without a close handshake (a dead peer)."""
+        self._lost(code)
+        try:
+            self.stream.s.close()
+        except OSError:
+            pass
+
+    def _lost(self, code=CLOSE_ABNORMAL):
         """The TCP connection broke without a close handshake."""
         if self.close_code is None:
-            self.close_code = CLOSE_ABNORMAL
+            self.close_code = code
         self._close_sent = True
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
@@ -307,11 +318,17 @@ class Server:
       request_timeout_ms=5000  to receive a whole request head; else 408
       close_timeout_ms=2000    to wait for the peer's close frame
       buffer_size=2048     the one receive buffer shared by all connections
+      max_pending=8        connections still sending a request head; more are
+                           closed at once (connection floods, slowloris)
+      ping_interval_ms=10000  a WebSocket silent this long is pinged ...
+      ping_timeout_ms=5000    ... and closed if still silent this much later
+                              (0 turns pinging off)
     """
 
     def __init__(self, static_dir=None, max_clients=4, max_message=4096, max_queue=8,
                  max_head=2048, max_uri=512, max_headers=32, request_timeout_ms=5000,
-                 close_timeout_ms=2000, buffer_size=2048, debug=False):
+                 close_timeout_ms=2000, buffer_size=2048, max_pending=8,
+                 ping_interval_ms=10000, ping_timeout_ms=5000, debug=False):
         self.static_dir = static_dir
         self.max_clients = max_clients
         self.max_message = max_message
@@ -321,6 +338,10 @@ class Server:
         self.max_headers = max_headers
         self.request_timeout_ms = request_timeout_ms
         self.close_timeout_ms = close_timeout_ms
+        self.max_pending = max_pending
+        self.ping_interval_ms = ping_interval_ms
+        self.ping_timeout_ms = ping_timeout_ms
+        self.pending = 0  # connections still sending their request head
         self.debug = debug
         self.routes = {}  # WebSocket endpoints
         self.http_routes = {}
@@ -369,7 +390,24 @@ class Server:
     async def start(self, host="0.0.0.0", port=80, backlog=5):
         """Listen, and return once listening; connections are served in the background."""
         self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
+        if self.ping_interval_ms:
+            asyncio.create_task(self._watch_idle())
         return self._listener
+
+    async def _watch_idle(self):
+        # Dead peers (a phone that left WiFi, a half-open socket) send nothing,
+        # not even a FIN: ping the silent, drop those that stay silent.
+        interval = self.ping_interval_ms
+        while True:
+            await asyncio.sleep_ms(min(interval, self.ping_timeout_ms) // 2 or 1)
+            now = ticks_ms()
+            for ws in tuple(self.clients):
+                idle = ticks_diff(now, ws.last_seen)
+                if idle > interval + self.ping_timeout_ms:
+                    ws.abort(CLOSE_ABNORMAL)
+                elif idle > interval and not ws._pinged:
+                    ws._pinged = True
+                    ws._enqueue(encode(PING, b"idle?"), False)
 
     async def serve(self, host="0.0.0.0", port=80):
         await self.start(host, port)
@@ -386,11 +424,19 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         method = None
+        if self.pending >= self.max_pending:
+            # A flood: close at once, before it costs more heap or time.
+            await self._answer_error(stream, HTTPError(503, "too many connections"), False)
+            await stream.wait_closed()
+            return
         try:
+            self.pending += 1
             try:
                 request, extra = await asyncio.wait_for_ms(self._read_request(stream), self.request_timeout_ms)
             except asyncio.TimeoutError:
                 raise HTTPError(408, "request head not complete within %d ms" % self.request_timeout_ms)
+            finally:
+                self.pending -= 1
             if request is None:
                 return  # the client went away before sending a request
             method = request.method

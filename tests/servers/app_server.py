@@ -10,7 +10,8 @@ from wsserver import Server
 
 port = int(sys.argv[sys.argv.index("--port") + 1])
 opt = {}
-for name in ("max-clients", "max-message", "request-timeout-ms", "close-timeout-ms", "max-queue"):
+for name in ("max-clients", "max-message", "request-timeout-ms", "close-timeout-ms", "max-queue",
+             "max-pending", "ping-interval-ms", "ping-timeout-ms"):
     flag = "--" + name
     if flag in sys.argv:
         opt[name.replace("-", "_")] = int(sys.argv[sys.argv.index(flag) + 1])
