@@ -57,6 +57,8 @@ def read_response(s):
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
+    if status in (101, 304):
+        return status, headers, body  # no body follows these
     length = int(headers.get("content-length", -1))
     while length < 0 or len(body) < length:
         try:
