@@ -432,6 +432,8 @@ def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_
         board.stop()
     log = board.output()
     assert "MPY: soft reboot" in log and "raw REPL; CTRL-B to exit" in log
+    # Deploys 2-4 met the app running: their Ctrl-C reached it as SIGINT.
+    assert log.count("KeyboardInterrupt") >= 3, log[-3000:]
 
 
 # --- firmware/manifest.py ---------------------------------------------------------
