@@ -867,6 +867,7 @@ def main():
     builds = Builds(args.micropython, args.mpy_cross, workdir)
     results, shares = {}, {}
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     try:
         for r in range(rounds):
             order = servers[r % len(servers):] + servers[:r % len(servers)]
@@ -898,6 +899,8 @@ def main():
     notes = ["Medians of %d rounds (order rotated each round); %s windows of %.1f s, %d RTT samples. "
              "Run took %.0f s." % (rounds, "quick:" if args.quick else "", cfg["duration"],
                                    cfg["rtt_count"], time.monotonic() - started),
+             "Load average (1 min) before / after: %.2f / %.2f on %d CPUs; other work on the machine "
+             "shows up as noise, compare ratios from one run only." % (load_before, os.getloadavg()[0], os.cpu_count()),
              "client CPU = the load client's own CPU time / wall time during the measurement "
              "(highest over servers and rounds); near 100% would mean the client limits the figure."] + notes
     table = build_table(servers, med, client_cpu, notes)
