@@ -372,6 +372,7 @@ def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
     assert observer.latest()["pose"]["x"] == pytest.approx(t["pose"]["x"], abs=0.01)
     assert text(page, "#estop") == "STOPPED"
     assert "unlock" in text(page, "#hint")
+    screenshot(page, "web-estop-latched.png")
     fingers.up(1)
     # A new touch while latched only unlocks: dragging it does not drive.
     push_stick(page, fingers, finger=1)

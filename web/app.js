@@ -369,7 +369,7 @@
     ui.stick.classList.toggle('active', active);
     ui.stick.classList.toggle('locked', latched);
     if (!active) ui.knob.style.transform = '';
-    ui.hint.textContent = latched ? 'STOPPED · tap to unlock' : online ? 'DRIVE' : 'OFFLINE';
+    ui.hint.textContent = latched ? 'Tap to unlock' : online ? 'DRIVE' : 'OFFLINE';
   }
 
   ui.stick.addEventListener('pointerdown', (e) => {
