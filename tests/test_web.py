@@ -296,6 +296,29 @@ def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
     print("page: %d bytes gzipped" % size)
 
 
+def test_build_is_reproducible_and_enforces_the_budget(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import build_web
+    finally:
+        sys.path.pop(0)
+    web = tmp_path / "web"
+    shutil.copytree(os.path.join(ROOT, "web"), web, ignore=shutil.ignore_patterns("*.gz"))
+    (web / "old.js.gz").write_bytes(b"left over from a rename")
+    assert build_web.main(["--web", str(web)]) == 0
+    assert not (web / "old.js.gz").exists()
+    first = (web / "app.js.gz").read_bytes()
+    assert first[4:8] == b"\0\0\0\0"                  # gzip mtime field: 0
+    assert build_web.main(["--web", str(web), "--check"]) == 0
+    assert build_web.main(["--web", str(web)]) == 0
+    assert (web / "app.js.gz").read_bytes() == first
+    capsys.readouterr()
+    assert build_web.main(["--web", str(web), "--budget", "4000"]) == 1
+    assert "over the 4000 B budget" in capsys.readouterr().err
+    (web / "app.js").write_text("// changed")
+    assert build_web.main(["--web", str(web), "--check"]) == 1
+
+
 def test_stick_drives_forward_and_release_stops(car, observer, open_page):
     page = open_page(car.url)
     start = observer.latest()
@@ -461,8 +484,16 @@ def test_reconnects_by_itself_after_car_restart(car, start_micropython, observer
         obs.close()
 
 
-def test_keyboard_drives_on_desktop(car, observer, open_page):
+def test_mouse_and_keyboard_drive_on_desktop(car, observer, open_page):
     page = open_page(car.url, profile="desktop")
+    cx, cy, r = stick_geometry(page)
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx, cy - 0.9 * r, steps=4)
+    observer.wait(moving_forward, what="forward motion from a mouse drag")
+    page.mouse.up()
+    observer.wait(stopped, timeout=2.0, what="a stop on mouse release")
+    time.sleep(0.5)                                     # the wheels spin down
     start = observer.latest()
     page.keyboard.down("w")
     t = observer.wait(lambda t: moving_forward(t) and t["pose"]["x"] > start["pose"]["x"] + 0.03,
