@@ -6,12 +6,14 @@
 # - any crash stops the motors (run()'s finally) before it propagates.
 import asyncio
 import gc
+import sys
 from time import ticks_add, ticks_diff, ticks_ms
 
 import hardware
 from wsserver import Server
 
 from car import VERSION, load_config, protocol
+from car.access import Access
 from car.control import Control
 from car.drive import Drive
 
@@ -21,15 +23,19 @@ TICK_MS = 20  # control loop: 50 Hz
 # every tick would eat the loop's time on a real car.
 SENSE_EVERY = 3
 MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
+# Messages that need the access token (when one is configured); `stop` and
+# `ping` never do.
+NEEDS_TOKEN = ("drive", "speed_limit", "actuator")
 
 
 class Car:
-    def __init__(self, cfg, hw, server, watchdog=None):
+    def __init__(self, cfg, hw, server, watchdog=None, access=None):
         limits = cfg["limits"]
         self.cfg = cfg
         self.hw = hw
         self.server = server
         self.watchdog = watchdog
+        self.access = access  # None: everyone may drive
         self.drive = Drive(limits["max_speed"], limits["slew"], limits["stop_distance_cm"])
         self.control = Control(limits["deadman_ms"])
         self.light = self.horn = False
@@ -59,6 +65,10 @@ class Car:
         if err:
             return protocol.error(*err)
         kind = msg["type"]
+        if kind in NEEDS_TOKEN and self.access and not self.access.authorized(ws):
+            return protocol.error(
+                "forbidden", "token", "token: %s needs the access token; open the page as "
+                "http://<car>/?token=..." % kind)
         if kind == "drive":
             was_driver = self.control.is_driver(ws)
             if not self.control.claim(ws, ticks_ms()):
@@ -173,7 +183,7 @@ class Car:
 
 
 def attach(server, car):
-    @server.websocket("/ws")
+    @server.websocket("/ws", accept=car.access.accept if car.access else None)
     async def car_socket(ws):
         try:
             await ws.send(car.hello(ws))
@@ -185,6 +195,16 @@ def attach(server, car):
             # Synchronous, before this task ends: a vanished driver's motors
             # stop now, not on the next control tick.
             car.disconnected(ws)
+
+
+def own_hosts(host):
+    """Names a page served by us may have, besides the hostname and (on a
+    board) its WiFi addresses: on a computer the loopback names, and the
+    address we listen on when it is a specific one."""
+    hosts = [] if sys.platform in ("esp32", "esp8266") else ["127.0.0.1", "localhost", "::1"]
+    if host not in ("0.0.0.0", "::", ""):
+        hosts.append(host)
+    return hosts
 
 
 def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
@@ -202,8 +222,10 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
             watchdog = watchdog(cfg["limits"]["watchdog_ms"])
         server = Server(static_dir=static_dir, max_clients=cfg["server"]["max_clients"],
                         max_message=2 * protocol.MAX_TEXT)
-        car = Car(cfg, hw, server, watchdog)
+        port = port or cfg["server"]["port"]
+        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
+                                                  own_hosts(host)))
         attach(server, car)
-        asyncio.run(car.serve(host, port or cfg["server"]["port"]))
+        asyncio.run(car.serve(host, port))
     finally:
         hw.stop()

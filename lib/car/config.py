@@ -24,7 +24,8 @@ DEFAULTS = {
         "watchdog_ms": 8000,  # board resets if the control loop stalls; 0 = off
     },
     "server": {"port": 80, "max_clients": 4},
-    "access": {"token": None},  # reserved for a later access-token feature
+    # docs/reliability.md: who may connect (origins) and drive (token).
+    "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
 }
 
 # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
@@ -44,7 +45,12 @@ RULES = (
     ("server.port", "i", 1, 65535),
     ("server.max_clients", "i", 1, 8),
     ("access.token", "t", 8, 64),
+    ("access.viewers_need_token", "b", 0, 0),
+    ("access.allow_no_origin", "b", 0, 0),
 )
+# A token travels in a URL query: only characters that need no escaping.
+TOKEN_CHARS = "-._~"
+
 
 _MISSING = object()
 
@@ -90,9 +96,11 @@ def check(kind, v, lo, hi, open_ap=False):
     if kind == "b":
         return None if type(v) is bool else "must be true or false"
     if kind == "t":
-        if v is None or (type(v) is str and lo <= len(v) <= hi):
+        if v is None or (type(v) is str and lo <= len(v) <= hi
+                         and all(c.isalpha() or c.isdigit() or c in TOKEN_CHARS for c in v)):
             return None
-        return "must be null or a string of %d to %d characters" % (lo, hi)
+        return ("must be null or %d to %d characters: letters, digits, - . _ ~"
+                " (it goes in a URL)" % (lo, hi))
     if kind == "p" and open_ap:
         return None if type(v) is str else "must be a string"
     if type(v) is not str or not lo <= len(v) <= hi:
@@ -125,6 +133,24 @@ def _networks(value, errors):
             errors.append(name + ".password: must be a string of at most 63 characters")
         else:
             good.append({"ssid": ssid, "password": password})
+    return good
+
+
+def _origins(value, errors):
+    # Extra page origins allowed to open the WebSocket, as browsers send
+    # them: "http://name:port" (no path, default port omitted), or "*".
+    if type(value) is not list:
+        errors.append('access.origins: must be a list like ["http://192.168.1.20:8080"]')
+        return []
+    good = []
+    for i, origin in enumerate(value):
+        scheme, _, rest = origin.partition("://") if type(origin) is str else ("", "", "")
+        if origin == "*" or (scheme in ("http", "https") and rest and "/" not in rest
+                             and len(origin) <= 100):
+            good.append(origin.lower())
+        else:
+            errors.append("access.origins[%d]: must be \"*\" or an origin like "
+                          "\"http://name:port\" (no path)" % i)
     return good
 
 
@@ -182,6 +208,11 @@ def validate(user):
     networks = get(user, "wifi.networks")
     if networks is not _MISSING:
         cfg["wifi"]["networks"] = _networks(networks, errors)
+    origins = get(user, "access.origins")
+    if origins is not _MISSING:
+        cfg["access"]["origins"] = _origins(origins, errors)
+    if cfg["access"]["viewers_need_token"] and cfg["access"]["token"] is None:
+        errors.append("access.viewers_need_token: has no effect without access.token")
     cfg["hardware"] = _hardware(user.get("hardware"), errors)
     return cfg, errors
 
