@@ -443,7 +443,16 @@ def test_light_horn_and_speed_limit_controls(car, observer, open_page):
     observer.wait(lambda t: t["horn"] is True, what="horn on")
     fingers.up(1)
     observer.wait(lambda t: t["horn"] is False, what="horn off on release")
+    box = page.locator("#speed").bounding_box()         # slide the thumb from 100 % to the middle
+    y = box["y"] + box["height"] / 2
+    fingers.down(1, box["x"] + box["width"] - 8, y)
+    for i in range(1, 6):
+        fingers.move(1, box["x"] + box["width"] - 8 - i * (box["width"] / 2 - 8) / 5, y)
+    fingers.up(1)
+    t = observer.wait(lambda t: 0.4 <= t["speed_limit"] <= 0.65, what="speed limit about 0.5")
+    assert text(page, "#speed-val") == "%d%%" % round(t["speed_limit"] * 100)
     page.focus("#speed")
+    page.keyboard.press("End")
     for _ in range(4):                                  # 100 % -> 80 % in 5 % steps
         page.keyboard.press("ArrowLeft")
     observer.wait(lambda t: t["speed_limit"] == pytest.approx(0.8), what="speed limit 0.8")

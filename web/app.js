@@ -23,10 +23,13 @@
   };
 
   // ---------------------------------------------------------------- connection
-  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+  // An access token in the page's own URL (?token=...) goes along to the car.
+  const token = new URLSearchParams(location.search).get('token');
+  const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws' +
+    (token ? '?token=' + encodeURIComponent(token) : '');
   let ws = null;
   let online = false;           // open and greeted by the car
-  let epoch = 0;                // bumped on every connect/disconnect: stale gestures can't drive
+  let epoch = 0;                // bumped on every disconnect: gestures from before can't drive
   let attempt = 0;
   let retryTimer = 0;
   let retryAt = 0;
@@ -61,7 +64,7 @@
     epoch++;
     releaseAll();               // nothing held survives a disconnect: re-touch to drive
     pings.clear();
-    car.id = null; car.driver = undefined;
+    car.id = null; car.driver = undefined; car.readOnly = false;
     hist.push({ t: now() });    // a gap: chart lines and the trail break here
     renderRole();
     scheduleRetry();
@@ -142,9 +145,13 @@
         break;
       }
       case 'error':
+        refused = true;             // held inputs stay refused: they never take over later
         if (m.code === 'not_driver') {
-          stick.blocked = true;     // this gesture will not take over later either
           toast('Another device is driving — you are a viewer');
+        } else if (m.code === 'forbidden') {
+          car.readOnly = true;
+          renderRole();
+          toast('View only: open this page with ?token=… to drive');
         } else {
           toast(m.message || m.code);
         }
@@ -158,7 +165,8 @@
   function renderRole() {
     const driver = online && (car.driver === undefined ? car.role === 'driver' : car.driver === car.id);
     ui.role.className = 'pill' + (driver ? ' driver' : '');
-    ui.role.textContent = !online ? '—' : driver ? 'Driver' : car.driver == null ? 'Viewer · free' : 'Viewer';
+    ui.role.textContent = !online ? '—' : driver ? 'Driver' : car.readOnly ? 'Viewer · no token'
+      : car.driver == null ? 'Viewer · free' : 'Viewer';
   }
 
   // ----------------------------------------------------------------- readouts
@@ -289,16 +297,17 @@
 
   // -------------------------------------------------------------------- input
   // Each source yields [throttle, steer] in [-1, 1] or null when idle.
-  const stick = { id: null, epoch: -1, t: 0, s: 0, blocked: false };
+  const stick = { id: null, epoch: -1, t: 0, s: 0 };
   const keys = new Set();
   const pad = { index: null, armed: false, value: null, stopWas: false };
   let latched = false;          // emergency stop: nothing drives until unlocked
+  let refused = false;          // the car said not_driver to what is held now
   let driving = false;          // the last thing we told the car was `drive`
   let lastDrive = 0;
   let lastDemand = null;
 
   function stickDemand() {
-    return stick.id !== null && stick.epoch === epoch && !stick.blocked ? [stick.t, stick.s] : null;
+    return stick.id !== null && stick.epoch === epoch ? [stick.t, stick.s] : null;
   }
   function keyDemand() {
     if (!keys.size) return null;
@@ -306,8 +315,9 @@
     return [k('KeyW', 'ArrowUp') - k('KeyS', 'ArrowDown'), k('KeyD', 'ArrowRight') - k('KeyA', 'ArrowLeft')];
   }
   function demand() {
-    if (!online || latched) return null;
-    return stickDemand() || keyDemand() || pad.value;
+    const held = stickDemand() || keyDemand() || pad.value;
+    if (!held) refused = false;     // everything let go: the next input may try again
+    return online && !latched && !refused ? held : null;
   }
 
   // Sends `drive` while any input is held (the heartbeat) and one `stop` when it ends.
@@ -380,7 +390,6 @@
     ui.stick.setPointerCapture(e.pointerId);
     stick.id = e.pointerId;
     stick.epoch = epoch;
-    stick.blocked = false;
     renderStick();
     moveStick(e);
   });
