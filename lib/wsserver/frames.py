@@ -259,7 +259,9 @@ class Codec:
         need = self._msg_len + len(payload)
         msg = self._msg
         if msg is None or len(msg) < need:
-            grown = bytearray(max(need, 2 * self._msg_len, 64))
+            # Doubling, but never past the limit (need <= max_message is
+            # checked from the frame header): no slack beyond max_message.
+            grown = bytearray(min(max(need, 2 * self._msg_len, 64), self.max_message))
             if msg is not None:
                 grown[:self._msg_len] = memoryview(msg)[:self._msg_len]
             self._msg = msg = grown
