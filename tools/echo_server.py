@@ -61,11 +61,13 @@ def main():
         async def push():
             seq = 0
             while pushing[0]:
-                seq += 1
-                server.broadcast('{"type":"telemetry","seq":%d,"motor":{"left":0.5,"right":0.5},"d":1}' % seq,
-                                 "/bcast")
-                # Let the sockets drain: yield to the loop between rounds.
-                await asyncio.sleep_ms(0)
+                # A burst per turn of the event loop: the server writes each
+                # client's burst with one system call.
+                for _ in range(16):
+                    seq += 1
+                    server.broadcast('{"type":"telemetry","seq":%d,"motor":{"left":0.5,"right":0.5},"d":1}' % seq,
+                                     "/bcast")
+                await asyncio.sleep_ms(0)  # let the sockets drain
 
         @server.websocket("/bcast")
         async def bcast(ws):

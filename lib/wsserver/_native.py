@@ -9,7 +9,18 @@ def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
     lo = (state >> 8) & 0xFF
     hi = (state >> 16) & 0xFF
     i = start
+    addr = int(buf)
     while i < end:
+        if need == 0 and ((addr + i) & 3) == 0:
+            # ASCII fast path: four bytes at a time while none has bit 7 set.
+            words = ptr32(addr + i)
+            w = 0
+            last = (end - i) >> 2
+            while w < last and (words[w] & 0x80808080) == 0:
+                w += 1
+            i += w << 2
+            if i >= end:
+                break
         b = buf[i]
         i += 1
         if need == 0:

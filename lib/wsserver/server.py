@@ -16,7 +16,7 @@ import time
 from . import static
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, Codec, encode, encode_close, encode_message)
+                     PING, PONG, TEXT, Codec, encode, encode_close, encode_message)
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
 from .http import error_response, find_head_end, parse_request, response_head
 
@@ -43,6 +43,7 @@ class WebSocket:
     _queue = None  # frames waiting behind a slow socket
     _flushing = False
     _flushed = None  # Event, made only when a sender must wait
+    _held = None  # replies held back to be written together (see send)
     _close_sent = False
     _reader = None  # the task reading, while it waits for data
     _pinged = False  # an idle ping is out
@@ -51,6 +52,7 @@ class WebSocket:
         self.server = server
         self.stream = stream
         self.request = request
+        self.path = request.path
         if subprotocol:
             self.subprotocol = subprotocol
         self.id = ws_id
@@ -90,6 +92,8 @@ class WebSocket:
                 continue
             if self.close_code is not None:
                 raise StopAsyncIteration
+            if self._held:
+                self._release()
             server = self.server
             codec = self.codec
             self._reader = asyncio.current_task()
@@ -128,13 +132,17 @@ class WebSocket:
         """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
         if self._close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
-        frame = encode_message(message)
+        frame = encode(TEXT if isinstance(message, str) else BINARY, message)
         if self._flushing or self._queue:
             if self._queue is None:
                 self._queue = []
             self._queue.append(frame)  # in order, never dropped: we wait instead
             await self._wait_flushed()
-        elif self._write(frame):
+        elif self._events:
+            # More input is already here (a pipelining client): hold the reply
+            # and answer the whole batch with one write before the next read.
+            self._hold(frame)
+        elif self._write(self._with_held(frame)):
             self._flushing = True
             await self._flush()
         if self.close_code == CLOSE_ABNORMAL:
@@ -145,17 +153,58 @@ class WebSocket:
         the oldest queued message is dropped: a slow reader gets the newest."""
         self._enqueue(encode_message(message), True)
 
+    def _hold(self, frame):
+        held = self._held
+        if held is None:
+            self._held = [frame]
+            # Should the handler wait on something else before reading again,
+            # the held replies go out as soon as it yields.
+            asyncio.create_task(self._release_soon())
+        else:
+            held.append(frame)
+            if len(held) >= 16:
+                self._release()
+
+    def _with_held(self, frame):
+        """`frame`, preceded by any held frames, as one buffer."""
+        held = self._held
+        if not held:
+            return frame
+        self._held = None
+        if frame is not None:
+            held.append(frame)
+        return b"".join(held)
+
+    def _hold_broadcast(self, frame):
+        held = self._held
+        if held is None:
+            self._held = [frame]
+        else:
+            held.append(frame)
+            if len(held) > self.server.max_queue:
+                self._release(True)
+
+    async def _release_soon(self):
+        self._release()
+
+    def _release(self, droppable=False):
+        """Write the held frames now (called before waiting for input)."""
+        if self._held:
+            self._enqueue(self._with_held(None), droppable)
+
     def _enqueue(self, frame, droppable):
         if self._close_sent or self.close_code is not None:
             return False
         if not self._flushing and not self._queue:
-            if self._write(frame):
+            if self._write(self._with_held(frame)):
                 self._flushing = True
                 asyncio.create_task(self._flush())
             return True
         q = self._queue
         if q is None:
             self._queue = q = []
+        if self._held:
+            q.append(self._with_held(None))
         q.append(frame)
         if droppable and len(q) > self.server.max_queue:
             q.pop(0)
@@ -341,7 +390,7 @@ class Server:
         self.max_pending = max_pending
         self.ping_interval_ms = ping_interval_ms
         self.ping_timeout_ms = ping_timeout_ms
-        self.pending = 0  # connections still sending their request head
+        self._heads = {}  # task -> when it started, for connections still sending their head
         self.debug = debug
         self.routes = {}  # WebSocket endpoints
         self.http_routes = {}
@@ -352,6 +401,7 @@ class Server:
         self._view = memoryview(self._buf)
         self._next_id = 1
         self._listener = None
+        self._release_pending = False
 
     def websocket(self, path, subprotocols=None, accept=None):
         """Decorator: `handler(ws)` serves WebSocket connections at `path`.
@@ -376,31 +426,55 @@ class Server:
     def broadcast(self, message, path=None):
         """Send to every open WebSocket (on `path`, if given) without waiting.
 
-        The frame is encoded once. A client whose socket is full gets it
-        queued; past max_queue its oldest queued message is dropped.
-        Returns how many clients it was queued for.
+        The frame is encoded once. Frames broadcast in one turn of the event
+        loop go out together, one write per client. A client whose socket is
+        full gets them queued; past max_queue its oldest queued frame is
+        dropped. Returns how many clients it was sent to.
         """
         frame = encode_message(message)
         count = 0
         for ws in self.clients:
-            if (path is None or ws.request.path == path) and ws._enqueue(frame, True):
+            if path is None or ws.path == path:
+                if ws._flushing or ws._queue or ws.close_code is not None or ws._close_sent:
+                    if not ws._enqueue(frame, True):
+                        continue
+                else:
+                    ws._hold_broadcast(frame)
                 count += 1
+        if count and not self._release_pending:
+            self._release_pending = True
+            asyncio.create_task(self._release_all())
         return count
+
+    async def _release_all(self):
+        self._release_pending = False
+        for ws in self.clients:
+            if ws._held:
+                ws._release(True)
 
     async def start(self, host="0.0.0.0", port=80, backlog=5):
         """Listen, and return once listening; connections are served in the background."""
         self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
-        if self.ping_interval_ms:
-            asyncio.create_task(self._watch_idle())
+        asyncio.create_task(self._watch())
         return self._listener
 
-    async def _watch_idle(self):
-        # Dead peers (a phone that left WiFi, a half-open socket) send nothing,
-        # not even a FIN: ping the silent, drop those that stay silent.
+    async def _watch(self):
+        # One task keeps every deadline, rather than a timer task per connection:
+        # - a request head must arrive within request_timeout_ms (slowloris);
+        # - dead peers (a phone that left WiFi, a half-open socket) send
+        #   nothing, not even a FIN: ping the silent, drop those that stay so.
         interval = self.ping_interval_ms
+        period = self.request_timeout_ms // 4
+        if interval:
+            period = min(period, min(interval, self.ping_timeout_ms) // 2)
         while True:
-            await asyncio.sleep_ms(min(interval, self.ping_timeout_ms) // 2 or 1)
+            await asyncio.sleep_ms(period or 1)
             now = ticks_ms()
+            for task, started in tuple(self._heads.items()):
+                if ticks_diff(now, started) > self.request_timeout_ms:
+                    task.cancel()
+            if not interval:
+                continue
             for ws in tuple(self.clients):
                 idle = ticks_diff(now, ws.last_seen)
                 if idle > interval + self.ping_timeout_ms:
@@ -424,19 +498,21 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         method = None
-        if self.pending >= self.max_pending:
+        heads = self._heads
+        if len(heads) >= self.max_pending:
             # A flood: close at once, before it costs more heap or time.
             await self._answer_error(stream, HTTPError(503, "too many connections"), False)
             await stream.wait_closed()
             return
         try:
-            self.pending += 1
+            task = asyncio.current_task()
+            heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
-                request, extra = await asyncio.wait_for_ms(self._read_request(stream), self.request_timeout_ms)
-            except asyncio.TimeoutError:
+                request, extra = await self._read_request(stream)
+            except asyncio.CancelledError:
                 raise HTTPError(408, "request head not complete within %d ms" % self.request_timeout_ms)
             finally:
-                self.pending -= 1
+                del heads[task]
             if request is None:
                 return  # the client went away before sending a request
             method = request.method
