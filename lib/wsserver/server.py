@@ -534,6 +534,10 @@ class Server:
                         await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
                 finally:
                     self.clients.discard(ws)
+                    # The codec may hold a half-received frame (up to max_message):
+                    # let it go now, even if something still holds `ws`
+                    # (found by tests/test_hardening_dead_peers.py).
+                    ws.codec = None
                     if ws.close_code is None:
                         ws.close_code = CLOSE_ABNORMAL
             elif "upgrade" in request.headers:
