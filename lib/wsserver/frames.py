@@ -67,6 +67,26 @@ def encode(opcode, payload=b"", fin=True):
     return frame
 
 
+def header(opcode, n, fin=True):
+    """Just the header of a server frame with an n-byte payload."""
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        return bytes((b0, n))
+    if n < 65536:
+        return bytes((b0, 126, n >> 8, n & 0xFF))
+    return bytes((b0, 127)) + n.to_bytes(8, "big")
+
+
+def payload_view(payload):
+    """A str's UTF-8 bytes without a copy where the port allows it."""
+    if isinstance(payload, str):
+        try:
+            return memoryview(payload)  # MicroPython
+        except TypeError:
+            return payload.encode()  # CPython
+    return payload
+
+
 def encode_message(message):
     """str -> text frame, bytes-like -> binary frame."""
     if isinstance(message, str):
@@ -246,7 +266,10 @@ class Codec:
                 raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
             self._utf8 = state
         if fin and not self._msg_op:
-            events.append((opcode, str(payload, "utf-8") if opcode == TEXT else bytes(payload)))
+            # Binary payloads are handed out as the bytearray they were
+            # unmasked in: no one else holds it, and a copy would double the
+            # heap a large message needs.
+            events.append((opcode, str(payload, "utf-8") if opcode == TEXT else payload))
             return
         self._append(opcode, payload)
         if fin:

@@ -16,7 +16,8 @@ import time
 from . import static
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, TEXT, Codec, encode, encode_close, encode_message)
+                     PING, PONG, TEXT, Codec, encode, encode_close, encode_message, header,
+                     payload_view)
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
 from .http import error_response, find_head_end, parse_request, response_head
 
@@ -28,6 +29,9 @@ except ImportError:  # CPython
 
     def ticks_diff(a, b):
         return a - b
+
+
+LARGE = 8192  # bytes: a message this big is sent without copying it into a frame
 
 
 class WebSocket:
@@ -132,7 +136,16 @@ class WebSocket:
         """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
         if self._close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
-        frame = encode(TEXT if isinstance(message, str) else BINARY, message)
+        opcode = TEXT if isinstance(message, str) else BINARY
+        if len(message) > LARGE:
+            # Header and payload written apart: no copy of a large message.
+            payload = payload_view(message)
+            self._enqueue(header(opcode, len(payload)), False)
+            self._enqueue(payload, False)
+            if self._flushing:
+                await self._wait_flushed()
+            return
+        frame = encode(opcode, message)
         if self._flushing or self._queue:
             if self._queue is None:
                 self._queue = []
@@ -290,38 +303,18 @@ class WebSocket:
         await self._shutdown()
 
     async def _fail(self, code, reason):
-        """Fail the connection for a protocol error (§7.1.7)."""
+        """Fail the connection for a protocol error (§7.1.7): send our close
+        frame and close TCP, without waiting for a reply we could not parse."""
         if self.server.debug:
             print("ws %d: failing with %d: %s" % (self.id, code, reason))
         self._events = None
+        self._held = None
         if not self._close_sent:
             self._send_close(code, reason)
-            try:
-                await asyncio.wait_for_ms(self._discard_until_close(), self.server.close_timeout_ms)
-            except (asyncio.TimeoutError, ProtocolError, OSError, MemoryError):
-                pass
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
         await self._shutdown()
-
-    async def _discard_until_close(self):
-        # After a protocol error the codec's state is unusable: look for the
-        # peer's close frame with a fresh one, ignoring everything else.
-        self.codec = Codec(125)
-        while self.close_code is None:
-            try:
-                n = await self.stream.readinto(self.server._buf)
-            except OSError:
-                return
-            if not n:
-                return
-            try:
-                for opcode, payload in self.codec.receive(self.server._view[:n]):
-                    if opcode == CLOSE:
-                        return
-            except ProtocolError:
-                self.codec = Codec(125)
 
     def abort(self, code=CLOSE_ABNORMAL):
         """Drop the connection now, without a close handshake (a dead peer)."""
@@ -348,6 +341,14 @@ class WebSocket:
                 await asyncio.wait_for_ms(self._wait_flushed(), self.server.close_timeout_ms)
             except asyncio.TimeoutError:
                 pass
+        # Unread input would make the kernel answer our close with a reset,
+        # which can destroy the close frame still in flight to the peer.
+        sock = self.stream.s
+        try:
+            while sock.readinto(self.server._buf):
+                pass
+        except OSError:
+            pass
         try:
             await self.stream.wait_closed()
         except OSError:
