@@ -37,13 +37,24 @@ def valid_close_code(code):
     return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
 
 
+try:
+    memoryview("")
+    _STR_IS_BUFFER = True  # MicroPython: a str's UTF-8 bytes can be viewed, no copy
+except TypeError:
+    _STR_IS_BUFFER = False  # CPython
+
+
+def payload_view(payload):
+    """A str's UTF-8 bytes, without a copy where the port allows it."""
+    if isinstance(payload, str):
+        return memoryview(payload) if _STR_IS_BUFFER else payload.encode()
+    return payload
+
+
 def encode(opcode, payload=b"", fin=True):
     """One unmasked server frame. `payload`: bytes-like, or str for text."""
     if isinstance(payload, str):
-        try:
-            payload = memoryview(payload)  # MicroPython: the str's UTF-8 bytes, no copy
-        except TypeError:
-            payload = payload.encode()  # CPython
+        payload = memoryview(payload) if _STR_IS_BUFFER else payload.encode()
     n = len(payload)
     if n < 126:
         head = 2
@@ -75,16 +86,6 @@ def header(opcode, n, fin=True):
     if n < 65536:
         return bytes((b0, 126, n >> 8, n & 0xFF))
     return bytes((b0, 127)) + n.to_bytes(8, "big")
-
-
-def payload_view(payload):
-    """A str's UTF-8 bytes without a copy where the port allows it."""
-    if isinstance(payload, str):
-        try:
-            return memoryview(payload)  # MicroPython
-        except TypeError:
-            return payload.encode()  # CPython
-    return payload
 
 
 def encode_message(message):
