@@ -43,7 +43,21 @@ def final_check(server):
     s = handshake(server.port)
     assert echo(s, "still here") == "still here"
     close_clean(s)
-    heap = settle_heap(server.port, server.base_heap + HEAP_SLACK, timeout=5.0)
+    # MicroPython's GC is conservative: a dead object can stay reachable from
+    # a stale slot (C stack, a finished coroutine's frame) until later work
+    # overwrites it. That is a constant, not growth: a few ordinary
+    # connections clear it, and it must then be back at the baseline.
+    heap = settle_heap(server.port, server.base_heap + HEAP_SLACK, timeout=3.0)
+    first, rounds = heap, 0
+    while heap > server.base_heap + HEAP_SLACK and rounds < 5:
+        rounds += 1
+        for _ in range(10):
+            s = handshake(server.port)
+            assert echo(s, "x" * 100) == "x" * 100
+            close_clean(s)
+        heap = settle_heap(server.port, server.base_heap + HEAP_SLACK, timeout=1.0)
+    EXAMPLES["clearing_rounds"] = rounds
+    print("\nfuzz server: heap right after the fuzzing %d (%+d)" % (first, first - server.base_heap))
     fds = fd_count(server.proc.pid)
     print("\nfuzz server examples: %s; heap %d -> %d (%+d); fds %d -> %d"
           % (dict(EXAMPLES), server.base_heap, heap, heap - server.base_heap, server.base_fds, fds))
