@@ -53,6 +53,8 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit"
 FRIENDLY_BANNER = b'Type "help()" for more information.'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 LONE_LF = re.compile(rb"(?<!\r)\n")
+STALL_S = 1.0            # host output nobody drains for this long is dropped
+MAX_PENDING = 1 << 16    # stop reading the interpreter beyond this much pending output
 
 # Runs inside the interpreter before its REPL (`micropython -i -c STARTUP`).
 STARTUP = r"""
@@ -125,6 +127,8 @@ class Interpreter:
         self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
                                      preexec_fn=controlling_tty, close_fds=True, cwd=root)
         os.close(slave)
+        fl = fcntl.fcntl(self.master, fcntl.F_GETFL)
+        fcntl.fcntl(self.master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
         self.started = time.monotonic()
 
     def stop(self):
@@ -167,6 +171,8 @@ class Bridge:
         self.pending = b""        # output held back while looking for markers
         self.tail = b""           # last bytes seen, to find banners split across reads
         self.last_byte = b""
+        self.to_host = b""        # output the host side hasn't taken yet
+        self.host_progress = 0.0
         self.stopping = False
 
     # --- output to the host --------------------------------------------------
@@ -181,11 +187,31 @@ class Bridge:
                 head, data = b"\n", data[1:]
             data = head + LONE_LF.sub(b"\r\n", data)
         self.last_byte = data[-1:]
-        try:
-            os.write(self.host, data)
-        except OSError as e:  # nobody listening and the buffer is full: a UART drops it too
-            if e.errno not in (errno.EAGAIN, errno.EIO):
-                raise
+        if not self.to_host:
+            self.host_progress = time.monotonic()
+        self.to_host += data
+        self.flush_host()
+
+    def flush_host(self):
+        """Write what the host side takes now. While output is pending the
+        interpreter isn't read, so a slow reader (mpremote reads byte by byte)
+        slows the board down instead of losing bytes; but when nobody has drained
+        anything for STALL_S (no client attached) the output is dropped, as a UART
+        with nobody listening would, so the app never blocks on its prints."""
+        while self.to_host:
+            try:
+                n = os.write(self.host, self.to_host[:4096])
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                n = len(self.to_host)
+            self.to_host = self.to_host[n:]
+            self.host_progress = time.monotonic()
+        if self.to_host and time.monotonic() - self.host_progress > STALL_S:
+            self.to_host = b""
+            termios.tcflush(self.host_slave, termios.TCIFLUSH)  # stale output for nobody
 
     def track_mode(self, data):
         seen = self.tail + data
@@ -257,30 +283,43 @@ class Bridge:
 
     def serve(self):
         self.boot(raw=False)
+        to_child = b""  # host input the interpreter hasn't taken yet (never block on it)
         while not self.stopping:
+            master = self.child.master
+            readers = [self.host] + ([master] if len(self.to_host) < MAX_PENDING else [])
+            writers = ([master] if to_child else []) + ([self.host] if self.to_host else [])
             try:
-                ready, _, _ = select.select([self.host, self.child.master], [], [], 0.5)
+                ready, writable, _ = select.select(readers, writers, [], 0.1 if self.to_host else 0.5)
             except InterruptedError:
                 continue
-            if self.child.master in ready:
+            if self.to_host:
+                self.flush_host()
+            if master in ready:
                 try:
-                    data = os.read(self.child.master, 4096)
-                except OSError:
+                    data = os.read(master, 4096)
+                except BlockingIOError:
+                    data = None
+                except OSError:  # EIO: the interpreter's side of the pty is closed
                     data = b""
                 if data:
                     self.from_child(data)
-                else:  # the interpreter exited: Ctrl-D at an empty prompt = soft reset
+                elif data is not None:  # the interpreter exited: Ctrl-D at an empty prompt = soft reset
                     self.child.proc.wait()
                     self.soft_reset(backoff=self.child.proc.returncode != 0)
                     continue
             if self.host in ready:
                 try:
-                    data = os.read(self.host, 4096)
+                    to_child += os.read(self.host, 4096)
                 except OSError:
-                    data = b""
-                if data:
-                    os.write(self.child.master, data)
-            if not ready and self.child.proc.poll() is not None:  # exited without a hang-up
+                    pass
+            if to_child and (master in writable or self.host in ready):
+                try:
+                    to_child = to_child[os.write(master, to_child):]
+                except BlockingIOError:
+                    pass
+                except OSError:  # exiting; the next boot gets it
+                    pass
+            if master in readers and not ready and self.child.proc.poll() is not None:  # no hang-up seen
                 self.soft_reset(backoff=True)
 
     def close(self):
