@@ -56,15 +56,17 @@ def partition_table(parts):
     return table + b"\xFF" * (0xC00 - len(table))
 
 
-def synthetic_esp32_firmware(parts=ESP32_PARTITIONS):
-    """Bytes of a fake ESP32_GENERIC-style .bin (flashed at 0x1000)."""
+def synthetic_esp32_firmware(parts=ESP32_PARTITIONS, flash_offset=0x1000, chip_id=0):
+    """Bytes of a fake ESP32_GENERIC-style .bin, flashed at flash_offset (0x1000 for
+    ESP32; S3/C3 images start at 0x0 with chip_id 9/5), plus its bootloader and app."""
     bootloader = esp_image(0x40080400, [(0x3FFF0000, b"TETHER-TEST-BOOTLOADER" * 8),
-                                        (0x40078000, b"\0" * 256)])
+                                        (0x40078000, b"\0" * 256)], chip_id)
     app = esp_image(0x40080000, [(0x3F400020, b"TETHER-TEST-APP (not MicroPython)" * 40),
-                                 (0x40080000, b"\x36\x41\x00" * 200)])
-    blob = bytearray(b"\xFF" * (0x10000 - 0x1000))
+                                 (0x40080000, b"\x36\x41\x00" * 200)], chip_id)
+    blob = bytearray(b"\xFF" * (0x10000 - flash_offset))
     blob[0:len(bootloader)] = bootloader
-    blob[0x7000:0x7000 + 0xC00] = partition_table(parts)
+    table = 0x8000 - flash_offset
+    blob[table:table + 0xC00] = partition_table(parts)
     return bytes(blob) + app, bootloader, app
 
 

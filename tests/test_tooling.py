@@ -230,6 +230,21 @@ def test_merged_image_has_each_part_at_its_offset(esp32_image, tmp_path):
     assert "invalid" in (info.stdout + info.stderr).lower()
 
 
+def test_esp32c3_image_reads_the_table_at_0x8000_and_starts_at_0(project, tmp_path):
+    # An 8 MB-style table this time, so the filesystem really comes from the table.
+    parts = ESP32_PARTITIONS[:3] + [("vfs", 0x01, 0x81, 0x300000, 0x100000)]
+    fw, _, _ = synthetic_esp32_firmware(parts, flash_offset=0x0, chip_id=5)
+    fw_path = tmp_path / "c3-synthetic.bin"
+    fw_path.write_bytes(fw)
+    r = make(project, "image", "CHIP=esp32c3", "FIRMWARE=%s" % fw_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    merged = read(os.path.join(project, "build", "tether-esp32c3.bin"))
+    assert merged[:len(fw)] == fw and len(merged) == 0x400000
+    assert merged[0x300000:] == read(os.path.join(project, "build", "fs-esp32c3.bin"))
+    listing = lfs_listing(tmp_path, os.path.join(project, "build", "tether-esp32c3.bin"), 0x300000, 0x100000)
+    assert listing == expected_board_files(project, "rv32imc", tmp_path)
+
+
 def test_esp8266_image_puts_the_filesystem_at_1MiB(project, tmp_path):
     fw = bytes(range(256)) * 2400  # stands in for a ~600 KB ESP8266 firmware (not a real image)
     fw_path = tmp_path / "esp8266-synthetic.bin"
