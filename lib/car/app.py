@@ -30,8 +30,10 @@ NEEDS_TOKEN = ("drive", "speed_limit", "actuator")
 
 class Car:
     def __init__(self, cfg, hw, server, watchdog=None, access=None):
-        limits = cfg["limits"]
-        self.cfg = cfg
+        # Only what is used after boot is kept: the rest of the config
+        # (WiFi passwords, pins, ...) is freed once run() has started.
+        self.limits = limits = cfg["limits"]
+        self.device = cfg["wifi"]["hostname"]
         self.hw = hw
         self.server = server
         self.watchdog = watchdog
@@ -51,9 +53,9 @@ class Car:
     # --- messages -------------------------------------------------------
 
     def hello(self, ws):
-        limits = self.cfg["limits"]
+        limits = self.limits
         return protocol.hello(
-            VERSION, self.cfg["wifi"]["hostname"], ws.id,
+            VERSION, self.device, ws.id,
             "driver" if self.control.is_driver(ws) else "viewer",
             {"max_speed": limits["max_speed"], "deadman_ms": limits["deadman_ms"],
              "telemetry_hz": limits["telemetry_hz"], "stop_distance_cm": limits["stop_distance_cm"]},
@@ -159,7 +161,7 @@ class Car:
         raise self.failed
 
     async def telemetry_loop(self):
-        period = 1000 // self.cfg["limits"]["telemetry_hz"]
+        period = 1000 // self.limits["telemetry_hz"]
         due = ticks_ms()
         try:
             while True:
@@ -220,12 +222,17 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         hw.stop()
         if watchdog:
             watchdog = watchdog(cfg["limits"]["watchdog_ms"])
+        # Sized for a board (docs/memory.md): client messages are < 512
+        # bytes, static files stream through the buffer in 1 KB pieces, and
+        # a slow client is better served the newest telemetry than 8 old ones.
         server = Server(static_dir=static_dir, max_clients=cfg["server"]["max_clients"],
-                        max_message=2 * protocol.MAX_TEXT)
+                        max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4)
         port = port or cfg["server"]["port"]
         car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
                                                   own_hosts(host)))
         attach(server, car)
+        del cfg  # this frame lives as long as the car: don't pin the config
+        gc.collect()
         asyncio.run(car.serve(host, port))
     finally:
         hw.stop()

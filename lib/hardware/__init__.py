@@ -5,19 +5,39 @@
 #   hw.tick(now_ms)  hw.pose()  hw.room()  hw.applied()  hw.simulated
 import sys
 
-from hardware.defaults import DEFAULTS, merged  # noqa: F401 (re-exported)
+
+def _load(name):
+    __import__("hardware." + name)
+    return sys.modules["hardware." + name]
+
+
+def _drop(name):
+    """Forget a boot-only submodule so its heap is freed once unused."""
+    sys.modules.pop("hardware." + name, None)
+    globals().pop(name, None)
+
+
+def __getattr__(name):
+    # DEFAULTS and merged() are needed at boot only (config checking, create)
+    # and hold the biggest dict here: loaded on first use, not kept by us.
+    if name in ("DEFAULTS", "merged"):
+        return getattr(_load("defaults"), name)
+    if name[0] == "_":
+        raise AttributeError(name)
+    # MicroPython's `from hardware import outputs` asks here before it looks
+    # for a submodule, and an AttributeError would end the import.
+    return _load(name)
 
 
 def validate(cfg, prefix="hardware"):
     """List of (key, message) for what is wrong in cfg; [] when usable.
     The checker is loaded for this call and dropped again: it is bigger than
     everything else here and a board runs it once, at boot."""
-    from hardware import config
     try:
-        return config.validate(cfg, prefix)
+        return _load("config").validate(cfg, prefix)
     finally:
-        sys.modules.pop("hardware.config", None)
-        globals().pop("config", None)
+        _drop("config")
+        _drop("defaults")  # imported by config; create() loads it again
 
 
 def on_board():
@@ -34,7 +54,10 @@ def on_board():
 def create(cfg=None):
     """The car hardware for the hardware config section `cfg` (dict or None;
     missing keys take DEFAULTS). Validate first: create() trusts cfg."""
-    cfg = merged(cfg)
+    try:
+        cfg = _load("defaults").merged(cfg)
+    finally:
+        _drop("defaults")
     mode = cfg["mode"]
     if mode == "sim" or (mode == "auto" and not on_board()):
         from hardware.sim import SimHardware

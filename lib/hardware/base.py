@@ -20,14 +20,16 @@ def shape(value, min_duty):
 class Base:
     simulated = False
 
+    # Class-level defaults: an instance only stores what changes, and the
+    # config section is not kept (each part copies the values it needs).
+    light = False
+    horn = False
+    pan = 0
+    _left = 0.0
+    _right = 0.0
+
     def __init__(self, cfg):
-        self.cfg = cfg
         self.min_duty = cfg["min_duty"]
-        self.light = False
-        self.horn = False
-        self.pan = 0
-        self._left = 0.0
-        self._right = 0.0
 
     def set_motors(self, left, right):
         """left, right: -1..1 (sign = direction), forward is positive."""
