@@ -22,6 +22,7 @@
 CPython only.
 """
 import argparse
+import ast
 import json
 import os
 import sys
@@ -120,7 +121,7 @@ def shadowing_sources(t, files, remove):
         return []
     code = ("import os\nr=[]\nfor p in %r:\n try:\n  os.stat(p)\n  r.append(p)\n%s except OSError:\n  pass\nprint(repr(r))"
             % (candidates, "  os.remove(p)\n" if remove else ""))
-    return eval(remote_exec(t, code))
+    return ast.literal_eval(remote_exec(t, code))
 
 
 def make_dirs(t, paths):

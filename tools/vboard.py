@@ -28,6 +28,8 @@ under a pty, where a board would behave differently):
     (and hiding the friendly banner) when the reset came from the raw REPL.
   - Output seen in the friendly REPL gets \\n -> \\r\\n as a board's stdout would;
     raw-REPL traffic is relayed byte for byte (it carries raw-paste flow control).
+Known difference: the Unix port's VfsPosix lists directories without sizes, so
+`mpremote fs ls` shows 0 bytes for every file (the files themselves are right).
 
 Stop it with Ctrl-C or SIGTERM. CPython, Linux/macOS.
 """
