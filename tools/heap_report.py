@@ -1,0 +1,580 @@
+"""Where the firmware's heap goes, measured on the MicroPython Unix port.
+
+  .venv/bin/python tools/heap_report.py [--seconds 10] [--heapsize 1M] [--no-stage]
+
+Stages build/board-x64 (tools/stage.py --march x64: lib/ as .mpy, as on a
+board) and prints three tables, the figures docs/memory.md quotes:
+
+1. Modules: heap each module keeps after import (gc.collect() before and
+   after, so only what stays is counted), in two configurations:
+   - "mpy in RAM": the .mpy files read from a filesystem, as `make deploy`
+     puts them on a board: bytecode, constants and qstrs are copied to the heap;
+   - "ROMFS": the same .mpy files in a ROMFS image (vfs.VfsRom, built with
+     mpremote's make_romfs) executed in place: bytecode stays in the image,
+     as it does in a ROMFS partition or (even less heap) frozen into firmware.
+     The image itself sits in the heap here (the Unix port has no memory
+     outside it) and is subtracted.
+   Package __init__ rows and per-file rows come from a copy of the tree whose
+   package __init__ files are empty, so each file is counted once.
+2. Firmware at run time (mpy in RAM, with --heapsize): main.py runs the car
+   with a reporter task that prints gc.collect()'d heap use; a CPython client
+   plays idle / one viewer / a driver at 10 Hz plus the viewer / four clients.
+3. Allocations per operation (gc disabled around one call): how much garbage
+   one telemetry message, one drive message, one control tick make.
+
+The x64 port's objects are bigger than a 32-bit board's (8-byte words,
+32-byte GC blocks, boxed floats), so every figure here is pessimistic for an
+ESP32/ESP8266. CPython only.
+"""
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build", "board-x64")
+MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
+if not os.path.exists(MICROPYTHON):
+    MICROPYTHON = shutil.which("micropython") or "micropython"
+
+# Import order: dependencies first, so each row is that file's own cost.
+FILES = (
+    "asyncio",
+    "wsserver.errors", "wsserver._native", "wsserver.utf8", "wsserver.mask", "wsserver.frames",
+    "wsserver.http", "wsserver.handshake", "wsserver.static", "wsserver.origin", "wsserver.server",
+    "hardware.base", "hardware.sim",
+    "car.protocol", "car.drive", "car.control", "car.access", "car.app",
+)
+PACKAGES = ("wsserver", "hardware", "car")
+# Package whose __init__ imports its files: emptied in the per-file tree, its
+# exports put back (outside the measurement) for the packages that use them.
+EMPTIED = {"wsserver": ("wsserver.server", "wsserver.errors")}
+# Loaded at boot only, then dropped: measured after the rest, and again after
+# unloading, to show they really go.
+TRANSIENT = ("hardware.defaults", "hardware.config", "car.config")
+
+# Runs under MicroPython. sys.argv: tree, romfs image or "-", package mode.
+MODULES_PROBE = r"""
+import gc, sys
+tree, image, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+gc.collect()
+held = 0
+if image != "-":
+    import os, vfs
+    n = os.stat(image)[6]
+    gc.collect(); a = gc.mem_alloc()
+    buf = bytearray(n)
+    with open(image, "rb") as f:
+        f.readinto(buf)
+    vfs.mount(vfs.VfsRom(buf), "/rom")
+    gc.collect(); held = gc.mem_alloc() - a
+    tree = "/rom"
+sys.path.insert(0, tree)
+import micropython
+if mode == "files":
+    # The qstr pool grows in doubling chunks (20, 40, ... 1280 entries):
+    # whichever import happens to need a new chunk would be charged for it.
+    # Intern dummy names until a chunk of >= 4096 entries exists, so each
+    # file below pays only for its own names (counted: the QSTR lines).
+    class Names:
+        pass
+    names = Names()
+    i = 0
+    while True:
+        gc.collect(); a = gc.mem_alloc()
+        setattr(names, "_warm%d" % i, None)
+        i += 1
+        if gc.mem_alloc() - a > 4096 * 10:
+            break
+    del names
+def measure(name):
+    gc.collect(); a = gc.mem_alloc()
+    micropython.qstr_info()
+    __import__(name)
+    gc.collect(); b = gc.mem_alloc()
+    micropython.qstr_info()
+    print("ROW", name, b - a)
+gc.collect(); start = gc.mem_alloc()
+def measure_package(pkg):
+    # The package with every file the firmware keeps from it.
+    gc.collect(); a = gc.mem_alloc()
+    __import__(pkg)
+    for name in FILES:
+        if name.startswith(pkg + "."):
+            __import__(name)
+    gc.collect(); print("ROW", pkg, gc.mem_alloc() - a)
+if mode == "packages":
+    measure(FILES[0])
+    for pkg in PACKAGES:
+        measure_package(pkg)
+for name in (PACKAGES + FILES if mode == "files" else ()):
+    measure(name)
+    if mode == "files":
+        for pkg, sources in EMPTIED.items():
+            if name == sources[0]:
+                for src in sources:
+                    for k, v in sys.modules[src].__dict__.items():
+                        if k[0] != "_":
+                            setattr(sys.modules[pkg], k, v)
+gc.collect(); print("ROW total-resident", gc.mem_alloc() - start)
+if mode == "files":
+    for name in TRANSIENT:
+        measure(name)
+    gc.collect(); a = gc.mem_alloc()
+    for name in TRANSIENT:
+        del sys.modules[name]
+    gc.collect(); print("ROW transient-unloaded", gc.mem_alloc() - a)
+print("ROW image-held", held)
+"""
+
+# Runs under MicroPython in the build tree: the real main.py, plus a reporter.
+FIRMWARE_PROBE = r"""
+import gc, sys
+sys.path.insert(0, "lib")
+import asyncio
+from car import app
+from time import ticks_ms
+
+class FakeWs:
+    id = 99
+    def send_nowait(self, msg):
+        pass
+
+def allocated(fn, *args):
+    gc.collect(); gc.disable()
+    a = gc.mem_alloc()
+    fn(*args)
+    b = gc.mem_alloc()
+    gc.enable()
+    return b - a
+
+def per_operation(car):
+    ws = FakeWs()
+    car.telemetry(ticks_ms())  # warm: first-call caches
+    print("OP telemetry", allocated(car.telemetry, ticks_ms()))
+    print("OP hello", allocated(car.hello, ws))
+    drive = '{"type":"drive","throttle":0.5,"steer":-0.25}'
+    car.handle(ws, drive)
+    print("OP handle-drive", allocated(car.handle, ws, drive))
+    car.control.release()
+    car.stop_motors()
+    print("OP tick", allocated(car.tick, ticks_ms()))
+    print("OP broadcast-nobody", allocated(car.server.broadcast, car.telemetry(ticks_ms()), "/ws"))
+
+async def report():
+    while True:
+        await asyncio.sleep_ms(250)
+        gc.collect()
+        print("HEAP", gc.mem_alloc(), gc.mem_free())
+
+_serve = app.Car.serve
+
+async def serve(self, host, port):
+    gc.collect()
+    print("LOADED", " ".join(sorted(k for k in sys.modules)))
+    print("BOOTED", gc.mem_alloc())
+    per_operation(self)
+    asyncio.create_task(report())
+    await _serve(self, host, port)
+
+app.Car.serve = serve
+gc.collect()
+print("IMPORTED", gc.mem_alloc())
+sys.path.insert(0, ".")
+import main  # reads --port from sys.argv
+"""
+
+
+# The firmware as on a board whose lib/ is in a ROMFS partition: main.py,
+# config.json and web/ on the filesystem, lib/ in a ROMFS image mounted at
+# /rom and executed in place. The Unix port has no memory outside its GC
+# heap, so the image is read into one block allocated first, and the heap is
+# made bigger by exactly that block: what is left free equals a plain heap of
+# the budget (romfs_heapsize(); the run prints "ROMFS <image> <free>" to
+# prove it).
+ROMFS_BOOT = r"""
+import gc, sys, vfs
+f = open("lib.romfs", "rb")
+rom = bytearray(f.seek(0, 2))
+f.seek(0)
+f.readinto(rom)
+f.close()
+del f
+vfs.mount(vfs.VfsRom(rom), "/rom")
+sys.path.append("/rom")
+gc.collect()
+print("ROMFS", len(rom), gc.mem_free())
+sys.path.insert(0, ".")
+import main  # reads --port from sys.argv
+"""
+GC_BLOCK = 32  # bytes per GC block on a 64-bit port (4 words)
+
+
+def romfs_heapsize(budget, image_size):
+    """-X heapsize giving `budget` bytes of heap besides the image's block:
+    the block itself plus its share of the GC's tables (4 bits per block,
+    rounded up generously to whole blocks)."""
+    blocks = -(-image_size // GC_BLOCK) + 1
+    return budget + blocks * GC_BLOCK + -(-blocks // 2)
+
+
+def free_at_start(heapsize):
+    """gc.mem_free() of a fresh interpreter with this heap (the baseline a
+    ROMFS run must not exceed)."""
+    r = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c",
+                        "import gc; gc.collect(); print(gc.mem_free())"],
+                       capture_output=True, text=True, check=True)
+    return int(r.stdout)
+
+
+def romfs_tree(build_dir, dest):
+    """dest/: main.py, config.json, web/, lib.romfs (of build_dir/lib) and
+    romfs_boot.py. Returns the image size."""
+    for name in ("main.py", "config.json"):
+        shutil.copy(os.path.join(build_dir, name), dest)
+    shutil.copytree(os.path.join(build_dir, "web"), os.path.join(dest, "web"))
+    with open(os.path.join(dest, "romfs_boot.py"), "w") as f:
+        f.write(ROMFS_BOOT)
+    return romfs_image(os.path.join(build_dir, "lib"), os.path.join(dest, "lib.romfs"))
+
+
+def stage(build_dir):
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", "x64"],
+                   cwd=ROOT, check=True, capture_output=True)
+    return build_dir
+
+
+def empty_init_tree(lib, dest):
+    """A copy of lib/ whose package __init__ files are empty (compiled)."""
+    shutil.copytree(lib, dest)
+    src = os.path.join(dest, "_empty.py")
+    with open(src, "w") as f:
+        f.write("")
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from stage import compile_module
+    for pkg in EMPTIED:
+        compile_module(src, os.path.join(dest, pkg, "__init__.mpy"), "x64", "__init__.py")
+    os.remove(src)
+
+
+def romfs_image(tree, path):
+    from mpremote.romfs import make_romfs
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree
+        image = make_romfs(tree, mpy_cross=False)
+    with open(path, "wb") as f:
+        f.write(image)
+    return len(image)
+
+
+def run_probe(code, args, heapsize="1M", cwd=None, timeout=60):
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    try:
+        r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heapsize, f.name] + list(args),
+                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    finally:
+        os.remove(f.name)
+    if r.returncode:
+        raise RuntimeError("probe failed:\n" + r.stdout + r.stderr)
+    rows = {}
+    qstrs = []
+    for line in r.stdout.splitlines():
+        if line.startswith("qstr pool:"):  # micropython.qstr_info()
+            qstrs.append(int(line.split("n_qstr=")[1].split(",")[0]))
+        elif line.startswith("ROW "):
+            _, name, value = line.split()
+            rows[name] = int(value)
+            if len(qstrs) >= 2:
+                rows["qstrs:" + name] = qstrs[-1] - qstrs[-2]
+            qstrs = []
+    return rows
+
+
+def module_probe_code():
+    return ("PACKAGES = %r\nFILES = %r\nTRANSIENT = %r\nEMPTIED = %r\n"
+            % (PACKAGES, FILES, TRANSIENT, EMPTIED) + MODULES_PROBE)
+
+
+def modules_table(build_dir):
+    lib = os.path.join(build_dir, "lib")
+    code = module_probe_code()
+    with tempfile.TemporaryDirectory() as tmp:
+        split = os.path.join(tmp, "split")
+        empty_init_tree(lib, split)
+        ram_files = run_probe(code, [split, "-", "files"])
+        ram_pkgs = run_probe(code, [lib, "-", "packages"])
+        image = os.path.join(tmp, "split.romfs")
+        romfs_image(split, image)
+        rom_files = run_probe(code, [split, image, "files"])
+        full_image = os.path.join(tmp, "lib.romfs")
+        image_size = romfs_image(lib, full_image)
+        rom_pkgs = run_probe(code, [lib, full_image, "packages"])
+    return ram_files, ram_pkgs, rom_files, rom_pkgs, image_size
+
+
+def kb(n):
+    return "%6.1f" % (n / 1024)
+
+
+def print_modules(ram_files, ram_pkgs, rom_files, rom_pkgs, image_size):
+    print("1. Heap kept per module after import (KB, x64, gc.collect deltas)")
+    print("   %-24s %10s %8s" % ("package (with its files)", "mpy in RAM", "ROMFS"))
+    for name in ("asyncio",) + PACKAGES + ("total-resident",):
+        print("   %-24s %10s %8s" % (name, kb(ram_pkgs[name]), kb(rom_pkgs[name])))
+    print("   %-24s %10s %8s %6s" % ("file (qstr pool pre-grown)", "mpy in RAM", "ROMFS", "qstrs"))
+    listed_ram = listed_rom = 0
+    for pkg in PACKAGES:
+        names = ([] if pkg in EMPTIED else [pkg]) + [f for f in FILES if f.startswith(pkg + ".")]
+        for f in names:
+            listed_ram += ram_files[f]
+            listed_rom += rom_files[f]
+            print("   %-24s %10s %8s %6d" % (f, kb(ram_files[f]), kb(rom_files[f]),
+                                            ram_files.get("qstrs:" + f, 0)))
+    rest = ram_pkgs["total-resident"] - ram_pkgs["asyncio"] - listed_ram
+    rest_rom = rom_pkgs["total-resident"] - rom_pkgs["asyncio"] - listed_rom
+    print("   %-24s %10s %8s" % ("qstr pool chunks, " + "/".join(EMPTIED) + "/__init__",
+                                 kb(rest), kb(rest_rom)))
+    print("   boot only, then dropped:")
+    for f in TRANSIENT:
+        print("   %-24s %10s %8s %6d" % (f, kb(ram_files[f]), kb(rom_files[f]),
+                                        ram_files.get("qstrs:" + f, 0)))
+    print("   %-24s %10s %8s" % ("left after unloading them", kb(ram_files["transient-unloaded"]),
+                                 kb(rom_files["transient-unloaded"])))
+    print("   ROMFS image of lib/: %d bytes (flash on a board; subtracted above)" % image_size)
+
+
+# -- run time ---------------------------------------------------------------
+
+class Viewer:
+    """Reads telemetry; records gaps and the heap figures it carries."""
+
+    def __init__(self):
+        self.last = None
+        self.max_gap = 0.0
+        self.count = 0
+        self.heap_alloc = []
+        self.heap_free = []
+
+    async def run(self, url, stop, drive=False):
+        import websockets
+        async with websockets.connect(url, max_size=None) as ws:
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "hello", hello
+            sender = asyncio.ensure_future(self.drive(ws, stop)) if drive else None
+            try:
+                while not stop.is_set():
+                    try:
+                        msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    except asyncio.TimeoutError:
+                        continue
+                    if msg.get("type") != "telemetry":
+                        continue
+                    now = time.monotonic()
+                    if self.last is not None:
+                        self.max_gap = max(self.max_gap, now - self.last)
+                    self.last = now
+                    self.count += 1
+                    self.heap_alloc.append(msg["heap_alloc"])
+                    self.heap_free.append(msg["heap_free"])
+            finally:
+                if sender:
+                    sender.cancel()
+
+    @staticmethod
+    async def drive(ws, stop):
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = time.monotonic() - t0
+            await ws.send(json.dumps({"type": "drive", "throttle": round(0.6 * math.sin(t), 3),
+                                      "steer": round(0.4 * math.cos(t / 2), 3)}))
+            await asyncio.sleep(0.1)  # 10 Hz
+
+
+class Firmware:
+    """main.py under the firmware probe; collects its HEAP lines."""
+
+    def __init__(self, cwd, port, heapsize, script):
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=%s" % heapsize, script, "--port", str(port)],
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    async def read(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, self.proc.stdout.readline)
+            if not line:
+                return
+            self.lines.append((time.monotonic(), line.rstrip()))
+
+    def live_since(self, t):
+        return [int(l.split()[1]) for (when, l) in self.lines if when >= t and l.startswith("HEAP ")]
+
+    def first(self, prefix):
+        for _, line in self.lines:
+            if line.startswith(prefix + " "):
+                return line[len(prefix) + 1:]
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+async def wait_listening(port, fw, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fw.proc.poll() is not None:
+            raise RuntimeError("firmware exited:\n" + "\n".join(l for _, l in fw.lines))
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("firmware not listening")
+
+
+def parse_size(text):
+    text = str(text).upper()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * scale
+
+
+async def runtime(build_dir, heapsize, seconds, romfs=False):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        if romfs:
+            image = romfs_tree(build_dir, tmp)
+            heapsize = romfs_heapsize(parse_size(heapsize), image)
+            probe = ROMFS_BOOT.replace("import main", "") + FIRMWARE_PROBE
+            cwd = tmp
+        else:
+            probe, cwd = FIRMWARE_PROBE, build_dir
+        script = os.path.join(tmp, "heap_probe.py")
+        with open(script, "w") as f:
+            f.write(probe)
+        return await _runtime(Firmware(cwd, port, heapsize, script), port, seconds)
+
+
+async def _runtime(fw, port, seconds):
+    reader = asyncio.ensure_future(fw.read())
+    url = "ws://127.0.0.1:%d/ws" % port
+    phases = {}
+    viewer = Viewer()
+    tasks = []
+    stop = asyncio.Event()
+    try:
+        await wait_listening(port, fw)
+
+        async def phase(name, duration):
+            await asyncio.sleep(0.5)  # let it settle, then sample
+            t = time.monotonic()
+            await asyncio.sleep(duration)
+            phases[name] = fw.live_since(t)
+
+        await phase("idle, no clients", 1.5)
+        tasks.append(asyncio.ensure_future(viewer.run(url, stop)))
+        await phase("1 viewer", 1.5)
+        driver = Viewer()
+        tasks.append(asyncio.ensure_future(driver.run(url, stop, drive=True)))
+        t_drive = time.monotonic()
+        await phase("driver 10 Hz + viewer", max(2.0, seconds))
+        extra = [Viewer(), Viewer()]
+        tasks += [asyncio.ensure_future(v.run(url, stop)) for v in extra]
+        await phase("driver + 3 viewers (max_clients 4)", 2.0)
+        alive = fw.proc.poll() is None
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        fw.stop()
+        await reader
+    out = "\n".join(l for _, l in fw.lines)
+    return {
+        "phases": phases, "viewer": viewer, "alive": alive, "output": out,
+        "romfs": (fw.first("ROMFS") or "").split(),
+        "imported": int(fw.first("IMPORTED") or 0), "booted": int(fw.first("BOOTED") or 0),
+        "loaded": (fw.first("LOADED") or "").split(),
+        "ops": [l[3:].split() for _, l in fw.lines if l.startswith("OP ")],
+        "drive_seconds": time.monotonic() - t_drive,
+    }
+
+
+def print_runtime(r, heapsize, romfs=False):
+    print()
+    print("2. Firmware at run time (%s, heap %s; live = after gc.collect)" % (
+        "lib/ in ROMFS" if romfs else "mpy in RAM", heapsize))
+    held = int(r["romfs"][0]) if romfs and r["romfs"] else 0
+    if held:  # the image's block is flash on a board: not counted below
+        print("   ROMFS image %d B in its own block (not counted below); heap free after "
+              "mounting it %s B" % (held, r["romfs"][1]))
+        r["imported"] -= held
+        r["booted"] -= held
+        r["phases"] = {k: [x - held for x in v] for k, v in r["phases"].items()}
+        r["viewer"].heap_alloc = [x - held for x in r["viewer"].heap_alloc]
+    print("   %-36s %8s" % ("after imports (before config)", kb(r["imported"])))
+    print("   %-36s %8s" % ("booted (config dropped, car built)", kb(r["booted"])))
+    base = None
+    for name, values in r["phases"].items():
+        if not values:
+            print("   %-36s %8s" % (name, "no sample"))
+            continue
+        live = statistics.median(values)
+        base = live if base is None else base
+        print("   %-36s %8s   (+%.1f KB vs idle, max %s)" % (
+            name, kb(live), (live - base) / 1024, kb(max(values)).strip()))
+    v = r["viewer"]
+    if not v.heap_alloc:
+        print("   the viewer got no telemetry; firmware output:\n" + r["output"][-2000:])
+    else:
+        print("   viewer saw %d telemetry messages, largest gap %.0f ms" % (v.count, v.max_gap * 1000))
+        print("   telemetry heap_alloc (not collected) min %s max %s KB; heap_free min %s KB" % (
+            kb(min(v.heap_alloc)).strip(), kb(max(v.heap_alloc)).strip(),
+            kb(min(v.heap_free)).strip()))
+    transient = [m for m in TRANSIENT if m in r["loaded"]]
+    print("   boot-only modules still loaded: %s" % (", ".join(transient) or "none"))
+    print("   process alive at the end: %s; MemoryError in output: %s" % (
+        r["alive"], "MemoryError" in r["output"]))
+    print()
+    print("3. Bytes allocated per operation (garbage for the GC, gc disabled around one call)")
+    for name, n in r["ops"]:
+        print("   %-36s %6s B" % (name, n))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10, help="driving phase length")
+    ap.add_argument("--heapsize", default="1M", help="heap for the run-time table")
+    ap.add_argument("--no-stage", action="store_true", help="use build/board-x64 as it is")
+    ap.add_argument("--only", choices=("modules", "runtime"), help="one table")
+    ap.add_argument("--romfs", action="store_true",
+                    help="run time with lib/ in ROMFS (--heapsize then excludes the image)")
+    args = ap.parse_args()
+    if not args.no_stage:
+        stage(BUILD)
+    if args.only != "runtime":
+        print_modules(*modules_table(BUILD))
+    if args.only != "modules":
+        r = asyncio.run(runtime(BUILD, args.heapsize, args.seconds, args.romfs))
+        print_runtime(r, args.heapsize, args.romfs)
+        if not r["alive"] or "Traceback" in r["output"]:
+            print("\nfirmware output:\n" + r["output"][-3000:])
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
