@@ -153,3 +153,12 @@ def test_encode_lengths():
     assert frames.encode_message(b"\x00") == b"\x82\x01\x00"
     close = frames.encode_close(1000, "x" * 200)
     assert len(close) == 2 + 125 and close[2:4] == b"\x03\xe8"
+
+
+def test_utf8_word_fast_path_sees_every_byte():
+    # Long ASCII runs are checked four bytes at a time: a bad or multi-byte
+    # sequence at any offset within a word must still be seen.
+    for pos in range(16):
+        for bad, valid in ((b"\xff", False), (b"\x80", False), (b"\xc3\xa9", True), (b"\xe2\x82", False)):
+            data = bytearray(b"a" * pos + bad + b"b" * (20 - pos))
+            assert (utf8.validate(data, 0, len(data), 0) == 0) == valid, (pos, bad)

@@ -16,7 +16,11 @@ def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
             words = ptr32(addr + i)
             w = 0
             last = (end - i) >> 2
-            while w < last and (words[w] & 0x80808080) == 0:
+            # 0x80808080, built at run time: as a constant it is too big for
+            # a 32-bit small int, and viper would make it an object.
+            high = 0x808080
+            high = high | (high << 8)
+            while w < last and (words[w] & high) == 0:
                 w += 1
             i += w << 2
             if i >= end:
