@@ -368,8 +368,9 @@ class Server:
       request_timeout_ms=5000  to receive a whole request head; else 408
       close_timeout_ms=2000    to wait for the peer's close frame
       buffer_size=2048     the one receive buffer shared by all connections
-      max_pending=8        connections still sending a request head; more are
-                           closed at once (connection floods, slowloris)
+      max_pending=8        HTTP requests in progress (head being sent, or a
+                           file being served); past it the oldest is dropped
+                           (connection floods, slowloris)
       ping_interval_ms=10000  a WebSocket silent this long is pinged ...
       ping_timeout_ms=5000    ... and closed if still silent this much later
                               (0 turns pinging off)
@@ -501,19 +502,25 @@ class Server:
         method = None
         heads = self._heads
         if len(heads) >= self.max_pending:
-            # A flood: close at once, before it costs more heap or time.
-            await self._answer_error(stream, HTTPError(503, "too many connections"), False)
-            await stream.wait_closed()
-            return
+            # A flood (or slowloris): make room by dropping the connection
+            # that has been sending its head the longest. A real browser
+            # sends its head in one go, so it is never the oldest for long,
+            # and a trickle of slow sockets cannot lock the page out.
+            oldest = None
+            for t, started in heads.items():
+                if oldest is None or ticks_diff(started, heads[oldest]) < 0:
+                    oldest = t
+            del heads[oldest]
+            oldest.cancel()
+        task = asyncio.current_task()
         try:
-            task = asyncio.current_task()
             heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
                 request, extra = await self._read_request(stream)
             except asyncio.CancelledError:
-                raise HTTPError(408, "request head not complete within %d ms" % self.request_timeout_ms)
+                raise HTTPError(408, "request head not complete in time")
             finally:
-                del heads[task]
+                heads.pop(task, None)
             if request is None:
                 return  # the client went away before sending a request
             method = request.method
@@ -543,10 +550,19 @@ class Server:
                         ws.close_code = CLOSE_ABNORMAL
             elif "upgrade" in request.headers:
                 raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
-            elif request.path in self.http_routes:
-                await self._serve_route(stream, request, self.http_routes[request.path])
             else:
-                await self._serve_file(stream, request)
+                # The response too must be taken within request_timeout_ms: a
+                # client that never reads must not hold a connection forever.
+                heads[task] = ticks_ms()
+                try:
+                    if request.path in self.http_routes:
+                        await self._serve_route(stream, request, self.http_routes[request.path])
+                    else:
+                        await self._serve_file(stream, request)
+                except asyncio.CancelledError:
+                    pass
+                finally:
+                    heads.pop(task, None)
         except HTTPError as e:
             await self._answer_error(stream, e, method == "HEAD")
         except OSError:
