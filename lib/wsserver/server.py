@@ -585,12 +585,18 @@ class Server:
             pass
 
     async def _read_request(self, stream):
+        # Read into the shared buffer and keep only what arrived, so a request
+        # costs the heap its head really takes, not max_head bytes up front
+        # (on a fragmented board heap, that block is what fails first).
+        buf = self._buf
+        view = self._view
         data = b""
         while True:
-            chunk = await stream.read(self.max_head + 1 - len(data))
-            if not chunk:
+            room = min(len(buf), self.max_head + 1 - len(data))
+            n = await stream.readinto(view[:room])
+            if not n:
                 return None, None
-            data += chunk
+            data += view[:n]  # copied before the next await: the buffer is shared
             end = find_head_end(data, self.max_uri)
             if end >= 0:
                 return parse_request(data[:end], self.max_uri, self.max_headers), data[end:]
