@@ -7,7 +7,6 @@ from .errors import HTTPError
 from .http import header_tokens, response_head
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 def accept_key(key):
@@ -18,12 +17,15 @@ def accept_key(key):
 
 def _valid_key(key):
     # base64 of exactly 16 bytes: 22 alphabet characters then "==" (§4.1).
+    # Decoding and encoding again must give the same text: that rejects
+    # characters outside the alphabet even where a2b_base64 skips them.
     if len(key) != 24 or key[22:] != "==":
         return False
-    for c in key[:22].encode():
-        if c not in _B64:
-            return False
-    return len(binascii.a2b_base64(key)) == 16
+    try:
+        raw = binascii.a2b_base64(key)
+    except ValueError:
+        return False
+    return len(raw) == 16 and binascii.b2a_base64(raw).strip() == key.encode()
 
 
 def check_upgrade(request):

@@ -15,6 +15,17 @@ REASONS = {
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+def _is_token(name):
+    # Nearly every real method and header name is letters and dashes: check
+    # that in C, and only look byte by byte at the rest.
+    if name.replace(b"-", b"").isalpha():
+        return True
+    for c in name:
+        if c not in _TCHAR:
+            return False
+    return len(name) > 0
+
+
 class Request:
     def __init__(self, method, target, path, query, version, headers):
         self.method = method  # "GET"
@@ -88,9 +99,8 @@ def parse_request(head, max_uri=512, max_headers=32):
         if version.startswith(b"HTTP/"):
             raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         raise HTTPError(400, "malformed HTTP version")
-    for c in method:
-        if c not in _TCHAR:
-            raise HTTPError(400, "malformed method")
+    if not _is_token(method):
+        raise HTTPError(400, "malformed method")
     if target[0] != 0x2F:  # '/': origin-form only
         raise HTTPError(400, "request target must start with /")
     headers = {}
@@ -105,9 +115,8 @@ def parse_request(head, max_uri=512, max_headers=32):
         if colon <= 0:
             raise HTTPError(400, "malformed header line")
         name = line[:colon]
-        for c in name:
-            if c not in _TCHAR:
-                raise HTTPError(400, "malformed header name")
+        if not _is_token(name):
+            raise HTTPError(400, "malformed header name")
         try:
             key = str(name, "utf-8").lower()
             value = str(line[colon + 1:].strip(), "utf-8")
