@@ -1,7 +1,8 @@
 # A small WebSocket + HTTP server for MicroPython (and CPython where free).
 # Knows nothing of cars: see lib/car for the application.
 from .errors import ConnectionClosed, HTTPError, ProtocolError
-from .server import Server, WebSocket
+from .connection import WebSocket
+from .server import Server
 
 __version__ = "0.1.0"
 __all__ = ["Server", "WebSocket", "ConnectionClosed", "HTTPError", "ProtocolError"]
