@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from wsraw import frame  # noqa: E402
 from wsserver.errors import ProtocolError  # noqa: E402
 from wsserver.frames import BINARY, CLOSE, PING, PONG, TEXT, Codec  # noqa: E402
 
@@ -125,17 +126,9 @@ def decode(data, cuts=(), max_message=256, direct=False, bufsize=64):
 # ------------------------------------------------------------------ frames
 
 def client_frame(b0, payload, key=b"\x01\x02\x03\x04", mask=True, length=None):
-    n = len(payload) if length is None else length
-    m = 0x80 if mask else 0
-    if n < 126:
-        head = bytes((b0, m | n))
-    elif n < 65536:
-        head = bytes((b0, m | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, m | 127)) + n.to_bytes(8, "big")
-    if not mask:
-        return head + payload
-    return head + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    """A client frame from its raw first byte (FIN, RSV bits and opcode)."""
+    return frame(b0 & 0x0F, payload, fin=bool(b0 & 0x80), mask=mask, rsv=(b0 >> 4) & 7, key=key,
+                 length=length)
 
 
 keys = st.binary(min_size=4, max_size=4)
