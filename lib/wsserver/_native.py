@@ -3,6 +3,9 @@
 import micropython
 
 
+# The same state machine as utf8._validate_py (which documents it): viper
+# needs typed machine-word code, so the twin is deliberate. Keep them in step;
+# tests/test_codec.py runs both against the same cases.
 @micropython.viper
 def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
     need = state & 3
