@@ -46,7 +46,6 @@ class WebSocket:
         self.server = server
         self.stream = stream
         self.request = request
-        self.path = request.path
         if subprotocol:
             self.subprotocol = subprotocol
         self.id = ws_id
@@ -156,17 +155,29 @@ class WebSocket:
         the oldest queued message is dropped: a slow reader gets the newest."""
         self._enqueue(encode_message(message), True)
 
-    def _hold(self, frame):
+    def _hold(self, frame, broadcast=False):
+        """Hold `frame` to be written with the ones that follow it.
+
+        Replies are released before the next read, or as soon as the handler
+        yields; broadcasts by the server at the end of the loop turn, and may
+        be dropped like any broadcast if the client is slow.
+        """
         held = self._held
         if held is None:
             self._held = [frame]
-            # Should the handler wait on something else before reading again,
-            # the held replies go out as soon as it yields.
-            asyncio.create_task(self._release_soon())
+            if not broadcast:
+                asyncio.create_task(self._release_soon())
         else:
             held.append(frame)
-            if len(held) >= 16:
-                self._release()
+            if len(held) > (self.server.max_queue if broadcast else 15):
+                self._release(broadcast)
+
+    def _broadcast(self, frame):
+        """Take a broadcast frame; False if this connection is closed."""
+        if self._flushing or self._queue or self._close_sent or self.close_code is not None:
+            return self._enqueue(frame, True)  # queued behind a slow socket, or refused
+        self._hold(frame, True)
+        return True
 
     def _with_held(self, frame):
         """`frame`, preceded by any held frames, as one buffer."""
@@ -177,15 +188,6 @@ class WebSocket:
         if frame is not None:
             held.append(frame)
         return b"".join(held)
-
-    def _hold_broadcast(self, frame):
-        held = self._held
-        if held is None:
-            self._held = [frame]
-        else:
-            held.append(frame)
-            if len(held) > self.server.max_queue:
-                self._release(True)
 
     async def _release_soon(self):
         self._release()

@@ -53,8 +53,7 @@ def payload_view(payload):
 
 def encode(opcode, payload=b"", fin=True):
     """One unmasked server frame. `payload`: bytes-like, or str for text."""
-    if isinstance(payload, str):
-        payload = memoryview(payload) if _STR_IS_BUFFER else payload.encode()
+    payload = payload_view(payload)
     n = len(payload)
     if n < 126:
         head = 2

@@ -30,7 +30,8 @@ class Server:
       max_head=2048        bytes in a request head; more gets 431
       max_uri=512          bytes in the request target; more gets 414
       max_headers=32       header fields; more gets 431
-      request_timeout_ms=5000  to receive a whole request head; else 408
+      request_timeout_ms=5000  to receive a whole request head (else 408), and
+                               again to send a file or route response
       close_timeout_ms=2000    to wait for the peer's close frame
       buffer_size=2048     the one receive buffer shared by all connections
       max_pending=8        HTTP requests in progress (head being sent, or a
@@ -57,7 +58,7 @@ class Server:
         self.max_pending = max_pending
         self.ping_interval_ms = ping_interval_ms
         self.ping_timeout_ms = ping_timeout_ms
-        self._heads = {}  # task -> when it started, for connections still sending their head
+        self._heads = {}  # task -> start, for HTTP requests in progress (see _watch)
         self.debug = debug
         self.routes = {}  # WebSocket endpoints
         self.http_routes = {}
@@ -101,12 +102,7 @@ class Server:
         frame = encode_message(message)
         count = 0
         for ws in self.clients:
-            if path is None or ws.path == path:
-                if ws._flushing or ws._queue or ws.close_code is not None or ws._close_sent:
-                    if not ws._enqueue(frame, True):
-                        continue
-                else:
-                    ws._hold_broadcast(frame)
+            if (path is None or ws.request.path == path) and ws._broadcast(frame):
                 count += 1
         if count and not self._release_pending:
             self._release_pending = True
