@@ -130,15 +130,20 @@ class Server:
         period = self.request_timeout_ms // 4
         if interval:
             period = min(period, min(interval, self.ping_timeout_ms) // 2)
+        # No copies of _heads or clients are iterated: cancel() and abort()
+        # change neither at once (the tasks clean up when they next run), and
+        # a copy, or a loop variable, left in this long-lived coroutine's frame
+        # would keep dropped connections reachable for MicroPython's GC.
         while True:
+            task = ws = None
             await asyncio.sleep_ms(period or 1)
             now = ticks_ms()
-            for task, started in tuple(self._heads.items()):
-                if ticks_diff(now, started) > self.request_timeout_ms:
+            for task in self._heads:
+                if ticks_diff(now, self._heads[task]) > self.request_timeout_ms:
                     task.cancel()
             if not interval:
                 continue
-            for ws in tuple(self.clients):
+            for ws in self.clients:
                 idle = ticks_diff(now, ws.last_seen)
                 if idle > interval + self.ping_timeout_ms:
                     ws.abort(CLOSE_ABNORMAL)
