@@ -9,17 +9,24 @@ import time
 
 import pytest
 
-from helpers_hardening import SERVER, close_clean, echo, handshake, heap, reset, settle_heap
+from helpers_hardening import SERVER, close_clean, echo, handshake, heap, http_get, reset, settle_heap
 from wsraw import frame
 
 FRAME = 60000  # declared payload; the server allocates this up front
 PEERS = 4
 SLACK = 256  # bytes: a heap reading is taken inside a request that itself allocates a little
-# A connection dropped by the idle watcher (its task cancelled) leaves a stale
-# reference to its small objects (the WebSocket, ~0.9 KB here) until the next
-# cancelled task replaces it: bounded, never growing (checked below). Its
-# half-received frame is released at once (server.py clears ws.codec).
+# MicroPython's GC is conservative: any word that looks like a pointer into
+# the heap keeps that block alive, bytes in buffers included. After the idle
+# watcher drops silent peers (gone from server.clients), some runs keep one
+# WebSocket's small objects reachable (+1.9 KB on x64), and about one round in
+# ten keeps all four for a while (+6.3 KB; the next round releases them). Never
+# their frame buffers: server.py clears ws.codec. So this test does not ask
+# for the baseline to the byte; it runs six rounds and bounds every one by one
+# round's small objects, which a leak of even one connection per round would
+# outgrow.
 SILENT_SLACK = 1024
+STALE_ROUND = PEERS * 1600 + SILENT_SLACK
+ROUNDS = 6
 
 
 def warm_up(port):
@@ -78,6 +85,11 @@ def test_peer_vanishing_mid_frame_frees_its_buffers(start_micropython, how, kind
     close_clean(s)
 
 
+def clients(port):
+    status, body = http_get(port, "/stats")
+    return int(body.split()[1])
+
+
 @pytest.mark.parametrize("kind", ["payload", "header"])
 def test_silent_peer_mid_frame_is_dropped_and_freed(start_micropython, kind):
     # No FIN ever comes: only the server's idle ping/timeout can free it.
@@ -85,7 +97,7 @@ def test_silent_peer_mid_frame_is_dropped_and_freed(start_micropython, kind):
                                      "--ping-timeout-ms", "300"])
     base = warm_up(srv.port)
     afters = []
-    for round_ in (1, 2):
+    for round_ in range(1, ROUNDS + 1):
         t0 = time.monotonic()
         socks = half_frames(srv.port, kind)
         if kind == "payload":
@@ -93,13 +105,17 @@ def test_silent_peer_mid_frame_is_dropped_and_freed(start_micropython, kind):
             assert during >= base + PEERS * FRAME // 2
         else:
             during = heap(srv.port)
-            assert during > base  # four open WebSockets
-        after = settle_heap(srv.port, base + SILENT_SLACK, timeout=5.0)
-        freed_s = time.monotonic() - t0
-        print("\nsilent peers (%s) round %d: heap base %d, held %d, after drop %d (%+d), freed after %.2f s"
-              " (ping 300 ms + timeout 300 ms)" % (kind, round_, base, during, after, after - base, freed_s))
-        assert after <= base + SILENT_SLACK
-        assert freed_s < 3.0
+            assert during > base + PEERS * 1600  # four open WebSockets
+        while clients(srv.port) and time.monotonic() - t0 < 5.0:
+            time.sleep(0.02)
+        dropped_s = time.monotonic() - t0
+        assert clients(srv.port) == 0
+        assert dropped_s < 3.0  # ping after 300 ms idle, dropped 300 ms later
+        after = settle_heap(srv.port, base + SILENT_SLACK, timeout=1.5)
+        print("\nsilent peers (%s) round %d: heap base %d, held %d, dropped after %.2f s"
+              " (ping 300 ms + timeout 300 ms), after drop %d (%+d)"
+              % (kind, round_, base, during, dropped_s, after, after - base))
+        assert after <= base + STALE_ROUND
         for s in socks:  # the server dropped them: EOF (or RST) here
             s.settimeout(2)
             try:
@@ -109,5 +125,6 @@ def test_silent_peer_mid_frame_is_dropped_and_freed(start_micropython, kind):
                 pass
             s.close()
         afters.append(after)
-    # Whatever the last dropped connection leaves behind is replaced, not added to.
-    assert afters[1] <= afters[0] + SLACK
+    # Six rounds: a leak of even one connection per round (6 x 1.9 KB) would
+    # have outgrown STALE_ROUND by now.
+    assert max(afters) <= base + STALE_ROUND, afters
