@@ -45,8 +45,9 @@ def flood(port, seconds, out):
     """Runs in its own process: hammer the car with everything a LAN can
     throw at it; report counts and how fast extra handshakes were refused."""
     counts = {"connect_close": 0, "half_head": 0, "handshake_503_full": 0, "handshake_503_busy": 0,
-              "handshake_other": 0, "page_200": 0, "page_other": 0, "errors": 0}
+              "handshake_408_evicted": 0, "handshake_other": 0, "page_200": 0, "page_other": 0, "errors": 0}
     refusal_ms = []
+    other_heads = []
     held = []
     end = time.monotonic() + seconds
     i = 0
@@ -82,8 +83,16 @@ def flood(port, seconds, out):
                     # connections still sending their head ("too many").
                     counts["handshake_503_full" if b"full" in head else "handshake_503_busy"] += 1
                     refusal_ms.append((time.monotonic() - t0) * 1000)
+                elif head.startswith(b"HTTP/1.1 408"):
+                    # Under this flood (~10,000 connections/s) a handshake can
+                    # still be waiting for its first read when max_pending
+                    # newer heads arrive: it is then the oldest pending one and
+                    # is dropped with a 408, as docs/server.md says (seen once
+                    # in a few hundred runs). Still a clear answer.
+                    counts["handshake_408_evicted"] += 1
                 else:
                     counts["handshake_other"] += 1
+                    other_heads.append(head[:80])
             else:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
                 data = b""
@@ -98,6 +107,7 @@ def flood(port, seconds, out):
             counts["errors"] += 1
     for s in held:
         s.close()
+    counts["other_heads"] = other_heads[:5]
     out.put((counts, refusal_ms))
 
 
@@ -115,7 +125,7 @@ def collect_flood(procs, out):
     for _ in procs:
         c, r = out.get(timeout=30)
         for k, v in c.items():
-            counts[k] = counts.get(k, 0) + v
+            counts[k] = counts.get(k, type(v)()) + v
         refusals += r
     for p in procs:
         p.join(5)
@@ -193,7 +203,8 @@ def test_flood_does_not_delay_driver_or_deadman(start_micropython, tmp_path):
     # never starved into the deadman, the deadman is neither early nor late.
     assert max(loaded) < DEADMAN_MS / 2
     assert DEADMAN_MS * 0.95 <= loaded_deadman <= DEADMAN_MS + TICK_MS + TELEMETRY_MS + 150
-    assert counts["handshake_503_full"] > 20 and counts["handshake_other"] == 0
+    assert counts["handshake_503_full"] > 20
+    assert counts["handshake_other"] == 0, counts["other_heads"]
     assert counts["page_200"] > 10
     assert statistics.median(refusals) < 100
     assert gap < DEADMAN_MS
