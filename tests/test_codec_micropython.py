@@ -13,3 +13,13 @@ def test_viper_paths_are_used_under_micropython():
     result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import mask, utf8; "
                              "print(mask.unmask is not mask._unmask_py, utf8.validate is not utf8._validate_py)")
     assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr
+
+
+def test_server_uses_a_buffer_the_caller_allocated_early():
+    # Server(buffer=...) is how a small board keeps its one large block: the
+    # caller allocates it before imports fragment the heap (tools/echo_server.py).
+    result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import Server; "
+                             "b = bytearray(100); print(Server(buffer=b)._buf is b, len(Server()._buf), "
+                             "len(Server(buffer_size=512)._buf))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "2048", "512"]

@@ -34,6 +34,9 @@ class Server:
                                again to send a file or route response
       close_timeout_ms=2000    to wait for the peer's close frame
       buffer_size=2048     the one receive buffer shared by all connections
+      buffer=None          or that buffer, a bytearray allocated by the caller:
+                           on a small heap, allocate it first thing, before
+                           imports leave no free block that large
       max_pending=8        HTTP requests in progress (head being sent, or a
                            file being served); past it the oldest is dropped
                            (connection floods, slowloris)
@@ -45,7 +48,7 @@ class Server:
     def __init__(self, static_dir=None, max_clients=4, max_message=4096, max_queue=8,
                  max_head=2048, max_uri=512, max_headers=32, request_timeout_ms=5000,
                  close_timeout_ms=2000, buffer_size=2048, max_pending=8,
-                 ping_interval_ms=10000, ping_timeout_ms=5000, debug=False):
+                 ping_interval_ms=10000, ping_timeout_ms=5000, debug=False, buffer=None):
         self.static_dir = static_dir
         self.max_clients = max_clients
         self.max_message = max_message
@@ -65,7 +68,7 @@ class Server:
         self.clients = set()
         # One buffer for every connection: data is parsed (copied out) before
         # the next await, so no two connections ever use it at once.
-        self._buf = bytearray(buffer_size)
+        self._buf = buffer if buffer is not None else bytearray(buffer_size)
         self._view = memoryview(self._buf)
         self._next_id = 1
         self._listener = None
