@@ -162,3 +162,21 @@ def test_utf8_word_fast_path_sees_every_byte():
         for bad, valid in ((b"\xff", False), (b"\x80", False), (b"\xc3\xa9", True), (b"\xe2\x82", False)):
             data = bytearray(b"a" * pos + bad + b"b" * (20 - pos))
             assert (utf8.validate(data, 0, len(data), 0) == 0) == valid, (pos, bad)
+
+
+def test_reason_phrases_and_content_types_from_their_string_tables():
+    # Both tables are one string each (they stay in flash); every entry must
+    # come out whole, and anything else gets the fallback.
+    from wsserver.http import reason_phrase
+    from wsserver.static import content_type
+    assert reason_phrase(101) == "Switching Protocols"
+    assert reason_phrase(200) == "OK"
+    assert reason_phrase(431) == "Request Header Fields Too Large"
+    assert reason_phrase(505) == "HTTP Version Not Supported"
+    assert reason_phrase(999) == "Unknown" and reason_phrase(20) == "Unknown"
+    assert content_type("index.html") == "text/html; charset=utf-8"
+    assert content_type("APP.JS") == "text/javascript; charset=utf-8"
+    assert content_type("site.webmanifest") == "application/manifest+json"
+    assert content_type("icon.ico") == "image/x-icon"
+    for name in ("noext", "a.", "a.gz", "a.t|x", "a.html x", "a.tml"):
+        assert content_type(name) == "application/octet-stream", name

@@ -23,3 +23,13 @@ def test_server_uses_a_buffer_the_caller_allocated_early():
                              "len(Server(buffer_size=512)._buf))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "2048", "512"]
+
+
+def test_server_limits_default_on_the_class_and_unknown_ones_are_named():
+    result = run_micropython(
+        "import sys; sys.path.insert(0, 'lib'); from wsserver import Server\n"
+        "s = Server(max_clients=2)\n"
+        "print(s.max_clients, s.max_message, Server.max_clients)\n"
+        "try:\n    Server(max_client=2)\nexcept TypeError as e:\n    print(e)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["2 4096 4", "Server() has no limit named 'max_client'"]

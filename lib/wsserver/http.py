@@ -3,13 +3,21 @@
 
 from .errors import HTTPError
 
-REASONS = {
-    101: "Switching Protocols", 200: "OK", 304: "Not Modified", 400: "Bad Request",
-    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-    408: "Request Timeout", 414: "URI Too Long", 426: "Upgrade Required",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable", 505: "HTTP Version Not Supported",
-}
+# One string rather than a dict: it stays in flash (frozen or ROMFS), where a
+# dict would be built in the heap at import.
+_REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
+            "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
+            "|414 URI Too Long|426 Upgrade Required|431 Request Header Fields Too Large"
+            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported|")
+
+
+def reason_phrase(status):
+    """The standard reason phrase for `status` ("Unknown" for codes we never send)."""
+    start = _REASONS.find("|%d " % status)
+    if start < 0:
+        return "Unknown"
+    return _REASONS[start + 5:_REASONS.find("|", start + 1)]
+
 
 # RFC 9110 token characters, for header names.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -140,7 +148,7 @@ def header_tokens(value):
 
 
 def response_head(status, headers=()):
-    lines = ["HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Unknown"))]
+    lines = ["HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))]
     for name, value in headers:
         lines.append("%s: %s\r\n" % (name, value))
     lines.append("\r\n")

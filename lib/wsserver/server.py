@@ -43,26 +43,35 @@ class Server:
       ping_interval_ms=10000  a WebSocket silent this long is pinged ...
       ping_timeout_ms=5000    ... and closed if still silent this much later
                               (0 turns pinging off)
+      debug=False          print handler crashes and protocol failures
     """
 
-    def __init__(self, static_dir=None, max_clients=4, max_message=4096, max_queue=8,
-                 max_head=2048, max_uri=512, max_headers=32, request_timeout_ms=5000,
-                 close_timeout_ms=2000, buffer_size=2048, max_pending=8,
-                 ping_interval_ms=10000, ping_timeout_ms=5000, debug=False, buffer=None):
+    # The limits' defaults live on the class: an instance stores only the
+    # ones it is given (MicroPython keeps instance attributes in a per-object
+    # hash table, so each costs heap).
+    max_clients = 4
+    max_message = 4096
+    max_queue = 8
+    max_head = 2048
+    max_uri = 512
+    max_headers = 32
+    request_timeout_ms = 5000
+    close_timeout_ms = 2000
+    max_pending = 8
+    ping_interval_ms = 10000
+    ping_timeout_ms = 5000
+    debug = False
+    _next_id = 1
+    _listener = None
+    _release_pending = False
+
+    def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
+        for name in limits:
+            if name[0] == "_" or not hasattr(Server, name):
+                raise TypeError("Server() has no limit named %r" % name)
+            setattr(self, name, limits[name])
         self.static_dir = static_dir
-        self.max_clients = max_clients
-        self.max_message = max_message
-        self.max_queue = max_queue
-        self.max_head = max_head
-        self.max_uri = max_uri
-        self.max_headers = max_headers
-        self.request_timeout_ms = request_timeout_ms
-        self.close_timeout_ms = close_timeout_ms
-        self.max_pending = max_pending
-        self.ping_interval_ms = ping_interval_ms
-        self.ping_timeout_ms = ping_timeout_ms
         self._heads = {}  # task -> start, for HTTP requests in progress (see _watch)
-        self.debug = debug
         self.routes = {}  # WebSocket endpoints
         self.http_routes = {}
         self.clients = set()
@@ -70,9 +79,6 @@ class Server:
         # the next await, so no two connections ever use it at once.
         self._buf = buffer if buffer is not None else bytearray(buffer_size)
         self._view = memoryview(self._buf)
-        self._next_id = 1
-        self._listener = None
-        self._release_pending = False
 
     def websocket(self, path, subprotocols=None, accept=None):
         """Decorator: `handler(ws)` serves WebSocket connections at `path`.
