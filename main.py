@@ -1,76 +1,10 @@
-# Tether firmware entry point.
-# On the board (after boot.py brought up WiFi): start the car with a hardware
-#   watchdog fed by the control loop; if the app ever crashes, its motors are
-#   stopped first (car.app.run stops them in a finally), the error is printed
-#   and the board resets a few seconds later.
-# On a computer: micropython main.py --port N [--host H] [--config FILE]
-#   runs the same firmware against the simulated car.
+# Tether firmware entry point: the code is in lib/car/main.py (a .mpy, so
+# none of it is compiled into RAM here). On a computer:
+#   micropython main.py --port N [--host H] [--config FILE]
 import sys
 
-ON_BOARD = sys.platform in ("esp32", "esp8266")
-RESET_DELAY_S = 3  # time to read the error (or press Ctrl-C) before the reset
-USAGE = "usage: micropython main.py --port N [--host H] [--config FILE]"
+if sys.platform not in ("esp32", "esp8266"):
+    sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/lib")
+from car.main import main
 
-
-def option(argv, name, default):
-    if name in argv:
-        i = argv.index(name)
-        if i + 1 >= len(argv):
-            raise ValueError(name + " needs a value")
-        return argv[i + 1]
-    return default
-
-
-def host_main(argv):
-    here = __file__.rpartition("/")[0] or "."
-    sys.path.insert(0, here + "/lib")
-    try:
-        port = int(option(argv, "--port", "8080"))
-        host = option(argv, "--host", "127.0.0.1")
-        config_path = option(argv, "--config", here + "/config.json")
-        if not 0 < port < 65536:
-            raise ValueError("--port must be 1-65535")
-    except ValueError as e:
-        print(e)
-        print(USAGE)
-        sys.exit(2)
-    from car import app
-
-    app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web")
-
-
-def watchdog(timeout_ms):
-    import machine
-
-    if not timeout_ms:
-        return None
-    timeout_ms = max(timeout_ms, 1000)
-    try:
-        return machine.WDT(timeout=timeout_ms)
-    except TypeError:  # ESP8266: fixed timeout
-        return machine.WDT()
-
-
-def board_main():
-    import machine
-    import time
-
-    try:
-        from car import app
-
-        app.run(config_path="config.json", watchdog=watchdog)  # stops motors on any exit
-    except KeyboardInterrupt:
-        print("stopped; motors are off. A running watchdog still resets the board"
-              " (limits.watchdog_ms: 0 turns it off for REPL work).")
-        return
-    except Exception as e:
-        print("Tether crashed; motors stopped. Resetting in %d s." % RESET_DELAY_S)
-        sys.print_exception(e)
-    time.sleep(RESET_DELAY_S)
-    machine.reset()
-
-
-if ON_BOARD:
-    board_main()
-else:
-    host_main(sys.argv)
+main(__file__)
