@@ -1,0 +1,70 @@
+# The firmware's entry point, called by the main.py stub. It lives here, not in
+# main.py, because main.py is compiled from source into RAM and its bytecode
+# stays there while the car runs; this module is a .mpy (in flash when lib/ is
+# in ROMFS or frozen). Kept small: its functions and names stay resident too.
+# On the board (after boot.py brought up WiFi): start the car with a hardware
+#   watchdog fed by the control loop; if the app ever crashes, its motors are
+#   stopped first (car.app.run stops them in a finally), the error is printed
+#   and the board resets a few seconds later.
+# On a computer: micropython main.py --port N [--host H] [--config FILE]
+#   runs the same firmware against the simulated car.
+import sys
+
+
+def main(main_file):
+    """main_file: main.py's __file__ (config.json and web/ sit beside it)."""
+    if not sys.platform.startswith("esp"):  # esp32, esp8266
+        return host_main(sys.argv, main_file.rpartition("/")[0] or ".")
+    import machine
+    import time
+
+    try:
+        from car import app
+
+        app.run(config_path="config.json", watchdog=watchdog)  # stops motors on any exit
+    except KeyboardInterrupt:
+        print("stopped; motors are off. A running watchdog still resets the board"
+              " (limits.watchdog_ms: 0 turns it off for REPL work).")
+        return
+    except Exception as e:
+        print("Tether crashed; motors stopped. Resetting in 3 s.")
+        sys.print_exception(e)
+    time.sleep(3)  # time to read the error (or press Ctrl-C) before the reset
+    machine.reset()
+
+
+def option(argv, name, default):
+    if name in argv:
+        i = argv.index(name)
+        if i + 1 >= len(argv):
+            raise ValueError(name + " needs a value")
+        return argv[i + 1]
+    return default
+
+
+def host_main(argv, here):
+    try:
+        port = int(option(argv, "--port", "8080"))
+        host = option(argv, "--host", "127.0.0.1")
+        config_path = option(argv, "--config", here + "/config.json")
+        if not 0 < port < 65536:
+            raise ValueError("--port must be 1-65535")
+    except ValueError as e:
+        print(e)
+        print("usage: micropython main.py --port N [--host H] [--config FILE]")
+        sys.exit(2)
+    from car import app
+
+    app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web")
+
+
+def watchdog(timeout_ms):
+    import machine
+
+    if not timeout_ms:
+        return None
+    timeout_ms = max(timeout_ms, 1000)
+    try:
+        return machine.WDT(timeout=timeout_ms)
+    except TypeError:  # ESP8266: fixed timeout
+        return machine.WDT()
