@@ -23,9 +23,9 @@ TICK_MS = 20  # control loop: 50 Hz
 # every tick would eat the loop's time on a real car.
 SENSE_EVERY = 3
 MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
-# Messages that need the access token (when one is configured); `stop` and
-# `ping` never do.
-NEEDS_TOKEN = ("drive", "speed_limit", "actuator")
+# Constant tuples (`x in ("a", "b")`) are avoided in resident modules: each
+# is an object that stays in the heap while the module is loaded, even when
+# the code itself is in ROMFS (docs/memory.md).
 
 
 class Car:
@@ -43,7 +43,7 @@ class Car:
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
-        self.sent = (0.0, 0.0)  # what set_motors last got
+        self.sent = (0, 0)  # what set_motors last got (0 == 0.0)
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
         self.started = self.last_tick = ticks_ms()
@@ -67,7 +67,10 @@ class Car:
         if err:
             return protocol.error(*err)
         kind = msg["type"]
-        if kind in NEEDS_TOKEN and self.access and not self.access.authorized(ws):
+        # These need the access token (when one is configured); `stop` and
+        # `ping` never do.
+        if (kind == "drive" or kind == "speed_limit" or kind == "actuator") and self.access \
+                and not self.access.authorized(ws):
             return protocol.error(
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
@@ -110,7 +113,7 @@ class Car:
         """Immediate stop: no ramp, straight to the hardware."""
         self.drive.stop()
         self.hw.stop()
-        self.sent = (0.0, 0.0)
+        self.sent = (0, 0)
 
     def disconnected(self, ws):
         if self.control.release(ws) is not None:
@@ -203,8 +206,8 @@ def own_hosts(host):
     """Names a page served by us may have, besides the hostname and (on a
     board) its WiFi addresses: on a computer the loopback names, and the
     address we listen on when it is a specific one."""
-    hosts = [] if sys.platform in ("esp32", "esp8266") else ["127.0.0.1", "localhost", "::1"]
-    if host not in ("0.0.0.0", "::", ""):
+    hosts = [] if sys.platform.startswith("esp") else ["127.0.0.1", "localhost", "::1"]
+    if host and host != "0.0.0.0" and host != "::":
         hosts.append(host)
     return hosts
 

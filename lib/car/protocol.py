@@ -4,8 +4,13 @@
 import json
 
 MAX_TEXT = 512  # longer messages are refused before parsing (heap)
-ACTUATORS = ("light", "horn", "pan")
 TYPES = "drive, stop, actuator, speed_limit, ping"
+
+
+def _bad(code, field, message):
+    # Built when needed: a constant (code, field, message) tuple would be an
+    # object kept in the heap for as long as the module is loaded.
+    return None, (code, field, message)
 
 
 def is_number(v):
@@ -41,33 +46,34 @@ def _load(text):
 def parse(text):
     """(message dict, None) or (None, (code, field, message))."""
     if type(text) is not str:
-        return None, ("bad_json", None, "messages must be JSON text frames, not binary")
+        return _bad("bad_json", None, "messages must be JSON text frames, not binary")
     if len(text) > MAX_TEXT:
-        return None, ("too_large", None, "message longer than %d characters" % MAX_TEXT)
+        return _bad("too_large", None, "message longer than %d characters" % MAX_TEXT)
     try:
         msg = _load(text)
     except ValueError:
-        return None, ("bad_json", None, "not valid JSON")
+        return _bad("bad_json", None, "not valid JSON")
     if type(msg) is not dict:
-        return None, ("bad_json", None, "message must be a JSON object")
+        return _bad("bad_json", None, "message must be a JSON object")
     kind = msg.get("type")
     if kind is None:
-        return None, ("bad_field", "type", "type: missing; must be one of " + TYPES)
+        return _bad("bad_field", "type", "type: missing; must be one of " + TYPES)
     if kind == "drive":
-        for field in ("throttle", "steer"):
-            v = _number(msg, field, -1, 1)
-            if type(v) is tuple:
-                return None, v
+        v = _number(msg, "throttle", -1, 1)
+        if type(v) is not tuple:
+            v = _number(msg, "steer", -1, 1)
+        if type(v) is tuple:
+            return None, v
     elif kind == "actuator":
         name = msg.get("name")
-        if name not in ACTUATORS or type(name) is not str:
-            return None, ("bad_field", "name", "name: must be one of light, horn, pan")
+        if name != "light" and name != "horn" and name != "pan":
+            return _bad("bad_field", "name", "name: must be one of light, horn, pan")
         if name == "pan":
             v = _number(msg, "value", -90, 90)
             if type(v) is tuple:
                 return None, v
         elif type(msg.get("value")) is not bool:
-            return None, ("bad_field", "value", "value: must be true or false for " + name)
+            return _bad("bad_field", "value", "value: must be true or false for " + name)
     elif kind == "speed_limit":
         v = _number(msg, "value", 0.1, 1)
         if type(v) is tuple:
@@ -75,9 +81,9 @@ def parse(text):
     elif kind == "ping":
         ident = msg.get("id")
         if not (ident is None or type(ident) in (str, bool) or is_number(ident)):
-            return None, ("bad_field", "id", "id: must be a string, a number or null")
+            return _bad("bad_field", "id", "id: must be a string, a number or null")
     elif kind != "stop":
-        return None, ("unknown_type", "type", "type: unknown; must be one of " + TYPES)
+        return _bad("unknown_type", "type", "type: unknown; must be one of " + TYPES)
     return msg, None
 
 
