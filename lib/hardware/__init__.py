@@ -20,7 +20,7 @@ def _drop(name):
 def __getattr__(name):
     # DEFAULTS and merged() are needed at boot only (config checking, create)
     # and hold the biggest dict here: loaded on first use, not kept by us.
-    if name in ("DEFAULTS", "merged"):
+    if name == "DEFAULTS" or name == "merged":  # (a constant tuple would stay in the heap)
         return getattr(_load("defaults"), name)
     if name[0] == "_":
         raise AttributeError(name)
@@ -40,26 +40,17 @@ def validate(cfg, prefix="hardware"):
         _drop("defaults")  # imported by config; create() loads it again
 
 
-def on_board():
-    """True on an ESP32/ESP8266 (a real `machine` and not the Unix port)."""
-    if sys.platform in ("linux", "darwin", "win32"):
-        return False
-    try:
-        import machine  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def create(cfg=None):
     """The car hardware for the hardware config section `cfg` (dict or None;
     missing keys take DEFAULTS). Validate first: create() trusts cfg."""
     try:
-        cfg = _load("defaults").merged(cfg)
+        defaults = _load("defaults")
+        cfg = defaults.merged(cfg)
+        mode = cfg["mode"]
+        sim = mode == "sim" or (mode == "auto" and not defaults.on_board())
     finally:
         _drop("defaults")
-    mode = cfg["mode"]
-    if mode == "sim" or (mode == "auto" and not on_board()):
+    if sim:
         from hardware.sim import SimHardware
         return SimHardware(cfg)
     from hardware.real import RealHardware

@@ -50,3 +50,17 @@ def merged(cfg):
                 value = dict(value)
         out[key] = value
     return out
+
+
+def on_board():
+    """True on an ESP32/ESP8266 (a real `machine` and not the Unix port).
+    Here, not in __init__, because only create() asks, once, at boot."""
+    import sys
+
+    if sys.platform in ("linux", "darwin", "win32"):
+        return False
+    try:
+        import machine  # noqa: F401
+    except ImportError:
+        return False
+    return True
