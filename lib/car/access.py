@@ -37,7 +37,7 @@ def board_addresses():
         import network
     except ImportError:  # Unix port: the caller lists its own
         return found
-    for iface in ("STA_IF", "AP_IF"):
+    for iface in ["STA_IF", "AP_IF"]:  # a list, built per call: a constant tuple stays in the heap
         try:
             wlan = network.WLAN(getattr(network, iface))
             if wlan.active():
@@ -71,7 +71,8 @@ class Access:
         given = request.query.pop("token", None)
         request.authorized = self.token is None or (given is not None and equal(given, self.token))
         if self.viewers_need_token and not request.authorized:
-            return 403, "access token missing or wrong (add ?token=... to the URL)"
+            reason = "access token missing or wrong (add ?token=... to the URL)"
+            return 403, reason  # (built here: a constant tuple would stay in the heap)
         return None
 
     def authorized(self, ws):
