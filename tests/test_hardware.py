@@ -398,6 +398,16 @@ MEMORY = """
 import gc, json
 if %r == "real":
     import machine, network  # the test stand-ins are not part of the figures
+# Interned names live in pools that grow in doubling chunks (~7 KB on x64 for
+# the 640-entry one): whichever step happens to cross a chunk boundary would
+# be charged for all of it, and where that falls depends even on the length of
+# the checkout's path (file names are interned). Grow the pool first.
+class Names:
+    pass
+names = Names()
+for i in range(700):
+    setattr(names, "_warm%%d" %% i, None)
+del names, Names
 gc.collect(); m0 = gc.mem_alloc()
 import hardware
 gc.collect(); m1 = gc.mem_alloc()
@@ -418,13 +428,13 @@ print(json.dumps([m1 - m0, m2 - m1, m3 - m2]))
 def test_resident_memory_figures(mode):
     # Figures are from the 64-bit Unix port: objects there are about twice
     # their size on an ESP32/ESP8266, so the board needs roughly half.
-    package, validate_left, hw = mp(MEMORY % (mode, mode), fakes=(mode == "real"), heapsize="96K")
+    package, validate_left, hw = mp(MEMORY % (mode, mode), fakes=(mode == "real"), heapsize="192K")
     print("\n%s: package %d B, left by validate() %d B, %s hardware (modules + object) %d B"
           % (mode, package, validate_left, mode, hw))
     assert package < 6000
     # The checker (~8 KB here when loaded) is dropped after use; what stays is
     # the strings its compilation interned, which frozen modules keep in flash.
-    assert validate_left < 3000
+    assert validate_left < 2000
     assert hw < 20000
 
 
