@@ -187,6 +187,8 @@ class WebSocket:
         self._held = None
         if frame is not None:
             held.append(frame)
+        elif len(held) == 1:
+            return held[0]  # a lone frame needs no copy
         return b"".join(held)
 
     async def _release_soon(self):
