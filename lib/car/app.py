@@ -236,6 +236,13 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         attach(server, car)
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
+        # Collect after a quarter of the free heap has been allocated, not
+        # when it is all gone: telemetry and the control tick make ~40 KB/s
+        # of garbage, and objects that outlive a late collection (the car's
+        # floats) are left scattered across the top of the heap, where no
+        # block of a few hundred bytes is then free (docs/memory.md: 64K runs
+        # with it; without it, 62K failed).
+        gc.threshold(max(2048, gc.mem_free() // 4))
         asyncio.run(car.serve(host, port))
     finally:
         hw.stop()
