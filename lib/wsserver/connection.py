@@ -3,6 +3,7 @@
 # codec in frames.py; the Server in server.py creates these.
 
 import asyncio
+from asyncio import current_task
 
 from .errors import ConnectionClosed, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
@@ -89,7 +90,7 @@ class WebSocket:
                 self._release()
             server = self.server
             codec = self.codec
-            self._reader = asyncio.current_task()
+            self._reader = current_task()
             try:
                 if codec.error is not None:
                     raise codec.error

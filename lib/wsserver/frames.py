@@ -13,23 +13,31 @@ from .errors import ProtocolError
 from .mask import unmask
 from .utf8 import validate as utf8_validate
 
-CONT = 0x0
-TEXT = 0x1
-BINARY = 0x2
-CLOSE = 0x8
-PING = 0x9
-PONG = 0xA
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(value):
+        return value
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED = 1003
-CLOSE_NO_STATUS = 1005
-CLOSE_ABNORMAL = 1006
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL_ERROR = 1011
+# const(): MicroPython puts the number itself into this module's bytecode
+# instead of looking the name up per use (the codec runs per message).
+CONT = const(0x0)
+TEXT = const(0x1)
+BINARY = const(0x2)
+CLOSE = const(0x8)
+PING = const(0x9)
+PONG = const(0xA)
+
+CLOSE_NORMAL = const(1000)
+CLOSE_GOING_AWAY = const(1001)
+CLOSE_PROTOCOL_ERROR = const(1002)
+CLOSE_UNSUPPORTED = const(1003)
+CLOSE_NO_STATUS = const(1005)
+CLOSE_ABNORMAL = const(1006)
+CLOSE_INVALID_DATA = const(1007)
+CLOSE_POLICY = const(1008)
+CLOSE_TOO_BIG = const(1009)
+CLOSE_INTERNAL_ERROR = const(1011)
 
 
 def valid_close_code(code):
