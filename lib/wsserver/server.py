@@ -139,26 +139,31 @@ class Server:
         period = self.request_timeout_ms // 4
         if interval:
             period = min(period, min(interval, self.ping_timeout_ms) // 2)
-        # No copies of _heads or clients are iterated: cancel() and abort()
-        # change neither at once (the tasks clean up when they next run), and
-        # a copy, or a loop variable, left in this long-lived coroutine's frame
-        # would keep dropped connections reachable for MicroPython's GC.
         while True:
-            task = ws = None
             await asyncio.sleep_ms(period or 1)
-            now = ticks_ms()
-            for task in self._heads:
-                if ticks_diff(now, self._heads[task]) > self.request_timeout_ms:
-                    task.cancel()
-            if not interval:
-                continue
-            for ws in self.clients:
-                idle = ticks_diff(now, ws.last_seen)
-                if idle > interval + self.ping_timeout_ms:
-                    ws.abort(CLOSE_ABNORMAL)
-                elif idle > interval and not ws._pinged:
-                    ws._pinged = True
-                    ws._enqueue(encode(PING, b"idle?"), False)
+            self._check_deadlines(ticks_ms())
+
+    def _check_deadlines(self, now):
+        # A plain function, not inlined in _watch: a coroutine's frame lives
+        # on the heap as long as it does, and MicroPython leaves popped value
+        # stack slots as they were, so a connection handled there would stay
+        # reachable for the conservative GC after it is dropped (found by
+        # tests/test_hardening_dead_peers.py). This frame is gone on return.
+        # No copies of _heads or clients are iterated: cancel() and abort()
+        # change neither at once (the tasks clean up when they next run).
+        for task in self._heads:
+            if ticks_diff(now, self._heads[task]) > self.request_timeout_ms:
+                task.cancel()
+        interval = self.ping_interval_ms
+        if not interval:
+            return
+        for ws in self.clients:
+            idle = ticks_diff(now, ws.last_seen)
+            if idle > interval + self.ping_timeout_ms:
+                ws.abort(CLOSE_ABNORMAL)
+            elif idle > interval and not ws._pinged:
+                ws._pinged = True
+                ws._enqueue(encode(PING, b"idle?"), False)
 
     async def serve(self, host="0.0.0.0", port=80):
         await self.start(host, port)
