@@ -20,9 +20,10 @@ SLACK = 256  # bytes: a heap reading is taken inside a request that itself alloc
 # connection it dropped reachable that way (+0.9-1.9 KB every round; it now
 # does its work in a plain function, server.py _check_deadlines). Now most
 # rounds end +160 B, but once in a while all four dropped connections stay
-# reachable for a few rounds (+6.3 KB; suspected, not proven: dead asyncio
-# tasks still point at each other through the run queue's pairing heap, whose
-# pop does not clear the popped node's child pointer), never their frame buffers
+# reachable for a few rounds (+6.3 KB): MicroPython's asyncio keeps the last
+# batch of cancelled tasks reachable until another task is cancelled
+# (reproduced alone: 4 cancelled tasks holding 10 KB each stay at +42 KB until
+# one more task is cancelled, then +0.8 KB), never their frame buffers
 # (server.py clears ws.codec). So this test does not ask for the baseline to
 # the byte: it runs six rounds and bounds every one by one round's small
 # objects, which a leak of even one connection per round would outgrow.
