@@ -3,20 +3,29 @@
 
 from .errors import HTTPError
 
-# One string rather than a dict: it stays in flash (frozen or ROMFS), where a
-# dict would be built in the heap at import.
+# Lookup tables as one string each ("|key value|key value|") rather than
+# dicts: a string constant stays in flash (frozen or ROMFS), where a dict
+# would be built in the heap at import.
 _REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
             "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
             "|414 URI Too Long|426 Upgrade Required|431 Request Header Fields Too Large"
             "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported|")
 
 
+def table_lookup(table, key, default):
+    """The value for `key` in a "|key value|..." table string, else `default`."""
+    if "|" in key:
+        return default
+    start = table.find("|" + key + " ")
+    if start < 0:
+        return default
+    start += len(key) + 2
+    return table[start:table.find("|", start)]
+
+
 def reason_phrase(status):
     """The standard reason phrase for `status` ("Unknown" for codes we never send)."""
-    start = _REASONS.find("|%d " % status)
-    if start < 0:
-        return "Unknown"
-    return _REASONS[start + 5:_REASONS.find("|", start + 1)]
+    return table_lookup(_REASONS, str(status), "Unknown")
 
 
 # RFC 9110 token characters, for header names.

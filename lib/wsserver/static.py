@@ -3,9 +3,9 @@
 import os
 
 from .errors import HTTPError
-from .http import unquote
+from .http import table_lookup, unquote
 
-# One string rather than a dict, as http._REASONS: it stays in flash.
+# A table string, as http._REASONS (see table_lookup): it stays in flash.
 _TYPES = ("|html text/html; charset=utf-8|js text/javascript; charset=utf-8"
           "|css text/css; charset=utf-8|json application/json|svg image/svg+xml"
           "|png image/png|jpg image/jpeg|ico image/x-icon|txt text/plain; charset=utf-8"
@@ -13,12 +13,7 @@ _TYPES = ("|html text/html; charset=utf-8|js text/javascript; charset=utf-8"
 
 
 def content_type(name):
-    ext = name.rpartition(".")[2].lower()
-    start = _TYPES.find("|" + ext + " ") if ext and "|" not in ext else -1
-    if start < 0:
-        return "application/octet-stream"
-    start += len(ext) + 2
-    return _TYPES[start:_TYPES.find("|", start)]
+    return table_lookup(_TYPES, name.rpartition(".")[2].lower(), "application/octet-stream")
 
 
 def safe_relative_path(raw_path):
