@@ -30,6 +30,9 @@ def test_server_limits_default_on_the_class_and_unknown_ones_are_named():
         "import sys; sys.path.insert(0, 'lib'); from wsserver import Server\n"
         "s = Server(max_clients=2)\n"
         "print(s.max_clients, s.max_message, Server.max_clients)\n"
-        "try:\n    Server(max_client=2)\nexcept TypeError as e:\n    print(e)\n")
+        "for name in ('max_client', 'route', '_buf'):\n"
+        "    try:\n        Server(**{name: 2})\n    except TypeError as e:\n        print(e)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["2 4096 4", "Server() has no limit named 'max_client'"]
+    assert result.stdout.splitlines() == ["2 4096 4", "Server() has no limit named 'max_client'",
+                                          "Server() has no limit named 'route'",
+                                          "Server() has no limit named '_buf'"]

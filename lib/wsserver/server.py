@@ -67,7 +67,8 @@ class Server:
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
         for name in limits:
-            if name[0] == "_" or not hasattr(Server, name):
+            # Limits are the public int (or bool) class attributes; not methods.
+            if name[0] == "_" or type(getattr(Server, name, None)) not in (int, bool):
                 raise TypeError("Server() has no limit named %r" % name)
             setattr(self, name, limits[name])
         self.static_dir = static_dir
