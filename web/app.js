@@ -18,7 +18,7 @@
     app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
     rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
-    stick: $('stick'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
+    stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
     estop: $('estop'), toast: $('toast'),
   };
 
@@ -361,8 +361,10 @@
   }
 
   function moveStick(e) {
-    const r = ui.stick.getBoundingClientRect();
-    const radius = Math.min(r.width, r.height) * 0.47 * 0.82;  // knob travel inside the base ring
+    // Zero is the drawn ring's centre, not the touch area's: the ring sits at the bottom of a
+    // taller box in portrait, so measuring from the box drove the car backwards on a plain touch.
+    const r = ui.base.getBoundingClientRect();
+    const radius = r.width / 2 * 0.82;                  // full scale a little inside the ring's edge
     let dx = (e.clientX - r.left - r.width / 2) / radius;
     let dy = (e.clientY - r.top - r.height / 2) / radius;
     const m = Math.hypot(dx, dy);
