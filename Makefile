@@ -37,7 +37,7 @@ web: $(STAMP)
 sim: $(STAMP) web
 	$(MICROPYTHON) main.py --host $(HOST) --port $(SIM_PORT)
 
-test: $(STAMP) web
+test: $(STAMP) web maybe-proxies
 	$(PY) -m pytest -q tests
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
@@ -54,6 +54,23 @@ conformance: $(STAMP) $(VENV2)/bin/wstest
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) tools/bench.py --micropython $(MICROPYTHON)
+
+# 32-bit Unix ports configured like an ESP32 and an ESP8266 (heap as a board sees it,
+# the ESP8266's missing language features): from MICROPYTHON_SRC=<a v1.28 tree>, or from
+# the tarball in ../shared/micropython/ where that exists (CI). Needs gcc-multilib.
+PROXY_DIR           ?= build/proxy
+MICROPYTHON_SRC     ?=
+MICROPYTHON_TARBALL ?= $(wildcard ../shared/micropython/micropython-1.28.0-unix-src.tar.xz)
+PROXY_SOURCE         = $(if $(MICROPYTHON_SRC),MICROPYTHON_SRC="$(MICROPYTHON_SRC)",MICROPYTHON_TARBALL="$(MICROPYTHON_TARBALL)")
+.PHONY: proxies maybe-proxies
+proxies: $(PROXY_DIR)/micropython-esp32 $(PROXY_DIR)/micropython-esp8266
+$(PROXY_DIR)/micropython-%: tools/build_proxy.sh
+	@test -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" || { echo "error: set MICROPYTHON_SRC=<a MicroPython v1.28 source tree> to build the board proxies"; exit 2; }
+	$(PROXY_SOURCE) tools/build_proxy.sh $* $(PROXY_DIR)
+# make test builds them when it can; the tests that need them skip (or fail under CI) otherwise.
+maybe-proxies:
+	@if [ -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" ]; then $(MAKE) --no-print-directory proxies; \
+	else echo "note: no MicroPython source for the board proxies (MICROPYTHON_SRC=...): their tests will skip"; fi
 
 clean:
 	rm -rf build reports test-artifacts web/*.gz

@@ -20,6 +20,20 @@ def micropython_path():
 
 
 MICROPYTHON = micropython_path()
+PROXY_DIR = os.path.join(ROOT, "build", "proxy")
+
+
+def board_proxy(chip):
+    """Path of the 32-bit board-proxy interpreter for chip ("esp32" or "esp8266"), built by
+    `make proxies`. Missing: the test is skipped with how to get it, or fails under CI."""
+    path = os.path.join(PROXY_DIR, "micropython-" + chip)
+    if not os.path.exists(path):
+        why = ("no %s board proxy at %s: run `make proxies` (needs gcc-multilib and a MicroPython "
+               "v1.28 source: MICROPYTHON_SRC=... or ../shared/micropython/)" % (chip, path))
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return path
 
 
 def free_port():
@@ -45,9 +59,9 @@ def wait_for_port(port, proc, timeout=10.0):
 class MicroPythonProcess:
     """A running `micropython` process serving on `self.port`."""
 
-    def __init__(self, script, args=(), heapsize=None, cwd=ROOT, port=None, env=None):
+    def __init__(self, script, args=(), heapsize=None, cwd=ROOT, port=None, env=None, micropython=None):
         self.port = port or free_port()
-        cmd = [MICROPYTHON]
+        cmd = [micropython or MICROPYTHON]
         if heapsize:
             cmd += ["-X", "heapsize=%s" % heapsize]
         cmd += [script, "--port", str(self.port)] + list(args)
@@ -115,9 +129,10 @@ def start_micropython():
         p.stop()
 
 
-def run_micropython(code_or_path, *args, heapsize=None, timeout=60, cwd=ROOT):
-    """Run a MicroPython script to completion; returns CompletedProcess."""
-    cmd = [MICROPYTHON]
+def run_micropython(code_or_path, *args, heapsize=None, timeout=60, cwd=ROOT, micropython=None):
+    """Run a MicroPython script to completion (under `micropython`, e.g. a board proxy);
+    returns CompletedProcess."""
+    cmd = [micropython or MICROPYTHON]
     if heapsize:
         cmd += ["-X", "heapsize=%s" % heapsize]
     if os.path.exists(os.path.join(cwd, code_or_path)) or os.path.exists(code_or_path):
