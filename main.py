@@ -4,8 +4,13 @@
 #   micropython main.py --port N [--host H] [--config FILE]   (on a computer)
 import sys
 
-if not sys.platform.startswith("esp"):  # on a board, lib/ is on sys.path already
-    sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/lib")
+here = "."  # on a board: config.json and web/ sit in /, lib/ is on sys.path already
+if not sys.platform.startswith("esp"):
+    # This script's folder. From sys.argv, not __file__: the ESP8266 port (and
+    # its proxy) has no __file__.
+    here = sys.argv[0]
+    here = here[:here.rfind("/")] if "/" in here else "."
+    sys.path.insert(0, here + "/lib")
 from car.main import main
 
-main(__file__)
+main(here)

@@ -3,9 +3,10 @@
 import sys
 
 path = sys.argv[1]
-sys.path.insert(0, path.rpartition("/")[0] or ".")
+slash = path.rfind("/")  # no str.rpartition on the ESP8266 (nor its board proxy)
+sys.path.insert(0, path[:slash] if slash > 0 else ".")
 sys.path.insert(0, "lib")
-module = __import__(path.rpartition("/")[2][:-3])
+module = __import__(path[slash + 1:-3])
 passed = failed = 0
 for name in sorted(dir(module)):
     if name.startswith("test_"):

@@ -46,7 +46,11 @@ class Car:
         self.sent = (0, 0)  # what set_motors last got (0 == 0.0)
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
-        self.started = self.last_tick = ticks_ms()
+        self.last_tick = ticks_ms()
+        # Uptime is summed tick by tick, not now - start: ticks wrap every
+        # 2^30 ms on a board, so that difference goes negative after 6.2 days.
+        # Whole seconds plus ms, so both stay small ints (no heap per tick).
+        self.up_s = self.up_ms = 0
         self.failed = None
         self.room = hw.room() if hw.simulated else None
 
@@ -130,8 +134,15 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        dt = min(ticks_diff(now, self.last_tick), MAX_DT_MS)
+        dt = ticks_diff(now, self.last_tick)
         self.last_tick = now
+        ms = self.up_ms + dt
+        if ms >= 1000:
+            self.up_s += ms // 1000
+            ms %= 1000
+        self.up_ms = ms
+        if dt > MAX_DT_MS:
+            dt = MAX_DT_MS
         self.ticks += 1
         if self.ticks >= SENSE_EVERY:
             self.ticks = 0
@@ -146,8 +157,9 @@ class Car:
     def telemetry(self, now):
         self.seq += 1
         d = self.drive
+        uptime_ms = self.up_s * 1000 + self.up_ms + ticks_diff(now, self.last_tick)
         return protocol.telemetry(
-            self.seq, ticks_diff(now, self.started), (d.left, d.right), self.hw.applied(),
+            self.seq, uptime_ms, (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
             self.control.driver_id(), d.speed_limit, self.light, self.horn, self.hw.pose())
 

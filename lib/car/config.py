@@ -144,7 +144,8 @@ def _origins(value, errors):
         return []
     good = []
     for i, origin in enumerate(value):
-        scheme, _, rest = origin.partition("://") if type(origin) is str else ("", "", "")
+        sep = origin.find("://") if type(origin) is str else -1  # no str.partition on the ESP8266
+        scheme, rest = (origin[:sep], origin[sep + 3:]) if sep > 0 else ("", "")
         if origin == "*" or (scheme in ("http", "https") and rest and "/" not in rest
                              and len(origin) <= 100):
             good.append(origin.lower())

@@ -11,10 +11,10 @@
 import sys
 
 
-def main(main_file):
-    """main_file: main.py's __file__ (config.json and web/ sit beside it)."""
+def main(here):
+    """here: main.py's folder (config.json and web/ sit beside it)."""
     if not sys.platform.startswith("esp"):  # esp32, esp8266
-        return host_main(sys.argv, main_file.rpartition("/")[0] or ".")
+        return host_main(sys.argv, here)
     import machine
     import time
 
@@ -66,5 +66,7 @@ def watchdog(timeout_ms):
     timeout_ms = max(timeout_ms, 1000)
     try:
         return machine.WDT(timeout=timeout_ms)
-    except TypeError:  # ESP8266: fixed timeout
+    except (TypeError, ValueError):
+        # ESP8266: the timeout is fixed at 5 s and any other value raises
+        # ValueError (ports/esp8266/machine_wdt.c); WDT() takes that default.
         return machine.WDT()

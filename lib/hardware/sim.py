@@ -8,7 +8,7 @@
 # Time only moves in tick(now_ms), in fixed 20 ms steps (the remainder is
 # carried), so a given seed + command timeline always gives the same
 # trajectory, on MicroPython and CPython alike.
-from math import cos, sin, sqrt, log10, pi
+from math import cos, sin, sqrt, log, pi  # no log10 on the ESP8266
 
 from hardware.base import Base
 
@@ -163,7 +163,7 @@ class SimHardware(Base):
         # A pretend access point in the room's corner at (0, 0).
         d = sqrt(self.x * self.x + self.y * self.y)
         self._rand_r = r = _lcg(self._rand_r)
-        return int(-40 - 20 * log10(1 + d) + (r / 32768 - 1) * 2)
+        return int(-40 - 8.685889638 * log(1 + d) + (r / 32768 - 1) * 2)  # 20 log10(1 + d) dB
 
     def pose(self):
         return (self.x, self.y, self.heading)

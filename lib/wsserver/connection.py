@@ -267,10 +267,11 @@ class WebSocket:
         if self._close_sent or self.close_code is not None:
             return
         self._send_close(code, reason)
-        deadline = ticks_ms() + self.server.close_timeout_ms
+        started = ticks_ms()  # compared by ticks_diff: ticks wrap every 2^30 ms on a board
         if self._reader is not None:
             # Another task is reading: it will see the peer's close frame.
-            while self.close_code is None and ticks_diff(deadline, ticks_ms()) > 0:
+            while self.close_code is None and \
+                    ticks_diff(ticks_ms(), started) < self.server.close_timeout_ms:
                 await asyncio.sleep_ms(10)
         else:
             try:

@@ -98,7 +98,8 @@ def parse_query(qs):
     query = {}
     for pair in qs.split("&"):
         if pair:
-            name, _, value = pair.partition("=")
+            eq = pair.find("=")  # no str.partition on the ESP8266
+            name, value = (pair, "") if eq < 0 else (pair[:eq], pair[eq + 1:])
             query[unquote(name.replace("+", " "))] = unquote(value.replace("+", " "))
     return query
 
@@ -146,7 +147,8 @@ def parse_request(head, max_uri=512, max_headers=32):
         target = str(target, "utf-8")
     except UnicodeError:
         raise HTTPError(400, "URL is not valid UTF-8")
-    path, _, qs = target.partition("?")
+    mark = target.find("?")  # no str.partition on the ESP8266
+    path, qs = (target, "") if mark < 0 else (target[:mark], target[mark + 1:])
     return Request(str(method, "utf-8"), target, path, parse_query(qs) if qs else {},
                    str(version, "utf-8"), headers)
 

@@ -14,5 +14,7 @@ def _unmask_py(buf, n, key):
 unmask = _unmask_py
 try:
     from ._native import unmask  # noqa: F811  viper, a word at a time
-except (ImportError, SyntaxError, AttributeError, NameError):
+except (ImportError, SyntaxError, AttributeError, NameError, MemoryError):
+    # MemoryError: the ESP8266 keeps viper code in a spare iRAM area of a few
+    # hundred bytes (ports/esp8266/modesp.c esp_native_code_commit), too small for _native
     pass

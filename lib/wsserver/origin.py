@@ -21,8 +21,10 @@ def parse(value):
 
     IPv6 hosts keep their brackets stripped: 'http://[::1]:80' -> ('http', '::1', 80).
     """
-    scheme, sep, rest = value.strip().lower().partition("://")
-    if not sep or scheme not in DEFAULT_PORTS or not rest or "/" in rest or "@" in rest:
+    value = value.strip().lower()
+    sep = value.find("://")  # no str.partition on the ESP8266
+    scheme, rest = value[:sep], value[sep + 3:]
+    if sep < 0 or scheme not in DEFAULT_PORTS or not rest or "/" in rest or "@" in rest:
         return None
     if rest.startswith("["):  # [v6]:port
         end = rest.find("]")
@@ -33,7 +35,9 @@ def parse(value):
             return None
         port = port[1:]
     else:
-        host, _, port = rest.partition(":")
+        colon = rest.find(":")
+        host, port = (rest, "") if colon < 0 else (rest[:colon], rest[colon:])
+        port = port[1:]
     if not host:
         return None
     if port:

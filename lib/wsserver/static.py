@@ -13,7 +13,7 @@ _TYPES = ("|html text/html; charset=utf-8|js text/javascript; charset=utf-8"
 
 
 def content_type(name):
-    return table_lookup(_TYPES, name.rpartition(".")[2].lower(), "application/octet-stream")
+    return table_lookup(_TYPES, name[name.rfind(".") + 1:].lower(), "application/octet-stream")
 
 
 def safe_relative_path(raw_path):

@@ -59,7 +59,7 @@ def _validate_py(buf, start, end, state):
 validate = _validate_py
 try:
     from ._native import utf8_validate as validate  # viper: ~50x faster on the board
-except (ImportError, SyntaxError, AttributeError, NameError):
+except (ImportError, SyntaxError, AttributeError, NameError, MemoryError):  # see mask.py
     pass
 
 

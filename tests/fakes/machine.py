@@ -14,6 +14,7 @@ TOUCHED = []  # every GPIO number any constructor received, in order
 PULSES = []  # one dict per time_pulse_us call
 PULSE_US = [1000]
 ADC_VOLTS = {}
+CHIP = ["esp32"]  # whose rules the stand-ins follow: esp32, esp32s3, esp32c3, esp8266
 
 
 class Pin:
@@ -173,3 +174,22 @@ def state():
         "touched": sorted(set(TOUCHED)),
         "pulses": PULSES,
     }
+
+
+class WDT:
+    """machine.WDT(id=0, timeout=5000) (extmod/machine_wdt.c: 5000 is the
+    keyword's default)."""
+
+    def __init__(self, id=0, timeout=5000):
+        if CHIP[0] == "esp8266" and timeout != 5000:
+            # ports/esp8266/machine_wdt.c: "The timeout on ESP8266 is fixed"
+            raise ValueError()
+        if id != 0:
+            raise ValueError()
+        if timeout <= 0:  # ports/esp32/machine_wdt.c
+            raise ValueError("WDT timeout too short")
+        self.timeout_ms = timeout
+        self.fed = 0
+
+    def feed(self):
+        self.fed += 1
