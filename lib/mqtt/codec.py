@@ -1,0 +1,345 @@
+# MQTT 3.1.1 packets as a sans-I/O codec: bytes in, Packet objects out;
+# fields in, bytes to send out. No sockets, no asyncio, so it runs the same on
+# MicroPython and CPython and can be unit-tested and fuzzed alone.
+#
+#   parser = Parser(max_packet=4096)
+#   for packet in parser.feed(data): ...       # raises MQTTError on bad input
+#   wire = publish("tether/car-1/telemetry", b"{...}", qos=1, packet_id=7)
+#
+# Only what a client needs: it builds CONNECT, PUBLISH, PUBACK, SUBSCRIBE,
+# PINGREQ and DISCONNECT and reads every packet a broker sends a client
+# (CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP). QoS 2 is not
+# spoken: the client never asks for it, so a broker never sends it.
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(value):
+        return value
+
+CONNECT = const(1)
+CONNACK = const(2)
+PUBLISH = const(3)
+PUBACK = const(4)
+SUBSCRIBE = const(8)
+SUBACK = const(9)
+UNSUBACK = const(11)
+PINGREQ = const(12)
+PINGRESP = const(13)
+DISCONNECT = const(14)
+
+MAX_REMAINING = const(268435455)  # 4-byte remaining length (spec 2.2.3)
+MAX_TOPIC = const(65535)  # a 16-bit length prefix
+
+
+class MQTTError(Exception):
+    """The peer broke MQTT 3.1.1 (or a limit); the message says what. The
+    session ends on it and reconnects."""
+
+
+class Refused(MQTTError):
+    """The broker answered CONNACK with a non-zero return code."""
+
+    def __init__(self, code):
+        names = ("unacceptable protocol version|identifier rejected|server unavailable|"
+                 "bad user name or password|not authorized").split("|")
+        name = names[code - 1] if 1 <= code <= 5 else "unknown return code"
+        super().__init__("CONNACK return code %d: %s" % (code, name))
+        self.code = code
+
+
+class Packet:
+    """One parsed packet. `type` is one of the constants above; the other
+    attributes are set when the type has them."""
+
+    topic = payload = None
+    packet_id = None
+    qos = 0
+    retain = dup = False
+
+    def __init__(self, kind):
+        self.type = kind
+
+    def __repr__(self):
+        return "Packet(%d, topic=%r, id=%r)" % (self.type, self.topic, self.packet_id)
+
+
+# --- building ----------------------------------------------------------
+
+def _length(n):
+    if n > MAX_REMAINING:
+        raise MQTTError("packet too large: remaining length %d > %d" % (n, MAX_REMAINING))
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return out
+
+
+def _packet(first, body):
+    return bytes(bytearray((first,)) + _length(len(body)) + body)
+
+
+def _bytes(value, what):
+    if type(value) is str:
+        value = value.encode()
+    if len(value) > 65535:
+        raise MQTTError("%s longer than 65535 bytes" % what)
+    return bytearray((len(value) >> 8, len(value) & 0xFF)) + value
+
+
+def check_topic(topic, wildcards=False):
+    """Raise MQTTError unless topic is a topic name (or, with wildcards,
+    a topic filter) MQTT allows."""
+    if type(topic) is not str:
+        raise MQTTError("topic must be a string")
+    if not topic:
+        raise MQTTError("topic is empty")
+    if len(topic.encode()) > MAX_TOPIC:
+        raise MQTTError("topic longer than 65535 bytes")
+    if "\x00" in topic:
+        raise MQTTError("topic contains U+0000")
+    if not wildcards:
+        if "+" in topic or "#" in topic:
+            raise MQTTError("topic %r: wildcards + and # are only allowed in subscriptions" % topic)
+        return
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise MQTTError("topic filter %r: # must be a whole last level" % topic)
+        if "+" in level and level != "+":
+            raise MQTTError("topic filter %r: + must be a whole level" % topic)
+
+
+def connect(client_id, keepalive_s=60, clean=True, username=None, password=None,
+            will_topic=None, will_payload=b"", will_qos=0, will_retain=False):
+    if keepalive_s < 0 or keepalive_s > 65535:
+        raise MQTTError("keepalive must be 0 to 65535 s")
+    flags = 0x02 if clean else 0
+    body = bytearray(b"\x00\x04MQTT\x04")
+    payload = _bytes(client_id, "client id")
+    if will_topic is not None:
+        check_topic(will_topic)
+        flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
+        payload += _bytes(will_topic, "will topic") + _bytes(will_payload, "will message")
+    if username is not None:
+        flags |= 0x80
+        payload += _bytes(username, "user name")
+    if password is not None:
+        if username is None:
+            raise MQTTError("a password needs a user name (MQTT 3.1.1 3.1.2.9)")
+        flags |= 0x40
+        payload += _bytes(password, "password")
+    body.append(flags)
+    body.append(keepalive_s >> 8)
+    body.append(keepalive_s & 0xFF)
+    return _packet(CONNECT << 4, body + payload)
+
+
+def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
+    check_topic(topic)
+    if qos != 0 and qos != 1:
+        raise MQTTError("qos must be 0 or 1")
+    if type(payload) is str:
+        payload = payload.encode()
+    body = _bytes(topic, "topic")
+    if qos:
+        body += _id(packet_id)
+    body += payload
+    return _packet((PUBLISH << 4) | (0x08 if dup and qos else 0) | (qos << 1) | (1 if retain else 0), body)
+
+
+def _id(packet_id):
+    if type(packet_id) is not int or not 0 < packet_id < 65536:
+        raise MQTTError("packet id must be 1 to 65535")
+    return bytearray((packet_id >> 8, packet_id & 0xFF))
+
+
+def puback(packet_id):
+    return _packet(PUBACK << 4, _id(packet_id))
+
+
+def subscribe(packet_id, topics):
+    """topics: list of (topic filter, qos)."""
+    if not topics:
+        raise MQTTError("SUBSCRIBE needs at least one topic filter")
+    body = _id(packet_id)
+    for topic, qos in topics:
+        check_topic(topic, wildcards=True)
+        body += _bytes(topic, "topic filter")
+        body.append(qos)
+    return _packet((SUBSCRIBE << 4) | 2, body)
+
+
+def pingreq():
+    return b"\xc0\x00"
+
+
+def disconnect():
+    return b"\xe0\x00"
+
+
+# --- parsing -----------------------------------------------------------
+
+class Parser:
+    """Feed it bytes as they arrive, in pieces of any size; it returns the
+    complete packets. A packet longer than max_packet is skipped (its bytes
+    are read and dropped, never held) and reported in `skipped`."""
+
+    def __init__(self, max_packet=4096):
+        self.max_packet = max_packet
+        self.buf = bytearray()
+        self.skip = 0  # bytes of an oversized packet still to drop
+        self.skipped = 0  # how many oversized packets were dropped
+        self.error = None
+
+    def feed(self, data):
+        """The complete packets so far. A malformed packet raises MQTTError,
+        after the good packets before it have been returned: the error is
+        raised by the next call (feed(b"") is enough) and by every later one."""
+        if self.error:
+            raise self.error
+        if self.skip:
+            n = min(self.skip, len(data))
+            self.skip -= n
+            data = data[n:]
+        self.buf += data
+        out = []
+        while True:
+            try:
+                packet = self._next()
+            except MQTTError as e:
+                self.error = e
+                if out:
+                    return out
+                raise
+            if packet is None:
+                return out
+            out.append(packet)
+
+    def _next(self):
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        # Remaining length: 1 to 4 bytes, 7 bits each, low first (2.2.3).
+        n = shift = 0
+        i = 1
+        while True:
+            if i >= len(buf):
+                return None
+            byte = buf[i]
+            n |= (byte & 0x7F) << shift
+            i += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+            if i > 4:
+                raise MQTTError("malformed remaining length: more than 4 bytes")
+        first = buf[0]
+        kind = first >> 4
+        if n > self.max_packet:
+            if kind != PUBLISH:  # only a message can legitimately be big
+                raise MQTTError("packet type %d with remaining length %d (limit %d)"
+                                % (kind, n, self.max_packet))
+            self.skipped += 1
+            have = len(buf) - i
+            if have >= n:
+                self.buf = buf[i + n:]
+            else:
+                self.skip = n - have
+                self.buf = bytearray()
+            return self._next()
+        if len(buf) < i + n:
+            return None
+        body = bytes(buf[i:i + n])
+        self.buf = buf[i + n:]
+        return parse(first, body)
+
+
+def _u16(body, at, what):
+    if at + 2 > len(body):
+        raise MQTTError("%s: packet ends inside it" % what)
+    return (body[at] << 8) | body[at + 1]
+
+
+def _string(body, at, what):
+    n = _u16(body, at, what)
+    end = at + 2 + n
+    if end > len(body):
+        raise MQTTError("%s: length %d runs past the packet's end" % (what, n))
+    try:
+        text = body[at + 2:end].decode()
+    except UnicodeError:
+        raise MQTTError("%s: not valid UTF-8" % what)
+    return text, end
+
+
+def _flags(kind, flags, want):
+    if flags != want:
+        raise MQTTError("packet type %d: reserved flags 0x%x, must be 0x%x" % (kind, flags, want))
+
+
+def parse(first, body):
+    """One packet from its first byte and its body (after the length)."""
+    kind = first >> 4
+    flags = first & 0x0F
+    p = Packet(kind)
+    if kind == PUBLISH:
+        p.qos = (flags >> 1) & 3
+        if p.qos == 3:
+            raise MQTTError("PUBLISH with QoS 3 (QoS bits must not both be set)")
+        if p.qos == 2:
+            raise MQTTError("PUBLISH with QoS 2: this client never subscribes at QoS 2")
+        p.dup = bool(flags & 8)
+        p.retain = bool(flags & 1)
+        if p.dup and not p.qos:
+            raise MQTTError("PUBLISH QoS 0 with the DUP flag set")
+        topic, at = _string(body, 0, "PUBLISH topic")
+        if not topic:
+            raise MQTTError("PUBLISH topic is empty")
+        if "+" in topic or "#" in topic or "\x00" in topic:
+            raise MQTTError("PUBLISH topic %r contains a wildcard or U+0000" % topic)
+        p.topic = topic
+        if p.qos:
+            p.packet_id = _u16(body, at, "PUBLISH packet id")
+            if not p.packet_id:
+                raise MQTTError("PUBLISH packet id 0")
+            at += 2
+        p.payload = body[at:]
+        return p
+    if kind == CONNACK:
+        _flags(kind, flags, 0)
+        if len(body) != 2:
+            raise MQTTError("CONNACK remaining length %d, must be 2" % len(body))
+        if body[0] & 0xFE:
+            raise MQTTError("CONNACK acknowledge flags 0x%x: reserved bits set" % body[0])
+        p.session_present = bool(body[0] & 1)
+        p.return_code = body[1]
+        return p
+    if kind == PUBACK or kind == UNSUBACK:
+        _flags(kind, flags, 0)
+        if len(body) != 2:
+            raise MQTTError("%s remaining length %d, must be 2"
+                            % ("PUBACK" if kind == PUBACK else "UNSUBACK", len(body)))
+        p.packet_id = _u16(body, 0, "packet id")
+        return p
+    if kind == SUBACK:
+        _flags(kind, flags, 0)
+        if len(body) < 3:
+            raise MQTTError("SUBACK remaining length %d, needs a packet id and a return code"
+                            % len(body))
+        p.packet_id = _u16(body, 0, "SUBACK packet id")
+        p.codes = list(body[2:])
+        for code in p.codes:
+            if code > 2 and code != 0x80:
+                raise MQTTError("SUBACK return code 0x%x (must be 0, 1, 2 or 0x80)" % code)
+        return p
+    if kind == PINGRESP:
+        _flags(kind, flags, 0)
+        if body:
+            raise MQTTError("PINGRESP remaining length %d, must be 0" % len(body))
+        return p
+    if 1 <= kind <= 14:
+        raise MQTTError("packet type %d is not sent to a client" % kind)
+    raise MQTTError("packet type %d is reserved" % kind)
