@@ -1,0 +1,117 @@
+# Byte streams an MQTT session runs over. Every transport is an object with
+#   async recv() -> bytes   the next chunk (b"" once the peer has closed)
+#   async send(data)        returns when the bytes are handed to the socket
+#   async close()
+# so the session does not care whether the bytes go over TCP, TLS or
+# WebSocket frames (the WebSocket client provides the same three methods).
+import asyncio
+
+READ_SIZE = 512  # a car's messages are small; one read allocates this much at most
+
+
+class StreamTransport:
+    """An asyncio stream pair (TCP, or TLS when opened with an SSL context)."""
+
+    def __init__(self, reader, writer):
+        self.reader = reader
+        self.writer = writer
+
+    async def recv(self):
+        return await self.reader.read(READ_SIZE)
+
+    async def send(self, data):
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self):
+        try:
+            self.writer.close()
+            await self.writer.wait_closed()
+        except Exception:  # already reset by the peer: nothing left to close
+            pass
+
+
+async def open_tcp(host, port, ssl=None):
+    """TCP, or TLS with an ssl.SSLContext (its certificate checks are the
+    context's). The host name is looked up by the socket layer, which blocks
+    on a board: give a numeric address there or keep the lookup fast."""
+    if ssl is None:
+        reader, writer = await asyncio.open_connection(host, port)
+    else:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl, server_hostname=host)
+    return StreamTransport(reader, writer)
+
+
+def split_url(url):
+    """(scheme, host, port, path) of mqtt://, mqtts://, ws:// or wss:// URLs;
+    ValueError names what is wrong."""
+    if type(url) is not str or "://" not in url:
+        raise ValueError("must be a URL like mqtt://host:1883")
+    i = url.find("://")
+    scheme = url[:i]
+    rest = url[i + 3:]
+    if scheme == "mqtt":
+        port = 1883
+    elif scheme == "mqtts":
+        port = 8883
+    elif scheme == "ws":
+        port = 80
+    elif scheme == "wss":
+        port = 443
+    else:
+        raise ValueError("scheme %s: must be mqtt, mqtts, ws or wss" % scheme)
+    slash = rest.find("/")
+    path = "/"
+    if slash >= 0:
+        path = rest[slash:]
+        rest = rest[:slash]
+    if scheme[0] == "m" and path != "/":
+        raise ValueError("mqtt:// and mqtts:// take no path")
+    if rest.startswith("["):  # [::1]:1883
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError("unclosed [ in the host")
+        host = rest[1:end]
+        rest = rest[end + 1:]
+        if rest and rest[0] != ":":
+            raise ValueError("junk after ]")
+        port_text = rest[1:] if rest else ""
+    else:
+        colon = rest.find(":")
+        host = rest if colon < 0 else rest[:colon]
+        port_text = "" if colon < 0 else rest[colon + 1:]
+    if not host:
+        raise ValueError("has no host")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError("port %s: must be 1 to 65535" % port_text)
+        port = int(port_text)
+    return scheme, host, port, path
+
+
+def opener(url, ssl_context=None):
+    """An async function that opens a new transport to url each time it is
+    called (the session calls it on every reconnect)."""
+    scheme, host, port, path = split_url(url)
+    if scheme == "mqtts" or scheme == "wss":
+        if ssl_context is None:
+            import ssl
+
+            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            # Certificate checks are configured by whoever passes a context
+            # (the TLS issue); without one the link is encrypted, not
+            # authenticated.
+            ssl_context.check_hostname = False
+            ssl_context.verify_mode = ssl.CERT_NONE
+    if scheme[0] == "w":
+        async def open_ws():
+            # MQTT over WebSocket: binary frames, subprotocol "mqtt", from
+            # the WebSocket client's byte-stream adapter (lib/wsclient).
+            from wsclient import open_stream  # imported only for ws:// and wss://
+
+            return await open_stream(url, subprotocol="mqtt", ssl=ssl_context)
+        return open_ws
+
+    async def open_stream_tcp():
+        return await open_tcp(host, port, ssl_context)
+    return open_stream_tcp
