@@ -53,6 +53,7 @@ class Car:
         self.up_s = self.up_ms = 0
         self.failed = None
         self.room = hw.room() if hw.simulated else None
+        self.links = []  # control clients that dial out (car.fleet), started by serve()
 
     # --- messages -------------------------------------------------------
 
@@ -154,12 +155,19 @@ class Car:
         if self.watchdog:
             self.watchdog.feed()
 
-    def telemetry(self, now):
-        self.seq += 1
+    def uptime_ms(self, now):
+        """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""
+        return self.up_s * 1000 + self.up_ms + ticks_diff(now, self.last_tick)
+
+    def telemetry(self, now, seq=None):
+        # seq: a link with its own count (the fleet link) passes it, so the
+        # WebSocket clients' seq has no gaps the link made.
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
         d = self.drive
-        uptime_ms = self.up_s * 1000 + self.up_ms + ticks_diff(now, self.last_tick)
         return protocol.telemetry(
-            self.seq, uptime_ms, (d.left, d.right), self.hw.applied(),
+            seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
             self.control.driver_id(), d.speed_limit, self.light, self.horn, self.hw.pose())
 
@@ -196,6 +204,8 @@ class Car:
         await self.server.start(host, port)
         print("Tether running at http://%s:%d/" % (host, port))
         asyncio.create_task(self.telemetry_loop())
+        for link in self.links:
+            asyncio.create_task(link.run())
         await self.control_loop()
 
 
@@ -233,6 +243,7 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     del errors
     gc.collect()
     hw = hardware.create(cfg["hardware"])
+    car = None
     try:
         hw.stop()
         if watchdog:
@@ -246,6 +257,10 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
                                                   own_hosts(host)))
         attach(server, car)
+        if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
+            from car.fleet import Link
+
+            car.links.append(Link(car, cfg["fleet"]))
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not
@@ -258,3 +273,5 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         asyncio.run(car.serve(host, port))
     finally:
         hw.stop()
+        for link in car.links if car else []:
+            link.stop()  # {"online": false} on a clean stop
