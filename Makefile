@@ -21,6 +21,7 @@ help:
 	@echo "make image CHIP=esp32 one flashable .bin: MicroPython + LittleFS with the app (build/tether-CHIP.bin)"
 	@echo "make repl|logs PORT=...  the board's console (logs: attach without interrupting)"
 	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port"
+	@echo "make fleet [N=3]  mosquitto (TCP + WebSocket) and N simulated cars on it (docs/fleet.md)"
 
 # One venv with every host tool; re-installed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -71,6 +72,12 @@ $(PROXY_DIR)/micropython-%: tools/build_proxy.sh
 maybe-proxies:
 	@if [ -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" ]; then $(MAKE) --no-print-directory proxies; \
 	else echo "note: no MicroPython source for the board proxies (MICROPYTHON_SRC=...): their tests will skip"; fi
+
+# One broker and N simulated cars with the fleet link (tools/fleet/mosquitto.conf).
+.PHONY: fleet
+N ?= 3
+fleet: $(STAMP) web
+	$(PY) tools/fleet.py --cars $(N) --micropython $(MICROPYTHON)
 
 clean:
 	rm -rf build reports test-artifacts web/*.gz

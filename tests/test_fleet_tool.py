@@ -1,0 +1,36 @@
+"""make fleet's script (tools/fleet.py): mosquitto with its TCP and WebSocket
+listeners and N simulated cars, all online. mosquitto 2.0.11 binds the
+WebSocket listener to every interface, so this runs in a private network
+namespace (unshare -n, loopback up): no packet leaves it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MICROPYTHON, ROOT
+from helpers_mqtt import have_mosquitto
+
+
+def can_unshare():
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not have_mosquitto() or not can_unshare(),
+                    reason="needs mosquitto and unshare -n (root or user namespaces)")
+def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
+    script = "ip link set lo up && exec %s tools/fleet.py --cars 3 --exit-when-online --out %s --micropython %s" % (
+        sys.executable, tmp_path, MICROPYTHON)
+    result = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "3 of 3 cars online" in result.stdout, result.stdout
+    for i in (1, 2, 3):
+        assert any(line.split()[:2] == ["car-%d" % i, "online"] for line in lines), lines
+    assert "ws://127.0.0.1:9001" in result.stdout
+    log = open(os.path.join(tmp_path, "mosquitto.log")).read()
+    assert "Opening websockets listen socket on port 9001" in log, log
