@@ -24,13 +24,41 @@ def have_mosquitto():
     return os.path.exists(MOSQUITTO)
 
 
+def have_wsclient():
+    return os.path.exists(os.path.join(ROOT, "lib", "wsclient", "bytestream.py"))
+
+
+IN_NETNS = os.environ.get("TETHER_IN_NETNS") == "1"
+
+
+def can_unshare():
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def run_in_netns(test_path, timeout=240):
+    """Run a pytest file inside a private network namespace (loopback only:
+    nothing a listener there binds is reachable from outside)."""
+    env = dict(os.environ, TETHER_IN_NETNS="1")
+    script = "ip link set lo up && exec %s -m pytest -q -s -p no:cacheprovider %s" % (sys.executable, test_path)
+    return subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
 class Broker:
     """mosquitto on 127.0.0.1:port; stop() kills it, start() brings it back
     on the same port."""
 
-    def __init__(self, directory, port=None, extra=""):
+    def __init__(self, directory, port=None, extra="", ws_port=None):
         self.dir = str(directory)
         self.port = port or free_port()
+        self.ws_port = ws_port
+        if ws_port:
+            # mosquitto 2.0.11 binds this to every interface: only inside a
+            # private network namespace (tests/netns/).
+            extra += "listener %d 127.0.0.1\nprotocol websockets\n" % ws_port
         self.conf = os.path.join(self.dir, "mosquitto-%d.conf" % self.port)
         with open(TEST_CONF) as f:
             text = f.read().replace("PORT", str(self.port)).replace("DIR", self.dir)
@@ -42,6 +70,10 @@ class Broker:
     @property
     def url(self):
         return "mqtt://127.0.0.1:%d" % self.port
+
+    @property
+    def ws_url(self):
+        return "ws://127.0.0.1:%d/mqtt" % self.ws_port
 
     def start(self, timeout=10):
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=subprocess.DEVNULL,

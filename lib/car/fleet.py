@@ -46,7 +46,8 @@ class Link:
         self.seq = 0
         self.errors = 0  # commands refused (bad JSON, stale, ...), for tests and logs
         self.session = Session(
-            opener(cfg["url"]), "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"],
+            # A WebSocket message may hold several MQTT packets: room for a few.
+            opener(cfg["url"], ws_options={"max_message": 4096, "buffer_size": 1024}), "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"],
             cfg["password"], will=(base + "status", OFFLINE, 1, True),
             subscriptions=[(base + "cmd", 0)], on_message=self.message,
             on_connect=self.connected, on_disconnect=self.lost, max_packet=2 * protocol.MAX_TEXT,

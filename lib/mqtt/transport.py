@@ -89,29 +89,28 @@ def split_url(url):
     return scheme, host, port, path
 
 
-def opener(url, ssl_context=None):
+def opener(url, ssl_context=None, ws_options=None):
     """An async function that opens a new transport to url each time it is
-    called (the session calls it on every reconnect)."""
+    called (the session calls it on every reconnect). ssl_context: for
+    mqtts:// and wss:// (default: a new client context, which checks
+    certificates where the platform has CA data). ws_options: extra
+    arguments for the WebSocket client (max_message, buffer_size, ...)."""
     scheme, host, port, path = split_url(url)
-    if scheme == "mqtts" or scheme == "wss":
-        if ssl_context is None:
-            import ssl
-
-            ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            # Certificate checks are configured by whoever passes a context
-            # (the TLS issue); without one the link is encrypted, not
-            # authenticated.
-            ssl_context.check_hostname = False
-            ssl_context.verify_mode = ssl.CERT_NONE
-    if scheme[0] == "w":
+    if scheme == "wss" or scheme == "ws":
         async def open_ws():
-            # MQTT over WebSocket: binary frames, subprotocol "mqtt", from
-            # the WebSocket client's byte-stream adapter (lib/wsclient).
-            from wsclient import open_stream  # imported only for ws:// and wss://
+            # MQTT over WebSocket: binary messages, subprotocol "mqtt", through
+            # the WebSocket client's byte stream (the same three methods).
+            from wsclient.bytestream import open_byte_stream  # only for ws:// and wss://
 
-            return await open_stream(url, subprotocol="mqtt", ssl=ssl_context)
+            return await open_byte_stream(url, subprotocol="mqtt", ssl=ssl_context, **(ws_options or {}))
         return open_ws
 
     async def open_stream_tcp():
-        return await open_tcp(host, port, ssl_context)
+        ctx = ssl_context
+        if scheme == "mqtts" and ctx is None:
+            import ssl
+
+            ctx = ssl.create_default_context() if hasattr(ssl, "create_default_context") \
+                else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return await open_tcp(host, port, ctx)
     return open_stream_tcp
