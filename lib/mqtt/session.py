@@ -35,8 +35,8 @@ def describe(e):
         return str(e)
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(e, OSError):
-        return "network error %s" % (e.args[0] if e.args else e)
+    if isinstance(e, OSError):  # refused, reset, TLS (certificate) failures
+        return "network error: %s" % (e,)
     return "%s: %s" % (type(e).__name__, e)
 
 
