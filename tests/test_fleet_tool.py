@@ -34,3 +34,17 @@ def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
     assert "ws://127.0.0.1:9001" in result.stdout
     log = open(os.path.join(tmp_path, "mosquitto.log")).read()
     assert "Opening websockets listen socket on port 9001" in log, log
+
+
+@pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
+def test_bench_fleet_runs_and_reports_both_round_trips_and_the_telemetry_rate(tmp_path):
+    result = subprocess.run([sys.executable, "tools/bench_fleet.py", "--cars", "3", "--pings", "30",
+                             "--seconds", "2", "--micropython", MICROPYTHON, "--reports", str(tmp_path)],
+                            cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import json
+    r = json.load(open(os.path.join(tmp_path, "bench-fleet.json")))
+    assert r["cars"] == 3 and r["pings"] == 30
+    assert 0 < r["direct_rtt_ms"]["p50"] and 0 < r["broker_rtt_ms"]["p50"] < 100
+    assert 0.8 * 15 <= r["telemetry_delivered_per_s"] <= 1.2 * 15  # 3 cars x 5 Hz
