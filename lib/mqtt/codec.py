@@ -59,9 +59,6 @@ class Packet:
     def __init__(self, kind):
         self.type = kind
 
-    def __repr__(self):
-        return "Packet(%d, topic=%r, id=%r)" % (self.type, self.topic, self.packet_id)
-
 
 # --- building ----------------------------------------------------------
 
@@ -275,25 +272,21 @@ def _string(body, at, what):
     return text, end
 
 
-def _flags(kind, flags, want):
-    if flags != want:
-        raise MQTTError("packet type %d: reserved flags 0x%x, must be 0x%x" % (kind, flags, want))
-
-
 def parse(first, body):
     """One packet from its first byte and its body (after the length)."""
     kind = first >> 4
     flags = first & 0x0F
+    n = len(body)
     p = Packet(kind)
     if kind == PUBLISH:
-        p.qos = (flags >> 1) & 3
-        if p.qos == 3:
+        p.qos = qos = (flags >> 1) & 3
+        if qos == 3:
             raise MQTTError("PUBLISH with QoS 3 (QoS bits must not both be set)")
-        if p.qos == 2:
+        if qos == 2:
             raise MQTTError("PUBLISH with QoS 2: this client never subscribes at QoS 2")
-        p.dup = bool(flags & 8)
-        p.retain = bool(flags & 1)
-        if p.dup and not p.qos:
+        p.dup = flags & 8 != 0
+        p.retain = flags & 1 != 0
+        if p.dup and not qos:
             raise MQTTError("PUBLISH QoS 0 with the DUP flag set")
         topic, at = _string(body, 0, "PUBLISH topic")
         if not topic:
@@ -301,45 +294,38 @@ def parse(first, body):
         if "+" in topic or "#" in topic or "\x00" in topic:
             raise MQTTError("PUBLISH topic %r contains a wildcard or U+0000" % topic)
         p.topic = topic
-        if p.qos:
+        if qos:
             p.packet_id = _u16(body, at, "PUBLISH packet id")
             if not p.packet_id:
                 raise MQTTError("PUBLISH packet id 0")
             at += 2
         p.payload = body[at:]
         return p
-    if kind == CONNACK:
-        _flags(kind, flags, 0)
-        if len(body) != 2:
-            raise MQTTError("CONNACK remaining length %d, must be 2" % len(body))
-        if body[0] & 0xFE:
-            raise MQTTError("CONNACK acknowledge flags 0x%x: reserved bits set" % body[0])
-        p.session_present = bool(body[0] & 1)
-        p.return_code = body[1]
-        return p
-    if kind == PUBACK or kind == UNSUBACK:
-        _flags(kind, flags, 0)
-        if len(body) != 2:
-            raise MQTTError("%s remaining length %d, must be 2"
-                            % ("PUBACK" if kind == PUBACK else "UNSUBACK", len(body)))
-        p.packet_id = _u16(body, 0, "packet id")
+    if kind < 1 or kind > 14:
+        raise MQTTError("packet type %d is reserved" % kind)
+    if kind != CONNACK and kind != PUBACK and kind != SUBACK and kind != UNSUBACK and kind != PINGRESP:
+        raise MQTTError("packet type %d is not sent to a client" % kind)
+    if flags:
+        raise MQTTError("packet type %d: reserved flags 0x%x, must be 0" % (kind, flags))
+    if kind == PINGRESP:
+        if n:
+            raise MQTTError("PINGRESP remaining length %d, must be 0" % n)
         return p
     if kind == SUBACK:
-        _flags(kind, flags, 0)
-        if len(body) < 3:
-            raise MQTTError("SUBACK remaining length %d, needs a packet id and a return code"
-                            % len(body))
-        p.packet_id = _u16(body, 0, "SUBACK packet id")
+        if n < 3:
+            raise MQTTError("SUBACK remaining length %d, needs a packet id and a return code" % n)
         p.codes = list(body[2:])
         for code in p.codes:
             if code > 2 and code != 0x80:
                 raise MQTTError("SUBACK return code 0x%x (must be 0, 1, 2 or 0x80)" % code)
+    elif n != 2:
+        name = "CONNACK" if kind == CONNACK else "PUBACK" if kind == PUBACK else "UNSUBACK"
+        raise MQTTError("%s remaining length %d, must be 2" % (name, n))
+    if kind == CONNACK:
+        if body[0] & 0xFE:
+            raise MQTTError("CONNACK acknowledge flags 0x%x: reserved bits set" % body[0])
+        p.session_present = body[0] & 1 != 0
+        p.return_code = body[1]
         return p
-    if kind == PINGRESP:
-        _flags(kind, flags, 0)
-        if body:
-            raise MQTTError("PINGRESP remaining length %d, must be 0" % len(body))
-        return p
-    if 1 <= kind <= 14:
-        raise MQTTError("packet type %d is not sent to a client" % kind)
-    raise MQTTError("packet type %d is reserved" % kind)
+    p.packet_id = (body[0] << 8) | body[1]
+    return p
