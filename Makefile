@@ -78,6 +78,7 @@ maybe-proxies:
 .PHONY: fleet bench-fleet
 N ?= 3
 fleet: $(STAMP) web
+	$(PY) tools/build_fleet.py
 	$(PY) tools/fleet.py --cars $(N) --micropython $(MICROPYTHON)
 
 bench-fleet: $(STAMP)

@@ -51,7 +51,7 @@ class Broker:
     """mosquitto on 127.0.0.1:port; stop() kills it, start() brings it back
     on the same port."""
 
-    def __init__(self, directory, port=None, extra="", ws_port=None):
+    def __init__(self, directory, port=None, extra="", ws_port=None, http_dir=None):
         self.dir = str(directory)
         self.port = port or free_port()
         self.ws_port = ws_port
@@ -59,6 +59,8 @@ class Broker:
             # mosquitto 2.0.11 binds this to every interface: only inside a
             # private network namespace (tests/netns/).
             extra += "listener %d 127.0.0.1\nprotocol websockets\n" % ws_port
+            if http_dir:
+                extra += "http_dir %s\n" % http_dir
         self.conf = os.path.join(self.dir, "mosquitto-%d.conf" % self.port)
         with open(TEST_CONF) as f:
             text = f.read().replace("PORT", str(self.port)).replace("DIR", self.dir)

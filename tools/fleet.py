@@ -26,7 +26,7 @@ def write_configs(out, args):
     with open(os.path.join(ROOT, "tools", "fleet", "mosquitto.conf")) as f:
         conf = f.read()
     conf = (conf.replace("TCP_PORT", str(args.tcp_port)).replace("WS_PORT", str(args.ws_port))
-            .replace("DIR", out))
+            .replace("HTTP_DIR", args.web).replace("DIR", out))
     if os.geteuid() == 0:  # mosquitto would switch to its own user, who cannot write build/
         conf += "user root\n"
     conf_path = os.path.join(out, "mosquitto.conf")
@@ -73,8 +73,12 @@ def main():
     parser.add_argument("--micropython", default=os.path.join(os.path.dirname(sys.executable), "micropython"))
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "fleet"))
+    parser.add_argument("--web", default=os.path.join(ROOT, "build", "fleet-web"),
+                        help="the built dashboard (tools/build_fleet.py)")
     parser.add_argument("--exit-when-online", action="store_true", help="for tests: stop once all are online")
     args = parser.parse_args()
+    if not os.path.exists(os.path.join(args.web, "index.html")):
+        sys.exit("no dashboard in %s: run python tools/build_fleet.py (make fleet does)" % args.web)
     conf, cars = write_configs(args.out, args)
     procs = [subprocess.Popen([args.mosquitto, "-c", conf])]
     try:
@@ -94,7 +98,7 @@ def main():
             print("  %s %s  http://127.0.0.1:%d/" % (car_id, "online " if car_id in online else "OFFLINE",
                                                      port))
         print("%d of %d cars online after %.1f s" % (len(online & set(ids)), len(ids), time.monotonic() - t0))
-        print("dashboard: not built yet (issue 13, item 4); watch with any MQTT client on tether/#")
+        print("dashboard: http://127.0.0.1:%d/" % args.ws_port)
         if len(online & set(ids)) < len(ids):
             sys.exit(1)
         if not args.exit_when_online:
