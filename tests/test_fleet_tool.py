@@ -22,8 +22,13 @@ def can_unshare():
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare(),
                     reason="needs mosquitto and unshare -n (root or user namespaces)")
 def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
-    script = "ip link set lo up && exec %s tools/fleet.py --cars 3 --exit-when-online --out %s --micropython %s" % (
-        sys.executable, tmp_path, MICROPYTHON)
+    web = tmp_path / "web"
+    built = subprocess.run([sys.executable, "tools/build_fleet.py", "--out", str(web)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "MQTT.js 5.16.0" in built.stdout
+    script = ("ip link set lo up && exec %s tools/fleet.py --cars 3 --exit-when-online --out %s --web %s "
+              "--micropython %s" % (sys.executable, tmp_path, web, MICROPYTHON))
     result = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -32,6 +37,7 @@ def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
     for i in (1, 2, 3):
         assert any(line.split()[:2] == ["car-%d" % i, "online"] for line in lines), lines
     assert "ws://127.0.0.1:9001" in result.stdout
+    assert "dashboard: http://127.0.0.1:9001/" in result.stdout
     log = open(os.path.join(tmp_path, "mosquitto.log")).read()
     assert "Opening websockets listen socket on port 9001" in log, log
 
