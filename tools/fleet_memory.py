@@ -7,7 +7,7 @@ proxy (build/proxy/micropython-esp32 by default), in the `make deploy` layout
 
 For each configuration the heap is bisected in 2 KB steps: a run passes when
 the car serves a driver (10 Hz) and a viewer for --seconds with no
-MemoryError, no traceback and no telemetry gap over 250 ms, and (fleet) its
+MemoryError, no traceback and no telemetry gap over 1 s, and (fleet) its
 status is online on a real mosquitto on 127.0.0.1 with its telemetry arriving.
 --ws adds the link over MQTT over WebSocket (needs lib/wsclient; the broker's
 WebSocket listener binds every interface, so run that inside `unshare -n`).
