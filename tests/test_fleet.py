@@ -344,3 +344,19 @@ def test_a_plain_car_does_not_import_the_fleet_link():
                              "print(sorted(m for m in sys.modules if 'mqtt' in m or 'fleet' in m))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_clean_stop_publishes_offline_and_disconnects(broker, tmp_path, start_micropython):
+    car = start_car(start_micropython, tmp_path, "car-c", broker.url)
+
+    async def main():
+        c = await Commander(broker.url).start()
+        await c.wait(lambda: "car-c" in c.online(), 5, "online")
+        car.proc.send_signal(signal.SIGINT)  # Ctrl-C: the app's clean exit
+        await c.wait(lambda: c.status("car-c") == {"online": False}, 3, "offline")
+        await c.stop()
+    run(main())
+    car.proc.wait(5)
+    log = broker.log()
+    # mosquitto's words for a DISCONNECT packet; a dropped socket reads "closed its connection"
+    assert "Client tether-car-c disconnected." in log, log[-1000:]
