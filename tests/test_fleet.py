@@ -12,7 +12,7 @@ import pytest
 from conftest import run_micropython
 from helpers_car import Client as WsClient
 from helpers_car import moving, stopped
-from helpers_fleet import Commander, car_config, start_car
+from helpers_fleet import Commander, start_car
 from helpers_mqtt import Broker, have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
@@ -106,7 +106,6 @@ def test_commanding_client_killed_stops_the_car_within_the_deadman(broker, tmp_p
         await asyncio.sleep(0.5)
         # Kill the commander's connection: no DISCONNECT, the socket just dies.
         driving.cancel()
-        last = c.session.queue and None
         c.task.cancel()
         c.session.transport.writer.transport.abort()
         killed = time.monotonic()
