@@ -17,3 +17,6 @@ include("$(PORT_DIR)/boards/manifest.py")
 package("wsserver", base_path="../lib")
 package("hardware", base_path="../lib")
 package("car", base_path="../lib")
+# The MQTT client is imported only by a car with `fleet` in its config;
+# frozen, it costs a plain car no RAM.
+package("mqtt", base_path="../lib")

@@ -47,9 +47,9 @@ class Link:
         self.errors = 0  # commands refused (bad JSON, stale, ...), for tests and logs
         self.session = Session(
             # A WebSocket message may hold several MQTT packets: room for a few.
-            opener(cfg["url"], ws_options={"max_message": 4096, "buffer_size": 1024}), "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"],
-            cfg["password"], will=(base + "status", OFFLINE, 1, True),
-            subscriptions=[(base + "cmd", 0)], on_message=self.message,
+            opener(cfg["url"], ws_options={"max_message": 4096, "buffer_size": 1024}),
+            "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"], cfg["password"],
+            will=(base + "status", OFFLINE, 1, True), subscriptions=[(base + "cmd", 0)], on_message=self.message,
             on_connect=self.connected, on_disconnect=self.lost, max_packet=2 * protocol.MAX_TEXT,
             # Retries at most ~8 s apart (4-8 s with jitter): a car is back
             # within 10 s of its broker's return, and 20 cars do not all
@@ -115,8 +115,8 @@ class Link:
 
     def stale(self, at):
         if not protocol.is_number(at):
-            return self.refuse("bad_field", "at", "at: missing; a drive over MQTT carries the car's "
-                               "uptime_ms when it was sent (ping gives it)")
+            return self.refuse("bad_field", "at", "at: missing or not a number; a drive over MQTT "
+                               "carries the car's uptime_ms when it was sent (ping gives it)")
         age = self.car.uptime_ms(ticks_ms()) - at
         if age > self.max_age_ms:
             return self.refuse("stale", "at", "at: command is %d ms old (limit %d ms, the deadman); "
