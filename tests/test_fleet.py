@@ -56,6 +56,7 @@ def test_status_telemetry_at_its_rate_and_ping(broker, tmp_path, start_micropyth
         await c.stop()
         return rate, rtt
     rate, rtt = run(main())
+    print("fleet telemetry %.2f Hz (configured 5); ping through the broker %.1f ms" % (rate, rtt * 1))
     assert 4.0 <= rate <= 6.0, rate
     assert "fleet: connected" in car.output()
 
@@ -113,6 +114,7 @@ def test_commanding_client_killed_stops_the_car_within_the_deadman(broker, tmp_p
         await w.close()
         return arrived - killed
     took = run(main())
+    print("commander killed -> motors stopped %.0f ms later (deadman %d ms)" % (took * 1000, deadman))
     # deadman + one control tick (20 ms) + one 50 Hz telemetry period + scheduling slack;
     # measured from the kill, which is at most one 50 ms heartbeat after the last drive.
     assert took <= (deadman + 20 + 20 + 80) / 1000, took
@@ -143,6 +145,7 @@ def test_car_killed_or_frozen_leaves_online_false_retained(broker, tmp_path, sta
         await late.stop()
         return t_killed, t_frozen
     t_killed, t_frozen = run(main())
+    print("will retained: killed car %.2f s, frozen car %.2f s (keepalive %d s)" % (t_killed, t_frozen, keepalive))
     assert t_killed < 1.0, t_killed
     # A killed process's socket closes, so the will goes out at once. A frozen car
     # (a board losing power: no FIN) is found by mosquitto's keepalive check,
