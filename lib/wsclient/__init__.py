@@ -1,0 +1,14 @@
+# A WebSocket client for asyncio on MicroPython (and CPython), on the same
+# sans-I/O codec as the server (wsserver.frames). Only code that dials out
+# imports it: a plain car never does.
+#
+#   from wsclient import connect
+#   ws = await connect("wss://broker.example:8884/mqtt", subprotocols=["mqtt"], ssl=ctx)
+#
+# wsclient.bytestream.WebSocketByteStream carries a byte stream (MQTT) over
+# binary messages.
+from .client import ClientConnection, connect
+from .handshake import HandshakeError
+from wsserver.errors import ConnectionClosed, ProtocolError
+
+__all__ = ["connect", "ClientConnection", "HandshakeError", "ConnectionClosed", "ProtocolError"]

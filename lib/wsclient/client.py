@@ -1,0 +1,390 @@
+# The client connection: the asyncio side of the handshake in handshake.py,
+# the shared codec (wsserver.frames.Codec, client role) and the masked
+# frames of frames.py.
+#
+#   ws = await connect("ws://127.0.0.1:8080/ws", subprotocols=["mqtt"])
+#   await ws.send("hello")
+#   reply = await ws.recv()   # str or bytes; None once closed
+#   await ws.close()
+
+import asyncio
+
+from wsserver.errors import ConnectionClosed, ProtocolError
+from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
+                             PING, PONG, TEXT, Codec)
+
+from .frames import encode_close, encode_masked, masked_pieces
+from .handshake import HandshakeError, check_response, new_key, parse_response, parse_url, request
+
+try:
+    from asyncio import current_task
+except ImportError:  # CPython < 3.7 has it on Task only
+    current_task = asyncio.Task.current_task
+
+LARGE = 8192  # bytes: a message longer than this is masked in pieces, not copied whole
+MAX_HEAD = 4096  # bytes: a longer response head is refused
+
+
+class ClientConnection:
+    """One open client WebSocket; made by connect().
+
+    recv() hands out messages and, while it reads, answers pings and
+    completes a close handshake the server starts: keep calling it (or
+    `async for`) even on a connection you only send to.
+    """
+
+    # Class-level defaults: an instance pays only for the ones it changes.
+    subprotocol = None  # the one the server chose
+    close_code = None  # set once the connection is closed
+    close_reason = ""
+    _events = None  # received events not handed out yet
+    _close_sent = False
+    _reader = None  # the task reading, while it waits for data
+    _pong = None  # [payload, Event] of the ping waiting for its pong
+    _early = b""  # bytes that came right behind the 101, in the same read
+
+    def __init__(self, reader, writer, subprotocol, headers, max_message, close_timeout_ms,
+                 buffer_size, early=b""):
+        self._r = reader
+        self._w = writer  # MicroPython: the same Stream object as reader
+        if subprotocol:
+            self.subprotocol = subprotocol
+        self.response_headers = headers
+        self.close_timeout_ms = close_timeout_ms
+        self.codec = Codec(max_message, client=True)
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._lock = asyncio.Lock()  # one frame at a time on the wire
+        if early:
+            self._early = early
+
+    # -- receiving --------------------------------------------------------
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        message = await self.recv()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def recv(self):
+        """The next message (str for text, bytes-like for binary), or None
+        once the connection is closed (close_code says how)."""
+        while True:
+            events = self._events
+            if events:
+                opcode, payload = events.pop(0)
+                if opcode == CLOSE:
+                    await self._closed_by_peer(payload[0], payload[1])
+                    return None
+                return payload
+            if self.close_code is not None:
+                return None
+            await self._read()
+
+    def _take(self, data):
+        """Feed received bytes to the codec; keep messages and closes, and
+        return the pings to answer. Pongs are matched here."""
+        return self._sort(self.codec.receive(data))
+
+    def _sort(self, events):
+        pings = None
+        for event in events:
+            opcode = event[0]
+            if opcode == PING:
+                if pings is None:
+                    pings = []
+                pings.append(event[1])
+            elif opcode == PONG:
+                pong = self._pong
+                if pong is not None and bytes(event[1]) == pong[0]:
+                    self._pong = None
+                    pong[1].set()
+            else:
+                if self._events is None:
+                    self._events = []
+                self._events.append(event)
+        return pings
+
+    async def _read(self):
+        """One read from the socket into the codec."""
+        codec = self.codec
+        self._reader = current_task()
+        try:
+            try:
+                if codec.error is not None:
+                    raise codec.error
+                big = codec.pending_payload()
+                early = self._early
+                if early:
+                    self._early = b""
+                    n = len(early)
+                    pings = self._take(early)
+                elif big is not None and len(big) > len(self._buf):
+                    n = await self._readinto(big)  # a large payload straight into place
+                    pings = self._sort(codec.payload_received(n)) if n else None
+                else:
+                    n = await self._readinto(self._buf)
+                    pings = self._take(self._view[:n]) if n else None
+            finally:
+                self._reader = None
+        except ProtocolError as e:
+            await self._fail(e.code, e.reason)
+            return
+        except MemoryError:
+            await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
+            return
+        except OSError:
+            self._lost()
+            return
+        # asyncio.CancelledError (a caller's wait_for(ws.recv(), ...)) is let
+        # through: it comes while waiting for the socket, before any byte is
+        # taken, so the connection stays usable.
+        if n is None:
+            return  # TLS: the socket was readable, but no whole record yet
+        if not n:
+            self._lost()
+            return
+        if pings:
+            for payload in pings:
+                # A pong answers the ping it follows (§5.5.3): in order.
+                await self._send_frame(encode_masked(PONG, payload), True)
+
+    async def _readinto(self, buf):
+        readinto = getattr(self._r, "readinto", None)
+        if readinto is not None:  # MicroPython's Stream: no copy
+            return await readinto(buf)
+        data = await self._r.read(len(buf))  # CPython's StreamReader
+        buf[:len(data)] = data
+        return len(data)
+
+    # -- sending ----------------------------------------------------------
+
+    async def send(self, message):
+        """Send a str as a text message, bytes-like as a binary one.
+        Raises ConnectionClosed once the connection is closing or closed."""
+        if self._close_sent or self.close_code is not None:
+            raise ConnectionClosed(self.close_code)
+        opcode = TEXT if isinstance(message, str) else BINARY
+        if len(message) > LARGE:
+            await self._send_pieces(opcode, message)
+        else:
+            await self._send_frame(encode_masked(opcode, message))
+
+    async def ping(self, data=None, timeout_ms=None):
+        """Send a ping and wait for its pong (up to timeout_ms, default
+        close_timeout_ms); raises asyncio.TimeoutError if none came.
+
+        The pong is seen by whichever task reads: recv() in another task,
+        or this one when no task is reading (messages that arrive meanwhile
+        are kept for recv())."""
+        if data is None:
+            from os import urandom
+            data = urandom(4)
+        data = bytes(data)
+        if len(data) > 125:
+            raise ValueError("ping payload over 125 bytes (RFC 6455 §5.5)")
+        event = asyncio.Event()
+        self._pong = [data, event]
+        await self._send_frame(encode_masked(PING, data))
+        await asyncio.wait_for(self._await_pong(event),
+                               (timeout_ms if timeout_ms is not None else self.close_timeout_ms) / 1000)
+
+    async def _await_pong(self, event):
+        while not event.is_set():
+            if self.close_code is not None or (self._events and self._events[-1][0] == CLOSE):
+                raise ConnectionClosed(self.close_code)
+            if self._reader is None:
+                await self._read()
+            else:
+                await event.wait()
+
+    async def _send_frame(self, frame, control=False):
+        async with self._lock:
+            if control and self._close_sent:
+                return  # nothing may follow our close frame (§5.5.1)
+            try:
+                self._w.write(frame)
+                await self._w.drain()
+            except OSError:
+                self._lost()
+                raise ConnectionClosed(CLOSE_ABNORMAL)
+
+    async def _send_pieces(self, opcode, message):
+        async with self._lock:
+            try:
+                for piece in masked_pieces(opcode, message):
+                    self._w.write(piece)
+                    await self._w.drain()  # before the scratch buffer is reused
+            except OSError:
+                self._lost()
+                raise ConnectionClosed(CLOSE_ABNORMAL)
+
+    # -- closing ----------------------------------------------------------
+
+    async def close(self, code=CLOSE_NORMAL, reason=""):
+        """Start the close handshake: send our close frame, wait (up to
+        close_timeout_ms) for the server's and for it to close TCP."""
+        if self._close_sent or self.close_code is not None:
+            return
+        await self._send_close(code, reason)
+        try:
+            if self._reader is not None:
+                # Another task is reading: it sees the server's close frame.
+                await asyncio.wait_for(self._wait_closed_by_reader(), self.close_timeout_ms / 1000)
+            else:
+                await asyncio.wait_for(self._drain_until_closed(), self.close_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self._abort()
+
+    async def _wait_closed_by_reader(self):
+        while self.close_code is None:
+            await asyncio.sleep(0.01)
+
+    async def _drain_until_closed(self):
+        while await self.recv() is not None:
+            pass  # data after our close frame is discarded (§5.5.1)
+
+    async def _send_close(self, code, reason=""):
+        if self._close_sent:
+            return
+        frame = encode_close(code, reason)
+        try:
+            await self._send_frame(frame)
+        except ConnectionClosed:
+            pass
+        self._close_sent = True
+
+    async def _closed_by_peer(self, code, reason):
+        if not self._close_sent:
+            await self._send_close(code, reason)  # echo the server's code (§5.5.1)
+        self.close_code = code
+        self.close_reason = reason
+        await self._wait_for_eof()
+
+    async def _fail(self, code, reason):
+        """Fail the connection (§7.1.7): our close frame with `code`, then
+        wait a bounded time for the server to close TCP."""
+        self._events = None
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        await self._send_close(code, reason)
+        await self._wait_for_eof()
+
+    async def _wait_for_eof(self):
+        # The server closes TCP first (§7.1.1); we wait for that, bounded,
+        # discarding what still arrives, then close our end.
+        try:
+            await asyncio.wait_for(self._discard_until_eof(), self.close_timeout_ms / 1000)
+        except (asyncio.TimeoutError, OSError):
+            pass
+        self._abort()
+
+    async def _discard_until_eof(self):
+        while True:
+            n = await self._readinto(self._buf)
+            if n == 0:
+                return
+
+    def _lost(self):
+        """The TCP connection broke without a close handshake."""
+        if self.close_code is None:
+            self.close_code = CLOSE_ABNORMAL
+        self._close_sent = True
+        self._abort()
+
+    def _abort(self):
+        try:
+            self._w.close()
+        except OSError:
+            pass
+        # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
+        sock = getattr(self._w, "s", None)
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+                max_message, close_timeout_ms, buffer_size):
+    key = new_key()
+    req = request(host, port, target, key, secure, subprotocols, headers)
+    if secure:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl,
+                                                       server_hostname=server_hostname or host)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(req)
+        await writer.drain()
+        head = b""
+        while True:
+            chunk = await reader.read(1024)
+            if chunk is None:
+                continue  # TLS: no whole record yet
+            if not chunk:
+                raise HandshakeError(None, "%s closed the connection before answering the handshake" % url)
+            head += chunk
+            end = head.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(head) > MAX_HEAD:
+                raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
+        status, reason, resp_headers = parse_response(head[:end])
+        subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
+        return ClientConnection(reader, writer, subprotocol, resp_headers, max_message,
+                                close_timeout_ms, buffer_size, head[end + 4:])
+    except BaseException:
+        try:
+            writer.close()
+            sock = getattr(writer, "s", None)
+            if sock is not None:
+                sock.close()
+        except OSError:
+            pass
+        raise
+
+
+async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
+                  open_timeout_ms=10000, close_timeout_ms=2000, max_message=65536, buffer_size=2048):
+    """Open a WebSocket to `url` (ws:// or wss://); returns a ClientConnection.
+
+    subprotocols: offered in order; the server must choose one of them.
+    headers: extra request headers, a dict or (name, value) pairs (e.g.
+      {"Authorization": "Bearer ..."}).
+    ssl: an ssl.SSLContext for wss:// (the default is a new client context:
+      CPython's create_default_context(), MicroPython's
+      SSLContext(PROTOCOL_TLS_CLIENT), which needs CA data loaded to verify).
+    server_hostname: the TLS name to send and check (default: the URL's host).
+    open_timeout_ms: deadline for TCP connect, TLS and the handshake together.
+    close_timeout_ms: how long close() waits for the server's close frame
+      and then for it to close TCP.
+    max_message: a longer incoming message fails the connection with 1009.
+    buffer_size: the receive buffer (a larger frame is read straight into place).
+
+    Raises HandshakeError (its .status is the HTTP status, or None when no
+    answer came in time), ValueError for a bad URL or header, OSError when
+    the TCP connection fails.
+    """
+    secure, host, port, target = parse_url(url)
+    if not secure and ssl is not None:
+        raise ValueError("ssl= given for a ws:// URL; use wss:// for TLS")
+    if secure and ssl is None:
+        import ssl as _ssl
+        ssl = _ssl.create_default_context() if hasattr(_ssl, "create_default_context") \
+            else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        return await asyncio.wait_for(
+            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+                  max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        raise HandshakeError(None, "no WebSocket handshake from %s within %d ms" % (url, open_timeout_ms))

@@ -1,0 +1,177 @@
+# The opening handshake, client side (RFC 6455 §4.1), sans-I/O: a URL in,
+# request bytes out; response-head bytes in, the subprotocol (or an error
+# naming what is wrong) out.
+
+import binascii
+import os
+
+from wsserver.handshake import accept_key
+
+
+class HandshakeError(Exception):
+    """The server did not open a WebSocket.
+
+    status: the HTTP status it answered (e.g. 301, 401, 404), 101 when the
+    101 itself broke a rule, or None when no answer came (a deadline passed,
+    the connection closed). headers: the response's headers (names in lower
+    case), or None.
+    """
+
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def parse_url(url):
+    """"ws://host:port/path?q" -> (secure, host, port, target).
+
+    IPv6 literals go in brackets ("ws://[::1]:8080/"). Raises ValueError
+    naming what is wrong.
+    """
+    if url.startswith("ws://"):
+        secure = False
+        rest = url[5:]
+    elif url.startswith("wss://"):
+        secure = True
+        rest = url[6:]
+    else:
+        raise ValueError("WebSocket URL must start with ws:// or wss://: %r" % url)
+    cut = len(rest)
+    for sep in "/?#":
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    authority = rest[:cut]
+    target = rest[cut:]
+    hash_at = target.find("#")
+    if hash_at >= 0:
+        target = target[:hash_at]  # a fragment is never sent (§3)
+    if not target.startswith("/"):
+        target = "/" + target
+    if "@" in authority:
+        raise ValueError("credentials in a WebSocket URL are not sent: pass headers={'Authorization': ...}")
+    port = 443 if secure else 80
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise ValueError("unclosed [ in the IPv6 address of %r" % url)
+        host = authority[1:close]
+        tail = authority[close + 1:]
+    else:
+        colon = authority.find(":")
+        host = authority if colon < 0 else authority[:colon]
+        tail = "" if colon < 0 else authority[colon:]
+    if tail:
+        if tail[0] != ":" or not tail[1:].isdigit() or not 0 < int(tail[1:]) < 65536:
+            raise ValueError("bad port in WebSocket URL %r" % url)
+        port = int(tail[1:])
+    if not host:
+        raise ValueError("no host in WebSocket URL %r" % url)
+    for c in " \t\r\n":
+        if c in url:
+            raise ValueError("WebSocket URL contains whitespace: %r" % url)
+    return secure, host, port, target
+
+
+def new_key():
+    """A Sec-WebSocket-Key: base64 of 16 random bytes (§4.1)."""
+    return binascii.b2a_base64(os.urandom(16)).strip().decode()
+
+
+def _header_items(headers):
+    if headers is None:
+        return ()
+    if isinstance(headers, dict):
+        return headers.items()
+    return headers
+
+
+def request(host, port, target, key, secure=False, subprotocols=None, headers=None):
+    """The bytes of the upgrade request."""
+    host_header = "[%s]" % host if ":" in host else host
+    if port != (443 if secure else 80):
+        host_header += ":%d" % port
+    lines = ["GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (target, host_header, key)]
+    if subprotocols:
+        lines.append("Sec-WebSocket-Protocol: %s\r\n" % ", ".join(subprotocols))
+    for name, value in _header_items(headers):
+        value = str(value)
+        # A CR or LF would end the header and let a value inject others.
+        for c in "\r\n":
+            if c in name or c in value:
+                raise ValueError("header %r contains a line break" % name)
+        if not name or ":" in name or " " in name:
+            raise ValueError("bad header name %r" % name)
+        lines.append("%s: %s\r\n" % (name, value))
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+def parse_response(head):
+    """(status, reason, headers) from a response head (bytes, up to the blank line)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise HandshakeError(None, "not an HTTP response: %r" % bytes(lines[0][:80]))
+    status = int(parts[1])
+    try:
+        reason = str(parts[2], "utf-8") if len(parts) > 2 else ""
+    except UnicodeError:
+        reason = ""
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        colon = line.find(b":")
+        if colon <= 0:
+            raise HandshakeError(status, "malformed header line in the response: %r" % bytes(line[:80]))
+        try:
+            name = str(line[:colon], "utf-8").lower()
+            value = str(line[colon + 1:].strip(), "utf-8")
+        except UnicodeError:
+            raise HandshakeError(status, "response header is not valid UTF-8")
+        if name in headers:
+            value = headers[name] + ", " + value
+        headers[name] = value
+    return status, reason, headers
+
+
+def _tokens(value):
+    return [t.strip().lower() for t in value.split(",")]
+
+
+def check_response(status, reason, headers, key, subprotocols=None):
+    """The subprotocol the server chose (or None); raises HandshakeError
+    naming the status or the broken rule."""
+    if status != 101:
+        what = ("%d %s" % (status, reason)) if reason else str(status)
+        if 300 <= status < 400:
+            where = headers.get("location")
+            raise HandshakeError(status, "server answered %s, a redirect%s; redirects are not followed"
+                                 % (what, " to " + where if where else ""), headers)
+        raise HandshakeError(status, "server answered %s, not 101 Switching Protocols" % what, headers)
+    if "websocket" not in _tokens(headers.get("upgrade", "")):
+        raise HandshakeError(101, "101 without Upgrade: websocket", headers)
+    if "upgrade" not in _tokens(headers.get("connection", "")):
+        raise HandshakeError(101, "101 without Connection: Upgrade", headers)
+    accept = headers.get("sec-websocket-accept")
+    expected = accept_key(key)
+    if accept != expected:
+        raise HandshakeError(101, "Sec-WebSocket-Accept is %r, expected %r (RFC 6455 §4.1)"
+                             % (accept, expected), headers)
+    if headers.get("sec-websocket-extensions"):
+        raise HandshakeError(101, "server chose extension %r, which we did not offer"
+                             % headers["sec-websocket-extensions"], headers)
+    chosen = headers.get("sec-websocket-protocol")
+    if chosen is not None:
+        if not subprotocols or chosen not in subprotocols:
+            raise HandshakeError(101, "server chose subprotocol %r; we offered %s"
+                                 % (chosen, ", ".join(subprotocols) if subprotocols else "none"), headers)
+        return chosen
+    if subprotocols:
+        raise HandshakeError(101, "server chose no subprotocol; we need one of %s" % ", ".join(subprotocols),
+                             headers)
+    return None
