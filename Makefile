@@ -15,6 +15,7 @@ help:
 	@echo "make sim          run the firmware on this computer with a simulated car (http://$(HOST):$(SIM_PORT))"
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
+	@echo "make conformance-client  the same cases as a fuzzing server, against the WebSocket client"
 	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md)"
 	@echo "make flash PORT=/dev/ttyUSB0 CHIP=esp32   erase + write the pinned MicroPython (sha256-checked), then deploy"
 	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
@@ -51,6 +52,11 @@ $(VENV2)/bin/wstest: tools/requirements-conformance.txt
 
 conformance: $(STAMP) $(VENV2)/bin/wstest
 	$(PY) tools/conformance.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
+
+# The same suite as a fuzzing server, against the WebSocket client (tools/echo_client.py).
+.PHONY: conformance-client
+conformance-client: $(STAMP) $(VENV2)/bin/wstest
+	$(PY) tools/conformance_client.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
 
 # Tether vs microdot vs raw TCP echo on this machine; prints a table, writes reports/bench.md.
 .PHONY: bench

@@ -137,22 +137,22 @@ def run_wstest(wstest, spec_path, server, timeout):
     return True, None
 
 
-def load_results():
-    index_path = os.path.join(ROOT, OUTDIR, "index.json")
+def load_results(agent=AGENT, outdir=OUTDIR):
+    index_path = os.path.join(ROOT, outdir, "index.json")
     try:
         with open(index_path) as f:
             index = json.load(f)
     except (OSError, ValueError) as exc:
         return None, "cannot read %s: %s" % (index_path, exc)
-    results = index.get(AGENT)
+    results = index.get(agent)
     if not results:
-        return None, "%s has no results for agent %r" % (index_path, AGENT)
+        return None, "%s has no results for agent %r" % (index_path, agent)
     return results, None
 
 
-def case_detail(entry):
+def case_detail(entry, outdir=OUTDIR):
     try:
-        with open(os.path.join(ROOT, OUTDIR, entry["reportfile"])) as f:
+        with open(os.path.join(ROOT, outdir, entry["reportfile"])) as f:
             return json.load(f)
     except (OSError, ValueError, KeyError):
         return {}
@@ -166,7 +166,7 @@ def verdict(entry):
     return behavior
 
 
-def summarize(results):
+def summarize(results, outdir=OUTDIR):
     """Print the tables; returns the list of FAILED case ids."""
     groups = {}
     others = []
@@ -183,7 +183,7 @@ def summarize(results):
             # so the suite dropped it after a timeout (not a failure, but slow and untidy).
             others.append((case_id, "close %s after %s ms: %s" % (
                 entry.get("behaviorClose"), entry.get("duration"),
-                " ".join(str(case_detail(entry).get("resultClose", "")).split()))))
+                " ".join(str(case_detail(entry, outdir).get("resultClose", "")).split()))))
 
     print()
     header = "| group | " + " | ".join(CATEGORIES) + " | other | total |"
@@ -204,7 +204,7 @@ def summarize(results):
         print("\nFAILED cases (%d):" % len(failed))
         for case_id in failed:
             entry = results[case_id]
-            d = case_detail(entry)
+            d = case_detail(entry, outdir)
             print("  %s  behavior=%s close=%s remoteCloseCode=%s" % (
                 case_id, entry.get("behavior"), entry.get("behaviorClose"), entry.get("remoteCloseCode")))
             for field in ("description", "expectation", "result", "resultClose"):

@@ -106,6 +106,8 @@ class ClientConnection:
                 if self._events is None:
                     self._events = []
                 self._events.append(event)
+                if opcode == CLOSE:
+                    break  # nothing after the server's close frame counts (§5.5.1)
         return pings
 
     async def _read(self):
