@@ -306,3 +306,105 @@ def test_wss_refuses_a_certificate_for_another_name(tls_peer, interp):
     assert "echo" not in result.stdout
     said = result.stdout + result.stderr
     assert "certificate" in said.lower() or "CERT" in said, said
+
+
+# -- against the Tether server (tests/servers/app_server.py under MicroPython) ----------
+
+@pytest.fixture(scope="module")
+def tether():
+    from conftest import MicroPythonProcess
+    p = MicroPythonProcess("tests/servers/app_server.py",
+                           ["--max-message", "200000", "--ping-interval-ms", "200", "--ping-timeout-ms", "300",
+                            "--max-clients", "8"])
+    yield p
+    p.stop()
+
+
+def test_tether_echo(tether, interp):
+    out = lines(run_client(interp, "echo", tether.ws_url + "/echo"))
+    assert [line for line in out if line.startswith("echo")] == [
+        "echo text 5 same True", "echo binary 5 same True", "echo text 0 same True",
+        "echo text 5000 same True", "echo binary 70000 same True", "echo text 9000 same True"]
+    assert out[-1] == "closed 1000"
+
+
+def test_tether_subprotocol_chosen_and_missing(tether, interp):
+    assert lines(run_client(interp, "open", tether.ws_url + "/chat", "chat.v1"))[0] == "open chat.v1"
+    f = facts(run_client(interp, "open", tether.ws_url + "/chat", "mqtt"))
+    assert f["error"] == "101" and "server chose no subprotocol; we need one of mqtt" in f["message"]
+
+
+def test_tether_refusals_name_the_status(tether, interp):
+    f = facts(run_client(interp, "open", tether.ws_url + "/private"))
+    assert f["error"] == "403" and f["message"] == "server answered 403 Forbidden, not 101 Switching Protocols"
+    f = facts(run_client(interp, "open", tether.ws_url + "/nowhere"))
+    assert f["error"] == "404" and f["message"] == "server answered 404 Not Found, not 101 Switching Protocols"
+    out = lines(run_client(interp, "take", tether.ws_url + "/private?token=letmein", 1))
+    assert out == ["message text 7 welcome", "closed 1000"]
+
+
+def test_tether_pings_an_idle_client_and_its_pongs_keep_it_open(tether, interp):
+    # The server pings after 200 ms of silence and drops a client silent 300 ms more;
+    # 1.5 s in recv() is five rounds of that.
+    out = lines(run_client(interp, "idle", tether.ws_url + "/echo", 1.5))
+    assert out == ["idle 1.5", "echo text 10 still here", "closed 1000"]
+
+
+def test_tether_ping_from_the_client(tether, interp):
+    out = lines(run_client(interp, "ping", tether.ws_url + "/echo"))
+    assert out == ["pong", "pong while reading", "reader text 11 after pings", "closed 1000"]
+
+
+def test_tether_server_close_code_reaches_the_client(tether, interp):
+    out = lines(run_client(interp, "recv", tether.ws_url + "/closer", 1000, "close please"))
+    assert out[:2] == ["message None", "closed 4000 asked to"]
+
+
+def test_tether_feed_over_max_message_closes_with_1009(tether, interp):
+    out = lines(run_client(interp, "recv", tether.ws_url + "/feed", 40))
+    assert out[0] == "message None"
+    assert out[1] == "closed 1009 message over the 40-byte limit"
+
+
+# -- a plain car does not load the client -------------------------------------------
+
+def test_server_and_plain_car_do_not_import_the_client():
+    from conftest import run_micropython
+    for name in os.listdir(os.path.join(ROOT, "lib", "wsserver")):
+        if name.endswith(".py"):
+            with open(os.path.join(ROOT, "lib", "wsserver", name)) as f:
+                text = f.read()
+                assert "import wsclient" not in text and "from wsclient" not in text, name
+    result = run_micropython("import sys\nsys.path.insert(0, 'tests/fakes')\nsys.path.insert(0, 'lib')\n"
+                             "import wsserver, car.main, car.app\n"
+                             "print(sorted(m for m in sys.modules if m.startswith('wsclient')))\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# -- the codec's client role under MicroPython, and the client on the board proxies ----
+
+@pytest.mark.parametrize("chip", [None, "esp32", "esp8266"])
+def test_client_codec_suite_under_micropython(chip):
+    from conftest import board_proxy, run_micropython
+    result = run_micropython("tests/mp_runner.py", "tests/test_wsclient_codec.py",
+                             micropython=board_proxy(chip) if chip else None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "micropython: 11 passed, 0 failed", result.stdout
+
+
+@pytest.mark.parametrize("chip", ["esp32", "esp8266"])
+def test_client_on_the_board_proxies(peer, chip):
+    # The boards' object model and, on the esp8266 proxy, its missing language features.
+    # Functional only: 256 KB of heap, the sources compiled in RAM (heap figures: docs/client.md).
+    from conftest import board_proxy
+    INTERPRETERS[chip] = [board_proxy(chip), "-X", "heapsize=256K"]
+    try:
+        assert lines(run_client(chip, "open", peer.url("/mqtt"), "mqtt")) == ["open mqtt", "closed 1000"]
+        f = facts(run_client(chip, "open", peer.url("/404")))
+        assert f["error"] == "404"
+        out = lines(run_client(chip, "bytestream", peer.url("/mqtt"), 9000))  # > 8 KB: masked in pieces
+        assert out[:4] == ["subprotocol mqtt", "recv binary 14 100c00044d515454", "recv big 9000 True",
+                           "after close b''"]
+    finally:
+        del INTERPRETERS[chip]

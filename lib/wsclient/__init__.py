@@ -7,6 +7,10 @@
 #
 # wsclient.bytestream.WebSocketByteStream carries a byte stream (MQTT) over
 # binary messages.
+# The server package first, from here: imported from inside .client it would
+# nest every module's import one level deeper, and a deep chain of imports
+# overflows a board's C stack (the esp32 proxy showed it).
+import wsserver  # noqa: F401
 from .client import ClientConnection, connect
 from .handshake import HandshakeError
 from wsserver.errors import ConnectionClosed, ProtocolError

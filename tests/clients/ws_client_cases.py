@@ -139,16 +139,17 @@ async def case_recv(url, max_message, *to_send):
         print("send after close raises ConnectionClosed", e.code)
 
 
-async def case_bytestream(url):
+async def case_bytestream(url, size=20000):
+    size = int(size)
     stream = await open_byte_stream(url)
     print("subprotocol", stream.ws.subprotocol)
     await stream.send(b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")
     print("recv", show(await stream.recv()))
-    await stream.send(pattern(20000))
+    await stream.send(pattern(size))
     got = bytearray()
-    while len(got) < 20000:
+    while len(got) < size:
         got += await stream.recv()
-    print("recv big", len(got), bytes(got) == pattern(20000))
+    print("recv big", len(got), bytes(got) == pattern(size))
     await stream.close()
     print("after close", repr(await stream.recv()))
     try:
