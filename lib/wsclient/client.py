@@ -204,7 +204,28 @@ class ClientConnection:
                 await event.wait()
 
     async def _send_frame(self, frame, control=False):
+        w = self._w
+        if not self._lock.locked() and not getattr(w, "out_buf", True):
+            # MicroPython, nothing queued and no one mid-write: the socket
+            # takes the frame now, so skip the lock and drain()'s yield.
+            if control and self._close_sent:
+                return
+            try:
+                w.write(frame)  # whatever the socket does not take goes to out_buf
+            except OSError:
+                self._lost()
+                raise ConnectionClosed(CLOSE_ABNORMAL)
+            if not w.out_buf:
+                return
+            frame = None  # the rest is in out_buf: drain it under the lock
         async with self._lock:
+            if frame is None:
+                try:
+                    await w.drain()
+                except OSError:
+                    self._lost()
+                    raise ConnectionClosed(CLOSE_ABNORMAL)
+                return
             if control and self._close_sent:
                 return  # nothing may follow our close frame (§5.5.1)
             try:
