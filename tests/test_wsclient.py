@@ -18,7 +18,7 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from conftest import MICROPYTHON, ROOT
+from conftest import MICROPYTHON, ROOT, free_port
 
 CASES = "tests/clients/ws_client_cases.py"
 INTERPRETERS = {"micropython": [MICROPYTHON], "cpython": [sys.executable]}
@@ -214,6 +214,13 @@ def test_handshake_deadline_on_a_silent_server(interp):
     assert f["error"] == "None"
     assert f["message"] == "no WebSocket handshake from %s within 700 ms" % url
     assert 650 <= int(f["elapsed"]) < 3000, f
+
+
+def test_refused_connection_is_an_oserror_at_once(interp):
+    port = free_port()  # nothing listens there
+    f = facts(run_client(interp, "deadline", "ws://127.0.0.1:%d/" % port, 5000))
+    assert f["oserror"] == "111"  # ECONNREFUSED
+    assert int(f["elapsed"]) < 1000, f
 
 
 def test_client_ping_gets_its_pong(peer, interp):

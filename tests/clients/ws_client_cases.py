@@ -82,6 +82,8 @@ async def case_deadline(url, ms):
     except HandshakeError as e:
         print("error", e.status)
         print("message", e)
+    except OSError as e:
+        print("oserror", e.args[0])
     print("elapsed", ticks_diff(ticks_ms(), start))
 
 
