@@ -20,3 +20,5 @@ package("car", base_path="../lib")
 # The MQTT client is imported only by a car with `fleet` in its config;
 # frozen, it costs a plain car no RAM.
 package("mqtt", base_path="../lib")
+# The WebSocket client: in flash, it costs a car that never dials out no RAM.
+package("wsclient", base_path="../lib")

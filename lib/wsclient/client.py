@@ -42,6 +42,7 @@ class ClientConnection:
     _reader = None  # the task reading, while it waits for data
     _pong = None  # [payload, Event] of the ping waiting for its pong
     _early = b""  # bytes that came right behind the 101, in the same read
+    _finished = False  # TCP closed: the connection is over
 
     def __init__(self, reader, writer, subprotocol, headers, max_message, close_timeout_ms,
                  buffer_size, early=b""):
@@ -267,7 +268,8 @@ class ClientConnection:
         self._abort()
 
     async def _wait_closed_by_reader(self):
-        while self.close_code is None:
+        # Until the reader has seen the server's close and its TCP close.
+        while not self._finished:
             await asyncio.sleep(0.01)
 
     async def _drain_until_closed(self):
@@ -277,12 +279,11 @@ class ClientConnection:
     async def _send_close(self, code, reason=""):
         if self._close_sent:
             return
-        frame = encode_close(code, reason)
+        self._close_sent = True  # before the await: no second close frame, no data after it
         try:
-            await self._send_frame(frame)
+            await self._send_frame(encode_close(code, reason))
         except ConnectionClosed:
             pass
-        self._close_sent = True
 
     async def _closed_by_peer(self, code, reason):
         if not self._close_sent:
@@ -324,6 +325,7 @@ class ClientConnection:
         self._abort()
 
     def _abort(self):
+        self._finished = True
         try:
             self._w.close()
         except OSError:
