@@ -242,6 +242,13 @@ def test_client_close_handshake_sends_its_code(peer, interp, code):
     assert wait_seen(peer, token) == (code, "client bye")
 
 
+def test_close_while_another_task_reads(peer, interp):
+    token = "closereading-" + interp
+    out = lines(run_client(interp, "close_while_reading", peer.url("/watchclose?t=" + token), 4002))
+    assert out == ["reader None", "closed 4002 fast"]
+    assert wait_seen(peer, token) == (4002, "client bye")
+
+
 def test_server_close_code_and_reason_reach_the_client(peer, interp):
     out = lines(run_client(interp, "recv", peer.url("/close4001"), 1000))
     assert out[:2] == ["message None", "closed 4001 bye"]

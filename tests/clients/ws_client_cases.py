@@ -123,6 +123,18 @@ async def case_close(url, code):
     print("closed", ws.close_code)
 
 
+async def case_close_while_reading(url, code):
+    # close() from one task while another waits in recv(): the reader sees the
+    # server's reply and returns None; close() returns once TCP is closed.
+    ws = await connect(url)
+    reader = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0.05)
+    start = ticks_ms()
+    await ws.close(int(code), "client bye")
+    print("reader", show(await reader))
+    print("closed", ws.close_code, "fast" if ticks_diff(ticks_ms(), start) < 1500 else "slow")
+
+
 async def case_recv(url, max_message, *to_send):
     # Send each argument, then print every message until the connection closes.
     ws = await connect(url, max_message=int(max_message))
