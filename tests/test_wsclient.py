@@ -116,7 +116,7 @@ class Peer:
             response.headers["Sec-WebSocket-Accept"] = "dGhpcyBpcyBub3QgdGhlIGtleT0="
         elif path == "/badproto":
             response.headers["Sec-WebSocket-Protocol"] = "bogus"  # websockets chose none
-        elif path == "/mqtt" and "mqtt" in [p.strip() for p in offered.split(",")]:
+        elif path in ("/mqtt", "/mqtttext") and "mqtt" in [p.strip() for p in offered.split(",")]:
             response.headers["Sec-WebSocket-Protocol"] = "mqtt"
         return None
 
@@ -144,6 +144,9 @@ class Peer:
                 await ws.close(4001, "bye")
             elif path == "/big":
                 await ws.send(bytes(3000))
+                await ws.wait_closed()
+            elif path == "/mqtttext":
+                await ws.send("a text message")  # MQTT over WebSocket is binary only
                 await ws.wait_closed()
             elif path == "/watchclose":
                 await ws.wait_closed()
@@ -275,6 +278,13 @@ def test_byte_stream_adapter_carries_binary_messages(peer, interp):
     assert out[2] == "recv big 20000 True"
     assert out[3] == "after close b''"
     assert out[4].startswith("send after close raises OSError")
+
+
+def test_byte_stream_refuses_a_text_message_with_1003(peer, interp):
+    token = "mqtttext-" + interp
+    out = lines(run_client(interp, "bytestream_text", peer.url("/mqtttext?t=" + token)))
+    assert out == ["ProtocolError 1003 text message on a binary byte stream (MQTT over WebSocket is binary only)"]
+    assert wait_seen(peer, token)[0] == 1003
 
 
 def test_bad_urls_are_named(interp):
@@ -422,3 +432,85 @@ def test_client_on_the_board_proxies(peer, chip):
                            "after close b''"]
     finally:
         del INTERPRETERS[chip]
+
+
+# -- a raw TCP peer: bytes exactly as a test wants them ----------------------------------
+
+def raw_peer(reply):
+    """A one-connection server on loopback: reads the upgrade request, sends reply(key) (bytes),
+    then records everything the client sends until it closes. Returns (url, received, thread)."""
+    import base64
+    import hashlib
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    received = bytearray()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn, listener:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:")][0]
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(reply(accept))
+            try:
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        break
+                    received.extend(data)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return "ws://127.0.0.1:%d/" % listener.getsockname()[1], received, thread
+
+
+def unmask_client_frame(data):
+    """(opcode, payload) of the first masked frame in data."""
+    assert data[1] & 0x80, "client frame not masked"
+    n = data[1] & 0x7F
+    key = data[2:6]
+    return data[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(data[6:6 + n]))
+
+
+def switching(accept):
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+
+def test_frames_in_the_same_packet_as_the_101_are_not_lost(interp):
+    # 101, a text message and a close frame in one write: the client reads them in one go.
+    url, received, thread = raw_peer(lambda accept: switching(accept) + b"\x81\x05early" + b"\x88\x02\x03\xe8")
+    out = lines(run_client(interp, "recv", url, 1000))
+    thread.join(5)
+    assert out[:3] == ["message text 5 early", "message None", "closed 1000 "]
+    assert unmask_client_frame(received) == (0x8, b"\x03\xe8")  # our close echoes 1000
+
+
+def test_a_masked_frame_from_the_server_fails_with_1002(interp):
+    url, received, thread = raw_peer(lambda accept: switching(accept) + b"\x81\x82abcd" + bytes([ord("h") ^ 0x61, ord("i") ^ 0x62]))
+    out = lines(run_client(interp, "recv", url, 1000))
+    thread.join(5)
+    assert out[:2] == ["message None", "closed 1002 server frames must not be masked (RFC 6455 §5.1)"]
+    opcode, payload = unmask_client_frame(received)
+    assert (opcode, payload[:2]) == (0x8, b"\x03\xea")  # 1002
+
+
+@pytest.mark.parametrize("reply,words", [
+    (lambda a: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + a + b"\r\n\r\n",
+     "101 without Upgrade: websocket"),
+    (lambda a: switching(a)[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+     "server chose extension 'permessage-deflate', which we did not offer"),
+    (lambda a: b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP response: b'SSH-2.0-OpenSSH_9.2'"),
+])
+def test_broken_101_answers_are_named(interp, reply, words):
+    url, received, thread = raw_peer(reply)
+    f = facts(run_client(interp, "open", url))
+    thread.join(5)
+    assert words in f["message"], f

@@ -8,7 +8,7 @@ sys.path.insert(0, "lib")
 import asyncio
 import time
 
-from wsclient import ConnectionClosed, HandshakeError, connect
+from wsclient import ConnectionClosed, HandshakeError, ProtocolError, connect
 from wsclient.bytestream import open_byte_stream
 
 try:
@@ -171,6 +171,14 @@ async def case_bytestream(url, size=20000):
         print("sent after close")
     except OSError as e:
         print("send after close raises OSError", e)
+
+
+async def case_bytestream_text(url):
+    stream = await open_byte_stream(url)
+    try:
+        print("recv", show(await stream.recv()))
+    except ProtocolError as e:
+        print("ProtocolError", e.code, e.reason)
 
 
 async def case_wss(url, cafile, server_hostname):
