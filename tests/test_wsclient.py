@@ -414,7 +414,7 @@ def test_client_codec_suite_under_micropython(chip):
     result = run_micropython("tests/mp_runner.py", "tests/test_wsclient_codec.py",
                              micropython=board_proxy(chip) if chip else None)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "micropython: 11 passed, 0 failed", result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "micropython: 12 passed, 0 failed", result.stdout
 
 
 @pytest.mark.parametrize("chip", ["esp32", "esp8266"])

@@ -151,3 +151,20 @@ def test_request_and_response_checks():
     except HandshakeError as e:
         assert e.status == 302
         assert str(e) == "server answered 302 Found, a redirect to /elsewhere; redirects are not followed"
+
+
+def test_masking_without_viper():
+    # The ESP8266 may have no room for viper code (wsserver/mask.py falls back to Python):
+    # the client's frames must come out the same through the big-int XOR.
+    from wsserver.mask import _unmask_py
+    native = cframes.apply_mask
+    cframes.apply_mask = _unmask_py
+    try:
+        for n in (0, 5, 126, 5000, 9000):
+            payload = pattern(n)
+            assert server_decode(bytes(cframes.encode_masked(frames.BINARY, payload))) == \
+                [(frames.BINARY, bytearray(payload))], n
+            data = b"".join(bytes(p) for p in cframes.masked_pieces(frames.BINARY, payload))
+            assert server_decode(data) == [(frames.BINARY, bytearray(payload))], n
+    finally:
+        cframes.apply_mask = native
