@@ -44,13 +44,12 @@ class ClientConnection:
     _early = b""  # bytes that came right behind the 101, in the same read
     _finished = False  # TCP closed: the connection is over
 
-    def __init__(self, reader, writer, subprotocol, headers, max_message, close_timeout_ms,
-                 buffer_size, early=b""):
+    def __init__(self, reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size,
+                 early=b""):
         self._r = reader
         self._w = writer  # MicroPython: the same Stream object as reader
         if subprotocol:
             self.subprotocol = subprotocol
-        self.response_headers = headers
         self.close_timeout_ms = close_timeout_ms
         self.codec = Codec(max_message, client=True)
         self._buf = bytearray(buffer_size)
@@ -366,8 +365,10 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
                 raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
         status, reason, resp_headers = parse_response(head[:end])
         subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
-        return ClientConnection(reader, writer, subprotocol, resp_headers, max_message,
-                                close_timeout_ms, buffer_size, head[end + 4:])
+        # The response's headers are dropped here, as the server drops a
+        # request's: an open connection keeps only what it uses (~340 bytes).
+        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
+                                buffer_size, head[end + 4:])
     except BaseException:
         try:
             writer.close()
@@ -380,7 +381,7 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
 
 
 async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
-                  open_timeout_ms=10000, close_timeout_ms=2000, max_message=65536, buffer_size=2048):
+                  open_timeout_ms=10000, close_timeout_ms=2000, max_message=65536, buffer_size=1024):
     """Open a WebSocket to `url` (ws:// or wss://); returns a ClientConnection.
 
     subprotocols: offered in order; the server must choose one of them.
