@@ -4,6 +4,8 @@
 # Asks /getCaseCount, runs /runCase?case=N&agent=NAME for each case, echoing
 # every message as it came (text as text, binary as binary), then asks
 # /updateReports?agent=NAME so the suite writes its report.
+# Cases 9.1.3-9.1.6/9.2.3-9.2.6 send messages of 1 to 16 MiB: run it with -X heapsize=64M
+# (make conformance-client does); the default heap fails them with 1011 (out of memory).
 import sys
 
 sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../lib")
