@@ -1,6 +1,6 @@
 # Echo client for the Autobahn|Testsuite fuzzingserver (client conformance):
 #   micropython tools/echo_client.py --url ws://127.0.0.1:9001 --agent tether-client
-#       [--cases 1-10] [--max-message BYTES] [--buffer BYTES]
+#       [--first N] [--last N] [--max-message BYTES] [--buffer BYTES]
 # Asks /getCaseCount, runs /runCase?case=N&agent=NAME for each case, echoing
 # every message as it came (text as text, binary as binary), then asks
 # /updateReports?agent=NAME so the suite writes its report.
