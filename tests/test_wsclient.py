@@ -438,7 +438,8 @@ def test_client_on_the_board_proxies(peer, chip):
 
 def raw_peer(reply):
     """A one-connection server on loopback: reads the upgrade request, sends reply(key) (bytes),
-    then records everything the client sends until it closes. Returns (url, received, thread)."""
+    then records what the client sends until it closes or sends a close frame (then the peer
+    closes TCP, as a server does). Returns (url, received, thread)."""
     import base64
     import hashlib
     listener = socket.socket()
@@ -463,6 +464,8 @@ def raw_peer(reply):
                     if not data:
                         break
                     received.extend(data)
+                    if received[0] & 0x0F == 0x8 and len(received) >= 6 + (received[1] & 0x7F):
+                        break  # the client's close frame: close TCP first, as a server does
             except OSError:
                 pass
 
