@@ -436,7 +436,7 @@ def test_client_on_the_board_proxies(peer, chip):
 
 # -- a raw TCP peer: bytes exactly as a test wants them ----------------------------------
 
-def raw_peer(reply):
+def raw_peer(reply, answer_close=True):
     """A one-connection server on loopback: reads the upgrade request, sends reply(key) (bytes),
     then records what the client sends until it closes or sends a close frame (then the peer
     closes TCP, as a server does). Returns (url, received, thread)."""
@@ -464,7 +464,7 @@ def raw_peer(reply):
                     if not data:
                         break
                     received.extend(data)
-                    if received[0] & 0x0F == 0x8 and len(received) >= 6 + (received[1] & 0x7F):
+                    if answer_close and received[0] & 0x0F == 0x8 and len(received) >= 6 + (received[1] & 0x7F):
                         break  # the client's close frame: close TCP first, as a server does
             except OSError:
                 pass
@@ -503,6 +503,15 @@ def test_a_masked_frame_from_the_server_fails_with_1002(interp):
     assert out[:2] == ["message None", "closed 1002 server frames must not be masked (RFC 6455 §5.1)"]
     opcode, payload = unmask_client_frame(received)
     assert (opcode, payload[:2]) == (0x8, b"\x03\xea")  # 1002
+
+
+def test_close_is_bounded_when_the_server_never_answers(interp):
+    # The peer takes our close frame and neither answers it nor closes TCP.
+    url, received, thread = raw_peer(switching, answer_close=False)
+    out = lines(run_client(interp, "close_timeout", url, 300))
+    thread.join(5)
+    assert out == ["closed 1000 within bound"], out
+    assert unmask_client_frame(received)[0] == 0x8
 
 
 @pytest.mark.parametrize("reply,words", [

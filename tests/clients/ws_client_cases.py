@@ -135,6 +135,14 @@ async def case_close_while_reading(url, code):
     print("closed", ws.close_code, "fast" if ticks_diff(ticks_ms(), start) < 1500 else "slow")
 
 
+async def case_close_timeout(url, ms):
+    ws = await connect(url, close_timeout_ms=int(ms))
+    start = ticks_ms()
+    await ws.close()
+    took = ticks_diff(ticks_ms(), start)
+    print("closed", ws.close_code, "within bound" if int(ms) - 50 <= took < int(ms) + 700 else "took %d ms" % took)
+
+
 async def case_recv(url, max_message, *to_send):
     # Send each argument, then print every message until the connection closes.
     ws = await connect(url, max_message=int(max_message))
