@@ -9,6 +9,8 @@ import os
 import shutil
 import urllib.request
 
+import pytest
+
 from conftest import ROOT, MicroPythonProcess, board_proxy, run_micropython
 from helpers_car import Client, run, write_config
 
@@ -199,3 +201,187 @@ def test_close_waits_its_timeout_across_the_ticks_wrap():
     for proxy in (None, board_proxy("esp32")):
         waited = mp(CLOSE_NEAR_WRAP, proxy=proxy)
         assert 280 <= waited < 1000, (proxy, waited)
+
+
+# --- items 5, 8: pins, PWM and ADC per chip ---------------------------------
+
+CHIPS = ["esp32", "esp32s3", "esp32c3", "esp8266"]
+ESP32_PINS = {"left_en": 13, "left_in1": 27, "left_in2": 26, "right_en": 33, "right_in1": 25,
+              "right_in2": 32}
+
+
+def validate(cfg):
+    import sys
+    sys.path.insert(0, LIB)
+    try:
+        import hardware
+        return hardware.validate(cfg)
+    finally:
+        sys.path.remove(LIB)
+
+
+@pytest.mark.parametrize("cfg, key, message", [
+    ({"chip": "esp32", "pins": dict(ESP32_PINS, left_en=6)},
+     "hardware.pins.left_en", "GPIO 6 is the ESP32's flash"),
+    ({"chip": "esp32", "light": 34}, "hardware.light", "GPIO 34 is input-only on the ESP32"),
+    ({"chip": "esp32", "pins": dict(ESP32_PINS, right_in2=24)},
+     "hardware.pins.right_in2", "GPIO 24 does not exist on the ESP32"),
+    ({"chip": "esp32", "battery": {"pin": 4}}, "hardware.battery.pin",
+     "GPIO 4 is on the ESP32's ADC2, which reads 0 while WiFi is on: use ADC1 (GPIO 32-39)"),
+    ({"chip": "esp32", "buzzer": 1}, "hardware.buzzer",
+     "GPIO 1 is the ESP32's UART0, the REPL that deploys use"),
+    ({"chip": "esp32s3", "light": 25}, "hardware.light", "GPIO 25 does not exist on the ESP32S3"),
+    ({"chip": "esp32s3", "light": 27}, "hardware.light", "GPIO 27 is the ESP32S3's flash"),
+    ({"chip": "esp32s3", "battery": {"pin": 35}}, "hardware.battery.pin",
+     "GPIO 35 is not an ADC pin on the ESP32S3 (ADC1: GPIO 1-10)"),
+    ({"chip": "esp32s3", "light": 19}, "hardware.light", "GPIO 19 is the ESP32S3's USB"),
+    ({"chip": "esp32c3", "light": 16}, "hardware.light", "GPIO 16 is the ESP32C3's flash"),
+    ({"chip": "esp32c3", "light": 22}, "hardware.light", "GPIO 22 does not exist on the ESP32C3"),
+    ({"chip": "esp32c3", "battery": {"pin": 6}}, "hardware.battery.pin",
+     "GPIO 6 is not an ADC pin on the ESP32C3 (ADC1: GPIO 0-4)"),
+    ({"chip": "esp8266", "pins": {"left_in1": 16, "left_in2": 4, "right_in1": 14, "right_in2": 12}},
+     "hardware.pins.left_in1", "GPIO 16 has no PWM on the ESP8266 (PWM: GPIO 0, 2, 4, 5, 12-15)"),
+    ({"chip": "esp8266", "light": 7}, "hardware.light", "GPIO 7 is the ESP8266's flash"),
+    ({"chip": "esp8266", "light": 17}, "hardware.light", "GPIO 17 does not exist on the ESP8266"),
+    ({"chip": "esp8266", "servo": 2}, "hardware.servo",
+     "the ESP8266 has one PWM frequency for all pins: a 50 Hz servo would retune the motors"),
+    ({"chip": "esp8266", "pwm_freq": 20000}, "hardware.pwm_freq", "the ESP8266's PWM runs at 1-1000 Hz"),
+    ({"chip": "esp8266", "battery": {"pin": 3}}, "hardware.battery.pin",
+     "the ESP8266 has one ADC input, A0: write 0"),
+    ({"chip": "esp99"}, "hardware.chip", "must be one of: auto, esp32, esp32s3, esp32c3, esp8266"),
+])
+def test_pin_rules_name_the_key_and_the_chip(cfg, key, message):
+    assert validate(cfg) == [(key, message)]
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_each_chip_has_default_pins_that_exist(chip):
+    assert validate({"chip": chip}) == []
+    # ... and the board takes them: the stand-in machine enforces the chip's real rules.
+    got = mp("import machine\nmachine.CHIP[0] = %r\nfrom hardware.real import RealHardware\n"
+             "from hardware.defaults import merged\n"
+             "hw = RealHardware(merged({'chip': %r}))\nhw.set_motors(1, -1)\n"
+             "hw.set_light(1)\nhw.set_horn(1)\nd = hw.distance_cm()\nv = hw.battery_v()\n"
+             "print(json.dumps([[p is not None for p in (hw._motors, hw._us, hw._battery, hw._buzzer)],"
+             " hw._light is not None, hw.applied(), v]))"
+             % (chip, chip), path=FAKES + ":" + LIB)
+    parts, light, applied, volts = got
+    assert parts == [True, True, True, True] and applied == [1, -1]
+    assert light == (chip != "esp8266")  # the ESP8266 has no pin to spare for it
+
+
+def test_the_fakes_refuse_what_the_ports_refuse():
+    got = mp(r"""
+import machine, network
+out = []
+def refused(chip, make):
+    machine.CHIP[0] = chip
+    try:
+        make()
+        out.append(None)
+    except Exception as e:
+        out.append("%s: %s" % (type(e).__name__, e))
+P = machine.Pin
+refused("esp32", lambda: P(34, P.OUT))
+refused("esp32", lambda: P(6, P.OUT))
+refused("esp32", lambda: P(24))
+refused("esp32s3", lambda: P(25, P.OUT))
+refused("esp32s3", lambda: machine.ADC(P(35)))
+refused("esp32c3", lambda: P(14, P.OUT))
+refused("esp8266", lambda: machine.PWM(P(16, P.OUT), freq=1000))
+refused("esp8266", lambda: P(8))
+refused("esp8266", lambda: machine.ADC(2))
+refused("esp8266", lambda: machine.WDT(timeout=8000))
+refused("esp32", lambda: machine.WDT(timeout=8000))
+# ESP8266: one frequency for all PWM pins, clamped to 1-1000 Hz
+machine.CHIP[0] = "esp8266"
+a = machine.PWM(P(5, P.OUT), freq=1000, duty_u16=0)
+b = machine.PWM(P(4, P.OUT), freq=20000, duty_u16=0)
+servo = machine.PWM(P(2, P.OUT), freq=50, duty_u16=0)
+out.append([a.freq(), b.freq()])
+# ESP32: ADC2 reads 0 while WiFi is on, ADC1 does not
+machine.CHIP[0] = "esp32"
+machine.ADC_VOLTS.update({4: 1.5, 35: 1.5})
+adc2, adc1 = machine.ADC(P(4)), machine.ADC(P(35))
+network.WLAN(network.STA_IF).active(True)
+out.append([adc2.read_uv(), adc1.read_uv()])
+print(json.dumps(out))
+""", path=FAKES + ":" + LIB)
+    assert got == [
+        "ValueError: pin can only be input",
+        "FlashPinCrash: GPIO 6 is the esp32's flash: the real board stops here",
+        "ValueError: invalid pin",
+        "ValueError: invalid pin",
+        "ValueError: invalid pin",
+        "ValueError: invalid pin",
+        "ValueError: PWM not supported on pin 16",
+        "ValueError: invalid pin",
+        "ValueError: ADC(2) doesn't exist",
+        "ValueError: ",
+        None,
+        [50, 50],
+        [0, 1500000],
+    ]
+
+
+def test_a_part_the_board_refuses_is_left_out_not_a_crash():
+    # ESP32 pins on an ESP32-S3 that skipped the config check (mode real, no chip
+    # in the config): the motors and the battery are left out, the rest works.
+    got = mp("import machine\nmachine.CHIP[0] = 'esp32s3'\nfrom hardware.real import RealHardware\n"
+             "from hardware.defaults import merged\n"
+             "hw = RealHardware(merged({'light': 4, 'buzzer': 40, 'battery': {'pin': 35}}))\n"
+             "hw.set_motors(1, 1)\nhw.set_light(1)\nhw.stop()\n"
+             "print(json.dumps([hw._motors, hw._battery, hw.battery_v(), hw.applied(),"
+             " machine.PINS[4].value()]))", path=FAKES + ":" + LIB)
+    assert got == [None, None, 0.0, [0.0, 0.0], 1]
+
+
+def test_car_config_turns_a_part_with_a_bad_pin_off():
+    import sys
+    sys.path.insert(0, LIB)
+    try:
+        from car.config import validate as car_validate
+        cfg, errors = car_validate({"hardware": {
+            "chip": "esp32", "pins": dict(ESP32_PINS, left_en=6), "light": 34, "battery": {"pin": 4}}})
+    finally:
+        sys.path.remove(LIB)
+    assert errors == [
+        "hardware.pins.left_en: GPIO 6 is the ESP32's flash; motors off",
+        "hardware.battery.pin: GPIO 4 is on the ESP32's ADC2, which reads 0 while WiFi is on: "
+        "use ADC1 (GPIO 32-39); battery off",
+        "hardware.light: GPIO 34 is input-only on the ESP32; light off"]
+    hw = cfg["hardware"]
+    assert hw["pins"] is None and hw["light"] is None and hw["battery"] is None
+    assert hw["ultrasonic"] == {"trig": 18, "echo": 19, "timeout_us": 25000}
+
+
+def test_firmware_with_a_bad_motor_pin_boots_without_motors_on_the_esp8266_proxy(tmp_path):
+    # mode real on the stand-ins following the ESP8266's rules: the car comes up,
+    # names the pin, keeps its motors off, and still serves its page and telemetry.
+    proxy = board_proxy("esp8266")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"limits": {"telemetry_hz": 50}, "hardware": {
+        "mode": "real", "chip": "esp8266", "driver": "drv8833",
+        "pins": {"left_in1": 16, "left_in2": 4, "right_in1": 14, "right_in2": 12}}}))
+    car = MicroPythonProcess("main.py", ["--host", "127.0.0.1", "--config", str(cfg)], micropython=proxy,
+                             env={"MICROPYPATH": FAKES + ":.frozen", "FAKE_CHIP": "esp8266"})
+    try:
+        async def main():
+            c = await Client.connect(car)
+            await c.drive(1, 0)
+            await c.reply()
+            await c.hold(1, 0, 0.3)
+            t = await c.latest()
+            await c.close()
+            return c.hello, t
+
+        hello, t = run(main())
+        assert hello["simulated"] is False
+        assert t["motor"]["left"] > 0 and t["applied"] == {"left": 0, "right": 0}
+        assert t["battery_v"] == 0.0 and isinstance(t["distance_cm"], (int, float))
+        out = car.output()
+        assert ("config error: hardware.pins.left_in1: GPIO 16 has no PWM on the ESP8266 "
+                "(PWM: GPIO 0, 2, 4, 5, 12-15); motors off") in out, out
+        assert "Traceback" not in out, out
+    finally:
+        car.stop()

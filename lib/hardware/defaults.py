@@ -2,9 +2,11 @@
 # from the validator (config.py) so the board only holds this small part.
 # Every key is documented in docs/wiring.md.
 
-# Reference build: ESP32 DevKit + L298N (see docs/wiring.md).
+# Reference build: ESP32 DevKit + L298N (see docs/wiring.md). Other chips
+# change some of these (merged() below).
 DEFAULTS = {
     "mode": "auto",  # auto: simulated twin on the Unix port, real parts on a board
+    "chip": "auto",  # auto: the board's own (board_chip()); on a computer, no pin rules
     "driver": "l298n",
     "pins": {
         "left_en": 13, "left_in1": 27, "left_in2": 26,
@@ -34,12 +36,62 @@ DEFAULTS = {
 _MERGED = ("ultrasonic", "battery", "sim")
 
 
+
+def chip_of(cfg):
+    """The chip whose pin rules and defaults apply: on a board its own
+    ("esp32", "esp32s3", "esp32c3", "esp8266" or another "esp32.."), else
+    the one cfg names (to check a config on a computer), else None."""
+    import sys
+
+    if sys.platform == "esp8266":
+        return "esp8266"
+    if sys.platform == "esp32":
+        import os
+
+        # "<board> with ESP32S3" (extmod/modos.c; MICROPY_HW_MCU_NAME in the
+        # boards' mpconfigboard.h: "ESP32", "ESP32-D2WD", "ESP32S3", "ESP32C3")
+        mcu = os.uname().machine.split()[-1].lower()
+        return "esp32" if mcu[5:6] == "-" else mcu
+    chip = cfg.get("chip", "auto") if isinstance(cfg, dict) else "auto"
+    return None if chip == "auto" else chip
+
+
 def merged(cfg):
-    """Defaults overlaid with cfg (a dict or None). Does not validate."""
+    """Defaults (the chip's, see chip_of) overlaid with cfg (a dict or None).
+    Does not validate."""
     cfg = cfg or {}
+    chip = chip_of(cfg)
+    # Defaults that differ per chip: the ESP32's pins do not exist on the
+    # others (docs/wiring.md gives the reasons; hardware.config the rules).
+    # Built here, so only the board's own are ever made.
+    own = {}
+    if chip == "esp32s3":
+        own = {
+            "pins": {"left_en": 4, "left_in1": 5, "left_in2": 6,
+                     "right_en": 7, "right_in1": 15, "right_in2": 16, "stby": None},
+            "ultrasonic": {"trig": 17, "echo": 18, "timeout_us": 25000},
+            "battery": {"pin": 1, "divider": 4.03},
+            "light": 39, "buzzer": 40,
+        }
+    elif chip == "esp32c3":  # few free pins: a two-input driver, the DevKit's LED on 8
+        own = {
+            "driver": "drv8833",
+            "pins": {"left_in1": 5, "left_in2": 6, "right_in1": 7, "right_in2": 10, "stby": None},
+            "ultrasonic": {"trig": 3, "echo": 1, "timeout_us": 25000},
+            "battery": {"pin": 4, "divider": 4.03},
+            "light": 8, "buzzer": 0,
+        }
+    elif chip == "esp8266":  # PWM on 0, 2, 4, 5, 12-15 only, one frequency; A0 reads 0-1 V
+        own = {
+            "driver": "drv8833",
+            "pins": {"left_in1": 5, "left_in2": 4, "right_in1": 14, "right_in2": 12, "stby": None},
+            "ultrasonic": {"trig": 16, "echo": 13, "timeout_us": 25000},
+            "battery": {"pin": 0, "divider": 8.8},
+            "light": None, "buzzer": 15,
+        }
     out = {}
     for key in DEFAULTS:
-        default = DEFAULTS[key]
+        default = own.get(key, DEFAULTS[key])
         value = cfg.get(key, default)
         if isinstance(value, dict):  # copies: callers may not alter DEFAULTS
             if key in _MERGED and isinstance(default, dict):
