@@ -385,3 +385,112 @@ def test_firmware_with_a_bad_motor_pin_boots_without_motors_on_the_esp8266_proxy
         assert "Traceback" not in out, out
     finally:
         car.stop()
+
+
+# --- items 6, 13: make image with a v1.28.0-like ESP32 firmware ---------------
+
+# ports/esp32/partitions-4MiBplus.csv at v1.28.0: no vfs partition.
+V128_PARTITIONS = [
+    ("nvs", 0x01, 0x02, 0x9000, 0x6000),
+    ("phy_init", 0x01, 0x01, 0xF000, 0x1000),
+    ("factory", 0x00, 0x00, 0x10000, 0x1F0000),
+]
+
+
+def make_image(tmp_path, parts, *args):
+    import subprocess
+    import sys
+
+    from helpers_tooling import synthetic_esp32_firmware
+
+    fw, _, _ = synthetic_esp32_firmware(parts)
+    fw_path = tmp_path / "ESP32_GENERIC-v1.28.0-like.bin"
+    fw_path.write_bytes(fw)
+    out = tmp_path / "tether.bin"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "image.py"), "--chip", "esp32",
+                        "--firmware", str(fw_path), "--out", str(out)] + list(args),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return r, fw, out
+
+
+@pytest.mark.parametrize("flash_size, fs_size", [("4MB", 0x200000), ("8MB", 0x600000)])
+def test_image_puts_the_filesystem_where_a_v128_firmware_registers_vfs(tmp_path, flash_size, fs_size):
+    # ports/esp32/main.c: no "vfs"/"ffat" partition -> "vfs" from the end of the last
+    # partition (factory: 0x10000 + 0x1F0000 = 0x200000) to the end of the flash chip.
+    from test_tooling import lfs_listing
+
+    r, fw, out = make_image(tmp_path, V128_PARTITIONS, "--flash-size", flash_size)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "filesystem at 0x200000, %d KiB (after the last partition" % (fs_size // 1024) in r.stdout
+    merged = out.read_bytes()
+    base = 0x1000
+    assert merged[:len(fw)] == fw and len(merged) == 0x200000 + fs_size - base
+    listing = lfs_listing(tmp_path, out, 0x200000 - base, fs_size)
+    assert "main.py" in listing and "boot.py" in listing and "lib/car/main.mpy" in listing
+
+
+def test_image_after_a_romfs_partition(tmp_path):
+    # partitions-4MiB-romfs.csv: factory 0x1D0000 then romfs 0x1E0000 + 0x20000.
+    parts = V128_PARTITIONS[:2] + [("factory", 0x00, 0x00, 0x10000, 0x1D0000),
+                                   ("romfs", 0x01, 0x8F, 0x1E0000, 0x20000)]
+    r, _, _ = make_image(tmp_path, parts)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "filesystem at 0x200000, 2048 KiB" in r.stdout
+
+
+def test_image_refuses_a_flash_with_no_room_after_the_partitions(tmp_path):
+    r, _, _ = make_image(tmp_path, V128_PARTITIONS, "--flash-size", "2MB")
+    assert r.returncode == 2
+    assert "no room for a filesystem: the partitions (nvs, phy_init, factory) end at 0x200000" in r.stderr
+
+
+def test_manifest_pins_v128_with_the_esp8266_romfs_variant():
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import fwstore
+
+    manifest = fwstore.load_manifest(os.path.join(ROOT, "firmware", "firmware.json"))
+    assert manifest["release"] == "v1.28.0"
+    for chip in fwstore.CHIPS:
+        entry = fwstore.chip_entry(manifest, chip)
+        assert entry["file"].endswith("-v1.28.0.bin") and entry["url"].endswith("/" + entry["file"])
+    romfs = fwstore.variant_entry(manifest, "esp8266", "FLASH_2M_ROMFS")
+    assert romfs["file"] == "ESP8266_GENERIC-FLASH_2M_ROMFS-20260406-v1.28.0.bin"
+    assert romfs["offset_int"] == 0 and romfs["march"] == "xtensa"
+    # esp8266_2MiB_ROMFS.ld: FLASH_ROMFS org 0x402b0000 (flash mapped at 0x40200000), len 320K
+    assert int(romfs["romfs"]["offset"], 0) == 0x402B0000 - 0x40200000 and romfs["romfs"]["size"] == 320 * 1024
+    assert int(romfs["romfs"]["offset"], 0) + romfs["romfs"]["size"] == int(romfs["filesystem"]["offset"], 0)
+    with pytest.raises(fwstore.FirmwareError, match="no esp8266 variant 'OTA'"):
+        fwstore.variant_entry(manifest, "esp8266", "OTA")
+
+
+WIFI_START = """
+import network
+from car import wifi
+
+class EspPlatform:  # wifi.start asks sys.platform; the Unix port's is "linux"
+    platform = "esp32"
+    print_exception = None
+
+network.CONNECTED[0] = %r
+wifi.sys = EspPlatform
+wifi.start(%r)
+print(json.dumps(network.ACTIVE))
+"""
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_local_url_only_where_mdns_answers(tmp_path, joined):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"wifi": {"networks": [{"ssid": "home", "password": "secret-pw"}],
+                                        "timeout_s": 1}}))
+    r = run_micropython("import sys, json\nsys.path[:0] = [%r, %r]\n" % (FAKES, LIB)
+                        + WIFI_START % (joined, str(cfg)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    if joined:
+        assert "WiFi: connected, IP 192.168.1.50" in r.stdout
+        assert "Tether: or http://tether-car.local/" in r.stdout
+    else:
+        assert "WiFi: access point 'tether-car' (WPA2), IP 192.168.4.1" in r.stdout
+        assert "Tether: open http://192.168.4.1/" in r.stdout
+        assert ".local" not in r.stdout, r.stdout
