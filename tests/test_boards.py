@@ -494,3 +494,81 @@ def test_local_url_only_where_mdns_answers(tmp_path, joined):
         assert "WiFi: access point 'tether-car' (WPA2), IP 192.168.4.1" in r.stdout
         assert "Tether: open http://192.168.4.1/" in r.stdout
         assert ".local" not in r.stdout, r.stdout
+
+
+# --- item 11: make deploy gets in while boot.py joins WiFi --------------------
+
+SLOW_NETWORK = '''# Test stand-in: a station that never connects, so boot.py's WiFi join takes
+# wifi.timeout_s per configured network, as with unreachable networks on a board.
+''' + open(os.path.join(FAKES, "network.py")).read().replace("CONNECTED = [True]", "CONNECTED = [False]")
+
+
+def test_deploy_gets_in_while_boot_py_joins_unreachable_networks(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from helpers_tooling import VirtualBoard, free_port
+
+    http_port = free_port()
+    board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port)
+    try:
+        config = tmp_path / "config.json"
+        # Two unreachable networks, 8 s each: 16 s of boot.py on every soft reset.
+        config.write_text(json.dumps({"wifi": {"timeout_s": 8, "networks": [
+            {"ssid": "gone-1", "password": "password1"}, {"ssid": "gone-2", "password": "password2"}]}}))
+        deploy = [sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--port", board.tty,
+                  "--config", str(config)]
+        r = subprocess.run(deploy + ["--no-reset"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        with open(os.path.join(board.root, "network.py"), "w") as f:
+            f.write(SLOW_NETWORK)  # from now on boot.py has WiFi to join
+        # Boot the board: boot.py starts its 16 s of joining.
+        r = subprocess.run(deploy, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        deadline = time.monotonic() + 10
+        while "WiFi: joining 'gone-1'" not in board.output():
+            assert time.monotonic() < deadline, board.output()[-2000:]
+            time.sleep(0.1)
+        # A deploy now gets in at once: Ctrl-C stops boot.py, no soft reset runs it again.
+        started = time.monotonic()
+        r = subprocess.run(deploy + ["--no-reset", "--full"], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+        assert r.returncode == 0, r.stdout + r.stderr + board.output()[-2000:]
+        assert "copied" in r.stdout and took < 15, (took, r.stdout)
+        assert "KeyboardInterrupt" in board.output()
+    finally:
+        board.stop()
+
+
+def test_deploy_keeps_an_esp8266_watchdog_fed():
+    # The deploy re-arms the app's watchdog to feed it; on the ESP8266 WDT(timeout=8000)
+    # raises ValueError (ports/esp8266/machine_wdt.c), which left it unfed.
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import deploy
+
+    got = mp("import machine\nmachine.CHIP[0] = 'esp8266'\n" + deploy.WATCHDOG_SETUP
+             + "\n_tw.feed()\nprint(json.dumps([_tw.timeout_ms, _tw.fed]))", path=FAKES + ":" + LIB)
+    assert got == [5000, 1]
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.sent = []
+
+    def exec_raw_no_follow(self, code):
+        self.sent.append(code)
+
+
+def test_deploy_ends_with_a_hard_reset_on_the_boards():
+    # A soft reset leaves the app's watchdog armed (neither ports/esp32/main.c nor
+    # ports/esp8266/main.c disarms it) while boot.py joins WiFi unfed.
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import deploy
+
+    for platform in ("esp32", "esp8266"):
+        t = RecordingTransport()
+        assert deploy.restart(t, platform) == "deploy: hard reset (machine.reset) -> boot.py, main.py"
+        assert t.sent == ["import machine\nmachine.reset()"]
