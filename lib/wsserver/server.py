@@ -10,6 +10,7 @@
 #   server.run("0.0.0.0", 80)
 
 import asyncio
+import socket
 import sys
 
 from . import static
@@ -18,6 +19,15 @@ from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, encode, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
 from .http import error_response, find_head_end, parse_request, response_head
+
+
+def nodelay(sock):
+    """Nagle off, for low latency on small frames, with the socket module's own
+    constants: extmod/modlwip.c (ESP8266) ignores the level and knows
+    TCP_NODELAY as 0x40 (lwIP's TF_NODELAY), printing "lwip.setsockopt() not
+    implemented" for any other option. The Unix port has no such constants:
+    6 and 1 are Linux's and the BSDs'."""
+    sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
 
 
 class Server:
@@ -299,8 +309,8 @@ class Server:
                 raise HTTPError(verdict[0], verdict[1])
         subprotocol = choose_subprotocol(request, subprotocols)
         response = switching_protocols(request, subprotocol)
-        try:  # low latency for small frames, where the stack allows it
-            stream.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        try:
+            nodelay(stream.s)
         except (OSError, AttributeError):
             pass
         # Headers were for the handshake (and the accept hook); an open
