@@ -572,3 +572,73 @@ def test_deploy_ends_with_a_hard_reset_on_the_boards():
         t = RecordingTransport()
         assert deploy.restart(t, platform) == "deploy: hard reset (machine.reset) -> boot.py, main.py"
         assert t.sent == ["import machine\nmachine.reset()"]
+
+
+# --- item 7: TCP_NODELAY with the socket module's constants -------------------
+
+NODELAY = """
+import asyncio, socket
+from wsserver import server as server_mod
+
+calls = []
+class Lwip:  # extmod/modlwip.c's constants: IP_PROTO_TCP 6, TCP_NODELAY = TF_NODELAY 0x40
+    IPPROTO_TCP = 6
+    TCP_NODELAY = 0x40
+class Sock:
+    def setsockopt(self, level, option, value):
+        calls.append([level, option, value])
+server_mod.nodelay(Sock())
+server_mod.socket = Lwip
+server_mod.nodelay(Sock())
+
+# The handshake really calls it (recorded, then the real call on the Unix socket).
+real = server_mod.nodelay
+seen = []
+def spy(sock):
+    seen.append(1)
+    server_mod.socket = socket
+    real(sock)
+server_mod.nodelay = spy
+srv = server_mod.Server()
+
+@srv.websocket("/ws")
+async def ws_route(ws):
+    async for m in ws:
+        pass
+
+async def main():
+    await srv.start("127.0.0.1", %d)
+    r, w = await asyncio.open_connection("127.0.0.1", %d)
+    w.write(b"GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+    await w.drain()
+    line = await r.readline()
+    return line
+line = asyncio.run(main())
+print(json.dumps([calls, seen, line.decode().strip()]))
+"""
+
+
+def test_tcp_nodelay_uses_the_socket_modules_constants():
+    from conftest import free_port
+
+    port = free_port()
+    got = mp(NODELAY % (port, port))
+    unix, lwip = got[0]
+    assert unix == [6, 1, 1]  # the Unix port: no constants, Linux's values
+    assert lwip == [6, 0x40, 1]  # the ESP8266's: option 1 there is "not implemented"
+    assert got[1] == [1] and got[2] == "HTTP/1.1 101 Switching Protocols"
+
+
+# --- item 12: a short echo timeout on the ESP8266 -----------------------------
+
+@pytest.mark.parametrize("chip, expected", [("esp8266", 12000), ("esp32", 25000)])
+def test_echo_timeout_is_short_on_the_esp8266(chip, expected):
+    # extmod/machine_pulse.c busy-waits up to the timeout twice; the ESP8266's hook
+    # (esp_mphal.h) feeds only the soft WDT, so WiFi waits meanwhile.
+    got = mp("import machine\nmachine.CHIP[0] = %r\nfrom hardware.real import RealHardware\n"
+             "from hardware.defaults import merged\n"
+             "hw = RealHardware(merged({'chip': %r, 'ultrasonic': {'timeout_us': 25000}}))\n"
+             "hw.distance_cm()\nprint(json.dumps([p['timeout'] for p in machine.PULSES]))"
+             % (chip, chip), path=FAKES + ":" + LIB)
+    assert got == [expected]

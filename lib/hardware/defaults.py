@@ -85,7 +85,7 @@ def merged(cfg):
         own = {
             "driver": "drv8833",
             "pins": {"left_in1": 5, "left_in2": 4, "right_in1": 14, "right_in2": 12, "stby": None},
-            "ultrasonic": {"trig": 16, "echo": 13, "timeout_us": 25000},
+            "ultrasonic": {"trig": 16, "echo": 13, "timeout_us": 12000},  # see real.py
             "battery": {"pin": 0, "divider": 8.8},
             "light": None, "buzzer": 15,
         }

@@ -36,8 +36,14 @@ class RealHardware(Base):
         us = cfg["ultrasonic"]
         if us:
             from hardware.sensors import Ultrasonic
-            self._us = _part("ultrasonic", Ultrasonic, machine, us["trig"], us["echo"],
-                             us["timeout_us"])
+            # time_pulse_us busy-waits for the echo to start, then to end, up to
+            # the timeout each (extmod/machine_pulse.c); on the ESP8266 its hook
+            # only feeds the soft WDT (esp_mphal.h), WiFi waits. There at most
+            # 12 ms: an echo from 2.06 m (58.3 us/cm), plenty to stop in time.
+            t = us["timeout_us"]
+            if esp8266 and t > 12000:
+                t = 12000
+            self._us = _part("ultrasonic", Ultrasonic, machine, us["trig"], us["echo"], t)
         bat = cfg["battery"]
         if bat:
             from hardware.sensors import Battery
