@@ -8,35 +8,15 @@ except ImportError:  # CPython
     def const(value):
         return value
 
-from hardware.defaults import DEFAULTS, chip_of, merged
+from hardware.defaults import DEFAULTS, merged, on_board
 
 DRIVERS = ("l298n", "tb6612", "drv8833")
 
-# What each chip's GPIOs can do, read from MicroPython v1.28.0:
-#   ESP32/S3/C3: ports/esp32/machine_pin.h (which GPIOs the Pin class has),
-#     machine_pin.c (GPIO_FIRST_NON_OUTPUT 34 on the ESP32: "pin can only be
-#     input"), machine_adc.c (ADC1/ADC2 channels), the generic boards'
-#     mpconfigboard.h (MICROPY_HW_ENABLE_UART_REPL: UART0 is the REPL; S3
-#     19/20 and C3 18/19 are the native USB, left out of the Pin table then).
-#   ESP8266: ports/esp8266/machine_pin.c (GPIO 0-5, 9, 10, 12-16),
-#     esppwm.c (PWM only on 0, 2, 4, 5, 12-15), machine_adc.c (ADC(0) = A0).
-#   Flash: the modules' SPI flash lines (ESP32 6-11, S3 26-32, C3 14-17,
-#     ESP8266 6-11); driving one stops the board, though some are in the table.
-# One byte per GPIO (index = GPIO; past the end = absent):
-#   o in/out/PWM  n in/out, no PWM  i input only  f flash  u UART0 (REPL)
-#   U native USB  - not on this chip
-_ESP32 = const(b"ououooffffffoooooooooooo-ooo----ooiiiiii")
-_ESP32S3 = const(b"oooooooooooooooooooUUo----fffffffoooooooooouuoooo")
-_ESP32C3 = const(b"ooooooooooooooffffUUuu")
-_ESP8266 = const(b"ououooffffffoooon")
-# ADC unit per GPIO: 1 ADC1, 2 ADC2 (reads 0 while WiFi is on: the IDF's
-# adc_oneshot_read fails then, and ports/esp32/adc.c ignores its status).
-_ESP32_ADC = const(b"2-2-2-------2222---------222----11111111")
-_ESP32S3_ADC = const(b"-11111111112222222222")
-_ESP32C3_ADC = const(b"111112")
-_OUT = const(0)  # what a pin is used for
+_OUT = const(0)  # what a pin is used for (hardware.pins checks it per chip)
 _PWM = const(1)
 _IN = const(2)
+_ADC = const(3)
+_CHIPS = const(" auto esp32 esp32s3 esp32c3 esp8266 ")
 
 # Motor pins each driver needs; the others in "pins" are optional or unused.
 REQUIRED_PINS = {
@@ -63,17 +43,11 @@ def validate(cfg, prefix="hardware"):
         return [(prefix, "must be an object")]
     errors = []
     used = {}  # GPIO -> key, to catch one pin wired to two things
-    chip = chip_of(cfg)  # the board's, or the one cfg names on a computer
-    gpios = adcs = None  # the chip's tables; None: range checks only
-    if chip == "esp32":
-        gpios, adcs = _ESP32, _ESP32_ADC
-    elif chip == "esp32s3":
-        gpios, adcs = _ESP32S3, _ESP32S3_ADC
-    elif chip == "esp32c3":
-        gpios, adcs = _ESP32C3, _ESP32C3_ADC
-    elif chip == "esp8266":
-        gpios = _ESP8266
-    name = chip.upper() if gpios else ""  # MicroPython's own MCU names: ESP32S3, ...
+    board = on_board()
+    chip = board or (cfg.get("chip") if isinstance(cfg, dict) else None)
+    rules = None  # the chip's pin rules (hardware.pins); None: range checks only
+    if type(chip) is str and chip != "auto":
+        from hardware import pins as rules
 
     def err(key, message):
         errors.append((prefix + "." + key, message))
@@ -82,23 +56,6 @@ def validate(cfg, prefix="hardware"):
         for k in section:
             if k not in allowed:
                 err(key + k, "unknown key")
-
-    def check(value, kind):
-        # Why GPIO `value` cannot serve `kind` (_OUT, _PWM, _IN) on this chip.
-        c = gpios[value] if value < len(gpios) else 45
-        if c == 45:  # -
-            return "GPIO %d does not exist on the %s" % (value, name)
-        if c == 102:  # f
-            return "GPIO %d is the %s's flash" % (value, name)
-        if c == 117:  # u
-            return "GPIO %d is the %s's UART0, the REPL that deploys use" % (value, name)
-        if c == 85:  # U
-            return "GPIO %d is the %s's USB" % (value, name)
-        if kind != _IN and c == 105:  # i
-            return "GPIO %d is input-only on the %s" % (value, name)
-        if kind == _PWM and c == 110:  # n
-            return "GPIO %d has no PWM on the %s (PWM: GPIO 0, 2, 4, 5, 12-15)" % (value, name)
-        return None
 
     def pin(key, value, optional, kind=_OUT):
         if value is None:
@@ -110,7 +67,7 @@ def validate(cfg, prefix="hardware"):
         elif value in used:
             err(key, "GPIO %d is already used by %s" % (value, used[value]))
         else:
-            why = gpios and check(value, kind)
+            why = rules and rules.check(chip, value, kind)
             if why:
                 err(key, why)
             else:
@@ -140,9 +97,11 @@ def validate(cfg, prefix="hardware"):
     unknown(cfg, DEFAULTS, "")
     c = merged(cfg)
     choice("mode", c["mode"], ("auto", "real", "sim"))
-    choice("chip", c["chip"], ("auto", "esp32", "esp32s3", "esp32c3", "esp8266"))
-    if c["chip"] != "auto" and c["chip"] != chip:  # chip_of gave the board's own
-        err("chip", "this board is an %s" % chip.upper())
+    given = c["chip"]
+    if type(given) is not str or " " in given or _CHIPS.find(" " + given + " ") < 0:
+        err("chip", "must be one of: auto, esp32, esp32s3, esp32c3, esp8266")
+    elif board and given != board and _CHIPS.find(" " + given + " ") > 0:
+        err("chip", "this board is an %s" % board.upper())
     choice("driver", c["driver"], DRIVERS)
     pins = c["pins"]
     if pins is None:
@@ -159,9 +118,6 @@ def validate(cfg, prefix="hardware"):
             pwm = k in needed and (c["driver"] != "l298n" or k == "left_en" or k == "right_en")
             pin("pins." + k, pins.get(k), k not in needed, _PWM if pwm else _OUT)
     integer("pwm_freq", c["pwm_freq"], 1, 40000)
-    if chip == "esp8266" and _is_int(c["pwm_freq"]) and c["pwm_freq"] > 1000:
-        # esppwm.c clamps to 1-1000 Hz, silently
-        err("pwm_freq", "the ESP8266's PWM runs at 1-1000 Hz")
     number("min_duty", c["min_duty"], 0, 0.95)
     for k in ("invert_left", "invert_right"):
         if not isinstance(c[k], bool):
@@ -177,31 +133,16 @@ def validate(cfg, prefix="hardware"):
         # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
         if not _is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
             err("battery.pin", "pin must be an int 0-48")
-        elif chip == "esp8266":
-            if bat["pin"]:
-                err("battery.pin", "the ESP8266 has one ADC input, A0: write 0")
-        elif gpios:
-            g = bat["pin"]
-            a = adcs[g] if g < len(adcs) else 45
-            why = check(g, _IN)
-            if not why and a != 49:  # not ADC1 (a contiguous run on each chip)
-                span = (g, name, adcs.find(b"1"), adcs.rfind(b"1"))
-                if a == 50:
-                    why = ("GPIO %d is on the %s's ADC2, which reads 0 while WiFi is on: "
-                           "use ADC1 (GPIO %d-%d)" % span)
-                else:
-                    why = "GPIO %d is not an ADC pin on the %s (ADC1: GPIO %d-%d)" % span
+        elif rules:
+            why = rules.check(chip, bat["pin"], _ADC)
             if why:
                 err("battery.pin", why)
         number("battery.divider", bat["divider"], 1, 100)
     pin("light", c["light"], True)
     pin("buzzer", c["buzzer"], True, _PWM if c["buzzer_freq"] else _OUT)
     pin("servo", c["servo"], True, _PWM)
-    if chip == "esp8266" and c["servo"] is not None:
-        # One PWM frequency for every pin (ports/esp8266/esppwm.c): a 50 Hz
-        # servo would retune the motors.
-        err("servo", "the ESP8266 has one PWM frequency for all pins: a 50 Hz servo "
-            "would retune the motors")
+    if rules:
+        rules.extra(chip, c, err)
     integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
     sim = c["sim"]
     if section("sim", sim, False):

@@ -6,7 +6,7 @@
 # change some of these (merged() below).
 DEFAULTS = {
     "mode": "auto",  # auto: simulated twin on the Unix port, real parts on a board
-    "chip": "auto",  # auto: the board's own (board_chip()); on a computer, no pin rules
+    "chip": "auto",  # auto: the board's own (on_board()); on a computer, no pin rules
     "driver": "l298n",
     "pins": {
         "left_en": 13, "left_in1": 27, "left_in2": 26,
@@ -37,35 +37,18 @@ _MERGED = ("ultrasonic", "battery", "sim")
 
 
 
-def chip_of(cfg):
-    """The chip whose pin rules and defaults apply: on a board its own
-    ("esp32", "esp32s3", "esp32c3", "esp8266" or another "esp32.."), else
-    the one cfg names (to check a config on a computer), else None."""
-    import sys
-
-    if sys.platform == "esp8266":
-        return "esp8266"
-    if sys.platform == "esp32":
-        import os
-
-        # "<board> with ESP32S3" (extmod/modos.c; MICROPY_HW_MCU_NAME in the
-        # boards' mpconfigboard.h: "ESP32", "ESP32-D2WD", "ESP32S3", "ESP32C3")
-        mcu = os.uname().machine.split()[-1].lower()
-        return "esp32" if mcu[5:6] == "-" else mcu
-    chip = cfg.get("chip", "auto") if isinstance(cfg, dict) else "auto"
-    return None if chip == "auto" else chip
-
-
 def merged(cfg):
-    """Defaults (the chip's, see chip_of) overlaid with cfg (a dict or None).
-    Does not validate."""
+    """Defaults (the chip's: the board's own, else cfg["chip"]) overlaid with
+    cfg (a dict or None). Does not validate."""
     cfg = cfg or {}
-    chip = chip_of(cfg)
+    chip = on_board() or cfg.get("chip")
     # Defaults that differ per chip: the ESP32's pins do not exist on the
     # others (docs/wiring.md gives the reasons; hardware.config the rules).
-    # Built here, so only the board's own are ever made.
+    # Built here, so only the board's own are ever made. The chip is found
+    # by its place in a long string (see on_board).
+    k = " esp32s3 esp32c3 esp8266 ".find(" " + chip + " ") if type(chip) is str else -1
     own = {}
-    if chip == "esp32s3":
+    if k == 0:  # esp32s3
         own = {
             "pins": {"left_en": 4, "left_in1": 5, "left_in2": 6,
                      "right_en": 7, "right_in1": 15, "right_in2": 16, "stby": None},
@@ -73,7 +56,7 @@ def merged(cfg):
             "battery": {"pin": 1, "divider": 4.03},
             "light": 39, "buzzer": 40,
         }
-    elif chip == "esp32c3":  # few free pins: a two-input driver, the DevKit's LED on 8
+    elif k == 8:  # esp32c3: few free pins: a two-input driver, the DevKit's LED on 8
         own = {
             "driver": "drv8833",
             "pins": {"left_in1": 5, "left_in2": 6, "right_in1": 7, "right_in2": 10, "stby": None},
@@ -81,7 +64,7 @@ def merged(cfg):
             "battery": {"pin": 4, "divider": 4.03},
             "light": 8, "buzzer": 0,
         }
-    elif chip == "esp8266":  # PWM on 0, 2, 4, 5, 12-15 only, one frequency; A0 reads 0-1 V
+    elif k == 16:  # esp8266: PWM on 0, 2, 4, 5, 12-15 only, one frequency; A0 reads 0-1 V
         own = {
             "driver": "drv8833",
             "pins": {"left_in1": 5, "left_in2": 4, "right_in1": 14, "right_in2": 12, "stby": None},
@@ -105,14 +88,18 @@ def merged(cfg):
 
 
 def on_board():
-    """True on an ESP32/ESP8266 (a real `machine` and not the Unix port).
-    Here, not in __init__, because only create() asks, once, at boot."""
+    """The chip on an ESP32/ESP8266 board ("esp32", "esp32s3", "esp32c3",
+    "esp8266" or another "esp32.."), None on a computer. Here, not in
+    __init__, because only boot asks. Chip names are not written as literals:
+    every short string a module holds is interned for good (docs/memory.md)."""
     import sys
 
-    if sys.platform in ("linux", "darwin", "win32"):
-        return False
-    try:
-        import machine  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    p = sys.platform
+    if p[:3] != "esp":
+        return None
+    if len(p) > 5:  # "esp8266"
+        return p
+    # "<board> with ESP32S3": py/mpconfig.h MICROPY_BANNER_MACHINE, from the
+    # boards' MICROPY_HW_MCU_NAME ("ESP32", "ESP32-D2WD", "ESP32S3", "ESP32C3").
+    mcu = sys.implementation._machine.split()[-1].lower()
+    return p if mcu[5:6] == "-" else mcu

@@ -21,15 +21,6 @@ from .handshake import check_upgrade, choose_subprotocol, switching_protocols
 from .http import error_response, find_head_end, parse_request, response_head
 
 
-def nodelay(sock):
-    """Nagle off, for low latency on small frames, with the socket module's own
-    constants: extmod/modlwip.c (ESP8266) ignores the level and knows
-    TCP_NODELAY as 0x40 (lwIP's TF_NODELAY), printing "lwip.setsockopt() not
-    implemented" for any other option. The Unix port has no such constants:
-    6 and 1 are Linux's and the BSDs'."""
-    sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-
-
 class Server:
     """A small HTTP + WebSocket server for asyncio on MicroPython.
 
@@ -310,7 +301,12 @@ class Server:
         subprotocol = choose_subprotocol(request, subprotocols)
         response = switching_protocols(request, subprotocol)
         try:
-            nodelay(stream.s)
+            # Nagle off, for low latency on small frames, with the socket
+            # module's own constants: extmod/modlwip.c (ESP8266) ignores the
+            # level and knows TCP_NODELAY as 0x40 (lwIP's TF_NODELAY), printing
+            # "lwip.setsockopt() not implemented" for any other option. The
+            # Unix port has neither constant: 6 and 1 are Linux's and the BSDs'.
+            stream.s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
         except (OSError, AttributeError):
             pass
         # Headers were for the handshake (and the accept hook); an open
