@@ -630,3 +630,47 @@ def test_echo_timeout_is_short_on_the_esp8266(chip, expected):
              "hw.distance_cm()\nprint(json.dumps([p['timeout'] for p in machine.PULSES]))"
              % (chip, chip), path=FAKES + ":" + LIB)
     assert got == [expected]
+
+
+# --- must show: the ROMFS layout on the esp8266 proxy --------------------------
+
+@pytest.mark.parametrize("heap_kb", [44])
+def test_firmware_drives_from_a_romfs_image_on_the_esp8266_proxy(tmp_path, heap_kb):
+    # lib/ as x86 .mpy in a ROMFS image executed in place (tools/heap_report.py's
+    # layout: main.py, config.json, web/ on the filesystem), the ESP8266's
+    # language features off. The heap is the budget plus the image's own block
+    # (the Unix port has no flash to map it from).
+    import subprocess
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import heap_report
+
+    proxy = board_proxy("esp8266")
+    build = tmp_path / "board-x86"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", "x86",
+                        "--out", str(build)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    image = heap_report.romfs_tree(str(build), str(run_dir))
+    write_config(run_dir)  # the simulated car, fast telemetry
+    car = MicroPythonProcess("romfs_boot.py", cwd=str(run_dir), micropython=proxy,
+                             heapsize=heap_kb * 1024 + image + 4096)
+    try:
+        async def main():
+            c = await Client.connect(car)
+            start = (await c.latest())["pose"]
+            await c.drive(0.6, 0)
+            await c.reply()
+            await c.hold(0.6, 0, 0.6)
+            moved = await c.latest()
+            await c.close()
+            return start, moved
+
+        start, moved = run(main())
+        assert moved["pose"]["x"] > start["x"] + 0.05, (start, moved)
+        out = car.output()
+        assert out.startswith("ROMFS %d " % image) and "Traceback" not in out, out
+    finally:
+        car.stop()
