@@ -634,7 +634,7 @@ def test_echo_timeout_is_short_on_the_esp8266(chip, expected):
 
 # --- must show: the ROMFS layout on the esp8266 proxy --------------------------
 
-@pytest.mark.parametrize("heap_kb", [44])
+@pytest.mark.parametrize("heap_kb", [52])
 def test_firmware_drives_from_a_romfs_image_on_the_esp8266_proxy(tmp_path, heap_kb):
     # lib/ as x86 .mpy in a ROMFS image executed in place (tools/heap_report.py's
     # layout: main.py, config.json, web/ on the filesystem), the ESP8266's
