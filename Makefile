@@ -96,7 +96,7 @@ clean:
 # --- Board: flash MicroPython, deploy the app, one-file image, console, virtual board ---
 # make flash PORT=/dev/ttyUSB0 CHIP=esp32|esp32s3|esp32c3|esp8266 [FIRMWARE=my.bin] [PIN=1] [FLASH_MODE=dout] [DRY_RUN=1]
 # make deploy PORT=... [DRY_RUN=1] [FULL=1] [CONFIG=my-config.json]
-# make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB (esp8266)]     -> build/tether-$(CHIP).bin
+# make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB]     -> build/tether-$(CHIP).bin
 # make repl|logs PORT=...       make vboard  (then PORT=build/vboard.tty)
 PORT        ?=
 CHIP        ?= esp32

@@ -34,7 +34,11 @@ def mp(code, fakes=False, heapsize=None):
 
 def real(cfg, body, platform=None, before=""):
     """Build RealHardware(cfg) on the fake machine, run `body` (which appends
-    to `out`), return out. `S()` snapshots the fake machine's state."""
+    to `out`), return out. `S()` snapshots the fake machine's state.
+    platform "esp8266": the fake follows the ESP8266's rules and cfg takes its defaults."""
+    if platform == "esp8266":
+        cfg = dict({"chip": "esp8266"}, **cfg)
+        before = "machine.CHIP[0] = 'esp8266'\n" + before
     code = "\n".join([
         "import json, machine",
         before,

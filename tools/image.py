@@ -8,8 +8,11 @@
 2. Where the filesystem goes:
    - ESP32 family: read from the partition table inside the firmware image
      (flash 0x8000, i.e. file offset 0x8000 - app offset: 0x7000 for ESP32 whose
-     image is flashed at 0x1000, 0x8000 for S3/C3). The partition labelled "vfs"
-     (else the first data/fat or data/littlefs one) gives offset and size.
+     image is flashed at 0x1000, 0x8000 for S3/C3). A data partition labelled
+     "vfs" (else "ffat") gives offset and size. The release images (v1.26+,
+     partitions-4MiBplus.csv) have neither: the firmware registers "vfs" at boot
+     from the end of the last partition to the end of flash (ports/esp32/main.c),
+     so the image does the same for --flash-size (default 4MB).
    - ESP8266 (no partition table): 0x100000 up to flash size - 20 KiB, as
      MicroPython's esp8266 flashbdev.py lays it out; --flash-size picks the size.
 3. LittleFS v2 image (littlefs-python; block size 4096, block count = partition
@@ -43,7 +46,11 @@ def filesystem_region(entry, firmware_bytes, flash_size="4MB"):
     """(offset, size, how) of the filesystem on flash."""
     if entry.get("filesystem") == "partition-table":
         parts = fwstore.partition_table_from_firmware(firmware_bytes, entry["offset_int"])
-        vfs = fwstore.filesystem_partition(parts)
+        vfs = fwstore.filesystem_partition(parts, flash_size)
+        if vfs["registered"]:
+            return vfs["offset"], vfs["size"], (
+                "after the last partition up to the end of %s flash, where the firmware registers "
+                "'vfs' at boot (no vfs partition in its table)" % flash_size)
         return vfs["offset"], vfs["size"], "partition %r in the firmware's table" % vfs["label"]
     start, size = fwstore.esp8266_filesystem(entry, flash_size)
     return start, size, "ESP8266 layout for %s flash" % flash_size
@@ -113,7 +120,9 @@ def main(argv=None):
     ap.add_argument("--chip", default=os.environ.get("CHIP", "esp32"), choices=fwstore.CHIPS)
     ap.add_argument("--firmware", help="use this MicroPython .bin instead of the pinned download")
     ap.add_argument("--out", help="output file (default build/tether-<chip>.bin)")
-    ap.add_argument("--flash-size", default="4MB", help="ESP8266 only: the module's flash size (default 4MB)")
+    ap.add_argument("--flash-size", default="4MB",
+                    help="the module's flash size (default 4MB): where the filesystem ends on the ESP32 "
+                         "family (when the table has no vfs partition) and on the ESP8266")
     ap.add_argument("--config", help="config file to put in the image as /config.json")
     ap.add_argument("--pin", action="store_true", help="record the download's sha256 when none is pinned")
     args = ap.parse_args(argv)

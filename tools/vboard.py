@@ -21,7 +21,8 @@ under a pty, where a board would behave differently):
     sys.path ['', '.frozen', '/lib'], so "/lib/car/app.mpy" means
     build/vboard/lib/car/app.mpy and nothing else on the host is visible.
   - Boot: like a board it runs boot.py, then main.py (only when the REPL is in
-    friendly mode - a soft reset from the raw REPL skips main.py).
+    friendly mode - a soft reset from the raw REPL skips main.py - and boot.py
+    ended without an exception).
   - Soft reset: Ctrl-D at an empty prompt makes the Unix port exit, and
     SystemExit from boot.py/main.py ends the script; the bridge prints
     "MPY: soft reboot" and starts a fresh interpreter, re-entering the raw REPL
@@ -79,12 +80,16 @@ def _vboard_run(name):
         return False
     except BaseException as e:
         sys.print_exception(e)
+        return None
     return True
-if _vboard_run('boot.py') and (%(raw)r or _vboard_run('main.py')):
+# As ports/esp32|esp8266/main.c: main.py runs only if boot.py ended without an
+# exception (pyexec returns 0 for one, e.g. a Ctrl-C during boot.py's WiFi join).
+_r = _vboard_run('boot.py')
+if _r is not False and (_r is None or %(raw)r or _vboard_run('main.py') is not False):
     sys.stdout.write(%(ready)r)
 else:
     sys.stdout.write(%(reset)r)
-del _vboard_run
+del _vboard_run, _r
 """
 
 

@@ -46,11 +46,11 @@ class Car:
         self.sent = (0, 0)  # what set_motors last got (0 == 0.0)
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
-        self.last_tick = ticks_ms()
-        # Uptime is summed tick by tick, not now - start: ticks wrap every
-        # 2^30 ms on a board, so that difference goes negative after 6.2 days.
-        # Whole seconds plus ms, so both stay small ints (no heap per tick).
-        self.up_s = self.up_ms = 0
+        self.started = self.last_tick = ticks_ms()
+        # Uptime is counted in whole seconds, `started` moving up a second at a
+        # time, not now - start: ticks wrap every 2^30 ms on a board, so that
+        # difference goes negative after 6.2 days. Small ints: no heap per tick.
+        self.up_s = 0
         self.failed = None
         self.room = hw.room() if hw.simulated else None
         self.links = []  # control clients that dial out (car.fleet), started by serve()
@@ -135,15 +135,11 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        dt = ticks_diff(now, self.last_tick)
+        dt = min(ticks_diff(now, self.last_tick), MAX_DT_MS)
         self.last_tick = now
-        ms = self.up_ms + dt
-        if ms >= 1000:
-            self.up_s += ms // 1000
-            ms %= 1000
-        self.up_ms = ms
-        if dt > MAX_DT_MS:
-            dt = MAX_DT_MS
+        while ticks_diff(now, self.started) >= 1000:
+            self.started = ticks_add(self.started, 1000)
+            self.up_s += 1
         self.ticks += 1
         if self.ticks >= SENSE_EVERY:
             self.ticks = 0
@@ -157,7 +153,7 @@ class Car:
 
     def uptime_ms(self, now):
         """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""
-        return self.up_s * 1000 + self.up_ms + ticks_diff(now, self.last_tick)
+        return self.up_s * 1000 + ticks_diff(now, self.started)
 
     def telemetry(self, now, seq=None):
         # seq: a link with its own count (the fleet link) passes it, so the

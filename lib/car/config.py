@@ -176,18 +176,28 @@ def _unknown(user, defaults, prefix, errors):
 
 def _hardware(user, errors):
     # The hardware layer checks its own section (keys come back dotted,
-    # "hardware.pins.left_in1"). A bad key falls back to its default as a
-    # whole ("pins" is one table there); if that still does not validate,
-    # the whole section does.
+    # "hardware.pins.left_in1"). A part with a bad pin is left out (null):
+    # never a default pin the owner may not have wired, and never a crash
+    # that resets the board in a loop; bad motor pins leave the car without
+    # motors (pins: null), its page still up. Any other bad key falls back to
+    # its default as a whole; if that still does not validate, the whole
+    # section does.
     section = copy(user) if type(user) is dict else {}
     found = hardware.validate(section)
     for key, message in found:
+        parts = key.split(".")
+        top = parts[1] if len(parts) > 1 else ""
+        if top == "pins" or top == "light" or top == "buzzer" or top == "servo" or (
+                len(parts) > 2 and (parts[2] == "trig" or parts[2] == "echo" or parts[2] == "pin")):
+            if top == "pins":
+                errors.append("%s: %s; motors off" % (key, message))
+            else:
+                errors.append("%s: %s; %s off" % (key, message, top))
+            section[top] = None
+            continue
         errors.append("%s: %s" % (key, message))
-        top = key.split(".")[1] if "." in key else ""
-        if top in hardware.DEFAULTS:
-            section[top] = copy(hardware.DEFAULTS[top])
-        elif top in section:
-            del section[top]
+        if top in section:
+            del section[top]  # merged() fills in the chip's default
     if found and hardware.validate(section):
         errors.append("hardware: still invalid, using the default hardware section")
         section = {}

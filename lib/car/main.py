@@ -11,10 +11,10 @@
 import sys
 
 
-def main(here):
-    """here: main.py's folder (config.json and web/ sit beside it)."""
+def main(path):
+    """path: main.py's (config.json and web/ sit beside it)."""
     if not sys.platform.startswith("esp"):  # esp32, esp8266
-        return host_main(sys.argv, here)
+        return host_main(sys.argv, path[:path.rfind("/")] if "/" in path else ".")
     import machine
     import time
 

@@ -81,7 +81,7 @@ def start(config_path="config.json"):
             print("config error:", error)
     wifi = cfg["wifi"]
     _hostname(wifi["hostname"])
-    ip = station(wifi["networks"], wifi["timeout_s"])
+    ip = joined = station(wifi["networks"], wifi["timeout_s"])
     if ip:
         network.WLAN(network.AP_IF).active(False)  # ESP8266 starts one by itself
         print("WiFi: connected, IP", ip)
@@ -95,6 +95,9 @@ def start(config_path="config.json"):
     port = cfg["server"]["port"]
     suffix = "" if port == 80 else ":%d" % port
     print("Tether: open http://%s%s/" % (ip, suffix))
-    if sys.platform == "esp32":
+    # mDNS answers for <hostname>.local only on an ESP32 that joined a
+    # network: ports/esp32/network_wlan.c starts it on the station's GOT_IP
+    # (in access-point mode nothing answers); the ESP8266 has none.
+    if joined and sys.platform == "esp32":
         print("Tether: or http://%s.local%s/" % (wifi["hostname"], suffix))
     return ip

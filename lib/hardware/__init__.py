@@ -37,6 +37,7 @@ def validate(cfg, prefix="hardware"):
         return _load("config").validate(cfg, prefix)
     finally:
         _drop("config")
+        _drop("pins")  # the chips' pin rules, when config loaded them
         _drop("defaults")  # imported by config; create() loads it again
 
 

@@ -1,9 +1,22 @@
 # Validation of the "hardware" section of config.json. Loaded only while
 # hardware.validate() runs (see __init__.py): it is the biggest module here and
-# the board needs it once, at boot.
-from hardware.defaults import DEFAULTS, merged
+# the board needs it once, at boot. Names here are few on purpose: every name
+# and short string a module uses is interned for good, even after it is dropped.
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(value):
+        return value
+
+from hardware.defaults import DEFAULTS, merged, on_board
 
 DRIVERS = ("l298n", "tb6612", "drv8833")
+
+_OUT = const(0)  # what a pin is used for (hardware.pins checks it per chip)
+_PWM = const(1)
+_IN = const(2)
+_ADC = const(3)
+_CHIPS = const(" auto esp32 esp32s3 esp32c3 esp8266 ")
 
 # Motor pins each driver needs; the others in "pins" are optional or unused.
 REQUIRED_PINS = {
@@ -30,6 +43,11 @@ def validate(cfg, prefix="hardware"):
         return [(prefix, "must be an object")]
     errors = []
     used = {}  # GPIO -> key, to catch one pin wired to two things
+    board = on_board()
+    chip = board or (cfg.get("chip") if isinstance(cfg, dict) else None)
+    rules = None  # the chip's pin rules (hardware.pins); None: range checks only
+    if type(chip) is str and chip != "auto":
+        from hardware import pins as rules
 
     def err(key, message):
         errors.append((prefix + "." + key, message))
@@ -39,7 +57,7 @@ def validate(cfg, prefix="hardware"):
             if k not in allowed:
                 err(key + k, "unknown key")
 
-    def pin(key, value, optional):
+    def pin(key, value, optional, kind=_OUT):
         if value is None:
             if not optional:
                 err(key, "pin is required")
@@ -49,7 +67,11 @@ def validate(cfg, prefix="hardware"):
         elif value in used:
             err(key, "GPIO %d is already used by %s" % (value, used[value]))
         else:
-            used[value] = prefix + "." + key
+            why = rules and rules.check(chip, value, kind)
+            if why:
+                err(key, why)
+            else:
+                used[value] = prefix + "." + key
 
     def number(key, value, lo, hi):
         if not _is_num(value) or not lo <= value <= hi:
@@ -75,9 +97,16 @@ def validate(cfg, prefix="hardware"):
     unknown(cfg, DEFAULTS, "")
     c = merged(cfg)
     choice("mode", c["mode"], ("auto", "real", "sim"))
+    given = c["chip"]
+    if type(given) is not str or " " in given or _CHIPS.find(" " + given + " ") < 0:
+        err("chip", "must be one of: auto, esp32, esp32s3, esp32c3, esp8266")
+    elif board and given != board and _CHIPS.find(" " + given + " ") > 0:
+        err("chip", "this board is an %s" % board.upper())
     choice("driver", c["driver"], DRIVERS)
     pins = c["pins"]
-    if not isinstance(pins, dict):
+    if pins is None:
+        pass  # no motors (a config whose motor pins were wrong: the car keeps its page)
+    elif not isinstance(pins, dict):
         err("pins", "must be an object")
     else:
         unknown(pins, PIN_KEYS, "pins.")
@@ -85,7 +114,9 @@ def validate(cfg, prefix="hardware"):
         for k in PIN_KEYS:
             if c["driver"] == "drv8833" and k in ("left_en", "right_en"):
                 continue  # DRV8833 has no enable input: ignored, never driven
-            pin("pins." + k, pins.get(k), k not in needed)
+            # PWM: the L298N's enables, both inputs of the two-input drivers.
+            pwm = k in needed and (c["driver"] != "l298n" or k == "left_en" or k == "right_en")
+            pin("pins." + k, pins.get(k), k not in needed, _PWM if pwm else _OUT)
     integer("pwm_freq", c["pwm_freq"], 1, 40000)
     number("min_duty", c["min_duty"], 0, 0.95)
     for k in ("invert_left", "invert_right"):
@@ -95,16 +126,23 @@ def validate(cfg, prefix="hardware"):
     us = c["ultrasonic"]
     if section("ultrasonic", us, True):
         pin("ultrasonic.trig", us["trig"], False)
-        pin("ultrasonic.echo", us["echo"], False)
+        pin("ultrasonic.echo", us["echo"], False, _IN)
         integer("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000)
     bat = c["battery"]
     if section("battery", bat, True):
         # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
         if not _is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
             err("battery.pin", "pin must be an int 0-48")
+        elif rules:
+            why = rules.check(chip, bat["pin"], _ADC)
+            if why:
+                err("battery.pin", why)
         number("battery.divider", bat["divider"], 1, 100)
-    for k in ("light", "buzzer", "servo"):
-        pin(k, c[k], True)
+    pin("light", c["light"], True)
+    pin("buzzer", c["buzzer"], True, _PWM if c["buzzer_freq"] else _OUT)
+    pin("servo", c["servo"], True, _PWM)
+    if rules:
+        rules.extra(chip, c, err)
     integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
     sim = c["sim"]
     if section("sim", sim, False):

@@ -2,9 +2,11 @@
 # from the validator (config.py) so the board only holds this small part.
 # Every key is documented in docs/wiring.md.
 
-# Reference build: ESP32 DevKit + L298N (see docs/wiring.md).
+# Reference build: ESP32 DevKit + L298N (see docs/wiring.md). Other chips
+# change some of these (merged() below).
 DEFAULTS = {
     "mode": "auto",  # auto: simulated twin on the Unix port, real parts on a board
+    "chip": "auto",  # auto: the board's own (on_board()); on a computer, no pin rules
     "driver": "l298n",
     "pins": {
         "left_en": 13, "left_in1": 27, "left_in2": 26,
@@ -34,12 +36,45 @@ DEFAULTS = {
 _MERGED = ("ultrasonic", "battery", "sim")
 
 
+
 def merged(cfg):
-    """Defaults overlaid with cfg (a dict or None). Does not validate."""
+    """Defaults (the chip's: the board's own, else cfg["chip"]) overlaid with
+    cfg (a dict or None). Does not validate."""
     cfg = cfg or {}
+    chip = on_board() or cfg.get("chip")
+    # Defaults that differ per chip: the ESP32's pins do not exist on the
+    # others (docs/wiring.md gives the reasons; hardware.config the rules).
+    # Built here, so only the board's own are ever made. The chip is found
+    # by its place in a long string (see on_board).
+    k = " esp32s3 esp32c3 esp8266 ".find(" " + chip + " ") if type(chip) is str else -1
+    own = {}
+    if k == 0:  # esp32s3
+        own = {
+            "pins": {"left_en": 4, "left_in1": 5, "left_in2": 6,
+                     "right_en": 7, "right_in1": 15, "right_in2": 16, "stby": None},
+            "ultrasonic": {"trig": 17, "echo": 18, "timeout_us": 25000},
+            "battery": {"pin": 1, "divider": 4.03},
+            "light": 39, "buzzer": 40,
+        }
+    elif k == 8:  # esp32c3: few free pins: a two-input driver, the DevKit's LED on 8
+        own = {
+            "driver": "drv8833",
+            "pins": {"left_in1": 5, "left_in2": 6, "right_in1": 7, "right_in2": 10, "stby": None},
+            "ultrasonic": {"trig": 3, "echo": 1, "timeout_us": 25000},
+            "battery": {"pin": 4, "divider": 4.03},
+            "light": 8, "buzzer": 0,
+        }
+    elif k == 16:  # esp8266: PWM on 0, 2, 4, 5, 12-15 only, one frequency; A0 reads 0-1 V
+        own = {
+            "driver": "drv8833",
+            "pins": {"left_in1": 5, "left_in2": 4, "right_in1": 14, "right_in2": 12, "stby": None},
+            "ultrasonic": {"trig": 16, "echo": 13, "timeout_us": 12000},  # see real.py
+            "battery": {"pin": 0, "divider": 8.8},
+            "light": None, "buzzer": 15,
+        }
     out = {}
     for key in DEFAULTS:
-        default = DEFAULTS[key]
+        default = own.get(key, DEFAULTS[key])
         value = cfg.get(key, default)
         if isinstance(value, dict):  # copies: callers may not alter DEFAULTS
             if key in _MERGED and isinstance(default, dict):
@@ -53,14 +88,18 @@ def merged(cfg):
 
 
 def on_board():
-    """True on an ESP32/ESP8266 (a real `machine` and not the Unix port).
-    Here, not in __init__, because only create() asks, once, at boot."""
+    """The chip on an ESP32/ESP8266 board ("esp32", "esp32s3", "esp32c3",
+    "esp8266" or another "esp32.."), None on a computer. Here, not in
+    __init__, because only boot asks. Chip names are not written as literals:
+    every short string a module holds is interned for good (docs/memory.md)."""
     import sys
 
-    if sys.platform in ("linux", "darwin", "win32"):
-        return False
-    try:
-        import machine  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    p = sys.platform
+    if p[:3] != "esp":
+        return None
+    if len(p) > 5:  # "esp8266"
+        return p
+    # "<board> with ESP32S3": py/mpconfig.h MICROPY_BANNER_MACHINE, from the
+    # boards' MICROPY_HW_MCU_NAME ("ESP32", "ESP32-D2WD", "ESP32S3", "ESP32C3").
+    mcu = sys.implementation._machine.split()[-1].lower()
+    return p if mcu[5:6] == "-" else mcu

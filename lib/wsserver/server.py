@@ -10,6 +10,7 @@
 #   server.run("0.0.0.0", 80)
 
 import asyncio
+import socket
 import sys
 
 from . import static
@@ -299,8 +300,13 @@ class Server:
                 raise HTTPError(verdict[0], verdict[1])
         subprotocol = choose_subprotocol(request, subprotocols)
         response = switching_protocols(request, subprotocol)
-        try:  # low latency for small frames, where the stack allows it
-            stream.s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        try:
+            # Nagle off, for low latency on small frames, with the socket
+            # module's own constants: extmod/modlwip.c (ESP8266) ignores the
+            # level and knows TCP_NODELAY as 0x40 (lwIP's TF_NODELAY), printing
+            # "lwip.setsockopt() not implemented" for any other option. The
+            # Unix port has neither constant: 6 and 1 are Linux's and the BSDs'.
+            stream.s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
         except (OSError, AttributeError):
             pass
         # Headers were for the handshake (and the accept hook); an open

@@ -6,6 +6,15 @@
 # Test knobs: PULSE_US[0] (what time_pulse_us returns), ADC_VOLTS (volts at an
 # ADC input, keyed by GPIO or 0 for the ESP8266 A0), and swapping the API
 # generation: machine.PWM = machine.OldPWM, machine.ADC = machine.ADC8266 ...
+#
+# CHIP[0] picks whose rules every constructor enforces, as MicroPython
+# v1.28.0 does on that chip (the source of each rule is cited where it is
+# checked): which GPIOs exist, input-only and flash pins, where PWM works and
+# at which frequencies, which pins have an ADC, ADC2 reading 0 with WiFi on,
+# the WDT's arguments. Set it in code, or start with FAKE_CHIP=esp8266 etc.
+# A flash pin raises FlashPinCrash: the real board does not raise, it hangs
+# or resets when its flash lines are driven, so any test that gets there fails.
+import os
 
 PINS = {}  # GPIO -> Pin (latest object for that GPIO)
 PWMS = {}  # GPIO -> PWM
@@ -14,7 +23,43 @@ TOUCHED = []  # every GPIO number any constructor received, in order
 PULSES = []  # one dict per time_pulse_us call
 PULSE_US = [1000]
 ADC_VOLTS = {}
-CHIP = ["esp32"]  # whose rules the stand-ins follow: esp32, esp32s3, esp32c3, esp8266
+CHIP = [os.getenv("FAKE_CHIP") or "esp32"]  # esp32, esp32s3, esp32c3 or esp8266
+
+
+def _span(a, b):
+    return set(range(a, b + 1))
+
+
+# ports/esp32/machine_pin.h (generic boards: no SPIRAM on the ESP32, USB CDC on
+# the S3, USB Serial/JTAG on the C3) and ports/esp8266/machine_pin.c pyb_pin_obj[].
+GPIOS = {
+    "esp32": _span(0, 23) | _span(25, 27) | _span(32, 39),
+    "esp32s3": _span(0, 18) | {21, 26} | _span(33, 48),
+    "esp32c3": _span(0, 13) | {20, 21},
+    "esp8266": _span(0, 5) | {9, 10} | _span(12, 16),
+}
+# Wired to the module's SPI flash although the Pin table has them.
+FLASH = {"esp32": _span(6, 11), "esp32s3": {26}, "esp32c3": set(), "esp8266": {9, 10}}
+# ports/esp32/machine_adc.c madc_obj[]: GPIO -> ADC unit
+ADC_UNIT = {
+    "esp32": dict([(g, 1) for g in _span(32, 39)] + [(g, 2) for g in (0, 2, 4, 12, 13, 14, 15, 25, 26, 27)]),
+    "esp32s3": dict([(g, 1) for g in _span(1, 10)] + [(g, 2) for g in _span(11, 20)]),
+    "esp32c3": dict([(g, 1) for g in _span(0, 4)] + [(5, 2)]),
+}
+PWM_8266 = {0, 2, 4, 5, 12, 13, 14, 15}  # ports/esp8266/esppwm.c pin_num[]
+PWM_8266_FREQ = [500]  # one frequency for every channel (esppwm.c pwm_init: 500 Hz)
+
+
+class FlashPinCrash(Exception):
+    pass
+
+
+def _wifi_on():
+    try:
+        import network
+    except ImportError:
+        return False
+    return any(network.ACTIVE.values())
 
 
 class Pin:
@@ -27,6 +72,15 @@ class Pin:
     def __init__(self, id, mode=-1, pull=-1, value=None):
         if not isinstance(id, int) or isinstance(id, bool):
             raise TypeError("fake Pin wants an int GPIO, got %r" % (id,))
+        chip = CHIP[0]
+        if id not in GPIOS[chip]:  # machine_pin.c: mp_obj_get_pin_obj
+            raise ValueError("invalid pin")
+        if id in FLASH[chip]:
+            raise FlashPinCrash("GPIO %d is the %s's flash: the real board stops here" % (id, chip))
+        if chip == "esp32" and id >= 34 and mode in (Pin.OUT, Pin.OPEN_DRAIN):
+            raise ValueError("pin can only be input")  # esp32 machine_pin.c GPIO_FIRST_NON_OUTPUT
+        if chip == "esp8266" and id == 16 and pull not in (-1, None):
+            raise ValueError("Pin(16) doesn't support pull")  # esp8266 machine_pin.c
         TOUCHED.append(id)
         self.id = id
         self.mode = mode
@@ -52,9 +106,13 @@ class _PWMBase:
     def __init__(self, pin, freq=None, duty=None, duty_u16=None):
         if not isinstance(pin, Pin):
             raise TypeError("PWM wants a Pin")
+        if CHIP[0] == "esp8266" and pin.id not in PWM_8266:
+            raise ValueError("PWM not supported on pin %d" % pin.id)  # esp8266 machine_pwm.c
         self.id = pin.id
         self.pin = pin
-        self._freq = freq
+        self._freq = None
+        if freq is not None:
+            self.freq(freq)
         self.frac = 0.5  # real firmware may start at 50% if not told otherwise
         self.raw = None
         if duty_u16 is not None:
@@ -65,8 +123,17 @@ class _PWMBase:
         PWMS[pin.id] = self
 
     def freq(self, f=None):
+        if CHIP[0] == "esp8266":
+            # esppwm.c pwm_set_freq: one frequency for all pins, clamped to
+            # 1..PWM_FREQ_MAX (1000), silently
+            if f is None:
+                return PWM_8266_FREQ[0]
+            PWM_8266_FREQ[0] = max(1, min(1000, f))
+            return
         if f is None:
             return self._freq
+        if not 1 <= f <= 40000000:  # esp32 machine_pwm.c (40 MHz on the 80 MHz APB clock)
+            raise ValueError("frequency must be from 1Hz to 40MHz")
         self._freq = f
 
     def duty(self, d=None):
@@ -110,6 +177,12 @@ class _ADCBase:
     ATTN_11DB = 3
 
     def __init__(self, src, atten=None):
+        chip = CHIP[0]
+        if chip == "esp8266":
+            if src not in (0, 1):  # esp8266 machine_adc.c: 0 = A0, 1 = VDD
+                raise ValueError("ADC(%s) doesn't exist" % (src,))
+        elif not isinstance(src, Pin) or src.id not in ADC_UNIT[chip]:
+            raise ValueError("invalid pin")  # esp32 machine_adc.c madc_search_helper
         self.src = src.id if isinstance(src, Pin) else src
         self._atten = atten
         ADCS.append(self)
@@ -118,6 +191,10 @@ class _ADCBase:
         self._atten = a
 
     def _volts(self):
+        if CHIP[0] != "esp8266" and ADC_UNIT[CHIP[0]][self.src] == 2 and _wifi_on():
+            # The IDF's adc_oneshot_read fails on ADC2 while WiFi is on and
+            # ports/esp32/adc.c returns its untouched 0.
+            return 0.0
         return min(ADC_VOLTS.get(self.src, 0.0), self.FULL)
 
 
@@ -168,10 +245,11 @@ def state():
     """Everything recorded, as plain JSON-able data."""
     return {
         "pins": {str(i): {"mode": p.mode, "value": p._value} for i, p in PINS.items()},
-        "pwm": {str(i): {"freq": p._freq, "frac": p.frac, "raw": p.raw, "initial": p.initial}
+        "pwm": {str(i): {"freq": p.freq(), "frac": p.frac, "raw": p.raw, "initial": p.initial}
                 for i, p in PWMS.items()},
         "adc": [{"src": a.src, "atten": a._atten} for a in ADCS],
         "touched": sorted(set(TOUCHED)),
+        "pwm_freq_8266": PWM_8266_FREQ[0],
         "pulses": PULSES,
     }
 
