@@ -196,9 +196,9 @@ class Car:
         except Exception as e:  # hand it to the control loop, which stops the car
             self.failed = e
 
-    async def serve(self, host, port):
-        await self.server.start(host, port)
-        print("Tether running at http://%s:%d/" % (host, port))
+    async def serve(self, host, port, tls=None):
+        await self.server.start(host, port, ssl=tls)
+        print("Tether running at %s://%s:%d/" % ("https" if tls else "http", host, port))
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
             asyncio.create_task(link.run())
@@ -247,8 +247,14 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         # Sized for a board (docs/memory.md): client messages are < 512
         # bytes, static files stream through the buffer in 1 KB pieces, and
         # a slow client is better served the newest telemetry than 8 old ones.
-        server = Server(static_dir=static_dir, max_clients=cfg["server"]["max_clients"],
-                        max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4)
+        max_clients = cfg["server"]["max_clients"]
+        tls = cfg["server"]["tls"]
+        if tls is not None:
+            tls, max_clients = tls_context(tls, config_path, max_clients)
+        limits = {"max_tls": max_clients + 1} if tls else {}  # + 1: room to answer 503
+        server = Server(static_dir=static_dir, max_clients=max_clients,
+                        max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4, **limits)
+        del limits
         port = port or cfg["server"]["port"]
         car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
                                                   own_hosts(host)))
@@ -266,8 +272,24 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         # block of a few hundred bytes is then free (docs/memory.md: 64K runs
         # with it; without it, 62K failed).
         gc.threshold(max(2048, gc.mem_free() // 4))
-        asyncio.run(car.serve(host, port))
+        asyncio.run(car.serve(host, port, tls))
     finally:
         hw.stop()
         for link in car.links if car else []:
             link.stop()  # {"online": false} on a clean stop
+
+
+def tls_context(tls, config_path, max_clients):
+    """(SSLContext, WebSocket client limit), or (None, max_clients) with the
+    reason printed when the certificate cannot be loaded: the car still
+    boots, on plain HTTP, rather than not at all."""
+    from car import tls as car_tls
+    try:
+        base = config_path[:config_path.rfind("/")] if "/" in config_path else ""
+        return car_tls.context(tls, base), min(max_clients, tls["max_clients"])
+    except (OSError, ValueError) as e:
+        print("config error:", e.args[0] if e.args and type(e.args[0]) is str else e)
+        print("config error: server.tls: serving plain HTTP instead")
+        return None, max_clients
+    finally:
+        sys.modules.pop("car.tls", None)

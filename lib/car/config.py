@@ -23,7 +23,8 @@ DEFAULTS = {
         "slew": 4.0,  # max change of a motor value per second (4 -> 0..1 in 250 ms)
         "watchdog_ms": 8000,  # board resets if the control loop stalls; 0 = off
     },
-    "server": {"port": 80, "max_clients": 4},
+    # tls: null, or {"cert", "key", "max_clients"} to serve HTTPS/WSS (docs/security.md)
+    "server": {"port": 80, "max_clients": 4, "tls": None},
     # docs/reliability.md: who may connect (origins) and drive (token).
     "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
     # null: no fleet link (car.fleet is then never imported). Checked by _fleet().
@@ -159,6 +160,38 @@ def _origins(value, errors):
     return good
 
 
+TLS_DEFAULTS = {"cert": "tls/cert.der", "key": "tls/key.der", "max_clients": 2}
+
+
+def _tls(value, errors):
+    # Each TLS session holds mbedTLS's record buffers (~21 KB on a board,
+    # docs/security.md), so TLS has its own, lower client limit.
+    if value is None:
+        return None
+    if type(value) is not dict:
+        errors.append('server.tls: must be null or an object like {"cert": "tls/cert.der", '
+                      '"key": "tls/key.der"}; serving plain HTTP')
+        return None
+    good = copy(TLS_DEFAULTS)
+    for key in value:
+        if key not in good:
+            errors.append("server.tls.%s: unknown key (ignored)" % key)
+    for key in ("cert", "key"):
+        if key in value:
+            why = check("s", value[key], 1, 64)
+            if why:
+                errors.append("server.tls.%s: %s (a file on the board)" % (key, why))
+                return None
+            good[key] = value[key]
+    if "max_clients" in value:
+        why = check("i", value["max_clients"], 1, 4)
+        if why:
+            errors.append("server.tls.max_clients: " + why)
+        else:
+            good["max_clients"] = value["max_clients"]
+    return good
+
+
 def _unknown(user, defaults, prefix, errors):
     # A misspelt key would otherwise be silently ignored.
     for key, value in user.items():
@@ -225,6 +258,11 @@ def validate(user):
     networks = get(user, "wifi.networks")
     if networks is not _MISSING:
         cfg["wifi"]["networks"] = _networks(networks, errors)
+    tls = get(user, "server.tls")
+    if tls is not _MISSING:
+        cfg["server"]["tls"] = tls = _tls(tls, errors)
+        if tls is not None and get(user, "server.port") is _MISSING:
+            cfg["server"]["port"] = 443
     origins = get(user, "access.origins")
     if origins is not _MISSING:
         cfg["access"]["origins"] = _origins(origins, errors)

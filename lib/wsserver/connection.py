@@ -103,6 +103,8 @@ class WebSocket:
                     n = await self.stream.readinto(server._buf)
                     if n:
                         self._events = codec.receive(server._view[:n])
+                if n is None:
+                    continue  # TLS: part of a record arrived, no data yet
                 self._reader = None
                 if not n:
                     self._lost()

@@ -44,7 +44,15 @@ class Server:
       ping_interval_ms=10000  a WebSocket silent this long is pinged ...
       ping_timeout_ms=5000    ... and closed if still silent this much later
                               (0 turns pinging off)
+      max_tls=3            TLS sessions at once, when started with ssl= (each
+                           holds mbedTLS's record buffers, ~20 KB): more
+                           connections wait for one to end, within
+                           request_timeout_ms. Keep it above max_clients, so
+                           the client past max_clients can still be told 503
       debug=False          print handler crashes and protocol failures
+
+    start(host, port, ssl=context) serves HTTPS and WSS: `context` is an
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) with the certificate loaded.
     """
 
     # The limits' defaults live on the class: an instance stores only the
@@ -61,10 +69,13 @@ class Server:
     max_pending = 8
     ping_interval_ms = 10000
     ping_timeout_ms = 5000
+    max_tls = 3
     debug = False
     _next_id = 1
     _listener = None
     _release_pending = False
+    _tls = None  # the SSLContext, when serving TLS
+    _tls_open = 0  # TLS sessions in use
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
         for name in limits:
@@ -126,8 +137,15 @@ class Server:
             if ws._held:
                 ws._release(True)
 
-    async def start(self, host="0.0.0.0", port=80, backlog=5):
-        """Listen, and return once listening; connections are served in the background."""
+    async def start(self, host="0.0.0.0", port=80, backlog=5, ssl=None):
+        """Listen, and return once listening; connections are served in the background.
+
+        ssl: an SSLContext (server side) to speak TLS on this port. Each
+        connection is wrapped here rather than by asyncio's start_server(ssl=),
+        whose accept loop allocates the session before anything can count it
+        and ends on a MemoryError: here max_tls is checked first and a
+        MemoryError ends that one connection."""
+        self._tls = ssl
         self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
         asyncio.create_task(self._watch())
         return self._listener
@@ -167,12 +185,12 @@ class Server:
                 ws._pinged = True
                 ws._enqueue(encode(PING, b"idle?"), False)
 
-    async def serve(self, host="0.0.0.0", port=80):
-        await self.start(host, port)
+    async def serve(self, host="0.0.0.0", port=80, ssl=None):
+        await self.start(host, port, ssl=ssl)
         await self._listener.wait_closed()
 
-    def run(self, host="0.0.0.0", port=80):
-        asyncio.run(self.serve(host, port))
+    def run(self, host="0.0.0.0", port=80, ssl=None):
+        asyncio.run(self.serve(host, port, ssl))
 
     def close(self):
         if self._listener:
@@ -195,11 +213,19 @@ class Server:
             del heads[oldest]
             oldest.cancel()
         task = asyncio.current_task()
+        tls = None  # the plain socket under a TLS session
         try:
             heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
+                if self._tls is not None:
+                    tls = await self._start_tls(stream)
                 request, extra = await self._read_request(stream)
             except asyncio.CancelledError:
+                if self._tls is not None:
+                    # Waiting for a session or mid-handshake: nothing can be
+                    # said to the peer (a write would wait for its next
+                    # handshake message), so the connection is just closed.
+                    return
                 raise HTTPError(408, "request head not complete in time")
             finally:
                 heads.pop(task, None)
@@ -247,8 +273,9 @@ class Server:
                     heads.pop(task, None)
         except HTTPError as e:
             await self._answer_error(stream, e, method == "HEAD")
-        except OSError:
-            pass
+        except OSError as e:
+            if tls is not None and e.args[0] == -29184:  # MBEDTLS_ERR_SSL_INVALID_RECORD
+                self._not_tls(tls)
         except Exception as e:  # a bug: answer 500, keep serving everyone else
             if self.debug:
                 sys.print_exception(e)
@@ -256,8 +283,43 @@ class Server:
         finally:
             try:
                 await stream.wait_closed()
-            except OSError:
+            except (OSError, MemoryError):
                 pass
+            if tls is not None:
+                self._tls_open -= 1
+                # Closing a TLS socket whose read failed (plain HTTP on
+                # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
+                # plain one open (MicroPython 1.28, tested): close it too.
+                tls.close()
+
+    async def _start_tls(self, stream):
+        # Wait for a free session (browsers open several connections for one
+        # page; they are served in turn), then wrap the socket. The handshake
+        # itself runs inside the first read, under the request deadline.
+        while self._tls_open >= self.max_tls:
+            await asyncio.sleep_ms(20)
+        self._tls_open += 1
+        raw = stream.s
+        try:
+            stream.s = self._tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except (OSError, MemoryError):
+            self._tls_open -= 1
+            raise OSError(12)  # ENOMEM: this connection is closed, the server goes on
+        return raw
+
+    def _not_tls(self, sock):
+        # Plain HTTP on the TLS port (someone typed http://): answer in plain
+        # text on the socket under the failed session. Its unread input is
+        # read first, or the kernel would reset the connection over the answer.
+        try:
+            while sock.readinto(self._buf):
+                pass
+        except OSError:
+            pass
+        try:
+            sock.write(error_response(400, "this port speaks HTTPS: use https://", None, False))
+        except OSError:
+            pass
 
     async def _answer_error(self, stream, e, head_only):
         try:
@@ -276,8 +338,14 @@ class Server:
         while True:
             room = min(len(buf), self.max_head + 1 - len(data))
             n = await stream.readinto(view[:room])
+            if n is None:
+                continue  # TLS: a handshake message or part of a record, no data yet
             if not n:
                 return None, None
+            if not data and buf[0] == 22:
+                # A TLS record (handshake, 0x16) on a plain port: say so at
+                # once rather than wait for a head that never ends.
+                raise HTTPError(400, "this port speaks plain HTTP, not TLS: use http://")
             data += view[:n]  # copied before the next await: the buffer is shared
             end = find_head_end(data, self.max_uri)
             if end >= 0:
