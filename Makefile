@@ -24,6 +24,7 @@ help:
 	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port"
 	@echo "make fleet [N=3]  mosquitto (TCP + WebSocket) and N simulated cars on it (docs/fleet.md)"
 	@echo "make bench-fleet  round trips through the broker vs direct, 20 cars' telemetry per second"
+	@echo "make cert NAME=tether-car  a TLS key + certificate for the car (and a local CA once) in certs/"
 
 # One venv with every host tool; re-installed when requirements.txt changes.
 $(STAMP): requirements.txt
@@ -106,7 +107,11 @@ VBOARD_ARGS ?= --port $(SIM_PORT) --host $(HOST)
 BOARD_FLAGS  = $(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(PIN),--pin)
 NEED_PORT    = @test -n "$(PORT)" || { echo "error: PORT=... is needed: /dev/ttyUSB0 or /dev/ttyACM0 (Linux), /dev/cu.usbserial-* (macOS), COM3 (Windows), build/vboard.tty (make vboard)"; exit 2; }
 
-.PHONY: flash deploy image repl logs vboard
+.PHONY: flash deploy image repl logs vboard cert
+# make cert NAME=<wifi.hostname> [SELF_SIGNED=1]: certs/NAME/{cert,key}.der, certs/ca.crt.pem (docs/security.md)
+cert: $(STAMP)
+	$(PY) tools/cert.py --name "$(NAME)" $(if $(SELF_SIGNED),--self-signed)
+
 flash: $(STAMP)
 	$(PY) tools/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
 

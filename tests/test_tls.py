@@ -14,6 +14,8 @@ import pytest
 import websockets
 
 from helpers_car import Client, moving, write_config
+import sys, os
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 from helpers_tls import client_context, client_hello, make_certs, tls_config
 
 
@@ -165,3 +167,43 @@ def test_stalled_handshakes_are_dropped_while_the_driver_drives(tls_car):
     closed, gap = run(main())
     print("stalled handshakes closed after %s s; longest telemetry gap %.0f ms"
           % (sorted(round(t, 2) for t in closed.values()), gap * 1000))
+
+
+def test_staged_board_tree_carries_the_certificate_and_serves_https(start_micropython, tmp_path, certs):
+    """make deploy's file tree (tools/stage.py) with server.tls: the car's
+    certificate from certs/<hostname>/ goes to tls/, and the firmware run from
+    that tree (relative paths, as on a board) serves https with it."""
+    import stage
+    ca, car_dir = certs
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"wifi": {"hostname": "tether-car"}, "server": {"tls": {}},
+                                  "hardware": {"mode": "sim"}}))
+    out, files = stage.stage("x64", out_dir=str(tmp_path / "board"), config=str(config),
+                             log=lambda *a: None, certs=str(ca))
+    for name in ("cert.der", "key.der"):
+        with open("%s/%s" % (car_dir, name), "rb") as f:
+            assert open("%s/tls/%s" % (out, name), "rb").read() == f.read()
+        assert "tls/" + name in files
+    proc = start_micropython("main.py", cwd=out)
+    request = urllib.request.Request("https://localhost:%d/" % proc.port,
+                                     headers={"Accept-Encoding": "gzip"})  # the board has web/*.gz only
+    with urllib.request.urlopen(request, context=client_context(ca), timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Encoding"] == "gzip"
+    # No certificate made for the car named in config.json: stage says how to make one.
+    config.write_text(json.dumps({"wifi": {"hostname": "other-car"}, "server": {"tls": {}}}))
+    with pytest.raises(stage.StageError, match="make cert NAME=other-car"):
+        stage.stage("x64", out_dir=str(tmp_path / "board2"), config=str(config),
+                    log=lambda *a: None, certs=str(ca))
+
+
+def test_missing_certificate_boots_plain_and_says_why(start_micropython, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"hardware": {"mode": "sim"},
+                                  "server": {"tls": {"cert": "nope/cert.der", "max_clients": 9}}}))
+    proc = start_micropython("main.py", args=["--config", str(config)])
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % proc.port, timeout=10) as r:
+        assert r.status == 200
+    out = proc.output()
+    assert "server.tls.max_clients: must be an int between 1 and 4" in out
+    assert "server.tls: cannot read %s/nope/cert.der" % tmp_path in out
+    assert "serving plain HTTP instead" in out and "Tether running at http://" in out

