@@ -16,7 +16,7 @@ help:
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
 	@echo "make conformance-client  the same cases as a fuzzing server, against the WebSocket client"
-	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md)"
+	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md), wss beside ws (reports/bench-tls.md)"
 	@echo "make flash PORT=/dev/ttyUSB0 CHIP=esp32   erase + write the pinned MicroPython (sha256-checked), then deploy"
 	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
 	@echo "make image CHIP=esp32 one flashable .bin: MicroPython + LittleFS with the app (build/tether-CHIP.bin)"
@@ -63,6 +63,7 @@ conformance-client: $(STAMP) $(VENV2)/bin/wstest
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) tools/bench.py --micropython $(MICROPYTHON)
+	$(PY) tools/bench_tls.py --micropython $(MICROPYTHON)
 
 # 32-bit Unix ports configured like an ESP32 and an ESP8266 (heap as a board sees it,
 # the ESP8266's missing language features): from MICROPYTHON_SRC=<a v1.28 tree>, or from

@@ -207,3 +207,50 @@ def test_missing_certificate_boots_plain_and_says_why(start_micropython, tmp_pat
     assert "server.tls.max_clients: must be an int between 1 and 4" in out
     assert "server.tls: cannot read %s/nope/cert.der" % tmp_path in out
     assert "serving plain HTTP instead" in out and "Tether running at http://" in out
+
+
+def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_path, certs):
+    """The car on the esp32 board proxy (lib/ as .py source, compiled into a 112 KB heap), server.tls.max_clients 2:
+    two WSS clients in (one driving), the third refused 503 with Retry-After
+    (the spare TLS session answers it), a burst of page loads beyond the
+    sessions waits its turn and is served, and nothing runs out of memory."""
+    from conftest import board_proxy
+    ca, car_dir = certs
+    proxy = board_proxy("esp32")
+    proc = start_micropython("main.py", args=["--config", tls_config(tmp_path, car_dir, max_clients=2)],
+                             heapsize="112K", micropython=proxy)
+    proc.wss = "wss://localhost:%d/ws" % proc.port
+    proc.ctx = client_context(ca)
+
+    async def main():
+        started = time.monotonic()
+        a = await connect(proc)
+        handshake = time.monotonic() - started
+        b = await connect(proc)
+        await a.drive(0.4)
+        await a.wait_for(moving, timeout=3)
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(proc.wss, ssl=proc.ctx)
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "2"
+        # Six page loads at once through the one spare session: served in turn.
+        loop = asyncio.get_running_loop()
+
+        def load():
+            with urllib.request.urlopen("https://localhost:%d/" % proc.port, context=proc.ctx,
+                                        timeout=10) as r:
+                return r.status
+        statuses = await asyncio.gather(*[loop.run_in_executor(None, load) for _ in range(6)])
+        assert statuses == [200] * 6
+        await a.drive(0.4)
+        _, t = await a.wait_for(moving, timeout=3)
+        await b.close()
+        c = await connect(proc)  # b's place is free again
+        await c.close()
+        await a.close()
+        return handshake, t["heap_free"], t["heap_alloc"]
+    handshake, free, alloc = run(main(), timeout=90)
+    out = proc.output()
+    assert "MemoryError" not in out and "Traceback" not in out, out
+    print("esp32 proxy, 112K heap: first wss handshake %.0f ms; heap with 2 TLS clients: "
+          "%d B used, %d B free" % (handshake * 1000, alloc, free))

@@ -1,9 +1,11 @@
 # Echo server for conformance runs and benchmarks:
 #   micropython tools/echo_server.py --port N [--host H] [--max-message BYTES] [--bench]
+#                                    [--tls CERT_DIR [--max-tls N]]
 # Text is echoed as text, binary as binary, at WebSocket path "/".
 # --bench adds: GET /heap and the text "heap" on "/" answer gc.mem_alloc() after
 # gc.collect(); at "/bcast" the text "start" pushes ~80-byte JSON frames to every
 # client there as fast as possible until "stop".
+# --tls serves wss:// and https:// with CERT_DIR/cert.der and key.der (tools/cert.py).
 import sys
 
 # The server's receive buffer, allocated before the imports below load code
@@ -20,7 +22,7 @@ from wsserver import Server
 
 def parse_args(argv):
     opts = {"host": "127.0.0.1", "port": 8765, "max-message": 65536, "max-clients": 64,
-            "bench": False, "static": None, "debug": False}
+            "bench": False, "static": None, "debug": False, "tls": None, "max-tls": 3}
     i = 1
     while i < len(argv):
         name = argv[i].lstrip("-")
@@ -28,7 +30,7 @@ def parse_args(argv):
             opts[name] = True
         elif name in opts:
             i += 1
-            opts[name] = argv[i] if name in ("host", "static") else int(argv[i])
+            opts[name] = argv[i] if name in ("host", "static", "tls") else int(argv[i])
         else:
             raise SystemExit("unknown option " + argv[i])
         i += 1
@@ -44,7 +46,12 @@ def main():
     opts = parse_args(sys.argv)
     server = Server(static_dir=opts["static"], max_clients=opts["max-clients"],
                     max_message=opts["max-message"], debug=opts["debug"],
-                    buffer=BUFFER, max_queue=64)
+                    buffer=BUFFER, max_queue=64, max_tls=opts["max-tls"])
+    ctx = None
+    if opts["tls"]:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(opts["tls"] + "/cert.der", opts["tls"] + "/key.der")
     bench = opts["bench"]
 
     @server.websocket("/")
@@ -82,8 +89,8 @@ def main():
                 elif message == "stop":
                     pushing[0] = False
 
-    print("echo server on ws://%s:%d/" % (opts["host"], opts["port"]))
-    server.run(opts["host"], opts["port"])
+    print("echo server on %s://%s:%d/" % ("wss" if ctx else "ws", opts["host"], opts["port"]))
+    server.run(opts["host"], opts["port"], ssl=ctx)
 
 
 main()

@@ -300,6 +300,10 @@ class Server:
             await asyncio.sleep_ms(20)
         self._tls_open += 1
         raw = stream.s
+        try:  # as _accept_websocket does for plain sockets (a TLS socket has no setsockopt)
+            raw.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
+        except (OSError, AttributeError):
+            pass
         try:
             stream.s = self._tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         except (OSError, MemoryError):
