@@ -262,7 +262,11 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
             from car.fleet import Link
 
-            car.links.append(Link(car, cfg["fleet"]))
+            try:
+                car.links.append(Link(car, cfg["fleet"], config_path[:config_path.rfind("/")]
+                                      if "/" in config_path else ""))
+            except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
+                print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

@@ -31,7 +31,7 @@ DEFAULTS = {
     "fleet": None,
 }
 FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
-                  "telemetry_hz": 2, "keepalive_s": 15}
+                  "telemetry_hz": 2, "keepalive_s": 15, "ca": None}
 
 # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
 # (length low..high), h hostname, p AP password, t token (null or string).
@@ -178,7 +178,7 @@ def _tls(value, errors):
             errors.append("server.tls.%s: unknown key (ignored)" % key)
     for key in ("cert", "key"):
         if key in value:
-            why = check("s", value[key], 1, 64)
+            why = check("s", value[key], 1, 128)
             if why:
                 errors.append("server.tls.%s: %s (a file on the board)" % (key, why))
                 return None
@@ -314,6 +314,24 @@ def _fleet(user, cfg, errors):
     if fleet["password"] is not None and fleet["username"] is None:
         errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
         fleet["password"] = None
+    return _broker_trust(user, fleet, errors)
+
+
+def _broker_trust(user, fleet, errors):
+    # How a TLS broker is verified (car/broker_tls.py): its CA's certificate
+    # (or its own, to pin it). Without it a TLS broker cannot be verified.
+    ca = user.get("ca")
+    if ca is not None:
+        why = check("s", ca, 1, 128)
+        if why:
+            errors.append("fleet.ca: %s (a CA certificate file on the board)" % why)
+        else:
+            fleet["ca"] = ca
+    url = fleet["url"]
+    if (url.startswith("mqtts:") or url.startswith("wss:")) and not fleet["ca"]:
+        errors.append("fleet.ca: needed for %s://: without it the broker cannot be verified "
+                      "(fleet link off)" % url[:url.find(":")])
+        return None
     return fleet
 
 

@@ -32,7 +32,8 @@ OFFLINE = b'{"online": false}'
 class Link:
     id = 0  # the control client id telemetry's `driver` shows for the link
 
-    def __init__(self, car, cfg):
+    def __init__(self, car, cfg, base=""):
+        """base: the config file's folder, for a relative fleet.ca."""
         self.car = car
         # Access.authorized(client) reads client.request.authorized: set per
         # message from the message's own "token" (a WebSocket client brings
@@ -45,9 +46,19 @@ class Link:
         self.max_age_ms = car.limits["deadman_ms"]
         self.seq = 0
         self.errors = 0  # commands refused (bad JSON, stale, ...), for tests and logs
+        url = cfg["url"]
+        ssl_context = None
+        if url.startswith("mqtts:") or url.startswith("wss:"):
+            from car import broker_tls  # only for a TLS broker
+            ssl_context = broker_tls.context(cfg, base)
+        # A WebSocket message may hold several MQTT packets: room for a few.
+        open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 1024})
+        if ssl_context is not None:
+            from mqtt.transport import split_url
+            open_transport = broker_tls.checked(open_transport, split_url(url)[1])
+        car.server.route("/fleet")(self.status)
         self.session = Session(
-            # A WebSocket message may hold several MQTT packets: room for a few.
-            opener(cfg["url"], ws_options={"max_message": 4096, "buffer_size": 1024}),
+            open_transport,
             "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"], cfg["password"],
             will=(base + "status", OFFLINE, 1, True), subscriptions=[(base + "cmd", 0)], on_message=self.message,
             on_connect=self.connected, on_disconnect=self.lost, max_packet=2 * protocol.MAX_TEXT,
@@ -55,6 +66,12 @@ class Link:
             # within 10 s of its broker's return, and 20 cars do not all
             # knock in the same second.
             backoff_max_ms=8000)
+
+    def status(self, request):
+        """GET /fleet: the link's state, and why it is not connected."""
+        s = self.session
+        return 200, json.dumps({"connected": s.connected, "error": s.error, "connects": s.connects}), \
+            "application/json"
 
     # --- the session's callbacks (synchronous, in its reader task) -------
 

@@ -1,0 +1,89 @@
+"""The fleet link verifies its broker (config fleet.ca, fleet.fingerprint):
+real cars on the Unix port against one mosquitto with a TLS listener per
+certificate, all made here by tools/cert.py. The good broker is reached; a
+wrong CA, a wrong hostname, an expired certificate and a wrong pin are each
+refused with the reason on the console and at the car's GET /fleet."""
+import datetime
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from conftest import free_port
+from helpers_fleet import car_config
+from helpers_mqtt import Broker, have_mosquitto
+from helpers_tls import cert
+
+pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
+
+
+def broker_cert(out, name, **kw):
+    """A broker certificate from tools/cert.py; the tests reach it as localhost."""
+    d = cert.make(str(out), name, dns=["localhost"] if name == "broker" else [], **kw)
+    return d
+
+
+def fleet_status(proc):
+    with urllib.request.urlopen("http://127.0.0.1:%d/fleet" % proc.port, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_status(proc, predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = fleet_status(proc)
+        if predicate(s):
+            return s
+        time.sleep(0.1)
+    raise AssertionError("fleet status never matched; last %s; console:\n%s" % (s, proc.output()))
+
+
+def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, tmp_path):
+    good_ca, other_ca = tmp_path / "ca", tmp_path / "other-ca"
+    good = broker_cert(good_ca, "broker")
+    wrong_name = broker_cert(good_ca, "elsewhere")  # signed by the right CA, for another host
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+    expired = broker_cert(tmp_path / "ca-expired", "broker", days=1, not_before=old)
+    # The expired one is signed by its own CA: trust that CA for its car, so
+    # the date is the only thing wrong with it.
+    broker_cert(other_ca, "broker")
+    self_signed = broker_cert(tmp_path / "self", "broker", self_signed=True)
+    ports = {name: free_port() for name in ("good", "wrong_name", "expired", "self_signed")}
+    extra = ""
+    for name, d in (("good", good), ("wrong_name", wrong_name), ("expired", expired),
+                    ("self_signed", self_signed)):
+        extra += ("listener %d 127.0.0.1\ncertfile %s/cert.pem\nkeyfile %s/key.pem\n"
+                  % (ports[name], d, d))
+    broker = Broker(tmp_path, extra=extra)
+    cases = {
+        # car id: (listener, fleet settings, what its status must say)
+        "good-ca": ("good", {"ca": str(good_ca / "ca.crt.pem")}, None),
+        # A self-signed broker pinned by its own certificate as fleet.ca.
+        "pinned": ("self_signed", {"ca": os.path.join(self_signed, "cert.pem")}, None),
+        "wrong-ca": ("good", {"ca": str(other_ca / "ca.crt.pem")}, "not signed by fleet.ca (wrong CA)"),
+        "wrong-name": ("wrong_name", {"ca": str(good_ca / "ca.crt.pem")},
+                       "not for localhost (hostname mismatch)"),
+        "expired": ("expired", {"ca": str(tmp_path / "ca-expired" / "ca.crt.pem")}, "has expired"),
+        "other-pin": ("self_signed", {"ca": os.path.join(good, "cert.pem")}, "not signed by fleet.ca"),
+    }
+    try:
+        cars = {}
+        for car_id, (listener, fleet, _) in cases.items():
+            url = "mqtts://localhost:%d" % ports[listener]
+            cars[car_id] = start_micropython("main.py", ["--config", car_config(
+                tmp_path, car_id, url, fleet=fleet)])
+        for car_id, (_, _, reason) in cases.items():
+            proc = cars[car_id]
+            if reason is None:
+                s = wait_status(proc, lambda s: s["connected"])
+                assert s["error"] is None and s["connects"] == 1
+            else:
+                s = wait_status(proc, lambda s: s["error"] is not None)
+                assert not s["connected"] and s["connects"] == 0
+                assert "broker certificate refused" in s["error"] and reason in s["error"], s
+                assert reason in proc.output()  # on the console too
+                print("%-10s %s" % (car_id, s["error"]))
+    finally:
+        broker.kill()
