@@ -11,11 +11,11 @@ here by tools/cert.py: EC P-256, the car's kind). The client is CPython
 (websockets' sync client), verifying the certificate against the test CA.
 
 Heap: gc.mem_alloc() after gc.collect() on the server, asked over the first
-connection. On the proxies (and the Unix port) mbedTLS allocates from the GC
-heap, so a TLS client's figure includes its session (record buffers,
-handshake state that stays); on an ESP32 mbedTLS allocates from the IDF heap
-instead, which the GC heap also grows into: there the session comes out of
-the same RAM, but outside gc.mem_alloc().
+connection. mbedTLS's own allocations (record buffers, handshake state) are
+not in it: on the Unix port and the proxies MicroPython's mbedTLS config uses
+libc's calloc (extmod/mbedtls routes it to the GC heap only on bare-metal
+ports), on an ESP32 the IDF heap, which the GC heap also grows into. On the
+esp32 proxy tools/malloc_meter (an LD_PRELOAD shim) counts those bytes.
 Writes reports/bench-tls.md. CPython only.
 """
 import argparse
@@ -177,8 +177,10 @@ def main(argv=None):
         print("note: no %s (make proxies): Unix port only" % args.proxy)
     lines = ["# wss beside ws", "",
              "tools/bench_tls.py: the echo server, plain and TLS (EC P-256 certificate, TLS 1.2,"
-             " mbedTLS), CPython client on loopback, one run. Heap per TLS client includes the"
-             " mbedTLS session (it is in the GC heap here; an ESP32 takes it from the IDF heap).", ""]
+             " mbedTLS), CPython client on loopback, one run. The GC heap rows are gc.mem_alloc();"
+             " mbedTLS's session is not in them (the Unix port and the proxies give it libc's"
+             " malloc, an ESP32 its IDF heap): the malloc rows (esp32 proxy, tools/malloc_meter)"
+             " show it.", ""]
     with tempfile.TemporaryDirectory() as tmp:
         certs = cert.make(tmp, "bench-car", dns=["localhost"], ips=["127.0.0.1"])
         ca_ctx = ssl.create_default_context(cafile=os.path.join(tmp, "ca.crt.pem"))
