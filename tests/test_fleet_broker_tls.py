@@ -13,7 +13,7 @@ import pytest
 
 from conftest import free_port
 from helpers_fleet import car_config
-from helpers_mqtt import Broker, have_mosquitto
+from helpers_mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
 from helpers_tls import cert
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
@@ -87,3 +87,14 @@ def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, 
                 print("%-10s %s" % (car_id, s["error"]))
     finally:
         broker.kill()
+
+
+@pytest.mark.skipif(not have_wsclient(), reason="needs lib/wsclient (MQTT over WebSocket)")
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare -n (mosquitto's WebSocket listener binds every interface)")
+def test_fleet_over_wss_in_a_network_namespace():
+    result = run_in_netns(os.path.join("tests", "netns", "test_fleet_wss_inside.py"))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout, result.stdout[-2000:]
+    for line in result.stdout.splitlines():
+        if line.startswith("car "):
+            print(line)
