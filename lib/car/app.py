@@ -250,7 +250,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         max_clients = cfg["server"]["max_clients"]
         tls = cfg["server"]["tls"]
         if tls is not None:
-            tls, max_clients = tls_context(tls, config_path, max_clients)
+            from car.tls import setup  # only for a car with server.tls: loads ssl
+            tls, max_clients = setup(tls, config_path, max_clients)
         limits = {"max_tls": max_clients + 1} if tls else {}  # + 1: room to answer 503
         server = Server(static_dir=static_dir, max_clients=max_clients,
                         max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4, **limits)
@@ -282,18 +283,3 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         for link in car.links if car else []:
             link.stop()  # {"online": false} on a clean stop
 
-
-def tls_context(tls, config_path, max_clients):
-    """(SSLContext, WebSocket client limit), or (None, max_clients) with the
-    reason printed when the certificate cannot be loaded: the car still
-    boots, on plain HTTP, rather than not at all."""
-    from car import tls as car_tls
-    try:
-        base = config_path[:config_path.rfind("/")] if "/" in config_path else ""
-        return car_tls.context(tls, base), min(max_clients, tls["max_clients"])
-    except (OSError, ValueError) as e:
-        print("config error:", e.args[0] if e.args and type(e.args[0]) is str else e)
-        print("config error: server.tls: serving plain HTTP instead")
-        return None, max_clients
-    finally:
-        sys.modules.pop("car.tls", None)

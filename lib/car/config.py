@@ -160,38 +160,6 @@ def _origins(value, errors):
     return good
 
 
-TLS_DEFAULTS = {"cert": "tls/cert.der", "key": "tls/key.der", "max_clients": 2}
-
-
-def _tls(value, errors):
-    # Each TLS session holds mbedTLS's record buffers (~21 KB on a board,
-    # docs/security.md), so TLS has its own, lower client limit.
-    if value is None:
-        return None
-    if type(value) is not dict:
-        errors.append('server.tls: must be null or an object like {"cert": "tls/cert.der", '
-                      '"key": "tls/key.der"}; serving plain HTTP')
-        return None
-    good = copy(TLS_DEFAULTS)
-    for key in value:
-        if key not in good:
-            errors.append("server.tls.%s: unknown key (ignored)" % key)
-    for key in ("cert", "key"):
-        if key in value:
-            why = check("s", value[key], 1, 128)
-            if why:
-                errors.append("server.tls.%s: %s (a file on the board)" % (key, why))
-                return None
-            good[key] = value[key]
-    if "max_clients" in value:
-        why = check("i", value["max_clients"], 1, 4)
-        if why:
-            errors.append("server.tls.max_clients: " + why)
-        else:
-            good["max_clients"] = value["max_clients"]
-    return good
-
-
 def _unknown(user, defaults, prefix, errors):
     # A misspelt key would otherwise be silently ignored.
     for key, value in user.items():
@@ -259,8 +227,9 @@ def validate(user):
     if networks is not _MISSING:
         cfg["wifi"]["networks"] = _networks(networks, errors)
     tls = get(user, "server.tls")
-    if tls is not _MISSING:
-        cfg["server"]["tls"] = tls = _tls(tls, errors)
+    if tls is not _MISSING and tls is not None:
+        from car.config_tls import server_tls  # only for a car that has TLS settings
+        cfg["server"]["tls"] = tls = server_tls(tls, errors)
         if tls is not None and get(user, "server.port") is _MISSING:
             cfg["server"]["port"] = 443
     origins = get(user, "access.origins")
@@ -314,24 +283,10 @@ def _fleet(user, cfg, errors):
     if fleet["password"] is not None and fleet["username"] is None:
         errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
         fleet["password"] = None
-    return _broker_trust(user, fleet, errors)
-
-
-def _broker_trust(user, fleet, errors):
-    # How a TLS broker is verified (car/broker_tls.py): its CA's certificate
-    # (or its own, to pin it). Without it a TLS broker cannot be verified.
-    ca = user.get("ca")
-    if ca is not None:
-        why = check("s", ca, 1, 128)
-        if why:
-            errors.append("fleet.ca: %s (a CA certificate file on the board)" % why)
-        else:
-            fleet["ca"] = ca
     url = fleet["url"]
-    if (url.startswith("mqtts:") or url.startswith("wss:")) and not fleet["ca"]:
-        errors.append("fleet.ca: needed for %s://: without it the broker cannot be verified "
-                      "(fleet link off)" % url[:url.find(":")])
-        return None
+    if "ca" in user or url.startswith("mqtts:") or url.startswith("wss:"):
+        from car.config_tls import broker_trust  # only for a TLS broker
+        return broker_trust(user, fleet, errors)
     return fleet
 
 

@@ -25,3 +25,16 @@ def context(tls, base=""):
     except (OSError, ValueError) as e:
         raise ValueError("server.tls: %s or %s is not a certificate and its key (%s)" % (cert, key, e))
     return ctx
+
+
+def setup(tls, config_path, max_clients):
+    """(SSLContext, WebSocket client limit), or (None, max_clients) with the
+    reason printed when the certificate cannot be loaded: the car still
+    boots, on plain HTTP, rather than not at all."""
+    try:
+        base = config_path[:config_path.rfind("/")] if "/" in config_path else ""
+        return context(tls, base), min(max_clients, tls["max_clients"])
+    except (OSError, ValueError) as e:
+        print("config error:", e.args[0] if e.args and type(e.args[0]) is str else e)
+        print("config error: server.tls: serving plain HTTP instead")
+        return None, max_clients

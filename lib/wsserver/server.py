@@ -146,6 +146,9 @@ class Server:
         and ends on a MemoryError: here max_tls is checked first and a
         MemoryError ends that one connection."""
         self._tls = ssl
+        if ssl is not None:  # the TLS code is loaded only by a server that speaks it
+            from . import tls
+            self._tls_mod = tls
         self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
         asyncio.create_task(self._watch())
         return self._listener
@@ -218,7 +221,7 @@ class Server:
             heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
                 if self._tls is not None:
-                    tls = await self._start_tls(stream)
+                    tls = await self._tls_mod.start(self, stream)
                 request, extra = await self._read_request(stream)
             except asyncio.CancelledError:
                 if self._tls is not None:
@@ -275,7 +278,7 @@ class Server:
             await self._answer_error(stream, e, method == "HEAD")
         except OSError as e:
             if tls is not None and e.args[0] == -29184:  # MBEDTLS_ERR_SSL_INVALID_RECORD
-                self._not_tls(tls)
+                self._tls_mod.not_tls(self, tls)
         except Exception as e:  # a bug: answer 500, keep serving everyone else
             if self.debug:
                 sys.print_exception(e)
@@ -291,39 +294,6 @@ class Server:
                 # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
                 # plain one open (MicroPython 1.28, tested): close it too.
                 tls.close()
-
-    async def _start_tls(self, stream):
-        # Wait for a free session (browsers open several connections for one
-        # page; they are served in turn), then wrap the socket. The handshake
-        # itself runs inside the first read, under the request deadline.
-        while self._tls_open >= self.max_tls:
-            await asyncio.sleep_ms(20)
-        self._tls_open += 1
-        raw = stream.s
-        try:  # as _accept_websocket does for plain sockets (a TLS socket has no setsockopt)
-            raw.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY
-        except (OSError, AttributeError):
-            pass
-        try:
-            stream.s = self._tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        except (OSError, MemoryError):
-            self._tls_open -= 1
-            raise OSError(12)  # ENOMEM: this connection is closed, the server goes on
-        return raw
-
-    def _not_tls(self, sock):
-        # Plain HTTP on the TLS port (someone typed http://): answer in plain
-        # text on the socket under the failed session. Its unread input is
-        # read first, or the kernel would reset the connection over the answer.
-        try:
-            while sock.readinto(self._buf):
-                pass
-        except OSError:
-            pass
-        try:
-            sock.write(error_response(400, "this port speaks HTTPS: use https://", None, False))
-        except OSError:
-            pass
 
     async def _answer_error(self, stream, e, head_only):
         try:
