@@ -332,7 +332,7 @@ print(json.dumps(cfg["fleet"]))
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     fleet, errors = lines[0]
     assert fleet == {"url": "mqtt://b:1884", "id": "rover", "username": None, "password": None,
-                     "telemetry_hz": 2, "keepalive_s": 15, "ca": None}
+                     "telemetry_hz": 2, "keepalive_s": 15}
     assert "fleet.colour: unknown key (ignored)" in errors
     assert "fleet.telemetry_hz: must be an int between 1 and 10 (at most limits.telemetry_hz)" in errors
     assert "fleet.keepalive_s: must be an int between 2 and 600" in errors

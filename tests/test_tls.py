@@ -210,7 +210,7 @@ def test_missing_certificate_boots_plain_and_says_why(start_micropython, tmp_pat
 
 
 def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_path, certs):
-    """The car on the esp32 board proxy (lib/ as .py source, compiled into a 112 KB heap), server.tls.max_clients 2:
+    """The car on the esp32 board proxy (lib/ as .py source, compiled into a 128 KB heap), server.tls.max_clients 2:
     two WSS clients in (one driving), the third refused 503 with Retry-After
     (the spare TLS session answers it), a burst of page loads beyond the
     sessions waits its turn and is served, and nothing runs out of memory."""
@@ -218,7 +218,7 @@ def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_
     ca, car_dir = certs
     proxy = board_proxy("esp32")
     proc = start_micropython("main.py", args=["--config", tls_config(tmp_path, car_dir, max_clients=2)],
-                             heapsize="112K", micropython=proxy)
+                             heapsize="128K", micropython=proxy)
     proc.wss = "wss://localhost:%d/ws" % proc.port
     proc.ctx = client_context(ca)
 
@@ -252,5 +252,5 @@ def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_
     handshake, free, alloc = run(main(), timeout=90)
     out = proc.output()
     assert "MemoryError" not in out and "Traceback" not in out, out
-    print("esp32 proxy, 112K heap: first wss handshake %.0f ms; heap with 2 TLS clients: "
+    print("esp32 proxy, 128K heap: first wss handshake %.0f ms; heap with 2 TLS clients: "
           "%d B used, %d B free" % (handshake * 1000, alloc, free))

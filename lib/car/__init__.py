@@ -13,5 +13,5 @@ def load_config(path="config.json"):
         return config.load(path)
     finally:
         sys.modules.pop("car.config", None)
-        sys.modules.pop("car.config_tls", None)
+        sys.modules.pop("car.tls", None)
         globals().pop("config", None)

@@ -27,7 +27,7 @@ REASONS = [
 def context(fleet, base=""):
     """A client SSLContext for fleet.url's broker."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca = fleet["ca"]
+    ca = fleet.get("ca")
     if not ca:
         raise ValueError("fleet.ca: needed for a TLS broker (its CA certificate, or its own)")
     if base and ca[0] != "/":

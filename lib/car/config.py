@@ -31,7 +31,7 @@ DEFAULTS = {
     "fleet": None,
 }
 FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
-                  "telemetry_hz": 2, "keepalive_s": 15, "ca": None}
+                  "telemetry_hz": 2, "keepalive_s": 15}
 
 # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
 # (length low..high), h hostname, p AP password, t token (null or string).
@@ -226,12 +226,6 @@ def validate(user):
     networks = get(user, "wifi.networks")
     if networks is not _MISSING:
         cfg["wifi"]["networks"] = _networks(networks, errors)
-    tls = get(user, "server.tls")
-    if tls is not _MISSING and tls is not None:
-        from car.config_tls import server_tls  # only for a car that has TLS settings
-        cfg["server"]["tls"] = tls = server_tls(tls, errors)
-        if tls is not None and get(user, "server.port") is _MISSING:
-            cfg["server"]["port"] = 443
     origins = get(user, "access.origins")
     if origins is not _MISSING:
         cfg["access"]["origins"] = _origins(origins, errors)
@@ -240,6 +234,14 @@ def validate(user):
     cfg["hardware"] = _hardware(user.get("hardware"), errors)
     if user.get("fleet") is not None:
         cfg["fleet"] = _fleet(user["fleet"], cfg, errors)
+    server = user.get("server")
+    if cfg["fleet"] or type(server) is dict and server.get("tls") is not None:
+        # server.tls and fleet.ca are checked by car/tls.py, loaded only for a
+        # car with TLS or a fleet link (and no new names here: each name a
+        # module compiled at boot interns stays in the qstr pool, and one
+        # more pool chunk cost a 160K heap its boot).
+        from car import tls
+        tls.validate(user, cfg, errors)
     return cfg, errors
 
 
@@ -283,10 +285,6 @@ def _fleet(user, cfg, errors):
     if fleet["password"] is not None and fleet["username"] is None:
         errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
         fleet["password"] = None
-    url = fleet["url"]
-    if "ca" in user or url.startswith("mqtts:") or url.startswith("wss:"):
-        from car.config_tls import broker_trust  # only for a TLS broker
-        return broker_trust(user, fleet, errors)
     return fleet
 
 
