@@ -28,6 +28,8 @@ DEFAULTS = {
     "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
     # null: no fleet link (car.fleet is then never imported). Checked by _fleet().
     "fleet": None,
+    # null: no uplink (car.uplink is then never imported). Checked by _uplink().
+    "uplink": None,
 }
 FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
                   "telemetry_hz": 2, "keepalive_s": 15}
@@ -165,8 +167,8 @@ def _unknown(user, defaults, prefix, errors):
         name = prefix + key
         if key not in defaults:
             errors.append(name + ": unknown key (ignored)")
-        elif key == "fleet" and not prefix:
-            pass  # checked by _fleet()
+        elif (key == "fleet" or key == "uplink") and not prefix:
+            pass  # checked by _fleet(), _uplink()
         elif type(defaults[key]) is dict:
             if type(value) is not dict:
                 errors.append(name + ": must be an object")
@@ -233,6 +235,8 @@ def validate(user):
     cfg["hardware"] = _hardware(user.get("hardware"), errors)
     if user.get("fleet") is not None:
         cfg["fleet"] = _fleet(user["fleet"], cfg, errors)
+    if user.get("uplink") is not None:
+        cfg["uplink"] = _uplink(user["uplink"], cfg, errors)
     return cfg, errors
 
 
@@ -277,6 +281,69 @@ def _fleet(user, cfg, errors):
         errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
         fleet["password"] = None
     return fleet
+
+
+def _name(v, hi):
+    # An HTTP token (RFC 9110 §5.6.2) of 1..hi characters: a header name or
+    # a subprotocol, which go into the handshake as they are.
+    return type(v) is str and 0 < len(v) <= hi and all(
+        c.isalpha() or c.isdigit() or c in "!#$%&'*+-.^_`|~" for c in v)
+
+
+def _uplink(user, cfg, errors):
+    """The uplink's settings (docs/protocol.md), or None (uplink off) when
+    uplink.url is missing or bad; other bad keys fall back to their defaults."""
+    if type(user) is not dict:
+        errors.append("uplink: must be an object with a url (uplink off)")
+        return None
+    local_hz = cfg["limits"]["telemetry_hz"]
+    uplink = {"url": None, "headers": {}, "subprotocol": None, "telemetry_hz": min(2, local_hz)}
+    for key in user:
+        if key not in uplink:
+            errors.append("uplink.%s: unknown key (ignored)" % key)
+    url = user.get("url")
+    why = "missing" if url is None else None
+    if type(url) is str and len(url) <= 256:
+        from wsclient.handshake import parse_url
+
+        try:
+            parse_url(url)
+        except ValueError as e:
+            why = str(e)
+    elif why is None:
+        why = "must be a string of at most 256 characters"
+    if why:
+        errors.append("uplink.url: %s; ws://host[:port]/path or wss://host[:port]/path (uplink off)" % why)
+        return None
+    uplink["url"] = url
+    headers = user.get("headers", {})
+    if type(headers) is not dict:
+        errors.append('uplink.headers: must be an object like {"Authorization": "Bearer ..."}')
+        headers = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if not _name(name, 64):
+            errors.append("uplink.headers.%s: not a valid header name (letters, digits, -)" % name)
+        elif lower in ("host", "upgrade", "connection") or lower.startswith("sec-websocket-"):
+            errors.append("uplink.headers.%s: set by the WebSocket handshake itself (ignored)" % name)
+        elif type(value) is not str or len(value) > 1024 or "\r" in value or "\n" in value:
+            errors.append("uplink.headers.%s: must be a string of at most 1024 characters, "
+                          "no line breaks" % name)
+        else:
+            uplink["headers"][name] = value
+    if user.get("subprotocol") is not None:
+        if _name(user["subprotocol"], 64):
+            uplink["subprotocol"] = user["subprotocol"]
+        else:
+            errors.append("uplink.subprotocol: must be null or 1 to 64 letters, digits, - . _ "
+                          "(one name, no commas)")
+    if "telemetry_hz" in user:
+        why = check("i", user["telemetry_hz"], 1, local_hz)
+        if why:
+            errors.append("uplink.telemetry_hz: %s (at most limits.telemetry_hz)" % why)
+        else:
+            uplink["telemetry_hz"] = user["telemetry_hz"]
+    return uplink
 
 
 def load(path="config.json"):
