@@ -60,7 +60,7 @@ class Link(Remote):
         self.last_rx = 0
 
     def send_nowait(self, text):
-        """Queue a text for the server (replies, role changes, telemetry);
+        """Queue a text for the server (telemetry, role changes);
         returns at once. Dropped while the server is away; when the queue is
         full the oldest telemetry goes first."""
         if self.ws is None:
@@ -115,12 +115,13 @@ class Link(Remote):
         self.failures = 0
         self.last_rx = ticks_ms()
         print("uplink: connected to %s%s" % (self.url, " (%s)" % ws.subprotocol if ws.subprotocol else ""))
-        self.ws = ws
-        self.queue = [self.car.hello(self)]  # hello first, as on /ws
-        self.wake.set()
-        writer = create_task(self.writer(ws))
-        watch = create_task(self.watch(ws))
+        writer = watch = None
         try:
+            await ws.send(self.car.hello(self))  # first, as on /ws
+            self.ws = ws  # telemetry and role changes from now on
+            self.queue = []
+            writer = create_task(self.writer(ws))
+            watch = create_task(self.watch(ws))
             while True:
                 message = await ws.recv()
                 if message is None:
@@ -128,12 +129,18 @@ class Link(Remote):
                 self.last_rx = ticks_ms()
                 reply = self.message(message)
                 if reply:
-                    self.send_nowait(reply)
-        except Exception as e:
+                    # Awaited, as /ws's handler does: a server that sends
+                    # faster than it reads waits for its own answers (none
+                    # is dropped), and only this task waits.
+                    await ws.send(reply)
+        except Exception as e:  # ConnectionClosed from a send, MemoryError
             return describe(e)
         finally:
-            writer.cancel()
-            watch.cancel()
+            if writer:
+                writer.cancel()
+                watch.cancel()
+        if ws.close_code == 1006:
+            return "connection lost (no close frame)"
         return "connection closed (%d%s)" % (ws.close_code, " " + ws.close_reason if ws.close_reason else "")
 
     async def writer(self, ws):
