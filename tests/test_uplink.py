@@ -6,6 +6,7 @@ MicroPython Unix port, a simulated car; the car's own /ws watches its motors at
 import asyncio
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -152,6 +153,40 @@ def test_server_killed_stops_the_car_within_the_deadman_and_it_reconnects_within
     # longest wait it announced (plus the connect itself), and never beyond 8 s.
     assert len(delays) >= 2 and max(delays) <= 8000, delays
     assert again <= max(delays) / 1000 + 0.5, (again, delays)
+
+
+def test_a_burst_of_late_drive_commands_after_a_stall_does_not_move_the_car(kind, servers, tmp_path,
+                                                                           start_micropython):
+    # The car freezes (SIGSTOP) while the server keeps its 100 ms heartbeat
+    # going into the socket; then the server stops sending and, 0.5 s later,
+    # the car thaws: it reads ~10 drive commands at once, each stamped more
+    # than deadman_ms ago. Acted on, they would drive the car for another
+    # deadman; refused, the deadman stops it on the first tick.
+    deadman = 300
+    server = servers(kind)
+    car = start_car(start_micropython, tmp_path, server.url, limits={"deadman_ms": deadman})
+    synced(server)
+
+    async def main():
+        w = await WsClient.connect(car)
+        server.command("drive 0.5 0")
+        await w.wait_for(moving, 2)
+        car.proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(1.0)
+        server.command("car 99")  # talk to no car: the heartbeat ends
+        await asyncio.sleep(0.5)  # the last drive sent is now older than the deadman
+        since = time.monotonic()
+        car.proc.send_signal(signal.SIGCONT)
+        await in_thread(server.wait_line, lambda t: '"stale"' in t, 3, since)
+        await asyncio.sleep(0.5)
+        after = [m for t, m in w.telemetry if t >= since + 0.1]
+        stale = [r for r in server.replies(1, since) if r.get("code") == "stale"]
+        await w.close()
+        return after, stale
+    after, stale = run(main())
+    print("%s server: %d late drive commands refused as stale after a 1.5 s stall" % (kind, len(stale)))
+    assert len(stale) >= 5 and "ms old (limit 300 ms" in stale[0]["message"], stale
+    assert after and all(stopped(m) for m in after)
 
 
 def test_refused_handshakes_are_named_in_the_log_and_retried_with_backoff(kind, servers, tmp_path,
