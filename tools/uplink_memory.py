@@ -4,13 +4,15 @@
 .mpy files for x86 on the filesystem, tools/stage.py) — the way
 tools/fleet_memory.py measures the fleet link.
 
-    python tools/uplink_memory.py [--seconds 8] [--lo 40] [--hi 140]
+    python tools/uplink_memory.py [--seconds 8] [--lo 40] [--hi 140] [--romfs]
 
 For each configuration the heap is bisected in 2 KB steps: a run passes when the
 car serves a driver (10 Hz) and a viewer on its /ws for --seconds with no
 MemoryError, no traceback and no telemetry gap over 1 s, and (uplink) it said
 hello to a websockets server on 127.0.0.1, its telemetry kept arriving, and a
-ping over the uplink was answered at the end.
+ping over the uplink was answered at the end. --romfs puts lib/ in a ROMFS
+image executed in place (tools/heap_report.py's layout: the heap is enlarged
+by exactly the image's block, so the figure is the heap besides the image).
 """
 import argparse
 import asyncio
@@ -80,11 +82,19 @@ async def exercise(port, seconds, uplink):
     return ok
 
 
+ROMFS = {}  # board dir -> image size, when lib/ is in a ROMFS image
+
+
 def run_once(micropython, board, config, heap_k, seconds, uplink):
     with open(os.path.join(board, "config.json"), "w") as f:
         json.dump(config, f)
     port = free_port()
-    proc = subprocess.Popen([micropython, "-X", "heapsize=%dK" % heap_k, "main.py", "--port", str(port)],
+    heap, script = heap_k * 1024, "main.py"
+    if board in ROMFS:
+        from heap_report import romfs_heapsize
+
+        heap, script = romfs_heapsize(heap, ROMFS[board]), "romfs_boot.py"
+    proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % heap, script, "--port", str(port)],
                             cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         ok = wait_port(port, proc) and asyncio.run(exercise(port, seconds, uplink))
@@ -116,10 +126,19 @@ def main():
     parser.add_argument("--lo", type=int, default=40)
     parser.add_argument("--hi", type=int, default=140)
     parser.add_argument("--only", choices=["plain", "uplink"])
+    parser.add_argument("--romfs", action="store_true")
     args = parser.parse_args()
-    board = os.path.join(tempfile.mkdtemp(prefix="uplink-memory-"), "board")
+    tmp = tempfile.mkdtemp(prefix="uplink-memory-")
+    board = os.path.join(tmp, "board")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", args.march, "--out", board],
                    cwd=ROOT, check=True, capture_output=True)
+    if args.romfs:
+        from heap_report import romfs_tree
+
+        rom = os.path.join(tmp, "rom")
+        os.makedirs(rom)
+        ROMFS[rom] = romfs_tree(board, rom)
+        board = rom
     uplink = free_port()
     base = {"hardware": {"mode": "sim"}, "wifi": {"hostname": "car-m"}}
     configs = [("plain", base, None),
