@@ -134,6 +134,7 @@ class Link(Remote):
                     # is dropped), and only this task waits.
                     await ws.send(reply)
         except Exception as e:  # ConnectionClosed from a send, MemoryError
+            ws._lost()  # the socket is closed whatever happened
             return describe(e)
         finally:
             if writer:
