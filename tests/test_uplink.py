@@ -17,7 +17,7 @@ import pytest
 
 from conftest import run_micropython
 from helpers_car import Client as WsClient
-from helpers_car import moving, stopped
+from helpers_car import moving, send_queue, stopped
 from helpers_uplink import KINDS, RefServer, node_ready, start_car
 
 
@@ -335,11 +335,18 @@ def test_a_server_that_stops_reading_never_delays_the_control_loop_or_local_clie
         return times, rtt
     times, rtt = run(main())
     gaps = [b - a for a, b in zip(times, times[1:])]
-    print("stalled uplink server: local telemetry %d frames in 4 s, worst gap %.0f ms, ping %.1f ms"
-          % (len(times), max(gaps) * 1000, rtt * 1000))
     assert held, "the car never connected"
+    # The car's side of the stalled connection really is full: what the kernel
+    # could not deliver sits in the car's socket, the rest in the uplink's queue.
+    car_port, server_port = held[0].getpeername()[1], listener.getsockname()[1]
+    unsent = send_queue(car_port, server_port)
+    print("stalled uplink server: %s bytes stuck in the car's socket; local telemetry %d frames in "
+          "4 s, worst gap %.0f ms, ping %.1f ms" % (unsent, len(times), max(gaps) * 1000, rtt * 1000))
+    assert unsent and unsent > 4096, unsent
     assert len(times) >= 160, len(times)
-    assert max(gaps) < 0.15, max(gaps)
+    # A car blocked on the uplink would stop for seconds; 0.3 s leaves room for
+    # a shared machine's scheduling (quiet: worst gap 38 ms).
+    assert max(gaps) < 0.3, max(gaps)
     assert rtt < 0.2, rtt
     assert page_ok(car) and car.poll() is None
     listener.close()
