@@ -284,9 +284,9 @@ def _fleet(user, cfg, errors):
 
 
 def _uplink(user, cfg, errors):
-    # In car.uplink, imported only for a config with an uplink: a plain car's
-    # boot does not compile or hold this code.
-    from car.uplink import settings
+    # In its own module, imported only for a config with an uplink and
+    # dropped after start-up with this one (car.load_config).
+    from car.uplink_config import settings
 
     return settings(user, cfg["limits"]["telemetry_hz"], errors)
 
