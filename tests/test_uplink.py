@@ -424,3 +424,14 @@ def test_a_plain_car_does_not_import_the_uplink():
                              "or 'remote' in m))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_uplink_config_checks_are_dropped_after_start_up(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"uplink": {"url": "ws://127.0.0.1:9/car"}}))
+    result = run_micropython("import sys; sys.path.insert(0, 'lib')\nimport car\n"
+                             "cfg, errors = car.load_config(%r)\n"
+                             "print(cfg['uplink']['url'], errors, 'car.uplink_config' in sys.modules, "
+                             "hasattr(car, 'uplink_config'))" % str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ws://127.0.0.1:9/car", "[]", "False", "False"]
