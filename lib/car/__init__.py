@@ -12,6 +12,6 @@ def load_config(path="config.json"):
     try:
         return config.load(path)
     finally:
-        sys.modules.pop("car.config", None)
-        sys.modules.pop("car.tls", None)
-        globals().pop("config", None)
+        for name in ["config", "tls", "uplink_config"]:  # a list: no constant tuple kept
+            sys.modules.pop("car." + name, None)
+            globals().pop(name, None)

@@ -53,7 +53,7 @@ class Car:
         self.up_s = 0
         self.failed = None
         self.room = hw.room() if hw.simulated else None
-        self.links = []  # control clients that dial out (car.fleet), started by serve()
+        self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
 
     # --- messages -------------------------------------------------------
 
@@ -268,6 +268,10 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                                       if "/" in config_path else ""))
             except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
                 print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
+        if cfg["uplink"]:  # the same: a plain car never loads the WebSocket client
+            from car.uplink import Link
+
+            car.links.append(Link(car, cfg["uplink"]))
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not
@@ -281,5 +285,4 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     finally:
         hw.stop()
         for link in car.links if car else []:
-            link.stop()  # {"online": false} on a clean stop
-
+            link.stop()  # fleet: {"online": false}; uplink: close 1001

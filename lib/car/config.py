@@ -29,6 +29,8 @@ DEFAULTS = {
     "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
     # null: no fleet link (car.fleet is then never imported). Checked by _fleet().
     "fleet": None,
+    # null: no uplink (car.uplink is then never imported). Checked by _uplink().
+    "uplink": None,
 }
 FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
                   "telemetry_hz": 2, "keepalive_s": 15}
@@ -166,8 +168,8 @@ def _unknown(user, defaults, prefix, errors):
         name = prefix + key
         if key not in defaults:
             errors.append(name + ": unknown key (ignored)")
-        elif key == "fleet" and not prefix:
-            pass  # checked by _fleet()
+        elif (key == "fleet" or key == "uplink") and not prefix:
+            pass  # checked by _fleet(), _uplink()
         elif type(defaults[key]) is dict:
             if type(value) is not dict:
                 errors.append(name + ": must be an object")
@@ -242,6 +244,8 @@ def validate(user):
         # more pool chunk cost a 160K heap its boot).
         from car import tls
         tls.validate(user, cfg, errors)
+    if user.get("uplink") is not None:
+        cfg["uplink"] = _uplink(user["uplink"], cfg, errors)
     return cfg, errors
 
 
@@ -286,6 +290,14 @@ def _fleet(user, cfg, errors):
         errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
         fleet["password"] = None
     return fleet
+
+
+def _uplink(user, cfg, errors):
+    # In its own module, imported only for a config with an uplink and
+    # dropped after start-up with this one (car.load_config).
+    from car.uplink_config import settings
+
+    return settings(user, cfg["limits"]["telemetry_hz"], errors)
 
 
 def load(path="config.json"):

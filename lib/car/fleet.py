@@ -4,14 +4,9 @@
 # protocol's client messages from tether/<id>/cmd, answering on
 # tether/<id>/reply. Imported only when config.json has a `fleet` section.
 #
-# The link is one more client of the car's control, exactly like a WebSocket
-# connection: car.handle() decides, so the driver lock, the deadman, the stop
-# rules and the access token are the same. It has client id 0 (WebSocket
-# clients count from 1). What the broker adds is delay, so a drive command
-# carries `at`, the car's own uptime when it was sent (a sender learns the
-# car's clock from a `ping` over the link: the pong carries `uptime_ms`);
-# one older than limits.deadman_ms is refused as stale, because by then the
-# deadman would have stopped the car anyway.
+# The link is one more client of the car's control, with client id 0
+# (WebSocket clients count from 1); car.remote.Remote holds what every link
+# shares: the token per message and the stale-command rule (`at`).
 #
 # Nothing here can delay the control loop: the session only queues (bounded,
 # oldest telemetry dropped first) and its tasks wait on the socket, never the
@@ -22,35 +17,28 @@ from asyncio import sleep_ms
 from time import ticks_add, ticks_diff, ticks_ms
 
 from car import VERSION, protocol
-from car.access import equal
+from car.remote import Remote
 from mqtt.session import Session
 from mqtt.transport import opener
 
 OFFLINE = b'{"online": false}'
 
 
-class Link:
+class Link(Remote):
     id = 0  # the control client id telemetry's `driver` shows for the link
+    over = "MQTT"
 
-    def __init__(self, car, cfg, base=""):
-        """base: the config file's folder, for a relative fleet.ca."""
-        self.car = car
-        # Access.authorized(client) reads client.request.authorized: set per
-        # message from the message's own "token" (a WebSocket client brings
-        # it once, in the URL; over MQTT every command carries it).
-        self.request = self
-        self.authorized = False
-        self.token = car.access.token if car.access else None
+    def __init__(self, car, cfg, folder=""):
+        """folder: the config file's folder, for a relative fleet.ca."""
+        Remote.__init__(self, car)
         self.base = base = "tether/" + cfg["id"] + "/"
         self.period_ms = 1000 // cfg["telemetry_hz"]
-        self.max_age_ms = car.limits["deadman_ms"]
         self.seq = 0
-        self.errors = 0  # commands refused (bad JSON, stale, ...), for tests and logs
         url = cfg["url"]
         ssl_context = None
         if url.startswith("mqtts:") or url.startswith("wss:"):
             from car import broker_tls  # only for a TLS broker
-            ssl_context = broker_tls.context(cfg, base)
+            ssl_context = broker_tls.context(cfg, folder)
         # A WebSocket message may hold several MQTT packets: room for a few.
         open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 1024})
         if ssl_context is not None:
@@ -101,7 +89,6 @@ class Link:
 
     def command(self, payload, retain):
         """The reply (JSON text) to one message from tether/<id>/cmd, or None."""
-        car = self.car
         if retain:
             # A retained command was published at some unknown time before:
             # never acted on, whatever it says.
@@ -113,39 +100,7 @@ class Link:
         except (UnicodeError, ValueError):
             msg = None  # car.handle names the fault (not valid JSON, ...)
             text = payload if type(payload) is str else "\x00"  # not valid JSON either way
-        kind = None
-        if type(msg) is dict:
-            kind = msg.get("type")
-            token = msg.get("token")
-            self.authorized = self.token is None or (type(token) is str and equal(token, self.token))
-            if kind == "drive":
-                stale = self.stale(msg.get("at"))
-                if stale:
-                    return stale
-        reply = car.handle(self, text)
-        if reply and kind == "ping" and '"pong"' in reply:
-            # The car's clock for the sender's `at` (see above).
-            reply = reply[:-1] + ', "uptime_ms": %d}' % car.uptime_ms(ticks_ms())
-        elif reply and '"error"' in reply:
-            self.errors += 1
-        return reply
-
-    def stale(self, at):
-        if not protocol.is_number(at):
-            return self.refuse("bad_field", "at", "at: missing or not a number; a drive over MQTT "
-                               "carries the car's uptime_ms when it was sent (ping gives it)")
-        age = self.car.uptime_ms(ticks_ms()) - at
-        if age > self.max_age_ms:
-            return self.refuse("stale", "at", "at: command is %d ms old (limit %d ms, the deadman); "
-                               "not acted on" % (age, self.max_age_ms))
-        if age < -self.max_age_ms:
-            return self.refuse("stale", "at", "at: %d ms ahead of the car's clock; ping to learn "
-                               "it again (the car may have restarted)" % -age)
-        return None
-
-    def refuse(self, code, field, message):
-        self.errors += 1
-        return protocol.error(code, field, message)
+        return self.act(text, msg)
 
     # --- tasks ----------------------------------------------------------
 

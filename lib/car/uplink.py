@@ -1,0 +1,203 @@
+# The car's uplink (docs/protocol.md, "Uplink"): the car keeps one WebSocket
+# open to a server of the user's own (no broker) and speaks its own protocol
+# over it. It sends what a client of its /ws receives (hello first, then
+# telemetry at uplink.telemetry_hz, the replies) and takes the client
+# messages from the server. Imported only when config.json has `uplink`.
+#
+# The uplink is one more control client (car.remote.Remote: the token per
+# message, the stale-command rule), with client id -1 (the fleet link is 0,
+# /ws clients count from 1). When the connection ends, whatever it drove
+# stops at once, as when a /ws driver leaves.
+#
+# Nothing here can delay the control loop or the local clients: the car's
+# side only appends to a bounded queue (the oldest telemetry is dropped
+# first); one writer task waits on the socket, nobody waits on it.
+import json
+from asyncio import Event, create_task, sleep_ms
+from random import getrandbits
+from time import ticks_add, ticks_diff, ticks_ms
+
+from micropython import const
+
+from car import protocol
+from car.remote import Remote
+from wsclient import connect
+
+_MAX_QUEUE = const(4)  # messages waiting for a slow server
+_BACKOFF_MIN_MS = const(500)
+_BACKOFF_MAX_MS = const(8000)
+_OPEN_TIMEOUT_MS = const(5000)  # TCP + handshake together
+# A quiet server is pinged after this long; no pong within _PONG_MS means
+# the link is dead (a server or a WiFi that vanished without a FIN).
+_QUIET_MS = const(10000)
+_PONG_MS = const(5000)
+
+
+def backoff_ms(failures):
+    """Doubling per failed attempt from 0.5 s up to 8 s, each wait a random
+    50-100 % of its step (the fleet link's session does the same), so cars
+    that lost one server together do not come back in one burst."""
+    full = min(_BACKOFF_MAX_MS, _BACKOFF_MIN_MS << min(failures - 1, 5))
+    return full // 2 + (getrandbits(16) * (full - full // 2)) // 65536
+
+
+class Link(Remote):
+    id = -1
+    over = "the uplink"
+
+    def __init__(self, car, cfg):
+        Remote.__init__(self, car)
+        self.url = cfg["url"]
+        self.headers = cfg["headers"]
+        self.subprotocols = [cfg["subprotocol"]] if cfg["subprotocol"] else None
+        self.period_ms = 1000 // cfg["telemetry_hz"]
+        self.ws = None  # the open connection, or None while the server is away
+        self.queue = []  # texts for the writer task
+        self.wake = Event()
+        self.seq = 0  # the uplink's own telemetry count (no gaps for /ws clients)
+        self.failures = 0  # connection attempts since the last success
+        self.dropped = 0
+        self.last_rx = 0
+
+    def send_nowait(self, text):
+        """Queue a text for the server (telemetry, role changes);
+        returns at once. Dropped while the server is away; when the queue is
+        full the oldest telemetry goes first."""
+        if self.ws is None:
+            return
+        queue = self.queue
+        if len(queue) >= _MAX_QUEUE:
+            victim = 0
+            for i in range(len(queue)):
+                if queue[i].startswith('{"type":"telemetry"'):
+                    victim = i
+                    break
+            queue.pop(victim)
+            self.dropped += 1
+        queue.append(text)
+        self.wake.set()
+
+    def message(self, message):
+        """The reply to one message from the server, or None."""
+        msg = None
+        if type(message) is str and len(message) <= protocol.MAX_TEXT:
+            try:
+                msg = json.loads(message)
+            except ValueError:
+                pass  # car.handle names the fault
+        return self.act(message, msg)
+
+    # --- tasks ----------------------------------------------------------
+
+    async def run(self):
+        create_task(self.telemetry_loop())
+        while True:
+            why = await self.serve_once()
+            self.ws = None
+            self.queue = []
+            # Whatever the uplink drove stops now; after a reconnect only
+            # fresh commands act.
+            self.car.disconnected(self)
+            self.failures += 1
+            delay = backoff_ms(self.failures)
+            print("uplink %s: %s; retrying in %d ms" % (self.url, why, delay))
+            await sleep_ms(delay)
+
+    async def serve_once(self):
+        """One connection, from dialling to its end; returns why it ended."""
+        try:
+            ws = await connect(self.url, self.subprotocols, self.headers,
+                               open_timeout_ms=_OPEN_TIMEOUT_MS, close_timeout_ms=1000,
+                               # as the car's own /ws: longer messages close with 1009
+                               max_message=2 * protocol.MAX_TEXT, buffer_size=512)
+        except Exception as e:  # HandshakeError, OSError (refused), ValueError
+            return describe(e)
+        self.failures = 0
+        self.last_rx = ticks_ms()
+        print("uplink: connected to %s%s" % (self.url, " (%s)" % ws.subprotocol if ws.subprotocol else ""))
+        writer = watch = None
+        try:
+            await ws.send(self.car.hello(self))  # first, as on /ws
+            self.ws = ws  # telemetry and role changes from now on
+            self.queue = []
+            writer = create_task(self.writer(ws))
+            watch = create_task(self.watch(ws))
+            while True:
+                message = await ws.recv()
+                if message is None:
+                    break
+                self.last_rx = ticks_ms()
+                reply = self.message(message)
+                if reply:
+                    # Awaited, as /ws's handler does: a server that sends
+                    # faster than it reads waits for its own answers (none
+                    # is dropped), and only this task waits.
+                    await ws.send(reply)
+        except Exception as e:  # ConnectionClosed from a send, MemoryError
+            ws._lost()  # the socket is closed whatever happened
+            return describe(e)
+        finally:
+            if writer:
+                writer.cancel()
+                watch.cancel()
+        if ws.close_code == 1006:
+            return "connection lost (no close frame)"
+        return "connection closed (%d%s)" % (ws.close_code, " " + ws.close_reason if ws.close_reason else "")
+
+    async def writer(self, ws):
+        queue = self.queue
+        try:
+            while True:
+                if not queue:
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                await ws.send(queue.pop(0))
+        except Exception:
+            pass  # the reader sees the connection end
+
+    async def watch(self, ws):
+        # A server that vanished without closing TCP sends nothing ever
+        # again; the deadman stops the car, this ends the connection.
+        while True:
+            await sleep_ms(_QUIET_MS // 2)
+            if ticks_diff(ticks_ms(), self.last_rx) >= _QUIET_MS:
+                try:
+                    await ws.ping(None, _PONG_MS)
+                    self.last_rx = ticks_ms()
+                except Exception:
+                    print("uplink %s: no pong within %d ms" % (self.url, _PONG_MS))
+                    ws._lost()  # the reader's recv() returns None
+                    return
+
+    async def telemetry_loop(self):
+        due = ticks_ms()
+        while True:
+            if self.ws is not None:
+                self.seq += 1
+                self.send_nowait(self.car.telemetry(ticks_ms(), self.seq))
+            due = ticks_add(due, self.period_ms)
+            wait = ticks_diff(due, ticks_ms())
+            if wait < 0:
+                due, wait = ticks_ms(), 0
+            await sleep_ms(wait)
+
+    def stop(self):
+        """The app is exiting: close with 1001 (going away), best effort."""
+        ws = self.ws
+        if ws is not None:
+            import asyncio
+
+            try:
+                asyncio.run(ws.close(1001, "car stopping"))
+            except Exception:
+                pass
+
+
+def describe(e):
+    name = type(e).__name__
+    if name == "HandshakeError":
+        return "handshake refused: " + e.message
+    if isinstance(e, OSError):
+        return "network error: %s" % (e,)
+    return "%s: %s" % (name, e)
