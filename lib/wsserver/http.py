@@ -8,8 +8,10 @@ from .errors import HTTPError
 # would be built in the heap at import.
 _REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
             "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
-            "|414 URI Too Long|426 Upgrade Required|431 Request Header Fields Too Large"
-            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported|")
+            "|409 Conflict|411 Length Required|413 Content Too Large|414 URI Too Long"
+            "|426 Upgrade Required|431 Request Header Fields Too Large"
+            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported"
+            "|507 Insufficient Storage|")
 
 
 def table_lookup(table, key, default):
@@ -151,6 +153,29 @@ def parse_request(head, max_uri=512, max_headers=32):
     path, qs = (target, "") if mark < 0 else (target[:mark], target[mark + 1:])
     return Request(str(method, "utf-8"), target, path, parse_query(qs) if qs else {},
                    str(version, "utf-8"), headers)
+
+
+def body_length(headers, max_body):
+    """The request body's length from its head (RFC 9112 section 6): chunked
+    bodies are refused (411), a missing length is an empty body (a route that
+    needs one answers 411 itself), and a body over max_body is refused (413)
+    before any of it is read."""
+    if "transfer-encoding" in headers:
+        raise HTTPError(411, "chunked bodies are not accepted: send Content-Length")
+    value = headers.get("content-length")
+    if value is None:
+        return 0
+    if not value.isdigit() or len(value) > 12:  # "5, 5" (two headers), "-1", "0x10"
+        raise HTTPError(400, "Content-Length is not a number of bytes")
+    length = int(value)
+    if length > max_body:
+        raise HTTPError(413, "body of %d bytes is over this URL's limit of %d" % (length, max_body))
+    return length
+
+
+def method_allowed(methods, method):
+    """methods: "GET, HEAD, POST" as a route declares it (and Allow says it)."""
+    return (" " + methods.replace(",", " ") + " ").find(" " + method + " ") >= 0
 
 
 def header_tokens(value):

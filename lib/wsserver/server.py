@@ -18,7 +18,58 @@ from .connection import WebSocket, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, encode, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import error_response, find_head_end, parse_request, response_head
+from .http import body_length, error_response, find_head_end, method_allowed, parse_request, response_head
+
+
+class Body:
+    """A request body, handed to a route handler in pieces (request.body).
+
+    `await body.read(limit)` returns the next piece: a memoryview into the
+    server's shared buffer, valid until the next await (hash it, write it,
+    copy it), or b"" once the body is complete. A body is never held whole
+    in the heap. Each piece must arrive within request_timeout_ms of the
+    last and the whole body within the route's timeout_ms, else 408; a
+    client that closes early gets 400 (and the handler an HTTPError).
+    """
+
+    def __init__(self, server, stream, length, extra, timeout_ms, expect_continue):
+        self.left = length  # bytes still to come
+        self.length = length
+        self._server = server
+        self._stream = stream
+        self._extra = extra  # body bytes that came with the head
+        self._task = asyncio.current_task()
+        self._started = ticks_ms()
+        self._timeout_ms = timeout_ms
+        self._continue = expect_continue
+
+    async def read(self, limit=0x3FFFFFFF):
+        left = self.left
+        if left <= 0:
+            return b""
+        server = self._server
+        n = min(left, limit, len(server._buf))
+        extra = self._extra
+        if extra:
+            piece = memoryview(extra)[:n]
+            n = len(piece)
+            self._extra = extra[n:] if n < len(extra) else None
+        else:
+            if self._continue:  # the client waits for this before sending (curl does)
+                self._continue = False
+                self._stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await self._stream.drain()
+            got = await self._stream.readinto(server._view[:n])
+            if not got:
+                raise HTTPError(400, "body ended after %d of %d bytes" % (self.length - left, self.length))
+            now = ticks_ms()
+            if ticks_diff(now, self._started) > self._timeout_ms:
+                raise HTTPError(408, "request body not complete within %d ms" % self._timeout_ms)
+            server._heads[self._task] = now  # it moves: the idle deadline starts again
+            piece = server._view[:got]
+            n = got
+        self.left = left - n
+        return piece
 
 
 class Server:
@@ -105,11 +156,18 @@ class Server:
             return handler
         return register
 
-    def route(self, path):
-        """Decorator: `handler(request)` answers GET/HEAD at `path` with a str or
-        bytes body, or a (status, body, content_type) tuple."""
+    def route(self, path, methods="GET, HEAD", max_body=0, timeout_ms=0):
+        """Decorator: `handler(request)` answers `methods` at `path` with a str
+        or bytes body, or a (status, body, content_type) tuple; it may be a
+        coroutine, and may raise HTTPError to refuse.
+
+        POST/PUT: a body of up to max_body bytes (Content-Length; 411/413
+        otherwise) is request.body, a Body to read in pieces. timeout_ms
+        (default request_timeout_ms) bounds the whole body; other methods get
+        405 with Allow.
+        """
         def register(handler):
-            self.http_routes[path] = handler
+            self.http_routes[path] = (handler, methods, max_body, timeout_ms)
             return handler
         return register
 
@@ -267,11 +325,13 @@ class Server:
                 heads[task] = ticks_ms()
                 try:
                     if request.path in self.http_routes:
-                        await self._serve_route(stream, request, self.http_routes[request.path])
+                        await self._serve_route(stream, request, self.http_routes[request.path], extra)
                     else:
                         await self._serve_file(stream, request)
                 except asyncio.CancelledError:
-                    pass
+                    body = getattr(request, "body", None)
+                    if body is not None and body.left > 0:
+                        raise HTTPError(408, "request body not complete in time")
                 finally:
                     heads.pop(task, None)
         except HTTPError as e:
@@ -284,6 +344,14 @@ class Server:
                 sys.print_exception(e)
             await self._answer_error(stream, HTTPError(500, "internal error"), False)
         finally:
+            if method == "POST" or method == "PUT":
+                # A body we did not read would make the kernel answer our
+                # close with a reset, which can destroy the answer in flight.
+                try:
+                    while stream.s.readinto(self._buf):
+                        pass
+                except (OSError, AttributeError):
+                    pass
             try:
                 await stream.wait_closed()
             except (OSError, MemoryError):
@@ -362,10 +430,19 @@ class Server:
             ws._events = ws.codec.receive(extra)
         return ws
 
-    async def _serve_route(self, stream, request, handler):
-        if request.method not in ("GET", "HEAD"):
-            raise HTTPError(405, "only GET and HEAD are allowed here", [("Allow", "GET, HEAD")])
+    async def _serve_route(self, stream, request, route, extra):
+        handler, methods, max_body, timeout_ms = route
+        method = request.method
+        if not method_allowed(methods, method):
+            raise HTTPError(405, "allowed here: " + methods, [("Allow", methods)])
+        if method == "POST" or method == "PUT":
+            headers = request.headers
+            request.body = Body(self, stream, body_length(headers, max_body), extra,
+                                timeout_ms or self.request_timeout_ms,
+                                headers.get("expect", "").lower() == "100-continue")
         result = handler(request)
+        if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
+            result = await result
         status, ctype = 200, "text/plain; charset=utf-8"
         if isinstance(result, tuple):
             status, result, ctype = result
