@@ -11,6 +11,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 
 import hardware
 from wsserver import Server
+from wsserver.errors import HTTPError
 
 from car import VERSION, load_config, protocol
 from car.access import Access
@@ -218,6 +219,30 @@ def attach(server, car):
             # Synchronous, before this task ends: a vanished driver's motors
             # stop now, not on the next control tick.
             car.disconnected(ws)
+
+
+    # The HTTP API (docs/protocol.md): two small routes. A request stands in
+    # for a client with id 0, so a stop goes through the same code (and
+    # latch) as a WebSocket `stop`.
+    def checked(request, viewer):
+        # A viewer's rules (origin, and the token when viewers need it), or
+        # for a stop the origin alone.
+        access = car.access
+        verdict = None if access is None else access.accept(request) if viewer else access.origin_ok(request)
+        if verdict is not None:
+            raise HTTPError(verdict[0], verdict[1])
+        request.id = 0
+        return request
+
+    @server.route("/api/status")
+    def api_status(request):
+        return 200, '{"hello":%s,"telemetry":%s}' % (
+            car.hello(checked(request, True)), car.telemetry(ticks_ms(), car.seq)), "application/json"
+
+    @server.route("/api/stop", methods="POST", max_body=256)
+    def api_stop(request):
+        car.handle(checked(request, False), '{"type":"stop"}')  # anyone may stop
+        return 200, '{"stopped":true}', "application/json"
 
 
 def own_hosts(host):
