@@ -30,6 +30,9 @@ MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
 
 
 class Car:
+    updating = False  # an update is being received: nobody drives until the reboot
+    trial = None  # a coroutine confirming a new app (car/otaboot.py), on an update's first boot
+
     def __init__(self, cfg, hw, server, watchdog=None, access=None):
         # Only what is used after boot is kept: the rest of the config
         # (WiFi passwords, pins, ...) is freed once run() has started.
@@ -81,6 +84,9 @@ class Car:
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
         if kind == "drive":
+            if self.updating:
+                return protocol.error("updating", None, "an update is being installed; the car "
+                                      "restarts with it in a few seconds")
             was_driver = self.control.is_driver(ws)
             if not self.control.claim(ws, ticks_ms()):
                 return self.not_driver()
@@ -203,6 +209,8 @@ class Car:
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
             asyncio.create_task(link.run())
+        if self.trial:
+            asyncio.create_task(self.trial)
         await self.control_loop()
 
 
@@ -244,6 +252,13 @@ def attach(server, car):
         car.handle(checked(request, False), '{"type":"stop"}')  # anyone may stop
         return 200, '{"stopped":true}', "application/json"
 
+    # Updates (docs/updates.md): the receiver is imported by the first
+    # request, never by a plain car. 413 past 4 MiB; the flash decides the rest.
+    @server.route("/api/update", methods="GET, PUT", max_body=4 << 20, timeout_ms=120000)
+    def api_update(request):
+        from car import ota
+        return ota.handle(car, checked(request, True))
+
 
 def own_hosts(host):
     """Names a page served by us may have, besides the hostname and (on a
@@ -255,9 +270,12 @@ def own_hosts(host):
     return hosts
 
 
-def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
+def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None,
+        trial=None):
     """Start the car and serve until a crash (which propagates, motors off).
-    watchdog: optional factory, watchdog(timeout_ms) -> object with feed()."""
+    watchdog: optional factory, watchdog(timeout_ms) -> object with feed().
+    trial: on a new app's first boot, trial(car, seconds) -> the coroutine
+    that confirms it (car/otaboot.py)."""
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
@@ -293,6 +311,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                                       if "/" in config_path else ""))
             except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
                 print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
+        if trial:
+            car.trial = trial(car, cfg["updates"]["confirm_s"])
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

@@ -11,6 +11,27 @@
 import sys
 
 
+def updates(here):
+    """Resume an over-the-air update (docs/updates.md) before any other app
+    module is imported: None on a plain boot (one failed stat), else the
+    trial confirmer for app.run. Raises SystemExit(75) to reboot."""
+    import os
+
+    try:
+        os.stat(here + "/.ota")
+    except OSError:
+        return None
+    from car import otaboot
+
+    if not otaboot.boot(here):
+        sys.modules.pop("car.otaboot", None)
+        return None
+
+    def trial(car, seconds):
+        return otaboot.confirm(car, here, seconds)
+    return trial
+
+
 def main(path):
     """path: main.py's (config.json and web/ sit beside it)."""
     if not sys.platform.startswith("esp"):  # esp32, esp8266
@@ -19,9 +40,12 @@ def main(path):
     import time
 
     try:
+        trial = updates(".")  # on a board main.py, config.json and web/ are in /
         from car import app
 
-        app.run(config_path="config.json", watchdog=watchdog)  # stops motors on any exit
+        app.run(config_path="config.json", watchdog=watchdog, trial=trial)  # stops motors on any exit
+    except SystemExit:  # an update asks for a reboot
+        machine.reset()
     except KeyboardInterrupt:
         print("stopped; motors are off. A running watchdog still resets the board"
               " (limits.watchdog_ms: 0 turns it off for REPL work).")
@@ -53,9 +77,19 @@ def host_main(argv, here):
         print(e)
         print("usage: micropython main.py --port N [--host H] [--config FILE]")
         sys.exit(2)
-    from car import app
+    trial = updates(here)
+    try:
+        from car import app
 
-    app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web")
+        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", trial=trial)
+    except Exception as e:
+        if not trial:
+            raise
+        # A new app on trial crashed: reboot, as a board would, so that the
+        # next boot rolls it back.
+        sys.print_exception(e)
+        print("the new app crashed on trial; rebooting to roll back")
+        sys.exit(75)
 
 
 def watchdog(timeout_ms):

@@ -1,0 +1,205 @@
+# Boot-time half of an over-the-air update (docs/updates.md). Imported by
+# car/main.py only when the app folder has a .ota/ folder, so a plain boot
+# costs one failed stat. Every step is a rename or a removal, and each boot
+# resumes where a power cut left off:
+#
+#   .ota/pending   the manifest of a verified upload in .ota/new/ (the
+#                  receiver writes it last): switch to it on this boot
+#   .ota/plan      what the switch does, written before its first move
+#   .ota/trial     the switch is done; the new app runs on trial
+#   .ota/booted    the trial has started once; finding it at boot means the
+#                  new app never confirmed itself: roll back
+#   .ota/rollback  a rollback in progress
+#
+# Nothing from lib/ is imported while a switch or rollback is under way:
+# the switch ends in a reboot, so the app starts from whole files only.
+import json
+import os
+
+REBOOT = 75  # the Unix port's exit code for "start me again" (docs/updates.md)
+
+_cut = -1
+try:  # the tests cut the power after N filesystem steps (Unix port only)
+    _cut = int(os.getenv("TETHER_OTA_CUT") or -1)
+except (AttributeError, ValueError):
+    pass
+_steps = 0
+
+
+def _step():
+    global _steps
+    _steps += 1
+    if _steps == _cut:
+        print("ota: simulated power cut after %d steps" % _steps)
+        raise SystemExit(9)
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def is_dir(path):
+    try:
+        return os.stat(path)[0] & 0o170000 == 0o040000
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    here = ""
+    for part in path.split("/"):
+        here = part if not here else here + "/" + part
+        if part and part != "." and not exists(here):
+            os.mkdir(here)
+
+
+def parent(path):
+    i = path.rfind("/")
+    return path[:i] if i > 0 else "."
+
+
+def move(src, dst):
+    if exists(src):
+        makedirs(parent(dst))
+        os.rename(src, dst)
+        _step()
+
+
+def remove(path):
+    if exists(path):
+        os.remove(path)
+        _step()
+
+
+def remove_tree(path):
+    if is_dir(path):
+        for name in os.listdir(path):
+            remove_tree(path + "/" + name)
+        os.rmdir(path)
+    elif exists(path):
+        os.remove(path)
+
+
+def write(path, data):
+    """Written whole or not at all: a temporary file renamed into place."""
+    with open(path + ".tmp", "w") as f:
+        f.write(data)
+    _step()
+    os.rename(path + ".tmp", path)
+    _step()
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def app_files(root, top):
+    """Every file of the running app under root/top ("lib", "web"), relative."""
+    found = []
+    base = root + "/" + top
+    if not is_dir(base):
+        return found
+    for name in os.listdir(base):
+        rel = top + "/" + name
+        if is_dir(root + "/" + rel):
+            found.extend(app_files(root, rel))
+        else:
+            found.append(rel)
+    return found
+
+
+def boot(root):
+    """Resume whatever update state root/.ota holds. Returns True when the
+    new app is on trial (the caller starts confirm()), else False; raises
+    SystemExit(REBOOT) after a switch (the caller reboots)."""
+    ota = root + "/.ota"
+    if exists(ota + "/rollback"):
+        roll_back(root)
+        return False
+    if exists(ota + "/pending"):
+        switch(root)
+        raise SystemExit(REBOOT)
+    if exists(ota + "/trial"):
+        if exists(ota + "/booted"):
+            print("ota: the new app did not confirm itself; rolling back")
+            os.rename(ota + "/trial", ota + "/rollback")
+            _step()
+            roll_back(root)
+            return False
+        write(ota + "/booted", "1")
+        print("ota: new app on trial (%s)" % read_json(ota + "/plan").get("version"))
+        return True
+    # Leftovers: an upload cut before its marker, or a confirmed update's
+    # old files. Nothing in them is ever used again.
+    remove_tree(ota)
+    return False
+
+
+def switch(root):
+    ota = root + "/.ota"
+    if not exists(ota + "/plan"):
+        manifest = read_json(ota + "/pending")
+        new = [f[0] for f in manifest["files"]]
+        old = []
+        for top in ["lib", "web"]:
+            old.extend(app_files(root, top))
+        for name in ["main.py", "boot.py", "config.json"]:
+            if exists(root + "/" + name):
+                old.append(name)
+        # Decided once, before the first move: which new files replace an
+        # old one, and which old files the new app does not have (a renamed
+        # module's .py would otherwise shadow its new .mpy). config.json is
+        # kept unless the update brings one.
+        plan = {"version": manifest.get("version"), "new": new,
+                "kept": [p for p in new if exists(root + "/" + p)],
+                "gone": [p for p in old if p not in new and p != "config.json"]}
+        write(ota + "/plan", json.dumps(plan))
+    plan = read_json(ota + "/plan")
+    for p in plan["gone"]:
+        move(root + "/" + p, ota + "/old/" + p)
+    for p in plan["new"]:
+        if exists(ota + "/new/" + p):  # not moved yet
+            if exists(root + "/" + p) and not exists(ota + "/old/" + p):
+                move(root + "/" + p, ota + "/old/" + p)
+            move(ota + "/new/" + p, root + "/" + p)
+    os.rename(ota + "/pending", ota + "/trial")  # the one step that makes the switch
+    _step()
+    print("ota: switched to %s; rebooting" % plan["version"])
+
+
+def roll_back(root):
+    ota = root + "/.ota"
+    plan = read_json(ota + "/plan")
+    kept = plan["kept"]
+    for p in plan["new"]:
+        if p in kept:
+            move(ota + "/old/" + p, root + "/" + p)  # no-op once it is back
+        else:
+            remove(root + "/" + p)  # the old app did not have it
+    for p in plan["gone"]:
+        move(ota + "/old/" + p, root + "/" + p)
+    os.remove(ota + "/rollback")  # done: what is left is only leftovers
+    _step()
+    remove_tree(ota)
+    print("ota: rolled back to the previous app")
+
+
+async def confirm(car, root, seconds):
+    """The new app keeps itself once it has served for `seconds` with the
+    control loop ticking; until then the next boot rolls it back."""
+    import asyncio
+    from time import ticks_diff, ticks_ms
+
+    while car.up_s < seconds:
+        await asyncio.sleep_ms(500)
+    if car.failed is not None or ticks_diff(ticks_ms(), car.last_tick) > 500:
+        return  # unhealthy: not confirmed, the next boot rolls back
+    ota = root + "/.ota"
+    os.remove(ota + "/trial")  # the one step that confirms
+    remove_tree(ota)
+    print("ota: new app confirmed after %d s" % seconds)
