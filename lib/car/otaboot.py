@@ -12,7 +12,7 @@
 #   .ota/rollback  a rollback in progress
 #
 # Nothing from lib/ is imported while a switch or rollback is under way:
-# the switch ends in a reboot, so the app starts from whole files only.
+# a switch or rollback ends in a reboot, so the app starts from whole files.
 import json
 import os
 
@@ -50,10 +50,12 @@ def is_dir(path):
 
 
 def makedirs(path):
-    here = ""
+    here = "/" if path.startswith("/") else ""
     for part in path.split("/"):
-        here = part if not here else here + "/" + part
-        if part and part != "." and not exists(here):
+        if not part:
+            continue
+        here = here + part if here == "" or here == "/" else here + "/" + part
+        if part != "." and not exists(here):
             os.mkdir(here)
 
 
@@ -116,11 +118,13 @@ def app_files(root, top):
 def boot(root):
     """Resume whatever update state root/.ota holds. Returns True when the
     new app is on trial (the caller starts confirm()), else False; raises
-    SystemExit(REBOOT) after a switch (the caller reboots)."""
+    SystemExit(REBOOT) after a switch or a rollback (the caller reboots):
+    the car package that called us is from the files just replaced, so
+    the app starts afresh from whole files."""
     ota = root + "/.ota"
     if exists(ota + "/rollback"):
         roll_back(root)
-        return False
+        raise SystemExit(REBOOT)
     if exists(ota + "/pending"):
         switch(root)
         raise SystemExit(REBOOT)
@@ -130,7 +134,7 @@ def boot(root):
             os.rename(ota + "/trial", ota + "/rollback")
             _step()
             roll_back(root)
-            return False
+            raise SystemExit(REBOOT)
         write(ota + "/booted", "1")
         print("ota: new app on trial (%s)" % read_json(ota + "/plan").get("version"))
         return True
