@@ -158,6 +158,10 @@ async def put(car, request):
     need = block * 8  # markers and directories
     for f in files:
         need += (f[1] + block - 1) // block * block + block
+        try:  # the switch keeps a copy of each file it replaces, for a rollback
+            need += (os.stat(root + "/" + f[0])[6] + block - 1) // block * block + block
+        except OSError:
+            pass
     if need > free:
         raise HTTPError(507, "the update needs %d bytes of flash, %d are free" % (need, free))
     # Checked, now ours: stop the car and keep it stopped until the reboot.

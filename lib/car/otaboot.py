@@ -71,6 +71,21 @@ def move(src, dst):
         _step()
 
 
+def copy(src, dst):
+    """dst becomes a copy of src, whole or not at all."""
+    makedirs(parent(dst))
+    buf = bytearray(1024)
+    with open(src, "rb") as fi, open(dst + ".tmp", "wb") as fo:
+        while True:
+            n = fi.readinto(buf)
+            if not n:
+                break
+            fo.write(buf[:n] if n < 1024 else buf)
+    _step()
+    os.rename(dst + ".tmp", dst)
+    _step()
+
+
 def remove(path):
     if exists(path):
         os.remove(path)
@@ -164,13 +179,20 @@ def switch(root):
                 "gone": [p for p in old if p not in new and p != "config.json"]}
         write(ota + "/plan", json.dumps(plan))
     plan = read_json(ota + "/plan")
-    for p in plan["gone"]:
-        move(root + "/" + p, ota + "/old/" + p)
+    # No file that a boot needs to resume this (main.py, car/main, this
+    # module) is ever missing: a replaced file is copied aside and then
+    # renamed over in one step, and the old files the new app lacks (an old
+    # car/main.py beside the new car/main.mpy) leave only after the new
+    # files are all in place.
+    kept = plan["kept"]
     for p in plan["new"]:
         if exists(ota + "/new/" + p):  # not moved yet
-            if exists(root + "/" + p) and not exists(ota + "/old/" + p):
-                move(root + "/" + p, ota + "/old/" + p)
+            if p in kept and not exists(ota + "/old/" + p):
+                copy(root + "/" + p, ota + "/old/" + p)
             move(ota + "/new/" + p, root + "/" + p)
+    for p in plan["gone"]:
+        move(root + "/" + p, ota + "/old/" + p)
+    remove_tree(ota + "/new")  # empty folders by now
     os.rename(ota + "/pending", ota + "/trial")  # the one step that makes the switch
     _step()
     print("ota: switched to %s; rebooting" % plan["version"])
@@ -180,13 +202,15 @@ def roll_back(root):
     ota = root + "/.ota"
     plan = read_json(ota + "/plan")
     kept = plan["kept"]
-    for p in plan["new"]:
-        if p in kept:
-            move(ota + "/old/" + p, root + "/" + p)  # no-op once it is back
-        else:
-            remove(root + "/" + p)  # the old app did not have it
+    # The switch backwards, in the same safe order: old files back first
+    # (renamed over the new ones), the new app's own files removed last.
     for p in plan["gone"]:
         move(ota + "/old/" + p, root + "/" + p)
+    for p in kept:
+        move(ota + "/old/" + p, root + "/" + p)  # a no-op once it is back
+    for p in plan["new"]:
+        if p not in kept:
+            remove(root + "/" + p)  # the old app did not have it
     os.remove(ota + "/rollback")  # done: what is left is only leftovers
     _step()
     remove_tree(ota)
