@@ -108,10 +108,7 @@ def parse_manifest(text):
     return version, out
 
 
-def refuse_if_busy(car, request, root):
-    access = car.access
-    if access is not None and access.token is not None and not getattr(request, "authorized", False):
-        raise HTTPError(403, "token: an update needs the access token (?token=...)")
+def refuse_if_busy(car, root):
     if in_romfs():
         raise HTTPError(409, "this board keeps lib/ in ROMFS, which is erased before it is written: "
                              "a cut would leave no app. Update it over USB (make deploy)")
@@ -140,13 +137,16 @@ def tell(car, state_name, version, done, total):
 async def put(car, request):
     global _busy
     root = app_root(car)
-    refuse_if_busy(car, request, root)
+    access = car.access
+    if access is not None and access.token is not None and not getattr(request, "authorized", False):
+        raise HTTPError(403, "token: an update needs the access token (?token=...)")
     body = request.body
     if not body.length:
         raise HTTPError(411, "Content-Length required: the update is one body (manifest, then files)")
     head = request.headers.get("x-tether-manifest", "")
     if not head.isdigit() or not 0 < int(head) <= MAX_MANIFEST:
         raise HTTPError(400, "X-Tether-Manifest: the manifest's length in bytes (1-%d)" % MAX_MANIFEST)
+    refuse_if_busy(car, root)
     version, files = parse_manifest(await read_exactly(body, int(head)))
     total = 0
     for f in files:
