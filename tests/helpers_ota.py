@@ -21,7 +21,7 @@ import ota  # noqa: E402
 REBOOT = 75
 
 
-def install_app(dest, access=None, confirm_s=2, limits=None):
+def install_app(dest, access=None, limits=None):
     """The app as a first USB flash would leave it on the Unix port: sources."""
     os.makedirs(dest)
     shutil.copytree(os.path.join(ROOT, "lib"), os.path.join(dest, "lib"),
@@ -30,8 +30,7 @@ def install_app(dest, access=None, confirm_s=2, limits=None):
     for name in ("main.py", "boot.py"):
         shutil.copy(os.path.join(ROOT, name), dest)
     cfg = {"limits": dict(FAST_LIMITS, **(limits or {})), "server": {"max_clients": 6},
-           "hardware": {"mode": "sim", "min_duty": 0.0, "sim": {"noise_cm": 0.0}},
-           "updates": {"confirm_s": confirm_s}}
+           "hardware": {"mode": "sim", "min_duty": 0.0, "sim": {"noise_cm": 0.0}}}
     if access:
         cfg["access"] = access
     with open(os.path.join(dest, "config.json"), "w") as f:
@@ -176,9 +175,9 @@ class Car:
             os.path.join(self.root, ".ota")) else None
 
 
-def update_body(files, version):
-    """(head fields, body bytes, offsets where each file starts)."""
-    man = ota.manifest(files, version)
+def update_body(files, version, confirm_s=2):
+    """(manifest, body bytes, offsets where each file starts)."""
+    man = ota.manifest(files, version, confirm_s)
     body = bytearray(man)
     starts = [len(man)]
     for _, data in files:

@@ -78,25 +78,27 @@ def test_update_switches_confirms_and_shows_the_new_version(cars, tmp_path, upda
     assert car.version() == version and run(hello_version()) == version
     assert car.info()["state"] == "trial"
     assert car.serves_page()
-    # Confirmed after updates.confirm_s (2 s here): .ota/ is gone, and the old
-    # .py sources (which would shadow the new .mpy) are gone too.
+    # Confirmed after confirm_s (2 s here): the trial marker is gone, and the
+    # old .py sources (which would shadow the new .mpy) are gone too.
     deadline = time.monotonic() + 10
-    while car.ota_state() is not None and time.monotonic() < deadline:
+    while "trial" in car.ota_state() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert car.ota_state() is None, car.ota_state()
+    assert car.ota_state() == ["booted", "old", "plan"], car.ota_state()
     assert car.info()["state"] == "idle"
+    assert "new app confirmed after 2 s" in car.output()
     now = tree_hashes(car.root)
     assert not [p for p in old_sources if p in now]
     assert now == {rel: ota.hashlib.sha256(data).hexdigest() for rel, data in files}
     assert car.exits == [75, 75]  # received -> reboot, switched -> reboot
-    # A confirmed app survives the next boot.
+    # A confirmed app survives the next boot, which clears the leftovers.
     car.stop()
     car = cars(car.root).boot()
     assert car.version() == version and car.ota_state() is None
+    assert tree_hashes(car.root) == now
 
 
 def test_make_ota_tool_against_the_simulated_car(cars, tmp_path):
-    car = cars(install_app(str(tmp_path / "app"), confirm_s=1)).boot()
+    car = cars(install_app(str(tmp_path / "app"))).boot()
     supervisor = [True]
 
     def keep_running():  # what make sim's loop does while the tool waits
@@ -115,7 +117,7 @@ def test_make_ota_tool_against_the_simulated_car(cars, tmp_path):
         return t
     t = keep_running()
     out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "ota.py"),
-                          "127.0.0.1:%d" % car.port], capture_output=True, text=True, timeout=120)
+                          "127.0.0.1:%d" % car.port, "--confirm-s", "1"], capture_output=True, text=True, timeout=120)
     supervisor[0] = False
     t.join()
     assert out.returncode == 0, out.stdout + out.stderr
@@ -225,9 +227,9 @@ def test_new_app_that_never_confirms_rolls_back(cars, tmp_path, update):
     # A power cut (or a hang the watchdog resets) before confirm_s: the next
     # boot does not keep the unconfirmed app.
     files, version = update
-    car = cars(install_app(str(tmp_path / "app"), confirm_s=30)).boot()
+    car = cars(install_app(str(tmp_path / "app"))).boot()
     before = tree_hashes(car.root)
-    assert put(car.port, *update_body(files, version)[:2])[0] == 200
+    assert put(car.port, *update_body(files, version, confirm_s=30)[:2])[0] == 200
     car.follow()
     assert car.version() == version
     car.kill()
@@ -365,7 +367,7 @@ def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, t
         seen = [m for t, m in driver.telemetry if t >= start]
         assert seen and all(moving(m) for m in seen)
         gaps = [b - a for (a, _), (b, _) in zip(driver.telemetry, driver.telemetry[1:]) if a >= start]
-        assert max(gaps) < 0.15, max(gaps)
+        assert max(gaps) < 0.25, max(gaps)  # 50 Hz telemetry; the bound allows a loaded 2-core machine
         await driver.close()
 
     async def bad_round(bad):

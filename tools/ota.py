@@ -139,10 +139,12 @@ def build(march, root=ROOT, version_label=None, config=None, patch=None, log=pri
         return files
 
 
-def manifest(files, version):
-    return json.dumps({"version": version, "files": [
-        [rel, len(data), hashlib.sha256(data).hexdigest()] for rel, data in files]},
-        separators=(",", ":")).encode()
+def manifest(files, version, confirm_s=None):
+    doc = {"version": version, "files": [[rel, len(data), hashlib.sha256(data).hexdigest()]
+                                         for rel, data in files]}
+    if confirm_s:
+        doc["confirm_s"] = confirm_s  # else the car's default (car/ota.py CONFIRM_S)
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def version_of(files):
@@ -178,8 +180,8 @@ def march_for(car):
     return arch
 
 
-def upload(host, port, files, version, token=None, timeout=120.0):
-    man = manifest(files, version)
+def upload(host, port, files, version, token=None, timeout=120.0, confirm_s=None):
+    man = manifest(files, version, confirm_s)
     length = len(man) + sum(len(d) for _, d in files)
     status, _, body = http(host, port, "PUT", "/api/update" + token_query(token),
                            {"Content-Length": str(length), "X-Tether-Manifest": str(len(man)),
@@ -202,7 +204,7 @@ def wait_for(host, port, token, predicate, timeout):
     raise OTAError("gave up after %.0f s; last answer: %s" % (timeout, last))
 
 
-def run(target, token=None, config=None, wait_confirm=True, log=print):
+def run(target, token=None, config=None, wait_confirm=True, confirm_s=None, log=print):
     host, port = target
     t0 = time.monotonic()
     car = info(host, port, token)
@@ -220,7 +222,7 @@ def run(target, token=None, config=None, wait_confirm=True, log=print):
     size = sum(len(d) for _, d in files)
     t1 = time.monotonic()
     log("staged %s: %d files, %d bytes (%.1f s)" % (version, len(files), size, t1 - t0))
-    status, answer = upload(host, port, files, version, token)
+    status, answer = upload(host, port, files, version, token, confirm_s=confirm_s)
     t2 = time.monotonic()
     if status != 200:
         raise OTAError("the car refused the update: %d %s" % (status, answer))
@@ -244,9 +246,11 @@ def main(argv=None):
     ap.add_argument("--token", default=os.environ.get("TOKEN") or None, help="the car's access.token")
     ap.add_argument("--config", help="also send this file as the car's config.json")
     ap.add_argument("--no-wait", action="store_true", help="do not wait for the new app to confirm itself")
+    ap.add_argument("--confirm-s", type=int, help="seconds the new app must run healthy to be kept "
+                    "(default: the car's, 20)")
     args = ap.parse_args(argv)
     try:
-        run(parse_host(args.host), args.token, args.config, not args.no_wait)
+        run(parse_host(args.host), args.token, args.config, not args.no_wait, args.confirm_s)
     except (OTAError, stage.StageError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -31,7 +31,6 @@ MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
 
 class Car:
     updating = False  # an update is being received: nobody drives until the reboot
-    trial = None  # a coroutine confirming a new app (car/otaboot.py), on an update's first boot
 
     def __init__(self, cfg, hw, server, watchdog=None, access=None):
         # Only what is used after boot is kept: the rest of the config
@@ -209,8 +208,6 @@ class Car:
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
             asyncio.create_task(link.run())
-        if self.trial:
-            asyncio.create_task(self.trial)
         await self.control_loop()
 
 
@@ -228,36 +225,34 @@ def attach(server, car):
             # stop now, not on the next control tick.
             car.disconnected(ws)
 
-
-    # The HTTP API (docs/protocol.md): two small routes. A request stands in
-    # for a client with id 0, so a stop goes through the same code (and
-    # latch) as a WebSocket `stop`.
-    def checked(request, viewer):
-        # A viewer's rules (origin, and the token when viewers need it), or
-        # for a stop the origin alone.
+    # The HTTP API (docs/protocol.md): one small handler for three routes
+    # (each name a plain car keeps costs heap). A request stands in for a
+    # client with id 0, so a stop goes through the same code (and latch) as
+    # a WebSocket `stop`. The update receiver is imported by the first
+    # update request, never by a plain car (docs/updates.md).
+    def api(request):
+        path = request.path
         access = car.access
-        verdict = None if access is None else access.accept(request) if viewer else access.origin_ok(request)
+        # A viewer's rules (origin, and the token when viewers need it); for
+        # a stop the origin alone.
+        verdict = None if access is None else access.origin_ok(request) if path == "/api/stop" \
+            else access.accept(request)
         if verdict is not None:
             raise HTTPError(verdict[0], verdict[1])
         request.id = 0
-        return request
-
-    @server.route("/api/status")
-    def api_status(request):
-        return 200, '{"hello":%s,"telemetry":%s}' % (
-            car.hello(checked(request, True)), car.telemetry(ticks_ms(), car.seq)), "application/json"
-
-    @server.route("/api/stop", methods="POST", max_body=256)
-    def api_stop(request):
-        car.handle(checked(request, False), '{"type":"stop"}')  # anyone may stop
-        return 200, '{"stopped":true}', "application/json"
-
-    # Updates (docs/updates.md): the receiver is imported by the first
-    # request, never by a plain car. 413 past 4 MiB; the flash decides the rest.
-    @server.route("/api/update", methods="GET, PUT", max_body=4 << 20, timeout_ms=120000)
-    def api_update(request):
+        if path == "/api/stop":
+            car.handle(request, '{"type":"stop"}')  # anyone may stop
+            return 200, '{"stopped":true}', "application/json"
+        if path == "/api/status":
+            return 200, '{"hello":%s,"telemetry":%s}' % (
+                car.hello(request), car.telemetry(ticks_ms(), car.seq)), "application/json"
         from car import ota
-        return ota.handle(car, checked(request, True))
+        return ota.handle(car, request)
+
+    server.route("/api/status")(api)
+    server.route("/api/stop", methods="POST", max_body=256)(api)
+    # 413 past 4 MiB; the flash decides the rest.
+    server.route("/api/update", methods="GET, HEAD, PUT", max_body=4 << 20, timeout_ms=120000)(api)
 
 
 def own_hosts(host):
@@ -270,12 +265,11 @@ def own_hosts(host):
     return hosts
 
 
-def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None,
-        trial=None):
+def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
     """Start the car and serve until a crash (which propagates, motors off).
-    watchdog: optional factory, watchdog(timeout_ms) -> object with feed().
-    trial: on a new app's first boot, trial(car, seconds) -> the coroutine
-    that confirms it (car/otaboot.py)."""
+    watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
+    (called every control tick; a new app on trial confirms itself through
+    it, car/otaboot.py)."""
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
@@ -311,8 +305,6 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                                       if "/" in config_path else ""))
             except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
                 print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
-        if trial:
-            car.trial = trial(car, cfg["updates"]["confirm_s"])
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

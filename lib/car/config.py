@@ -29,8 +29,6 @@ DEFAULTS = {
     "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
     # null: no fleet link (car.fleet is then never imported). Checked by _fleet().
     "fleet": None,
-    # docs/updates.md: a new app must run this long, healthy, to be kept.
-    "updates": {"confirm_s": 20},
 }
 FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
                   "telemetry_hz": 2, "keepalive_s": 15}
@@ -54,7 +52,6 @@ RULES = (
     ("access.token", "t", 8, 64),
     ("access.viewers_need_token", "b", 0, 0),
     ("access.allow_no_origin", "b", 0, 0),
-    ("updates.confirm_s", "i", 1, 600),
 )
 # A token travels in a URL query: only characters that need no escaping.
 TOKEN_CHARS = "-._~"

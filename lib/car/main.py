@@ -11,25 +11,21 @@
 import sys
 
 
-def updates(here):
+def boot(here, watchdog):
     """Resume an over-the-air update (docs/updates.md) before any other app
-    module is imported: None on a plain boot (one failed stat), else the
-    trial confirmer for app.run. Raises SystemExit(75) to reboot."""
+    module is imported. Returns the watchdog factory to run with: on a plain
+    boot (one failed stat) the one given; with a new app on trial, one that
+    confirms the app once it has ticked long enough. Raises SystemExit(75)
+    to reboot."""
     import os
 
     try:
         os.stat(here + "/.ota")
     except OSError:
-        return None
+        return watchdog
     from car import otaboot
 
-    if not otaboot.boot(here):
-        sys.modules.pop("car.otaboot", None)
-        return None
-
-    def trial(car, seconds):
-        return otaboot.confirm(car, here, seconds)
-    return trial
+    return otaboot.boot(here, watchdog)
 
 
 def main(path):
@@ -40,10 +36,10 @@ def main(path):
     import time
 
     try:
-        trial = updates(".")  # on a board main.py, config.json and web/ are in /
+        dog = boot(".", watchdog)  # on a board main.py, config.json and web/ are in /
         from car import app
 
-        app.run(config_path="config.json", watchdog=watchdog, trial=trial)  # stops motors on any exit
+        app.run(config_path="config.json", watchdog=dog)  # stops motors on any exit
     except SystemExit:  # an update asks for a reboot
         machine.reset()
     except KeyboardInterrupt:
@@ -77,13 +73,13 @@ def host_main(argv, here):
         print(e)
         print("usage: micropython main.py --port N [--host H] [--config FILE]")
         sys.exit(2)
-    trial = updates(here)
+    dog = boot(here, None)
     try:
         from car import app
 
-        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", trial=trial)
+        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", watchdog=dog)
     except Exception as e:
-        if not trial:
+        if dog is None:
             raise
         # A new app on trial crashed: reboot, as a board would, so that the
         # next boot rolls it back.

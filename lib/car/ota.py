@@ -24,6 +24,7 @@ from wsserver.errors import HTTPError
 from car import VERSION, otaboot
 
 MAX_MANIFEST = 8192
+CONFIRM_S = 20  # the new app must run this long, healthy, to be kept (the manifest may say)
 REBOOT_DELAY_MS = 300  # lets the 200 reach the tool before the car restarts
 _busy = False
 
@@ -105,7 +106,10 @@ def parse_manifest(text):
         out.append((path, size, digest.lower()))
     if "main.py" not in seen:
         raise HTTPError(400, "manifest: the app has no main.py: nothing would start")
-    return version, out
+    confirm_s = doc.get("confirm_s", CONFIRM_S)
+    if type(confirm_s) is not int or not 1 <= confirm_s <= 3600:
+        raise HTTPError(400, "manifest: confirm_s must be whole seconds, 1-3600")
+    return version, out, confirm_s
 
 
 def refuse_if_busy(car, root):
@@ -147,7 +151,7 @@ async def put(car, request):
     if not head.isdigit() or not 0 < int(head) <= MAX_MANIFEST:
         raise HTTPError(400, "X-Tether-Manifest: the manifest's length in bytes (1-%d)" % MAX_MANIFEST)
     refuse_if_busy(car, root)
-    version, files = parse_manifest(await read_exactly(body, int(head)))
+    version, files, confirm_s = parse_manifest(await read_exactly(body, int(head)))
     total = 0
     for f in files:
         total += f[1]
@@ -173,7 +177,7 @@ async def put(car, request):
     done = 0
     ok = False
     try:
-        otaboot.remove_tree(new)
+        otaboot.remove_tree(ota)  # only leftovers (state is idle): a stale plan must not survive
         otaboot.makedirs(new)
         tell(car, "receiving", version, 0, total)
         for path, size, digest in files:
@@ -194,7 +198,8 @@ async def put(car, request):
             tell(car, "receiving", version, done, total)
             gc.collect()
         # Every file matched: the marker last, whole or not at all.
-        otaboot.write(ota + "/pending", json.dumps({"version": version, "files": files}))
+        otaboot.write(ota + "/pending", json.dumps({"version": version, "files": files,
+                                                    "confirm_s": confirm_s}))
         ok = True
     except OSError as e:
         if e.args and e.args[0] == 28:  # ENOSPC

@@ -130,9 +130,10 @@ def app_files(root, top):
     return found
 
 
-def boot(root):
-    """Resume whatever update state root/.ota holds. Returns True when the
-    new app is on trial (the caller starts confirm()), else False; raises
+def boot(root, watchdog):
+    """Resume whatever update state root/.ota holds. Returns the watchdog
+    factory the app is to run with: `watchdog` itself, or on a trial boot
+    one that confirms the new app (see Trial). Raises
     SystemExit(REBOOT) after a switch or a rollback (the caller reboots):
     the car package that called us is from the files just replaced, so
     the app starts afresh from whole files."""
@@ -151,12 +152,16 @@ def boot(root):
             roll_back(root)
             raise SystemExit(REBOOT)
         write(ota + "/booted", "1")
-        print("ota: new app on trial (%s)" % read_json(ota + "/plan").get("version"))
-        return True
+        plan = read_json(ota + "/plan")
+        print("ota: new app on trial (%s) for %d s" % (plan["version"], plan["confirm_s"]))
+
+        def trial(timeout_ms):
+            return Trial(watchdog(timeout_ms) if watchdog else None, ota, plan["confirm_s"])
+        return trial
     # Leftovers: an upload cut before its marker, or a confirmed update's
     # old files. Nothing in them is ever used again.
     remove_tree(ota)
-    return False
+    return watchdog
 
 
 def switch(root):
@@ -174,7 +179,7 @@ def switch(root):
         # old one, and which old files the new app does not have (a renamed
         # module's .py would otherwise shadow its new .mpy). config.json is
         # kept unless the update brings one.
-        plan = {"version": manifest.get("version"), "new": new,
+        plan = {"version": manifest["version"], "confirm_s": manifest["confirm_s"], "new": new,
                 "kept": [p for p in new if exists(root + "/" + p)],
                 "gone": [p for p in old if p not in new and p != "config.json"]}
         write(ota + "/plan", json.dumps(plan))
@@ -217,17 +222,34 @@ def roll_back(root):
     print("ota: rolled back to the previous app")
 
 
-async def confirm(car, root, seconds):
-    """The new app keeps itself once it has served for `seconds` with the
-    control loop ticking; until then the next boot rolls it back."""
-    import asyncio
-    from time import ticks_diff, ticks_ms
+class Trial:
+    """Stands in for the hardware watchdog on a new app's first boot: the
+    control loop feeds it every tick (and it feeds the real one). Once the
+    ticks have come for `seconds` with no gap over MAX_GAP_MS (the loop is
+    healthy, the app serves), it confirms the app: one removal, cheap enough
+    for a tick. The rest of .ota/ is cleared at the next boot."""
 
-    while car.up_s < seconds:
-        await asyncio.sleep_ms(500)
-    if car.failed is not None or ticks_diff(ticks_ms(), car.last_tick) > 500:
-        return  # unhealthy: not confirmed, the next boot rolls back
-    ota = root + "/.ota"
-    os.remove(ota + "/trial")  # the one step that confirms
-    remove_tree(ota)
-    print("ota: new app confirmed after %d s" % seconds)
+    MAX_GAP_MS = 500
+
+    def __init__(self, real, ota, seconds):
+        from time import ticks_ms
+        self.real = real
+        self.ota = ota
+        self.seconds = seconds
+        self.start = self.last = ticks_ms()
+        self.confirmed = False
+
+    def feed(self):
+        from time import ticks_diff, ticks_ms
+        if self.real:
+            self.real.feed()
+        if self.confirmed:
+            return
+        now = ticks_ms()
+        if ticks_diff(now, self.last) > self.MAX_GAP_MS:
+            self.start = now  # stalled: count again from here
+        self.last = now
+        if ticks_diff(now, self.start) >= self.seconds * 1000:
+            self.confirmed = True
+            os.remove(self.ota + "/trial")  # the one step that confirms
+            print("ota: new app confirmed after %d s" % self.seconds)

@@ -155,29 +155,6 @@ def parse_request(head, max_uri=512, max_headers=32):
                    str(version, "utf-8"), headers)
 
 
-def body_length(headers, max_body):
-    """The request body's length from its head (RFC 9112 section 6): chunked
-    bodies are refused (411), a missing length is an empty body (a route that
-    needs one answers 411 itself), and a body over max_body is refused (413)
-    before any of it is read."""
-    if "transfer-encoding" in headers:
-        raise HTTPError(411, "chunked bodies are not accepted: send Content-Length")
-    value = headers.get("content-length")
-    if value is None:
-        return 0
-    if not value.isdigit():  # "5, 5" (two headers), "-1", "0x10"
-        raise HTTPError(400, "Content-Length is not a number of bytes")
-    length = int(value) if len(value) < 16 else max_body + 1  # no big int for a silly length
-    if length > max_body:
-        raise HTTPError(413, "body of %d bytes is over this URL's limit of %d" % (length, max_body))
-    return length
-
-
-def method_allowed(methods, method):
-    """methods: "GET, HEAD, POST" as a route declares it (and Allow says it)."""
-    return (" " + methods.replace(",", " ") + " ").find(" " + method + " ") >= 0
-
-
 def header_tokens(value):
     """'keep-alive, Upgrade' -> ['keep-alive', 'upgrade']"""
     return [t.strip().lower() for t in value.split(",")]

@@ -18,58 +18,7 @@ from .connection import WebSocket, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, encode, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import body_length, error_response, find_head_end, method_allowed, parse_request, response_head
-
-
-class Body:
-    """A request body, handed to a route handler in pieces (request.body).
-
-    `await body.read(limit)` returns the next piece: a memoryview into the
-    server's shared buffer, valid until the next await (hash it, write it,
-    copy it), or b"" once the body is complete. A body is never held whole
-    in the heap. Each piece must arrive within request_timeout_ms of the
-    last and the whole body within the route's timeout_ms, else 408; a
-    client that closes early gets 400 (and the handler an HTTPError).
-    """
-
-    def __init__(self, server, stream, length, extra, timeout_ms, expect_continue):
-        self.left = length  # bytes still to come
-        self.length = length
-        self._server = server
-        self._stream = stream
-        self._extra = extra  # body bytes that came with the head
-        self._task = asyncio.current_task()
-        self._started = ticks_ms()
-        self._timeout_ms = timeout_ms
-        self._continue = expect_continue
-
-    async def read(self, limit=0x3FFFFFFF):
-        left = self.left
-        if left <= 0:
-            return b""
-        server = self._server
-        n = min(left, limit, len(server._buf))
-        extra = self._extra
-        if extra:
-            piece = memoryview(extra)[:n]
-            n = len(piece)
-            self._extra = extra[n:] if n < len(extra) else None
-        else:
-            if self._continue:  # the client waits for this before sending (curl does)
-                self._continue = False
-                self._stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                await self._stream.drain()
-            got = await self._stream.readinto(server._view[:n])
-            if not got:
-                raise HTTPError(400, "body ended after %d of %d bytes" % (self.length - left, self.length))
-            now = ticks_ms()
-            if ticks_diff(now, self._started) > self._timeout_ms:
-                raise HTTPError(408, "request body not complete within %d ms" % self._timeout_ms)
-            server._heads[self._task] = now  # it moves: the idle deadline starts again
-            piece = server._view[:got]
-            n = got
-        self.left = left - n
-        return piece
+from .http import error_response, find_head_end, parse_request, response_head
 
 
 class Server:
@@ -433,13 +382,13 @@ class Server:
     async def _serve_route(self, stream, request, route, extra):
         handler, methods, max_body, timeout_ms = route
         method = request.method
-        if not method_allowed(methods, method):
+        if (" " + methods.replace(",", " ") + " ").find(" " + method + " ") < 0:
             raise HTTPError(405, "allowed here: " + methods, [("Allow", methods)])
         if method == "POST" or method == "PUT":
-            headers = request.headers
-            request.body = Body(self, stream, body_length(headers, max_body), extra,
-                                timeout_ms or self.request_timeout_ms,
-                                headers.get("expect", "").lower() == "100-continue")
+            # Imported by the first body: a server without them never loads
+            # the module (nor interns its names).
+            from .body import Body
+            request.body = Body(self, stream, request, max_body, extra, timeout_ms or self.request_timeout_ms)
         result = handler(request)
         if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
             result = await result
