@@ -439,3 +439,46 @@ def test_driving_refused_while_an_update_is_received(cars, tmp_path, update):
     run(scenario())
     car.follow()
     assert car.version() == version and car.serves_page()
+
+
+def test_page_shows_the_update_and_reconnects_on_the_new_version(cars, tmp_path, update):
+    """In real headless Chromium: the page shows the version, the update in
+    progress while it is received, and the new version after the restart."""
+    from test_web import CHROME_ARGS, find_chromium, missing, wait_online
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright Python package is not installed")
+    path = find_chromium()
+    if not path:
+        missing("no Chromium found")
+    files, version = update
+    subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "build_web.py")], check=True,
+                   capture_output=True)
+    car = cars(install_app(str(tmp_path / "app"))).boot()
+    man, body, starts = update_body(files, version)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROME_ARGS)
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("http://127.0.0.1:%d/" % car.port)
+            wait_online(page)
+            assert page.locator("#device").inner_text().endswith("· 0.1.0")
+            s = socket.create_connection(car.target, timeout=10)
+            s.sendall(("PUT /api/update HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nX-Tether-Manifest: %d\r\n\r\n"
+                       % (len(body), len(man))).encode() + body[:starts[len(starts) // 2]])
+            page.wait_for_function("document.getElementById('banner').textContent.startsWith("
+                                   "'Updating to %s: ')" % version, timeout=5000)
+            assert page.locator("#banner").is_visible()
+            s.sendall(body[starts[len(starts) // 2]:])
+            s.close()
+            car.follow()
+            page.wait_for_function("document.getElementById('device').textContent.endsWith('· %s')"
+                                   % version, timeout=15000)
+            wait_online(page)
+            assert not page.locator("#banner").is_visible()
+            assert not errors, errors
+        finally:
+            browser.close()
