@@ -226,28 +226,19 @@ def attach(server, car):
             car.disconnected(ws)
 
     # The HTTP API (docs/protocol.md): one small handler for three routes
-    # (each name a plain car keeps costs heap). A request stands in for a
-    # client with id 0, so a stop goes through the same code (and latch) as
-    # a WebSocket `stop`. The update receiver is imported by the first
-    # update request, never by a plain car (docs/updates.md).
+    # (each name and string a plain car keeps costs heap). A stop is
+    # answered here, never waiting on an import; status and updates by
+    # car/rest.py, imported by the first such request.
     def api(request):
-        path = request.path
-        access = car.access
-        # A viewer's rules (origin, and the token when viewers need it); for
-        # a stop the origin alone.
-        verdict = None if access is None else access.origin_ok(request) if path == "/api/stop" \
-            else access.accept(request)
+        if request.path != "/api/stop":
+            from car import rest
+            return rest.handle(car, request)
+        verdict = car.access.origin_ok(request) if car.access else None  # anyone may stop
         if verdict is not None:
             raise HTTPError(verdict[0], verdict[1])
-        request.id = 0
-        if path == "/api/stop":
-            car.handle(request, '{"type":"stop"}')  # anyone may stop
-            return 200, '{"stopped":true}', "application/json"
-        if path == "/api/status":
-            return 200, '{"hello":%s,"telemetry":%s}' % (
-                car.hello(request), car.telemetry(ticks_ms(), car.seq)), "application/json"
-        from car import ota
-        return ota.handle(car, request)
+        request.id = 0  # stands in for a client: the same code and latch as a WebSocket stop
+        car.handle(request, '{"type":"stop"}')
+        return 200, '{"stopped":true}', "application/json"
 
     server.route("/api/status")(api)
     server.route("/api/stop", methods="POST", max_body=256)(api)
