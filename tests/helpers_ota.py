@@ -57,8 +57,9 @@ def tree_hashes(root):
 class Car:
     """The app in `root`, started as make sim does; reboots (exit 75) restart it."""
 
-    def __init__(self, root, port=None, prefix=()):
+    def __init__(self, root, port=None, prefix=(), micropython=None):
         self.root = root
+        self.micropython = micropython or MICROPYTHON
         self.port = port or free_port()
         self.prefix = list(prefix)  # e.g. an unshare/mount wrapper
         self.proc = None
@@ -71,7 +72,7 @@ class Car:
     def spawn(self, env=None):
         full = dict(os.environ)
         full.update(env or {})
-        cmd = self.prefix + [MICROPYTHON, os.path.join(self.root, "main.py"), "--host", "127.0.0.1",
+        cmd = self.prefix + [self.micropython, os.path.join(self.root, "main.py"), "--host", "127.0.0.1",
                              "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, env=full)
         return self.proc

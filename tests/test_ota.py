@@ -482,3 +482,62 @@ def test_page_shows_the_update_and_reconnects_on_the_new_version(cars, tmp_path,
             assert not errors, errors
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("chip", ["esp32", "esp8266"])
+def test_update_on_a_board_proxy(cars, tmp_path, chip):
+    """The whole update on the 32-bit board proxies (the ESP8266's has no
+    __file__, str.partition, ...): staged for the architecture the car
+    reports, switched, confirmed."""
+    from conftest import board_proxy
+    exe = board_proxy(chip)
+    car = cars(install_app(str(tmp_path / "app")), micropython=exe).boot()
+    march = ota.march_for(car.info())
+    files = ota.build(march, version_label=chip, log=lambda m: None)
+    version = ota.version_of(files)
+    status, answer = put(car.port, *update_body(files, version, confirm_s=1)[:2])
+    assert status == 200, answer
+    car.follow()
+    assert car.version() == version and car.serves_page()
+    deadline = time.monotonic() + 10
+    while "trial" in car.ota_state() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert car.info()["state"] == "idle"
+    assert all(p.endswith(".mpy") for p in tree_hashes(car.root) if p.startswith("lib/"))
+
+
+def test_a_plain_car_never_imports_the_update_code(tmp_path):
+    """A car that has no update in flight boots without car.otaboot,
+    car.ota, car.rest or wsserver.body (their names and code stay out of
+    its heap)."""
+    from conftest import free_port, run_micropython
+    root = install_app(str(tmp_path / "app"))
+    probe = os.path.join(root, "probe.py")
+    with open(probe, "w") as f:
+        f.write("""
+import sys
+sys.path.insert(0, "lib")
+import asyncio
+from car import app
+serve = app.Car.serve
+
+async def probed(self, host, port):
+    async def report():
+        await asyncio.sleep_ms(300)
+        print("MODULES", " ".join(sorted(sys.modules)))
+        self.failed = SystemExit(0)
+    asyncio.create_task(report())
+    await serve(self, host, port)
+
+app.Car.serve = probed
+sys.argv.clear()
+sys.argv.extend(["main.py", "--port", "%d"])
+from car.main import main
+main(".")
+""" % free_port())
+    out = run_micropython("probe.py", cwd=root, timeout=30)
+    line = [l for l in out.stdout.splitlines() if l.startswith("MODULES")]
+    assert line, out.stdout + out.stderr
+    modules = set(line[0].split()[1:])
+    assert {"car.app", "car.main", "wsserver.server"} <= modules
+    assert not modules & {"car.ota", "car.otaboot", "car.rest", "wsserver.body"}, modules

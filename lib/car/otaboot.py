@@ -15,6 +15,7 @@
 # a switch or rollback ends in a reboot, so the app starts from whole files.
 import json
 import os
+from time import ticks_diff, ticks_ms
 
 REBOOT = 75  # the Unix port's exit code for "start me again" (docs/updates.md)
 
@@ -172,7 +173,9 @@ def switch(root):
         old = []
         for top in ["lib", "web"]:
             old.extend(app_files(root, top))
-        for name in ["main.py", "boot.py", "config.json"]:
+        # tools/deploy.py's record of what it copied is wrong after this: set
+        # aside with the old files, so the next deploy copies everything.
+        for name in ["main.py", "boot.py", "config.json", ".tether-manifest.json"]:
             if exists(root + "/" + name):
                 old.append(name)
         # Decided once, before the first move: which new files replace an
@@ -232,7 +235,6 @@ class Trial:
     MAX_GAP_MS = 500
 
     def __init__(self, real, ota, seconds):
-        from time import ticks_ms
         self.real = real
         self.ota = ota
         self.seconds = seconds
@@ -240,7 +242,6 @@ class Trial:
         self.confirmed = False
 
     def feed(self):
-        from time import ticks_diff, ticks_ms
         if self.real:
             self.real.feed()
         if self.confirmed:
