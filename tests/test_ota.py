@@ -30,11 +30,7 @@ def update():
 @pytest.fixture(scope="module")
 def broken_update():
     """A new app whose car/app.py raises as it is imported."""
-    def patch(src):
-        path = os.path.join(src, "lib", "car", "app.py")
-        text = open(path).read()
-        open(path, "w").write('raise ImportError("broken on purpose")\n' + text)
-    files = ota.build("x64", version_label="broken.1", patch=patch, log=lambda m: None)
+    files = ota.build("x64", version_label="broken.1", patch=break_app, log=lambda m: None)
     return files, ota.version_of(files)
 
 
@@ -49,6 +45,30 @@ def cars():
     yield make
     for car in started:
         car.stop()
+
+
+def fast_micropython():
+    """The ESP32 board proxy when it is built: a native binary that starts in
+    2 ms (the venv's micropython is a CPython wrapper, ~60 ms). The every-step
+    tests start the car ~250 times."""
+    from conftest import PROXY_DIR
+    path = os.path.join(PROXY_DIR, "micropython-esp32")
+    return path if os.path.exists(path) else None
+
+
+def for_car(car, files, version, patch=None):
+    """The update staged for the architecture `car` reports (the proxy's x86)."""
+    march = ota.march_for(car.info())
+    if march == "x64":
+        return files, version
+    files = ota.build(march, version_label=version.split("+")[1], patch=patch, log=lambda m: None)
+    return files, ota.version_of(files)
+
+
+def break_app(src):
+    path = os.path.join(src, "lib", "car", "app.py")
+    text = open(path).read()
+    open(path, "w").write('raise ImportError("broken on purpose")\n' + text)
 
 
 def check_old_app(car, before):
@@ -180,9 +200,10 @@ def test_one_corrupted_byte_is_refused(cars, tmp_path, update):
 
 
 def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
-    files, version = update
+    mp = fast_micropython()
     golden = install_app(str(tmp_path / "golden"))
-    car = cars(golden).boot()
+    car = cars(golden, micropython=mp).boot()
+    files, version = for_car(car, *update)
     status, answer = put(car.port, *update_body(files, version)[:2])
     assert status == 200, answer
     assert car.wait_exit() == 75
@@ -194,7 +215,7 @@ def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
         step += 1
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(golden, work)
-        trial = cars(work, port=car.port)
+        trial = cars(work, port=car.port, micropython=mp)
         rc = trial.run_once(env={"TETHER_OTA_CUT": str(step)})
         if rc == 75:  # the switch finished before the cut: every step was cut once
             break
@@ -239,9 +260,10 @@ def test_new_app_that_never_confirms_rolls_back(cars, tmp_path, update):
 
 
 def test_power_cut_at_every_step_of_the_rollback(cars, tmp_path, broken_update):
-    files, version = broken_update
+    mp = fast_micropython()
     golden = install_app(str(tmp_path / "golden"))
-    car = cars(golden).boot()
+    car = cars(golden, micropython=mp).boot()
+    files, version = for_car(car, *broken_update, patch=break_app)
     before = tree_hashes(golden)
     assert put(car.port, *update_body(files, version)[:2])[0] == 200
     assert car.wait_exit() == 75  # received
@@ -259,7 +281,7 @@ def test_power_cut_at_every_step_of_the_rollback(cars, tmp_path, broken_update):
         step += 1
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(golden, work)
-        again = cars(work, port=car.port)
+        again = cars(work, port=car.port, micropython=mp)
         rc = again.run_once(env={"TETHER_OTA_CUT": str(step)})
         if rc == 75:  # the rollback finished before the cut: every step was cut once
             break

@@ -154,10 +154,12 @@ def boot(root, watchdog):
             raise SystemExit(REBOOT)
         write(ota + "/booted", "1")
         plan = read_json(ota + "/plan")
-        print("ota: new app on trial (%s) for %d s" % (plan["version"], plan["confirm_s"]))
+        seconds = plan["confirm_s"]  # not the plan itself: the closure keeps what it names
+        print("ota: new app on trial (%s) for %d s" % (plan["version"], seconds))
+        del plan
 
         def trial(timeout_ms):
-            return Trial(watchdog(timeout_ms) if watchdog else None, ota, plan["confirm_s"])
+            return Trial(watchdog(timeout_ms) if watchdog else None, ota, seconds)
         return trial
     # Leftovers: an upload cut before its marker, or a confirmed update's
     # old files. Nothing in them is ever used again.
