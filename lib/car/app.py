@@ -30,7 +30,10 @@ MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
 
 
 class Car:
-    updating = False  # an update is being received: nobody drives until the reboot
+    # The version an update over the air is installing (car/ota.py), else
+    # None: nobody drives until the reboot. (`update` is one of the
+    # firmware's built-in names: a new name would cost the qstr pool.)
+    update = None
 
     def __init__(self, cfg, hw, server, watchdog=None, access=None):
         # Only what is used after boot is kept: the rest of the config
@@ -83,9 +86,9 @@ class Car:
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
         if kind == "drive":
-            if self.updating:
-                return protocol.error("updating", None, "an update is being installed; the car "
-                                      "restarts with it in a few seconds")
+            if self.update:
+                return protocol.error("updating", None, "update %s is being installed; the car "
+                                      "restarts with it in a few seconds" % self.update)
             was_driver = self.control.is_driver(ws)
             if not self.control.claim(ws, ticks_ms()):
                 return self.not_driver()
@@ -229,7 +232,7 @@ def attach(server, car):
     # (each name and string a plain car keeps costs heap). A stop is
     # answered here, never waiting on an import; status and updates by
     # car/rest.py, imported by the first such request.
-    def api(request):
+    def handler(request):
         if request.path != "/api/stop":
             from car import rest
             return rest.handle(car, request)
@@ -240,10 +243,10 @@ def attach(server, car):
         car.handle(request, '{"type":"stop"}')
         return 200, '{"stopped":true}', "application/json"
 
-    server.route("/api/status")(api)
-    server.route("/api/stop", methods="POST", max_body=256)(api)
+    server.route("/api/status")(handler)
+    server.route("/api/stop", methods="POST", max_body=256)(handler)
     # 413 past 4 MiB; the flash decides the rest.
-    server.route("/api/update", methods="GET, HEAD, PUT", max_body=4 << 20, timeout_ms=120000)(api)
+    server.route("/api/update", methods="GET, HEAD, PUT", max_body=4 << 20, timeout_ms=120000)(handler)
 
 
 def own_hosts(host):

@@ -11,8 +11,8 @@
 import sys
 
 
-def boot(here, watchdog):
-    """Resume an over-the-air update (docs/updates.md) before any other app
+def update(here, watchdog):
+    """Resume an update over the air (docs/updates.md) before any other app
     module is imported. Returns the watchdog factory to run with: on a plain
     boot (one failed stat) the one given; with a new app on trial, one that
     confirms the app once it has ticked long enough. Raises SystemExit(75)
@@ -25,7 +25,7 @@ def boot(here, watchdog):
         return watchdog
     from car import otaboot
 
-    return otaboot.boot(here, watchdog)
+    return otaboot.update(here, watchdog)
 
 
 def main(path):
@@ -36,7 +36,7 @@ def main(path):
     import time
 
     try:
-        dog = boot(".", watchdog)  # on a board main.py, config.json and web/ are in /
+        dog = update(".", watchdog)  # on a board main.py, config.json and web/ are in /
         from car import app
 
         app.run(config_path="config.json", watchdog=dog)  # stops motors on any exit
@@ -73,7 +73,7 @@ def host_main(argv, here):
         print(e)
         print("usage: micropython main.py --port N [--host H] [--config FILE]")
         sys.exit(2)
-    dog = boot(here, None)
+    dog = update(here, None)
     try:
         from car import app
 

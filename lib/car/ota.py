@@ -171,7 +171,7 @@ async def put(car, request):
     # Checked, now ours: stop the car and keep it stopped until the reboot.
     _busy = True
     car.stop_motors()
-    car.updating = True
+    car.update = version
     ota = root + "/.ota"
     new = ota + "/new"
     done = 0
@@ -208,7 +208,7 @@ async def put(car, request):
     finally:
         if not ok:
             otaboot.remove_tree(ota)
-            car.updating = False
+            car.update = None
             _busy = False
             tell(car, "failed", version, done, total)
     tell(car, "installing", version, total, total)

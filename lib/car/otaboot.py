@@ -131,7 +131,7 @@ def app_files(root, top):
     return found
 
 
-def boot(root, watchdog):
+def update(root, watchdog):
     """Resume whatever update state root/.ota holds. Returns the watchdog
     factory the app is to run with: `watchdog` itself, or on a trial boot
     one that confirms the new app (see Trial). Raises
