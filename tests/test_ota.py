@@ -563,3 +563,44 @@ main(".")
     modules = set(line[0].split()[1:])
     assert {"car.app", "car.main", "wsserver.server"} <= modules
     assert not modules & {"car.ota", "car.otaboot", "car.rest", "wsserver.body"}, modules
+
+
+def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
+    """lib/ in a ROMFS image (mounted at /rom, as MicroPython does on a board
+    with a ROMFS partition; tools/heap_report.py's layout): the car refuses
+    an update over the air and the tool says the board needs USB."""
+    sys_path = os.path.join(ota.ROOT, "tools")
+    import sys
+    sys.path.insert(0, sys_path)
+    import heap_report
+    from conftest import MicroPythonProcess
+    build = build_tree(str(tmp_path / "build"))
+    dest = str(tmp_path / "car")
+    os.makedirs(dest)
+    heap_report.romfs_tree(build, dest)
+    car = MicroPythonProcess("romfs_boot.py", cwd=dest)
+    try:
+        info = ota.info("127.0.0.1", car.port)
+        assert info["romfs"] is True
+        files = ota.build("x64", version_label="romfs.1", log=lambda m: None)
+        version = ota.version_of(files)
+        status, answer = put(car.port, *update_body(files, version)[:2])
+        assert status == 409 and "ROMFS" in answer and "USB" in answer, answer
+        out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "ota.py"),
+                              "127.0.0.1:%d" % car.port], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "ROMFS" in out.stderr and "USB" in out.stderr, out.stderr
+        assert car.poll() is None
+        assert request(car.port, "/api/status")[0] == 200
+    finally:
+        car.stop()
+
+
+def build_tree(dest):
+    """tools/stage.py's x64 tree (lib/ as .mpy) with a config, in dest."""
+    sys_path = os.path.join(ota.ROOT, "tools")
+    import sys
+    if sys_path not in sys.path:
+        sys.path.insert(0, sys_path)
+    import stage
+    stage.stage("x64", out_dir=dest, log=lambda m: None)
+    return dest

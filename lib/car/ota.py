@@ -37,8 +37,12 @@ def app_root(car):
 
 
 def in_romfs():
-    for p in sys.path:
-        if p.startswith("/rom"):
+    """True when the app's own modules are in a ROMFS image: MicroPython
+    mounts a valid image at /rom and puts /rom and /rom/lib on sys.path
+    (extmod/vfs.c, mp_vfs_mount_romfs_protected); an image without our car
+    package is not the app and does not count."""
+    for path in ["/rom/car", "/rom/lib/car"]:
+        if otaboot.exists(path):
             return True
     return False
 
