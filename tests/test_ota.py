@@ -543,13 +543,13 @@ import asyncio
 from car import app
 serve = app.Car.serve
 
-async def probed(self, host, port):
+async def probed(self, *args):
     async def report():
         await asyncio.sleep_ms(300)
         print("MODULES", " ".join(sorted(sys.modules)))
         self.failed = SystemExit(0)
     asyncio.create_task(report())
-    await serve(self, host, port)
+    await serve(self, *args)
 
 app.Car.serve = probed
 sys.argv.clear()
