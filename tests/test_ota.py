@@ -529,7 +529,7 @@ def test_update_on_a_board_proxy(cars, tmp_path, chip):
 
 
 def test_a_plain_car_never_imports_the_update_code(tmp_path):
-    """A car that has no update in flight boots without car.otaboot,
+    """A car that has no update in flight boots without car.update,
     car.ota, car.rest or wsserver.body (their names and code stay out of
     its heap)."""
     from conftest import free_port, run_micropython
@@ -562,7 +562,7 @@ main(".")
     assert line, out.stdout + out.stderr
     modules = set(line[0].split()[1:])
     assert {"car.app", "car.main", "wsserver.server"} <= modules
-    assert not modules & {"car.ota", "car.otaboot", "car.rest", "wsserver.body"}, modules
+    assert not modules & {"car.ota", "car.update", "car.rest", "wsserver.body"}, modules
 
 
 def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):

@@ -263,7 +263,7 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     """Start the car and serve until a crash (which propagates, motors off).
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
     (called every control tick; a new app on trial confirms itself through
-    it, car/otaboot.py)."""
+    it, car/update.py)."""
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)

@@ -23,9 +23,9 @@ def update(here, watchdog):
         os.stat(here + "/.ota")
     except OSError:
         return watchdog
-    from car import otaboot
+    from car import update
 
-    return otaboot.update(here, watchdog)
+    return update.update(here, watchdog)
 
 
 def main(path):

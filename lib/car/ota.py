@@ -8,7 +8,7 @@
 # Checked before a byte is written: the token, nobody driving, the lengths
 # adding up, the room on the flash. Then the motors stop, driving is refused,
 # and each file streams to .ota/new/ with its sha256 checked as it arrives.
-# Only when every file matched is .ota/pending written (car/otaboot.py
+# Only when every file matched is .ota/pending written (car/update.py
 # switches to it at the next boot); any failure removes .ota/new/ and the
 # running app is untouched.
 import asyncio
@@ -21,7 +21,7 @@ from binascii import hexlify
 import hashlib
 from wsserver.errors import HTTPError
 
-from car import VERSION, otaboot
+from car import VERSION, update
 
 MAX_MANIFEST = 8192
 CONFIRM_S = 20  # the new app must run this long, healthy, to be kept (the manifest may say)
@@ -42,7 +42,7 @@ def in_romfs():
     (extmod/vfs.c, mp_vfs_mount_romfs_protected); an image without our car
     package is not the app and does not count."""
     for path in ["/rom/car", "/rom/lib/car"]:
-        if otaboot.exists(path):
+        if update.exists(path):
             return True
     return False
 
@@ -66,7 +66,7 @@ def handle(car, request):
 def state(root):
     ota = root + "/.ota/"
     for name in ["pending", "trial", "rollback"]:
-        if otaboot.exists(ota + name):
+        if update.exists(ota + name):
             return name
     return "idle"
 
@@ -181,12 +181,12 @@ async def put(car, request):
     done = 0
     ok = False
     try:
-        otaboot.remove_tree(ota)  # only leftovers (state is idle): a stale plan must not survive
-        otaboot.makedirs(new)
+        update.remove_tree(ota)  # only leftovers (state is idle): a stale plan must not survive
+        update.makedirs(new)
         tell(car, "receiving", version, 0, total)
         for path, size, digest in files:
             target = new + "/" + path
-            otaboot.makedirs(otaboot.parent(target))
+            update.makedirs(update.parent(target))
             h = hashlib.sha256()
             with open(target, "wb") as f:
                 left = size
@@ -202,7 +202,7 @@ async def put(car, request):
             tell(car, "receiving", version, done, total)
             gc.collect()
         # Every file matched: the marker last, whole or not at all.
-        otaboot.write(ota + "/pending", json.dumps({"version": version, "files": files,
+        update.write(ota + "/pending", json.dumps({"version": version, "files": files,
                                                     "confirm_s": confirm_s}))
         ok = True
     except OSError as e:
@@ -211,7 +211,7 @@ async def put(car, request):
         raise HTTPError(500, "writing the update failed (%s); nothing was changed" % e)
     finally:
         if not ok:
-            otaboot.remove_tree(ota)
+            update.remove_tree(ota)
             car.update = None
             _busy = False
             tell(car, "failed", version, done, total)
@@ -224,4 +224,4 @@ async def put(car, request):
 
 async def reboot_soon(car):
     await asyncio.sleep_ms(REBOOT_DELAY_MS)
-    car.failed = SystemExit(otaboot.REBOOT)  # the control loop stops the motors and raises it
+    car.failed = SystemExit(update.REBOOT)  # the control loop stops the motors and raises it
