@@ -19,6 +19,7 @@ help:
 	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md), wss beside ws (reports/bench-tls.md)"
 	@echo "make flash PORT=/dev/ttyUSB0 CHIP=esp32   erase + write the pinned MicroPython (sha256-checked), then deploy"
 	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
+	@echo "make ota HOST=<car> [TOKEN=...]  update the app over WiFi (default: the make sim car)"
 	@echo "make image CHIP=esp32 one flashable .bin: MicroPython + LittleFS with the app (build/tether-CHIP.bin)"
 	@echo "make repl|logs PORT=...  the board's console (logs: attach without interrupting)"
 	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port"
@@ -38,8 +39,21 @@ venv: $(STAMP)
 web: $(STAMP)
 	@if [ -f tools/build_web.py ]; then $(PY) tools/build_web.py; fi
 
+# The simulated car runs from a copy of the app in $(SIM_DIR), its "flash": an update
+# over the air (make ota) replaces files there, never the sources. Exit code 75 is the
+# car asking for a reboot (docs/updates.md): it is started again, as a board would.
+SIM_DIR     ?= build/sim
 sim: $(STAMP) web
-	$(MICROPYTHON) main.py --host $(HOST) --port $(SIM_PORT)
+	@rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR) && cp -r lib web main.py boot.py config.json $(SIM_DIR)/
+	@cd $(SIM_DIR) && while :; do $(abspath $(MICROPYTHON)) main.py --host $(HOST) --port $(SIM_PORT); \
+	  rc=$$?; [ $$rc = 75 ] || exit $$rc; echo "sim: the car reboots (exit 75)"; done
+
+# make ota HOST=<car>[:port] [TOKEN=...] [CONFIG=my-config.json]: update the app over WiFi.
+# HOST defaults to the simulated car (make sim).
+OTA_TARGET   = $(HOST)$(if $(findstring :,$(HOST)),,:$(if $(filter 127.0.0.1 localhost,$(HOST)),$(SIM_PORT),80))
+.PHONY: ota
+ota: $(STAMP)
+	$(PY) tools/ota.py "$(OTA_TARGET)" $(if $(TOKEN),--token "$(TOKEN)") $(if $(CONFIG),--config "$(CONFIG)")
 
 test: $(STAMP) web maybe-proxies
 	$(PY) -m pytest -q tests

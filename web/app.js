@@ -93,6 +93,15 @@
   }
 
   function renderBanner() {
+    const u = car.update;
+    if (u) {                   // docs/updates.md: the car stops and refuses driving meanwhile
+      ui.banner.hidden = u.state === 'failed' && online;
+      ui.banner.textContent = u.state === 'receiving'
+        ? 'Updating to ' + u.version + ': ' + Math.floor(100 * u.done / Math.max(u.total, 1)) + '%'
+        : u.state === 'installing' ? 'Installing ' + u.version + ': the car restarts…' : '';
+      if (u.state === 'failed') { car.update = null; toast('Update to ' + u.version + ' failed'); }
+      else return;
+    }
     if (ui.banner.hidden) return;
     const wait = retryAt ? Math.max(0, (retryAt - now()) / 1000) : 0;
     ui.banner.textContent = retryAt
@@ -129,12 +138,15 @@
         car.role = m.role;
         car.limits = m.limits || {};
         car.room = m.room || null;
-        ui.device.textContent = (m.device || 'Tether') + (m.simulated ? ' (sim)' : '');
+        ui.device.textContent = (m.device || 'Tether') + (m.simulated ? ' (sim)' : '') + ' · ' + m.firmware;
+        car.update = null;          // a new hello: whatever update there was is over
+        ui.banner.hidden = true;
         ui.map.hidden = !car.room;
         setConn('online');
         renderRole();
         break;
       case 'telemetry': onTelemetry(m); break;
+      case 'update': car.update = m; renderBanner(); break;
       case 'role': car.role = m.role; renderRole(); break;
       case 'pong': {
         const sent = pings.get(m.id);

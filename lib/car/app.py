@@ -11,6 +11,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 
 import hardware
 from wsserver import Server
+from wsserver.errors import HTTPError
 
 from car import VERSION, load_config, protocol
 from car.access import Access
@@ -29,6 +30,11 @@ MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
 
 
 class Car:
+    # The version an update over the air is installing (car/ota.py), else
+    # None: nobody drives until the reboot. (`update` is one of the
+    # firmware's built-in names: a new name would cost the qstr pool.)
+    update = None
+
     def __init__(self, cfg, hw, server, watchdog=None, access=None):
         # Only what is used after boot is kept: the rest of the config
         # (WiFi passwords, pins, ...) is freed once run() has started.
@@ -80,6 +86,9 @@ class Car:
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
         if kind == "drive":
+            if self.update:
+                return protocol.error("updating", None, "update %s is being installed; the car "
+                                      "restarts with it in a few seconds" % self.update)
             was_driver = self.control.is_driver(ws)
             if not self.control.claim(ws, ticks_ms()):
                 return self.not_driver()
@@ -219,6 +228,26 @@ def attach(server, car):
             # stop now, not on the next control tick.
             car.disconnected(ws)
 
+    # The HTTP API (docs/protocol.md): one small handler for three routes
+    # (each name and string a plain car keeps costs heap). A stop is
+    # answered here, never waiting on an import; status and updates by
+    # car/rest.py, imported by the first such request.
+    def handler(request):
+        if request.path != "/api/stop":
+            from car import rest
+            return rest.handle(car, request)
+        verdict = car.access.origin_ok(request) if car.access else None  # anyone may stop
+        if verdict is not None:
+            raise HTTPError(verdict[0], verdict[1])
+        request.id = 0  # stands in for a client: the same code and latch as a WebSocket stop
+        car.handle(request, '{"type":"stop"}')
+        return 200, '{"stopped":true}', "application/json"
+
+    server.route("/api/status")(handler)
+    server.route("/api/stop", methods="POST", max_body=256)(handler)
+    # 413 past 4 MiB; the flash decides the rest.
+    server.route("/api/update", methods="GET, HEAD, PUT", max_body=4 << 20, timeout_ms=120000)(handler)
+
 
 def own_hosts(host):
     """Names a page served by us may have, besides the hostname and (on a
@@ -232,7 +261,9 @@ def own_hosts(host):
 
 def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
     """Start the car and serve until a crash (which propagates, motors off).
-    watchdog: optional factory, watchdog(timeout_ms) -> object with feed()."""
+    watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
+    (called every control tick; a new app on trial confirms itself through
+    it, car/update.py)."""
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)

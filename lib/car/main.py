@@ -11,6 +11,23 @@
 import sys
 
 
+def update(here, watchdog):
+    """Resume an update over the air (docs/updates.md) before any other app
+    module is imported. Returns the watchdog factory to run with: on a plain
+    boot (one failed stat) the one given; with a new app on trial, one that
+    confirms the app once it has ticked long enough. Raises SystemExit(75)
+    to reboot."""
+    import os
+
+    try:
+        os.stat(here + "/.ota")
+    except OSError:
+        return watchdog
+    from car import update
+
+    return update.update(here, watchdog)
+
+
 def main(path):
     """path: main.py's (config.json and web/ sit beside it)."""
     if not sys.platform.startswith("esp"):  # esp32, esp8266
@@ -19,9 +36,12 @@ def main(path):
     import time
 
     try:
+        dog = update(".", watchdog)  # on a board main.py, config.json and web/ are in /
         from car import app
 
-        app.run(config_path="config.json", watchdog=watchdog)  # stops motors on any exit
+        app.run(config_path="config.json", watchdog=dog)  # stops motors on any exit
+    except SystemExit:  # an update asks for a reboot
+        machine.reset()
     except KeyboardInterrupt:
         print("stopped; motors are off. A running watchdog still resets the board"
               " (limits.watchdog_ms: 0 turns it off for REPL work).")
@@ -53,9 +73,19 @@ def host_main(argv, here):
         print(e)
         print("usage: micropython main.py --port N [--host H] [--config FILE]")
         sys.exit(2)
-    from car import app
+    dog = update(here, None)
+    try:
+        from car import app
 
-    app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web")
+        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", watchdog=dog)
+    except Exception as e:
+        if dog is None:
+            raise
+        # A new app on trial crashed: reboot, as a board would, so that the
+        # next boot rolls it back.
+        sys.print_exception(e)
+        print("the new app crashed on trial; rebooting to roll back")
+        sys.exit(75)
 
 
 def watchdog(timeout_ms):

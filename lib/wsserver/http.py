@@ -8,8 +8,10 @@ from .errors import HTTPError
 # would be built in the heap at import.
 _REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
             "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
-            "|414 URI Too Long|426 Upgrade Required|431 Request Header Fields Too Large"
-            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported|")
+            "|409 Conflict|411 Length Required|413 Content Too Large|414 URI Too Long"
+            "|426 Upgrade Required|431 Request Header Fields Too Large"
+            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported"
+            "|507 Insufficient Storage|")
 
 
 def table_lookup(table, key, default):

@@ -105,11 +105,18 @@ class Server:
             return handler
         return register
 
-    def route(self, path):
-        """Decorator: `handler(request)` answers GET/HEAD at `path` with a str or
-        bytes body, or a (status, body, content_type) tuple."""
+    def route(self, path, methods="GET, HEAD", max_body=0, timeout_ms=0):
+        """Decorator: `handler(request)` answers `methods` at `path` with a str
+        or bytes body, or a (status, body, content_type) tuple; it may be a
+        coroutine, and may raise HTTPError to refuse.
+
+        POST/PUT: a body of up to max_body bytes (Content-Length; 411/413
+        otherwise) is request.body, a Body to read in pieces. timeout_ms
+        (default request_timeout_ms) bounds the whole body; other methods get
+        405 with Allow.
+        """
         def register(handler):
-            self.http_routes[path] = handler
+            self.http_routes[path] = (handler, methods, max_body, timeout_ms)
             return handler
         return register
 
@@ -267,11 +274,13 @@ class Server:
                 heads[task] = ticks_ms()
                 try:
                     if request.path in self.http_routes:
-                        await self._serve_route(stream, request, self.http_routes[request.path])
+                        await self._serve_route(stream, request, self.http_routes[request.path], extra)
                     else:
                         await self._serve_file(stream, request)
                 except asyncio.CancelledError:
-                    pass
+                    body = getattr(request, "body", None)
+                    if body is not None and body.left > 0:
+                        raise HTTPError(408, "request body not complete in time")
                 finally:
                     heads.pop(task, None)
         except HTTPError as e:
@@ -284,6 +293,14 @@ class Server:
                 sys.print_exception(e)
             await self._answer_error(stream, HTTPError(500, "internal error"), False)
         finally:
+            if method == "POST" or method == "PUT":
+                # A body we did not read would make the kernel answer our
+                # close with a reset, which can destroy the answer in flight.
+                try:
+                    while stream.s.readinto(self._buf):
+                        pass
+                except (OSError, AttributeError):
+                    pass
             try:
                 await stream.wait_closed()
             except (OSError, MemoryError):
@@ -362,10 +379,19 @@ class Server:
             ws._events = ws.codec.receive(extra)
         return ws
 
-    async def _serve_route(self, stream, request, handler):
-        if request.method not in ("GET", "HEAD"):
-            raise HTTPError(405, "only GET and HEAD are allowed here", [("Allow", "GET, HEAD")])
+    async def _serve_route(self, stream, request, route, extra):
+        handler, methods, max_body, timeout_ms = route
+        method = request.method
+        if (" " + methods.replace(",", " ") + " ").find(" " + method + " ") < 0:
+            raise HTTPError(405, "allowed here: " + methods, [("Allow", methods)])
+        if method == "POST" or method == "PUT":
+            # Imported by the first body: a server without them never loads
+            # the module (nor interns its names).
+            from .body import Body
+            request.body = Body(self, stream, request, max_body, extra, timeout_ms or self.request_timeout_ms)
         result = handler(request)
+        if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
+            result = await result
         status, ctype = 200, "text/plain; charset=utf-8"
         if isinstance(result, tuple):
             status, result, ctype = result

@@ -66,6 +66,39 @@ async def crash(ws):
         raise ValueError("handler bug")
 
 
+@server.route("/upload", methods="POST, PUT", max_body=100000)
+async def upload(request):
+    # Hashes the body piece by piece; answers its length, sha256 and how
+    # many pieces (and the largest) it came in.
+    import hashlib
+    from binascii import hexlify
+
+    body = request.body
+    h = hashlib.sha256()
+    pieces = largest = 0
+    while True:
+        piece = await body.read()
+        if not piece:
+            break
+        h.update(piece)
+        pieces += 1
+        largest = max(largest, len(piece))
+    return "%s %d %d %d %d" % (hexlify(h.digest()).decode(), body.length, pieces, largest,
+                               len(server._buf))
+
+
+@server.route("/refuse", methods="POST", max_body=100000)
+def refuse(request):
+    # Refuses before reading any of the body (as a token check would).
+    from wsserver.errors import HTTPError
+    raise HTTPError(403, "refused before the body")
+
+
+@server.route("/status")
+def status(request):
+    return "ok"
+
+
 async def ticker():
     n = 0
     while True:
