@@ -19,9 +19,6 @@ def main(path):
     import time
 
     try:
-        import car
-
-        car.preload_config("config.json")
         from car import app
 
         app.run(config_path="config.json", watchdog=watchdog)  # stops motors on any exit
@@ -56,9 +53,6 @@ def host_main(argv, here):
         print(e)
         print("usage: micropython main.py --port N [--host H] [--config FILE]")
         sys.exit(2)
-    import car
-
-    car.preload_config(config_path)
     from car import app
 
     app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web")
