@@ -247,7 +247,28 @@ def test_esp32c3_image_reads_the_table_at_0x8000_and_starts_at_0(project, tmp_pa
     assert listing == expected_board_files(project, "rv32imc", tmp_path)
 
 
-def test_esp8266_image_puts_the_filesystem_at_1MiB(project, tmp_path):
+def romfs_listing(tmp_path, image_bytes):
+    """{path: sha256} of the files in a ROMFS image, as MicroPython's VfsRom reads them."""
+    img = tmp_path / "romfs.img"
+    img.write_bytes(image_bytes)
+    code = ("import vfs, os, hashlib, binascii\n"
+            "f = open(%r, 'rb'); rom = f.read(); f.close()\n"
+            "vfs.mount(vfs.VfsRom(rom), '/rom')\n"
+            "def walk(d):\n"
+            "    for name, kind, *_ in os.ilistdir(d):\n"
+            "        p = d + '/' + name\n"
+            "        if kind == 0x4000:\n"
+            "            walk(p)\n"
+            "        else:\n"
+            "            with open(p, 'rb') as f:\n"
+            "                print(p[5:], binascii.hexlify(hashlib.sha256(f.read()).digest()).decode())\n"
+            "walk('/rom')\n" % str(img))
+    r = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return dict(line.split(" ") for line in r.stdout.splitlines())
+
+
+def test_esp8266_image_puts_lib_in_romfs_and_the_rest_in_the_filesystem_at_1MiB(project, tmp_path):
     fw = bytes(range(256)) * 2400  # stands in for a ~600 KB ESP8266 firmware (not a real image)
     fw_path = tmp_path / "esp8266-synthetic.bin"
     fw_path.write_bytes(fw)
@@ -256,8 +277,21 @@ def test_esp8266_image_puts_the_filesystem_at_1MiB(project, tmp_path):
     merged = read(os.path.join(project, "build", "tether-esp8266.bin"))
     fs_size = 0x200000 - 20480 - 0x100000  # flash size - SDK parameters - filesystem start
     assert merged[:len(fw)] == fw and len(merged) == 0x100000 + fs_size
+    expected = expected_board_files(project, "xtensa", tmp_path)
+    lib = {p: h for p, h in expected.items() if p.startswith("lib/")}
+    # lib/ in the FLASH_2M_ROMFS firmware's ROMFS area (0xb0000, 320 KiB), nowhere else
+    rom = merged[0xB0000:0x100000]
+    assert rom[:3] == b"\xd2\xcd\x31"  # the ROMFS header
+    assert {"lib/" + p: h for p, h in romfs_listing(tmp_path, rom).items()} == lib
     listing = lfs_listing(tmp_path, os.path.join(project, "build", "tether-esp8266.bin"), 0x100000, fs_size)
-    assert listing == expected_board_files(project, "xtensa", tmp_path)
+    config = listing.pop("config.json")
+    assert listing == {p: h for p, h in expected.items() if not p.startswith("lib/") and p != "config.json"}
+    # the staged config is the project's with the ESP8266's cap applied (4 clients -> 2)
+    with open(os.path.join(project, "config.json")) as f:
+        capped = json.load(f)
+    capped["server"]["max_clients"] = min(capped["server"].get("max_clients", 4), 2)
+    assert config == sha(json.dumps(capped, indent=2).encode() + b"\n")
+    assert "server.max_clients 4 -> 2" in r.stdout
 
 
 # --- .mpy builds ----------------------------------------------------------------
