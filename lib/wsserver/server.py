@@ -238,27 +238,11 @@ class Server:
             route = self.routes.get(request.path)
             if route is not None:
                 ws = self._accept_websocket(stream, request, route, extra)
-                try:
-                    await route[0](ws)
-                    if ws.close_code is None:
-                        await ws.close(CLOSE_NORMAL)
-                except ConnectionClosed:
-                    pass
-                except ProtocolError as e:
-                    await ws._fail(e.code, e.reason)
-                except Exception as e:  # the handler crashed: tell the peer, keep serving others
-                    if self.debug:
-                        sys.print_exception(e)
-                    if ws.close_code is None:
-                        await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
-                finally:
-                    self.clients.discard(ws)
-                    # The codec may hold a half-received frame (up to max_message):
-                    # let it go now, even if something still holds `ws`
-                    # (found by tests/test_hardening_dead_peers.py).
-                    ws.codec = None
-                    if ws.close_code is None:
-                        ws.close_code = CLOSE_ABNORMAL
+                # Served by a task of its own: this coroutine's frame (the
+                # biggest, it holds the request parsing's slots) ends here
+                # instead of staying in the heap as long as the WebSocket is open.
+                asyncio.create_task(self._serve_websocket(stream, ws, route[0]))
+                stream = None  # closed by _serve_websocket
             elif "upgrade" in request.headers:
                 raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
             else:
@@ -283,6 +267,41 @@ class Server:
             if self.debug:
                 sys.print_exception(e)
             await self._answer_error(stream, HTTPError(500, "internal error"), False)
+        finally:
+            if stream is not None:
+                try:
+                    await stream.wait_closed()
+                except OSError:
+                    pass
+
+    async def _serve_websocket(self, stream, ws, handler):
+        try:
+            try:
+                await handler(ws)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_NORMAL)
+            except ConnectionClosed:
+                pass
+            except ProtocolError as e:
+                await ws._fail(e.code, e.reason)
+            except Exception as e:  # the handler crashed: tell the peer, keep serving others
+                if self.debug:
+                    sys.print_exception(e)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+            finally:
+                self.clients.discard(ws)
+                # The codec may hold a half-received frame (up to max_message):
+                # let it go now, even if something still holds `ws`
+                # (found by tests/test_hardening_dead_peers.py).
+                ws.codec = None
+                if ws.close_code is None:
+                    ws.close_code = CLOSE_ABNORMAL
+        except OSError:
+            pass
+        except Exception as e:  # a bug in closing: keep serving everyone else
+            if self.debug:
+                sys.print_exception(e)
         finally:
             try:
                 await stream.wait_closed()
