@@ -112,11 +112,13 @@ def report(what, budget, viewer, image=0):
 
 def romfs_run(tmp_path, board, budget_text, micropython, gc_block, viewers, then_refused=False):
     """Run a ROMFS-layout board tree: lib.romfs mounted at /rom from one block."""
-    script = tmp_path / "romfs_boot.py"
+    # Beside main.py, which finds config.json and web/ in its script's folder: the
+    # one file that is not the board's, standing for the ROMFS partition's mount.
+    script = board / "romfs_boot.py"
     script.write_text(heap_report.ROMFS_BOOT)
     image = os.path.getsize(board / "lib.romfs")
     budget = heap_report.parse_size(budget_text)
-    heapsize = heap_report.romfs_heapsize(budget, image, gc_block)
+    heapsize = heap_report.romfs_heapsize_exact(budget, str(board / "lib.romfs"), micropython, gc_block)
     result = run_budget(board, str(script), micropython, heapsize, viewers, then_refused)
     fw = result[0]
     mounted = (fw.first("ROMFS") or "0 0").split()
@@ -151,3 +153,19 @@ def test_x64_romfs_layout_runs_a_minute_within_the_heap_budget(tmp_path):
         tmp_path, board, budget, heap_report.MICROPYTHON, heap_report.GC_BLOCK, 1)
     report("x64, lib/ in ROMFS, driver + viewer", budget, viewer, image)
     check(viewer, driver, alive, errors, output)
+
+
+def test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503(tmp_path):
+    """ESP8266_GENERIC FLASH_2M_ROMFS: lib/ in ROMFS, the staged config (max_clients
+    capped to 2), driver + 1 viewer; a third client is refused with 503."""
+    budget = os.environ.get("TETHER_BUDGET_HEAP", "36K")
+    micropython = board_proxy("esp8266")
+    board = staged(tmp_path, "esp8266", "x86", romfs=True)
+    assert not (board / "lib").exists()  # nothing on the filesystem shadows /rom
+    with open(board / "config.json") as f:
+        assert __import__("json").load(f)["server"]["max_clients"] == 2
+    image, (fw, viewer, driver, alive, errors, refused, output) = romfs_run(
+        tmp_path, board, budget, micropython, 16, 1, then_refused=True)
+    report("esp8266 proxy, lib/ in ROMFS, driver + viewer", budget, viewer, image)
+    check(viewer, driver, alive, errors, output)
+    assert refused == 503, "the client after max_clients got %r, not 503" % refused

@@ -243,6 +243,22 @@ def romfs_heapsize(budget, image_size, gc_block=GC_BLOCK):
     return budget + blocks * gc_block + -(-blocks // 2)
 
 
+def romfs_heapsize_exact(budget, image_path, micropython=None, gc_block=GC_BLOCK):
+    """The largest -X heapsize (in 16-byte steps below romfs_heapsize()) after which
+    ROMFS_BOOT, having mounted the image, has no more free than a fresh `budget` heap."""
+    fresh = free_at_start(budget, micropython)
+    heapsize = romfs_heapsize(budget, os.path.getsize(image_path), gc_block)
+    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("sys.path.insert")]
+    while heapsize > budget:
+        r = subprocess.run([micropython or MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c", mount_only],
+                           cwd=os.path.dirname(os.path.abspath(image_path)), capture_output=True, text=True,
+                           check=True)
+        if int(r.stdout.split()[-1]) <= fresh:
+            return heapsize
+        heapsize -= 16
+    raise RuntimeError("no heap size gives the budget")
+
+
 def free_at_start(heapsize, micropython=None):
     """gc.mem_free() of a fresh interpreter with this heap (the baseline a
     ROMFS run must not exceed)."""
