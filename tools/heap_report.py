@@ -1,9 +1,12 @@
 """Where the firmware's heap goes, measured on the MicroPython Unix port.
 
-  .venv/bin/python tools/heap_report.py [--seconds 10] [--heapsize 1M] [--no-stage]
+  .venv/bin/python tools/heap_report.py [--board esp32|esp8266|x64] [--seconds 10]
+                                        [--heapsize 1M] [--romfs] [--no-stage]
 
-Stages build/board-x64 (tools/stage.py --march x64: lib/ as .mpy, as on a
-board) and prints three tables, the figures docs/memory.md quotes:
+--board esp32 / esp8266 measure with the 32-bit board proxies (`make proxies`;
+.mpy files for them are mpy-cross -march=x86), x64 with the venv's Unix port.
+Stages build/board-<arch> (tools/stage.py: lib/ as .mpy, as on a board) and
+prints three tables, the figures docs/memory.md quotes:
 
 1. Modules: heap each module keeps after import (gc.collect() before and
    after, so only what stays is counted), in two configurations:
@@ -23,8 +26,7 @@ board) and prints three tables, the figures docs/memory.md quotes:
    one telemetry message, one drive message, one control tick make.
 
 The x64 port's objects are bigger than a 32-bit board's (8-byte words,
-32-byte GC blocks, boxed floats), so every figure here is pessimistic for an
-ESP32/ESP8266. CPython only.
+32-byte GC blocks, boxed floats): use --board for a board's figures. CPython only.
 """
 import argparse
 import asyncio
@@ -44,6 +46,7 @@ MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 if not os.path.exists(MICROPYTHON):
     MICROPYTHON = shutil.which("micropython") or "micropython"
 MARCH = "x64"
+BOARD = "x64"
 PROXY_DIR = os.path.join(ROOT, "build", "proxy")
 # --board: which interpreter measures, the .mpy arch it runs, its GC block size.
 # The proxies are 32-bit Unix ports configured like the boards (`make proxies`).
@@ -56,7 +59,8 @@ BOARDS = {
 
 def select(board):
     """Measure with `board`'s interpreter (module globals: the CLI measures one board)."""
-    global MICROPYTHON, MARCH, GC_BLOCK, BUILD
+    global MICROPYTHON, MARCH, GC_BLOCK, BUILD, BOARD
+    BOARD = board
     MICROPYTHON, MARCH, GC_BLOCK = BOARDS[board]
     BUILD = os.path.join(ROOT, "build", "board-" + MARCH)
     if not os.path.exists(MICROPYTHON):
@@ -361,7 +365,7 @@ def kb(n):
 
 
 def print_modules(ram_files, ram_pkgs, rom_files, rom_pkgs, image_size):
-    print("1. Heap kept per module after import (KB, x64, gc.collect deltas)")
+    print("1. Heap kept per module after import (KB, %s, gc.collect deltas)" % BOARD)
     print("   %-24s %10s %8s" % ("package (with its files)", "mpy in RAM", "ROMFS"))
     for name in ("asyncio",) + PACKAGES + ("total-resident",):
         print("   %-24s %10s %8s" % (name, kb(ram_pkgs[name]), kb(rom_pkgs[name])))
@@ -563,8 +567,8 @@ async def _runtime(fw, port, seconds):
 
 def print_runtime(r, heapsize, romfs=False):
     print()
-    print("2. Firmware at run time (%s, heap %s; live = after gc.collect)" % (
-        "lib/ in ROMFS" if romfs else "mpy in RAM", heapsize))
+    print("2. Firmware at run time (%s, %s, heap %s; live = after gc.collect)" % (
+        BOARD, "lib/ in ROMFS" if romfs else "mpy in RAM", heapsize))
     held = int(r["romfs"][0]) if romfs and r["romfs"] else 0
     if held:  # the image's block is flash on a board: not counted below
         print("   ROMFS image %d B in its own block (not counted below); heap free after "
