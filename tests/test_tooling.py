@@ -512,6 +512,47 @@ def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_
     assert log.count("KeyboardInterrupt") >= 3, log[-3000:]
 
 
+def test_deploy_puts_lib_in_the_boards_romfs_partition_and_the_board_runs_it(project, tmp_path):
+    """A board whose firmware has a ROMFS partition (the virtual board emulates
+    vfs.rom_ioctl as ports/esp8266 does): lib/ goes into the partition through
+    mpremote's romfs deploy, nothing of lib/ on the filesystem, and after the
+    soft reset the car runs from /rom."""
+    http_port = free_port()
+    deploy_py = os.path.join(project, "tools", "deploy.py")
+    board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port, romfs=320 * 1024)
+    try:
+        # A leftover lib/ on the filesystem (an earlier .mpy deploy) would shadow /rom.
+        os.makedirs(os.path.join(board.root, "lib", "car"))
+        with open(os.path.join(board.root, "lib", "car", "app.mpy"), "wb") as f:
+            f.write(b"stale")
+        r = run([sys.executable, deploy_py, "--port", board.tty])
+        assert r.returncode == 0, r.stdout + r.stderr + board.output()
+        assert "lib/ in its 320 KiB ROMFS partition" in r.stdout
+        assert "write lib/ into ROMFS" in r.stdout and "deleted /lib/car/app.mpy" in r.stdout
+        with open(board.root + ".romfs", "rb") as f:
+            partition = f.read()
+        expected = expected_board_files(project, "x64", tmp_path)
+        assert {"lib/" + p: h for p, h in romfs_listing(tmp_path, partition).items()} == \
+            {p: h for p, h in expected.items() if p.startswith("lib/")}
+        state = board_state(board.root)
+        assert not [p for p in state if p.startswith("lib/")], sorted(state)
+        manifest = json.loads(read(os.path.join(board.root, ".tether-manifest.json")))
+        assert "lib.romfs" in manifest["files"]
+
+        # The soft reset after the deploy: the car imports its code from /rom and serves.
+        hello = assert_serves_websocket(http_port)
+        assert hello["type"] == "hello"
+
+        # Nothing changed: the partition is not rewritten, nothing copied.
+        r = run([sys.executable, deploy_py, "--port", board.tty])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "write lib/ into ROMFS" not in r.stdout and deployed(r.stdout) == []
+        assert board_state(board.root) == state
+        assert_serves_websocket(http_port)
+    finally:
+        board.stop()
+
+
 # --- firmware/manifest.py ---------------------------------------------------------
 
 def test_frozen_manifest_freezes_every_package_in_lib(monkeypatch):

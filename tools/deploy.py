@@ -177,6 +177,21 @@ def shadowing_sources(t, files, remove, romfs_tree=None):
     return ast.literal_eval(remote_exec(t, code))
 
 
+def clear_lib_packages(t, romfs_tree, log):
+    """With lib/ in ROMFS: remove /lib/<package> folders left by an earlier deploy,
+    once empty (any folder of that name, even empty, is imported instead of
+    /rom/<package>: a package needs no __init__). One that is not empty stops the deploy."""
+    packages = sorted(n for n in os.listdir(romfs_tree) if os.path.isdir(os.path.join(romfs_tree, n)))
+    code = ("import os\nr=[]\ndef rm(d):\n for e in os.ilistdir(d):\n  if e[1]==0x4000:\n   rm(d+'/'+e[0])\n"
+            " try:\n  os.rmdir(d)\n except OSError:\n  r.append(d)\nfor p in %r:\n try:\n  os.stat('/lib/'+p)\n"
+            " except OSError:\n  continue\n rm('/lib/'+p)\nprint(repr(r))" % packages)
+    left = ast.literal_eval(remote_exec(t, code))
+    if left:
+        raise DeployError("%s on the board's filesystem would be imported instead of lib/ in ROMFS: "
+                          "remove %s (mpremote rm -r :%s)" % (", ".join(left), "them" if len(left) > 1
+                                                              else "it", left[0]))
+
+
 def make_dirs(t, paths):
     dirs = set()
     for p in paths:
@@ -275,6 +290,7 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
             except Exception:
                 pass  # already gone
         if image:
+            clear_lib_packages(t, os.path.join(out_dir, ".romfs"), log)
             files[stage.ROMFS_IMAGE] = image  # recorded, so an unchanged image is not rewritten
         if copy or delete or write_image or not old:
             manifest = json.dumps({"version": 1, "march": march, "files": files}, sort_keys=True, separators=(",", ":"))
