@@ -76,6 +76,7 @@ class Server:
     _release_pending = False
     _tls = None  # the SSLContext, when serving TLS
     _tls_open = 0  # TLS sessions in use
+    _opening = 0  # WebSockets accepted whose task has not started yet
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
         for name in limits:
@@ -241,8 +242,8 @@ class Server:
                 # Served by a task of its own: this coroutine's frame (the
                 # biggest, it holds the request parsing's slots) ends here
                 # instead of staying in the heap as long as the WebSocket is open.
-                asyncio.create_task(self._serve_websocket(stream, ws, route[0]))
-                stream = None  # closed by _serve_websocket
+                asyncio.create_task(self._serve_websocket(stream, ws, route[0], tls))
+                stream = tls = None  # closed by _serve_websocket
             elif "upgrade" in request.headers:
                 raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
             else:
@@ -269,12 +270,23 @@ class Server:
             await self._answer_error(stream, HTTPError(500, "internal error"), False)
         finally:
             if stream is not None:
-                try:
-                    await stream.wait_closed()
-                except OSError:
-                    pass
+                await self._close(stream, tls)
 
-    async def _serve_websocket(self, stream, ws, handler):
+    async def _close(self, stream, tls):
+        try:
+            await stream.wait_closed()
+        except (OSError, MemoryError):
+            pass
+        if tls is not None:
+            self._tls_open -= 1
+            # Closing a TLS socket whose read failed (plain HTTP on
+            # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
+            # plain one open (MicroPython 1.28, tested): close it too.
+            tls.close()
+
+    async def _serve_websocket(self, stream, ws, handler, tls):
+        self._opening -= 1
+        self.clients.add(ws)
         try:
             try:
                 await handler(ws)
@@ -303,16 +315,7 @@ class Server:
             if self.debug:
                 sys.print_exception(e)
         finally:
-            try:
-                await stream.wait_closed()
-            except (OSError, MemoryError):
-                pass
-            if tls is not None:
-                self._tls_open -= 1
-                # Closing a TLS socket whose read failed (plain HTTP on
-                # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
-                # plain one open (MicroPython 1.28, tested): close it too.
-                tls.close()
+            await self._close(stream, tls)
 
     async def _answer_error(self, stream, e, head_only):
         try:
@@ -349,7 +352,7 @@ class Server:
     def _accept_websocket(self, stream, request, route, extra):
         """Check the handshake, answer 101, and return the new WebSocket."""
         check_upgrade(request)
-        if len(self.clients) >= self.max_clients:
+        if len(self.clients) + self._opening >= self.max_clients:
             raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
                             [("Retry-After", "2")])
         subprotocols, accept = route[1], route[2]
@@ -376,9 +379,11 @@ class Server:
         ws = WebSocket(self, stream, request, subprotocol, self._next_id)
         ws._enqueue(response, False)  # the 101, through the same ordered writer as frames
         self._next_id += 1
-        self.clients.add(ws)
         if extra:
             ws._events = ws.codec.receive(extra)
+        # In self.clients once its task starts, so nothing is broadcast to it
+        # before its handler has run (a hello comes first); counted till then.
+        self._opening += 1
         return ws
 
     async def _serve_route(self, stream, request, handler):
