@@ -128,6 +128,9 @@ def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, confi
         if os.path.getsize(rom_path) > rom_size:
             raise FirmwareError("the ROMFS image (%d bytes) is bigger than the ROMFS area (%d)"
                                 % (os.path.getsize(rom_path), rom_size))
+        if "ROMFS" not in os.path.basename(firmware).upper():
+            log("image: warning: %s does not look like a FLASH_2M_ROMFS build; lib/ is in the ROMFS "
+                "area, which only that firmware mounts" % os.path.basename(firmware))
         romfs = (rom_offset, rom_path)
         log("image: lib/ in ROMFS at 0x%x: %d of %d KiB" % (rom_offset, os.path.getsize(rom_path) // 1024,
                                                             rom_size // 1024))
