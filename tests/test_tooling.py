@@ -118,7 +118,10 @@ def expected_board_files(root, march, tmp_path, config=None):
             rel = os.path.relpath(src, root).replace(os.sep, "/")
             out = tmp_path / "expected-mpy" / (rel[:-3] + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([mpy_cross, "-march=" + march, "-s", rel[4:], "-o", str(out), src], check=True)
+            # the source name tracebacks give: the module's import name (interned anyway)
+            name = rel[4:-3].replace("/", ".")
+            name = name[:-len(".__init__")] if name.endswith(".__init__") else name
+            subprocess.run([mpy_cross, "-march=" + march, "-s", name, "-o", str(out), src], check=True)
             files[rel[:-3] + ".mpy"] = sha(read(out))
     for dirpath, dirnames, names in os.walk(os.path.join(root, "web")):
         for name in names:

