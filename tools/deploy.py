@@ -117,8 +117,9 @@ def keep_watchdog_fed(t, platform):
 
 
 ROMFS_FIRMWARE = ("this board's firmware has no ROMFS partition, and lib/ does not fit an ESP8266's "
-                  "heap as .mpy files: flash the ESP8266_GENERIC FLASH_2M_ROMFS firmware "
-                  "(make flash CHIP=esp8266 PORT=...), then deploy again")
+                  "heap as .mpy files: flash the ESP8266_GENERIC FLASH_2M_ROMFS firmware (the "
+                  "FLASH_2M_ROMFS variant in firmware/firmware.json; make flash CHIP=esp8266 "
+                  "FIRMWARE=<that .bin> PORT=...), then deploy again")
 
 
 def romfs_partition(t):

@@ -107,7 +107,11 @@ def merge(chip, out, offset, firmware, fs_offset, fs_path, romfs=None):
 
 
 def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, config=None, log=print):
-    entry = fwstore.chip_entry(fwstore.load_manifest(), chip)
+    manifest = fwstore.load_manifest()
+    entry = fwstore.chip_entry(manifest, chip)
+    if chip in stage.ROMFS_CHIPS and "FLASH_2M_ROMFS" in entry.get("variants", {}):
+        # lib/ goes into ROMFS: the firmware build that has the partition
+        entry = fwstore.variant_entry(manifest, chip, "FLASH_2M_ROMFS")
     firmware = flash.firmware_file(entry, firmware, pin, log=log)
     with open(firmware, "rb") as f:
         fw = f.read()
