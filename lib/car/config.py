@@ -3,6 +3,7 @@
 # name ("limits.deadman_ms: must be an int between 50 and 5000") and replaced
 # by the default, so the car comes up with motors off and a working page.
 import json
+import sys
 
 import hardware
 from car import DEFAULT_AP_PASSWORD
@@ -27,13 +28,11 @@ DEFAULTS = {
     "server": {"port": 80, "max_clients": 4, "tls": None},
     # docs/reliability.md: who may connect (origins) and drive (token).
     "access": {"token": None, "viewers_need_token": False, "allow_no_origin": True, "origins": []},
-    # null: no fleet link (car.fleet is then never imported). Checked by _fleet().
+    # null: no fleet link (car.fleet is then never imported). Checked by car.fleet_config.
     "fleet": None,
     # null: no uplink (car.uplink is then never imported). Checked by _uplink().
     "uplink": None,
 }
-FLEET_DEFAULTS = {"url": None, "id": None, "username": None, "password": None,
-                  "telemetry_hz": 2, "keepalive_s": 15}
 
 # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
 # (length low..high), h hostname, p AP password, t token (null or string).
@@ -169,7 +168,7 @@ def _unknown(user, defaults, prefix, errors):
         if key not in defaults:
             errors.append(name + ": unknown key (ignored)")
         elif (key == "fleet" or key == "uplink") and not prefix:
-            pass  # checked by _fleet(), _uplink()
+            pass  # checked by car.fleet_config, _uplink()
         elif type(defaults[key]) is dict:
             if type(value) is not dict:
                 errors.append(name + ": must be an object")
@@ -235,7 +234,14 @@ def validate(user):
         errors.append("access.viewers_need_token: has no effect without access.token")
     cfg["hardware"] = _hardware(user.get("hardware"), errors)
     if user.get("fleet") is not None:
-        cfg["fleet"] = _fleet(user["fleet"], cfg, errors)
+        # In a module of its own: a plain car's boot never loads (or interns) it.
+        from car import fleet_config
+
+        try:
+            cfg["fleet"] = fleet_config.check(user["fleet"], cfg, errors)
+        finally:
+            sys.modules.pop("car.fleet_config", None)
+            sys.modules["car"].__dict__.pop("fleet_config", None)  # the import set car.fleet_config
     server = user.get("server")
     if cfg["fleet"] or type(server) is dict and server.get("tls") is not None:
         # server.tls and fleet.ca are checked by car/tls.py, loaded only for a
@@ -247,49 +253,6 @@ def validate(user):
     if user.get("uplink") is not None:
         cfg["uplink"] = _uplink(user["uplink"], cfg, errors)
     return cfg, errors
-
-
-def _fleet(user, cfg, errors):
-    """The fleet link's settings (docs/protocol.md), or None (link off) when
-    fleet.url is missing or bad; other bad keys fall back to their defaults."""
-    if type(user) is not dict:
-        errors.append("fleet: must be an object with a url (fleet link off)")
-        return None
-    fleet = copy(FLEET_DEFAULTS)
-    fleet["id"] = cfg["wifi"]["hostname"]
-    local_hz = cfg["limits"]["telemetry_hz"]
-    fleet["telemetry_hz"] = min(2, local_hz)
-    for key in user:
-        if key not in FLEET_DEFAULTS:
-            errors.append("fleet.%s: unknown key (ignored)" % key)
-    url = user.get("url")
-    why = None
-    try:
-        from mqtt.transport import split_url
-
-        split_url(url)
-    except ValueError as e:
-        why = str(e)
-    if why:
-        errors.append("fleet.url: %s; mqtt://host[:port], mqtts://, ws://host:port/path or wss:// "
-                      "(fleet link off)" % why)
-        return None
-    fleet["url"] = url
-    for key, kind, lo, hi in [("id", "h", 1, 32), ("username", "s", 1, 64), ("password", "s", 1, 64),
-                              ("telemetry_hz", "i", 1, local_hz), ("keepalive_s", "i", 2, 600)]:
-        if key in user:
-            value = user[key]
-            why = None if value is None and (key == "username" or key == "password") else \
-                check(kind, value, lo, hi)
-            if why:
-                extra = " (at most limits.telemetry_hz)" if key == "telemetry_hz" else ""
-                errors.append("fleet.%s: %s%s" % (key, why, extra))
-            else:
-                fleet[key] = value
-    if fleet["password"] is not None and fleet["username"] is None:
-        errors.append("fleet.password: needs fleet.username (MQTT sends no password alone); ignored")
-        fleet["password"] = None
-    return fleet
 
 
 def _uplink(user, cfg, errors):

@@ -76,6 +76,7 @@ class Server:
     _release_pending = False
     _tls = None  # the SSLContext, when serving TLS
     _tls_open = 0  # TLS sessions in use
+    _opening = 0  # WebSockets accepted whose task has not started yet
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
         for name in limits:
@@ -245,27 +246,11 @@ class Server:
             route = self.routes.get(request.path)
             if route is not None:
                 ws = self._accept_websocket(stream, request, route, extra)
-                try:
-                    await route[0](ws)
-                    if ws.close_code is None:
-                        await ws.close(CLOSE_NORMAL)
-                except ConnectionClosed:
-                    pass
-                except ProtocolError as e:
-                    await ws._fail(e.code, e.reason)
-                except Exception as e:  # the handler crashed: tell the peer, keep serving others
-                    if self.debug:
-                        sys.print_exception(e)
-                    if ws.close_code is None:
-                        await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
-                finally:
-                    self.clients.discard(ws)
-                    # The codec may hold a half-received frame (up to max_message):
-                    # let it go now, even if something still holds `ws`
-                    # (found by tests/test_hardening_dead_peers.py).
-                    ws.codec = None
-                    if ws.close_code is None:
-                        ws.close_code = CLOSE_ABNORMAL
+                # Served by a task of its own: this coroutine's frame (the
+                # biggest, it holds the request parsing's slots) ends here
+                # instead of staying in the heap as long as the WebSocket is open.
+                asyncio.create_task(self._serve_websocket(stream, ws, route[0], tls))
+                stream = tls = None  # closed by _serve_websocket
             elif "upgrade" in request.headers:
                 raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
             else:
@@ -293,24 +278,61 @@ class Server:
                 sys.print_exception(e)
             await self._answer_error(stream, HTTPError(500, "internal error"), False)
         finally:
-            if method == "POST" or method == "PUT":
-                # A body we did not read would make the kernel answer our
-                # close with a reset, which can destroy the answer in flight.
-                try:
-                    while stream.s.readinto(self._buf):
+            if stream is not None:
+                if method == "POST" or method == "PUT":
+                    # A body we did not read would make the kernel answer our
+                    # close with a reset, which can destroy the answer in flight.
+                    try:
+                        while stream.s.readinto(self._buf):
+                            pass
+                    except (OSError, AttributeError):
                         pass
-                except (OSError, AttributeError):
-                    pass
+                await self._close(stream, tls)
+
+    async def _close(self, stream, tls):
+        try:
+            await stream.wait_closed()
+        except (OSError, MemoryError):
+            pass
+        if tls is not None:
+            self._tls_open -= 1
+            # Closing a TLS socket whose read failed (plain HTTP on
+            # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
+            # plain one open (MicroPython 1.28, tested): close it too.
+            tls.close()
+
+    async def _serve_websocket(self, stream, ws, handler, tls):
+        self._opening -= 1
+        self.clients.add(ws)
+        try:
             try:
-                await stream.wait_closed()
-            except (OSError, MemoryError):
+                await handler(ws)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_NORMAL)
+            except ConnectionClosed:
                 pass
-            if tls is not None:
-                self._tls_open -= 1
-                # Closing a TLS socket whose read failed (plain HTTP on
-                # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
-                # plain one open (MicroPython 1.28, tested): close it too.
-                tls.close()
+            except ProtocolError as e:
+                await ws._fail(e.code, e.reason)
+            except Exception as e:  # the handler crashed: tell the peer, keep serving others
+                if self.debug:
+                    sys.print_exception(e)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+            finally:
+                self.clients.discard(ws)
+                # The codec may hold a half-received frame (up to max_message):
+                # let it go now, even if something still holds `ws`
+                # (found by tests/test_hardening_dead_peers.py).
+                ws.codec = None
+                if ws.close_code is None:
+                    ws.close_code = CLOSE_ABNORMAL
+        except OSError:
+            pass
+        except Exception as e:  # a bug in closing: keep serving everyone else
+            if self.debug:
+                sys.print_exception(e)
+        finally:
+            await self._close(stream, tls)
 
     async def _answer_error(self, stream, e, head_only):
         try:
@@ -347,7 +369,7 @@ class Server:
     def _accept_websocket(self, stream, request, route, extra):
         """Check the handshake, answer 101, and return the new WebSocket."""
         check_upgrade(request)
-        if len(self.clients) >= self.max_clients:
+        if len(self.clients) + self._opening >= self.max_clients:
             raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
                             [("Retry-After", "2")])
         subprotocols, accept = route[1], route[2]
@@ -374,9 +396,11 @@ class Server:
         ws = WebSocket(self, stream, request, subprotocol, self._next_id)
         ws._enqueue(response, False)  # the 101, through the same ordered writer as frames
         self._next_id += 1
-        self.clients.add(ws)
         if extra:
             ws._events = ws.codec.receive(extra)
+        # In self.clients once its task starts, so nothing is broadcast to it
+        # before its handler has run (a hello comes first); counted till then.
+        self._opening += 1
         return ws
 
     async def _serve_route(self, stream, request, route, extra):
