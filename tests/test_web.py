@@ -106,6 +106,7 @@ def open_page(browser, playwright_api):
         contexts.append(ctx)
         page = ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.sent = SentFrames(page)
         page.goto(url)
         wait_online(page)
         return page
@@ -124,6 +125,31 @@ def observer(car):
 
 
 # ------------------------------------------------------------------- helpers
+
+class SentFrames:
+    """Every message the page sends the car, as the browser put it on the wire
+    (Playwright's WebSocket framesent events), parsed from JSON."""
+
+    def __init__(self, page):
+        self.page = page
+        self.frames = []
+        page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+
+    def _sent(self, payload):
+        try:
+            self.frames.append(json.loads(payload))
+        except (TypeError, ValueError):
+            self.frames.append({"type": "(not JSON)", "raw": payload})
+
+    def mark(self):
+        return len(self.frames)
+
+    def since(self, mark, kind=None):
+        # The sync API delivers events only while it is called: one round trip delivers
+        # every frame sent so far.
+        self.page.evaluate("0")
+        return [m for m in self.frames[mark:] if kind is None or m.get("type") == kind]
+
 
 class Observer:
     """A second client that only listens: the car's own account of what it does."""
@@ -232,10 +258,27 @@ class Fingers:
         self._send("touchEnd", [{"x": x, "y": y, "id": finger}])
 
 
+class Mouse:
+    """The same calls as Fingers, for a desktop page driven with the mouse (one pointer)."""
+
+    def __init__(self, page):
+        self.mouse = page.mouse
+
+    def down(self, finger, x, y):
+        self.mouse.move(x, y)
+        self.mouse.down()
+
+    def move(self, finger, x, y):
+        self.mouse.move(x, y, steps=3)
+
+    def up(self, finger):
+        self.mouse.up()
+
+
 def stick_geometry(page):
-    """Centre of the stick and the knob's full travel, in CSS pixels."""
-    box = page.locator("#stick").bounding_box()
-    travel = min(box["width"], box["height"]) * 0.47 * 0.82
+    """Centre of the drawn ring and the knob's full travel, in CSS pixels."""
+    box = page.locator("#base").bounding_box()
+    travel = box["width"] / 2 * 0.82
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, travel
 
 
@@ -613,3 +656,52 @@ def test_layout_fits_screen_and_screenshots(car, observer, open_page, profile):
     assert page.evaluate("getComputedStyle(document.getElementById('stick')).touchAction") == "none"
     path = screenshot(page, "web-%s.png" % ("portrait" if profile == "phone" else "landscape"))
     assert os.path.getsize(path) > 10000
+
+
+# The stick's zero is the knob as drawn and its full scale the drawn ring's edge, in every
+# layout: portrait and landscape phones (touch), a desktop window and one resized after
+# loading (mouse). Both what the page put on the wire and what the car's motors got count.
+STICK_LAYOUTS = {"portrait": "phone", "landscape": "landscape", "desktop": "desktop", "resized": "desktop"}
+
+
+@pytest.mark.parametrize("layout", list(STICK_LAYOUTS))
+def test_knob_centre_is_zero_and_ring_edge_full_scale(car, observer, open_page, layout):
+    page = open_page(car.url, profile=STICK_LAYOUTS[layout])
+    if layout == "resized":                              # a desktop window made narrow and tall
+        page.set_viewport_size({"width": 520, "height": 940})
+        page.wait_for_function("innerWidth === 520 && innerHeight === 940")
+    pointer = Fingers(page) if STICK_LAYOUTS[layout] != "desktop" else Mouse(page)
+    kx, ky = centre(page, "#knob")
+    ring = page.locator("#base").bounding_box()
+    rx, ry = ring["x"] + ring["width"] / 2, ring["y"] + ring["height"] / 2
+    assert (kx, ky) == (pytest.approx(rx, abs=1), pytest.approx(ry, abs=1)), "knob drawn off the ring's centre"
+
+    mark = page.sent.mark()
+    pointer.down(1, kx, ky)                              # press the knob and hold still
+    held = observer.collect(0.6)
+    drives = page.sent.since(mark, "drive")
+    assert len(drives) >= 3, "no heartbeat while the knob is held: %s" % drives
+    worst = max(max(abs(d["throttle"]), abs(d["steer"])) for d in drives)
+    assert worst <= 0.05, "a plain touch on the knob sent %s" % drives
+    motors = max(max(abs(t["motor"]["left"]), abs(t["motor"]["right"])) for t in held)
+    assert motors <= 0.05, "the car moved on a plain touch: %s" % held[-1]
+
+    top = (rx, ring["y"] + 1)                            # the ring's top edge: full forward
+    for i in range(1, 6):
+        pointer.move(1, kx + (top[0] - kx) * i / 5, ky + (top[1] - ky) * i / 5)
+    observer.wait(lambda t: t["motor"]["left"] >= 0.95 and t["motor"]["right"] >= 0.95,
+                  what="full forward at the ring's top edge")
+    fwd = page.sent.since(mark, "drive")[-1]
+    assert fwd["throttle"] >= 0.95 and abs(fwd["steer"]) <= 0.05, fwd
+    screenshot(page, "web-stick-%s-top.png" % layout)
+
+    right = (ring["x"] + ring["width"] - 1, ry)          # the ring's right edge: full right
+    for i in range(1, 6):
+        pointer.move(1, top[0] + (right[0] - top[0]) * i / 5, top[1] + (right[1] - top[1]) * i / 5)
+    observer.wait(lambda t: t["motor"]["left"] >= 0.95 and t["motor"]["right"] <= -0.95,
+                  what="a full right turn in place at the ring's right edge")
+    turn = page.sent.since(mark, "drive")[-1]
+    assert turn["steer"] >= 0.95 and abs(turn["throttle"]) <= 0.05, turn
+    pointer.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop on release")
+    screenshot(page, "web-stick-%s.png" % layout)
