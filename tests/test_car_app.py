@@ -38,10 +38,10 @@ def test_hello_and_telemetry_follow_the_protocol(start_micropython, tmp_path):
                                "stop_distance_cm": 20}
     assert hello["simulated"] is True and hello["room"] == {"width": 4.0, "height": 3.0}
     assert set(t) == {"type", "seq", "uptime_ms", "motor", "applied", "distance_cm", "battery_v",
-                      "rssi", "heap_free", "heap_alloc", "driver", "speed_limit", "light", "horn",
-                      "pose"}
+                      "rssi", "heap_free", "heap_alloc", "driver", "stopped_by", "speed_limit", "light",
+                      "horn", "pose"}
     assert t["motor"] == {"left": 0, "right": 0} and t["applied"] == {"left": 0, "right": 0}
-    assert t["driver"] is None and t["speed_limit"] == 1.0
+    assert t["driver"] is None and t["stopped_by"] is None and t["speed_limit"] == 1.0
     assert t["heap_free"] > 0 and t["heap_alloc"] > 0 and isinstance(t["rssi"], int)
     assert t["pose"] == {"x": 2.0, "y": 1.5, "heading": 0.0}
     assert 180 < t["distance_cm"] < 200  # nose 0.1 m ahead of the centre, wall at 4 m
@@ -141,6 +141,67 @@ def test_anyone_can_stop(start_micropython, tmp_path):
     elapsed_ms, t = run(main())
     assert elapsed_ms < 100
     assert t["motor"] == {"left": 0, "right": 0}
+
+
+def test_a_stop_latches_until_the_driver_resumes(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        viewer = await Client.connect(car)
+        driver = await Client.connect(car)
+        vid, did = viewer.hello["id"], driver.hello["id"]
+        await drive_until_viewer_sees_motion(driver, viewer)
+        sent = await viewer.send({"type": "stop"})
+        _, t = await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid, since=sent, timeout=0.2)
+        assert t["driver"] == did  # the driver lock is unchanged: still the driver
+        # The driver's heartbeat keeps coming for a second: every drive is refused, nothing moves.
+        await driver.hold(0.8, 0.2, 1.0, every=0.05)
+        refusals = []
+        while not driver.replies.empty():
+            refusals.append(driver.replies.get_nowait())
+        assert len(refusals) >= 15 and all(r["code"] == "stopped" for r in refusals), refusals
+        assert "stopped by client %d" % vid in refusals[0]["message"] and "resume" in refusals[0]["message"]
+        held = [m for arrived, m in viewer.telemetry if arrived > sent + 0.05]
+        assert len(held) >= 40 and all(stopped(m) and m["stopped_by"] == vid for m in held)
+        # Only the driver re-arms while it drives: the viewer's resume is refused.
+        await viewer.send({"type": "resume"})
+        assert (await viewer.reply())["code"] == "not_driver"
+        await driver.send({"type": "resume"})
+        await viewer.wait_for(lambda m: m["stopped_by"] is None)
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        await viewer.wait_for(moving)
+        # latch:false does not let a viewer stop the driver without latching.
+        await viewer.send({"type": "stop", "latch": False})
+        await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid)
+        await driver.send({"type": "resume"})
+        await viewer.wait_for(lambda m: m["stopped_by"] is None)
+        # The driver letting go of its own controls (latch: false) stops without latching.
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        await viewer.wait_for(moving)
+        await driver.send({"type": "stop", "latch": False})
+        await viewer.wait_for(stopped)
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        t = (await viewer.wait_for(moving))[1]
+        assert t["stopped_by"] is None and driver.replies.empty()
+        # The latch outlives both the stopper and the driver: a newcomer finds it held.
+        await viewer.send({"type": "stop"})
+        await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid)
+        await viewer.close()
+        await driver.close()
+        fresh = await Client.connect(car)
+        t = await fresh.latest()
+        assert t["stopped_by"] == vid and t["driver"] is None and stopped(t)
+        await fresh.drive(0.5)
+        assert (await fresh.reply())["code"] == "stopped"
+        await fresh.send({"type": "resume"})     # nobody drives: anyone may re-arm
+        await fresh.wait_for(lambda m: m["stopped_by"] is None)
+        await fresh.drive(0.5)
+        assert await fresh.reply() == {"type": "role", "role": "driver"}
+        await fresh.hold(0.5, 0, 0.2, every=0.05)
+        await fresh.wait_for(moving)
+        await fresh.close()
+
+    run(main())
 
 
 def test_second_client_cannot_drive(start_micropython, tmp_path):

@@ -111,6 +111,8 @@ BAD = [
     ('{"type":"actuator","name":"pan","value":91}', "bad_field", "value"),
     ('{"type":"speed_limit","value":0.05}', "bad_field", "value"),
     ('{"type":"speed_limit"}', "bad_field", "value"),
+    ('{"type":"stop","latch":1}', "bad_field", "latch"),
+    ('{"type":"resumed"}', "unknown_type", "type"),
     ('{"type":"ping","id":[1]}', "bad_field", "id"),
     ('{"type":"ping","id":"%s"}' % ("x" * 600), "too_large", None),
 ]
@@ -130,6 +132,8 @@ def test_bad_messages_are_rejected_naming_the_field(text, code, field):
     '{"type":"drive","throttle":-1,"steer":1}',
     '{"type":"drive","throttle":0.25,"steer":0,"extra":"ignored"}',
     '{"type":"stop"}',
+    '{"type":"stop","latch":false}',
+    '{"type":"resume"}',
     '{"type":"actuator","name":"horn","value":false}',
     '{"type":"actuator","name":"pan","value":-90}',
     '{"type":"speed_limit","value":0.1}',
@@ -145,10 +149,11 @@ def test_telemetry_is_valid_json():
     got = mp("""
 from car import protocol
 print(protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
-      None, 1.0, True, False, (1.0, 2.0, -0.5)))""")
+      None, 4, 1.0, True, False, (1.0, 2.0, -0.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}
     assert got["distance_cm"] is None and got["rssi"] is None and got["driver"] is None
+    assert got["stopped_by"] == 4
     assert got["light"] is True and got["horn"] is False
     assert got["pose"] == {"x": 1.0, "y": 2.0, "heading": -0.5}
 

@@ -187,7 +187,11 @@ def test_token_needed_to_drive_stop_always_works(open_car):
         # ... and a client without the token can still stop it (never refused).
         await anon.send({"type": "stop"})
         arrived, t = await anon.wait_for(stopped, timeout=1.0)
-        assert t["driver"] == driver.hello["id"]
+        assert t["driver"] == driver.hello["id"] and t["stopped_by"] == anon.hello["id"]
+        # The stop holds; re-arming needs the token too, like driving.
+        await anon.send({"type": "resume"})
+        assert (await anon.reply())["code"] == "forbidden"
+        await driver.send({"type": "resume"})
         await driver.drive(0.5)
         await anon.wait_for(moving)
         for c in (anon, wrong, driver):

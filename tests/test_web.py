@@ -436,7 +436,8 @@ def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
         time.sleep(0.1)
     assert stopped(observer.latest())
     assert observer.latest()["pose"]["x"] == pytest.approx(t["pose"]["x"], abs=0.01)
-    assert text(page, "#estop") == "STOPPED"
+    assert text(page, "#estop") == "STOPPED\nby you"
+    assert page.get_attribute("#estop", "aria-pressed") == "true"
     assert "unlock" in text(page, "#hint")
     screenshot(page, "web-estop-latched.png")
     fingers.up(1)
@@ -444,7 +445,8 @@ def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
     push_stick(page, fingers, finger=1)
     assert all(stopped(t) for t in observer.collect(0.5))
     fingers.up(1)
-    assert text(page, "#estop") == "STOP"
+    page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+    assert page.get_attribute("#estop", "aria-pressed") == "false"
     push_stick(page, fingers, finger=1)
     observer.wait(moving_forward, what="driving again after unlock")
     fingers.up(1)
@@ -592,7 +594,7 @@ def test_gamepad_drives_and_b_button_stops(car, observer, open_page):
     page.evaluate("window.testPad.buttons[1].pressed = true")   # B: emergency stop
     observer.wait(stopped, timeout=2.0, what="a stop from the B button")
     assert all(stopped(t) for t in observer.collect(0.4))      # stick still forward: latched
-    assert text(page, "#estop") == "STOPPED"
+    assert text(page, "#estop") == "STOPPED\nby you"
 
 
 def test_second_page_is_viewer_and_cannot_drive(car, observer, open_page):
@@ -652,7 +654,8 @@ def test_layout_fits_screen_and_screenshots(car, observer, open_page, profile):
     else:                                                # two hands: stick left, STOP right
         assert stick["x"] + stick["width"] <= vw / 2 + 1 and boxes["#estop"]["x"] > vw / 2
     assert page.get_attribute("#stick", "aria-label") and page.get_attribute("#estop", "aria-label")
-    assert "user-scalable=no" in page.get_attribute("meta[name=viewport]", "content")
+    viewport = page.get_attribute("meta[name=viewport]", "content")
+    assert "user-scalable" not in viewport and "maximum-scale" not in viewport   # zoom allowed
     assert page.evaluate("getComputedStyle(document.getElementById('stick')).touchAction") == "none"
     path = screenshot(page, "web-%s.png" % ("portrait" if profile == "phone" else "landscape"))
     assert os.path.getsize(path) > 10000
@@ -705,3 +708,109 @@ def test_knob_centre_is_zero_and_ring_edge_full_scale(car, observer, open_page, 
     pointer.up(1)
     observer.wait(stopped, timeout=2.0, what="a stop on release")
     screenshot(page, "web-stick-%s.png" % layout)
+
+
+def test_a_viewers_stop_holds_on_the_car_and_every_page_shows_it(car, observer, open_page):
+    driver = open_page(car.url)
+    viewer = open_page(car.url, profile="desktop")
+    f1 = Fingers(driver)
+    push_stick(driver, f1, throttle=0.8)
+    observer.wait(moving_forward, what="the first page driving")
+    me = int(driver.get_attribute("body", "data-client"))
+    other = int(viewer.get_attribute("body", "data-client"))
+    viewer.wait_for_selector("#stick.idle")                       # a viewer's stick reads as inactive
+    assert text(viewer, "#hint") == "VIEWING" and viewer.get_attribute("#stick", "aria-disabled") == "true"
+    viewer.click("#estop")                                        # a viewer's STOP (mouse)
+    t = observer.wait(stopped, timeout=1.0, what="a stop from the viewer")
+    # The driver's finger keeps pushing, the stick moving: for a whole second nothing moves.
+    cx, cy, r = stick_geometry(driver)
+    mark = driver.sent.mark()
+    frames = []
+    for i in range(10):
+        f1.move(1, cx + (i % 3 - 1), cy - r * (0.8 + i * 0.02))
+        frames += observer.collect(0.1)
+    assert all(stopped(f) and f["stopped_by"] == other and f["driver"] == me for f in frames), frames[-1]
+    assert len(frames) >= 15
+    assert not driver.sent.since(mark, "drive"), "the driver's page kept sending drive while stopped"
+    for page, who in ((driver, "by client %d" % other), (viewer, "by you")):
+        page.wait_for_function("(w) => document.getElementById('stop-by').textContent === w", arg=who)
+        assert text(page, "#estop") == "STOPPED\n" + who
+        assert page.get_attribute("#estop", "aria-pressed") == "true"
+        assert page.locator("#say").text_content() == "Car stopped " + who
+    assert text(driver, "#hint") == "Tap to unlock" and text(viewer, "#hint") == "Driver unlocks"
+    # The viewer cannot re-arm while somebody drives (the 5 s deadman keeps the driver here).
+    vbox = viewer.locator("#base").bounding_box()
+    viewer.mouse.click(vbox["x"] + vbox["width"] / 2, vbox["y"] + vbox["height"] / 2)
+    viewer.wait_for_selector("#toast:not([hidden])")
+    assert "driver unlocks" in text(viewer, "#toast")
+    t = observer.latest()
+    assert t["stopped_by"] == other and t["driver"] == me
+    f1.up(1)
+    late = open_page(car.url)                                     # a page opened afterwards shows it too
+    late.wait_for_function("document.getElementById('stop-by').textContent === 'by client %d'" % other)
+    screenshot(driver, "web-stopped-by-viewer-driver.png")
+    screenshot(viewer, "web-stopped-by-viewer-viewer.png")
+    # The driver re-arms with a tap; the tap itself does not drive, a fresh touch does.
+    mark = driver.sent.mark()
+    push_stick(driver, f1, throttle=0.9)
+    assert [m["type"] for m in driver.sent.since(mark) if m["type"] != "ping"] == ["resume"]
+    observer.wait(lambda t: t["stopped_by"] is None, timeout=1.0, what="the stop released")
+    assert all(stopped(f) for f in observer.collect(0.4))
+    f1.up(1)
+    for page in (driver, viewer, late):
+        page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+        assert page.locator("#say").text_content() == "Stop released"
+    push_stick(driver, f1, throttle=0.9)
+    observer.wait(moving_forward, what="driving after re-arming and a fresh touch")
+    mark = driver.sent.mark()
+    f1.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop on release")
+    # Letting go stops without latching: the driver's own release is latch:false.
+    assert {"type": "stop", "latch": False} in driver.sent.since(mark, "stop")
+    assert observer.latest()["stopped_by"] is None
+
+
+def test_keyboard_space_enter_escape_and_focused_buttons(car, observer, open_page):
+    page = open_page(car.url, profile="desktop")
+    sent = page.sent
+    # Space on a focused button is that button's: Light toggles, nothing stops.
+    mark = sent.mark()
+    page.focus("#light")
+    page.keyboard.press("Space")
+    observer.wait(lambda t: t["light"] is True, what="light on from Space on Light")
+    assert not sent.since(mark, "stop")
+    # Horn from the keyboard: sounds while Space or Enter is held on it.
+    for key in ("Space", "Enter"):
+        page.focus("#horn")
+        page.keyboard.down(key)
+        observer.wait(lambda t: t["horn"] is True, what="horn on while %s is held" % key)
+        time.sleep(0.3)
+        assert observer.latest()["horn"] is True
+        page.keyboard.up(key)
+        observer.wait(lambda t: t["horn"] is False, what="horn off when %s is let go" % key)
+    me = int(page.get_attribute("body", "data-client"))
+    # Space and Enter on a focused STOP both give one latching stop, Escape anywhere too.
+    for key, focus in (("Space", "#estop"), ("Enter", "#estop"), ("Escape", "#speed"), ("Space", "body")):
+        page.focus("#stick")
+        page.keyboard.down("w")
+        observer.wait(moving_forward, what="forward motion from W")
+        if focus == "body":
+            page.evaluate("document.activeElement.blur()")
+        else:
+            page.focus(focus)
+        mark = sent.mark()
+        page.keyboard.press(key)
+        observer.wait(lambda t: stopped(t) and t["stopped_by"] == me, timeout=1.0,
+                      what="a latched stop from %s on %s" % (key, focus))
+        page.keyboard.up("w")
+        page.keyboard.down("w")                                  # pressed again: still stopped
+        assert all(stopped(t) for t in observer.collect(0.4))
+        page.keyboard.up("w")
+        stops = sent.since(mark, "stop")
+        assert stops == [{"type": "stop"}], "%s on %s sent %s" % (key, focus, stops)
+        assert text(page, "#estop") == "STOPPED\nby you"
+        screenshot(page, "web-keyboard-stopped.png")
+        page.focus("#stick")                                     # Enter on the stick re-arms
+        page.keyboard.press("Enter")
+        observer.wait(lambda t: t["stopped_by"] is None, timeout=1.0, what="re-armed from the keyboard")
+        page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")

@@ -19,8 +19,10 @@
     rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
-    estop: $('estop'), toast: $('toast'),
+    estop: $('estop'), stopBy: $('stop-by'), toast: $('toast'), say: $('say'),
   };
+  // Write only what changed: a screen reader hears a live region each time it is rewritten.
+  const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
 
   // ---------------------------------------------------------------- connection
   // An access token in the page's own URL (?token=...) goes along to the car.
@@ -38,7 +40,7 @@
   let lastPing = 0;
   let pingSeq = 0;
   const pings = new Map();      // ping id -> time sent
-  let car = { id: null, role: 'viewer', driver: undefined, limits: {}, room: null, light: false };
+  let car = { id: null, role: 'viewer', driver: undefined, stoppedBy: undefined, limits: {}, room: null, light: false };
 
   function connect() {
     clearTimeout(retryTimer);
@@ -64,7 +66,7 @@
     epoch++;
     releaseAll();               // nothing held survives a disconnect: re-touch to drive
     pings.clear();
-    car.id = null; car.driver = undefined; car.readOnly = false;
+    car.id = null; car.driver = car.stoppedBy = undefined; car.readOnly = false;
     hist.push({ t: now() });    // a gap: chart lines and the trail break here
     renderRole();
     scheduleRetry();
@@ -86,7 +88,7 @@
 
   function setConn(state) {
     document.body.dataset.conn = state;
-    ui.conn.textContent = state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…';
+    put(ui.conn, state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…');
     ui.banner.hidden = state === 'online';
     renderBanner();
     renderStick();
@@ -158,7 +160,9 @@
       }
       case 'error':
         refused = true;             // held inputs stay refused: they never take over later
-        if (m.code === 'not_driver') {
+        if (m.code === 'stopped') {
+          holdStop();               // the car is latched: telemetry says by whom
+        } else if (m.code === 'not_driver') {
           toast('Another device is driving — you are a viewer');
         } else if (m.code === 'forbidden') {
           car.readOnly = true;
@@ -177,8 +181,9 @@
   function renderRole() {
     const driver = online && (car.driver === undefined ? car.role === 'driver' : car.driver === car.id);
     ui.role.className = 'pill' + (driver ? ' driver' : '');
-    ui.role.textContent = !online ? '—' : driver ? 'Driver' : car.readOnly ? 'Viewer · no token'
-      : car.driver == null ? 'Viewer · free' : 'Viewer';
+    renderStick();
+    put(ui.role, !online ? '—' : driver ? 'Driver' : car.readOnly ? 'Viewer · no token'
+      : car.driver == null ? 'Viewer · free' : 'Viewer');
   }
 
   // ----------------------------------------------------------------- readouts
@@ -187,6 +192,10 @@
   function onTelemetry(m) {
     car.driver = m.driver;
     renderRole();
+    const was = latched();
+    car.stoppedBy = m.stopped_by;
+    if (m.stopped_by != null) stopHeld = false;   // the car holds it now; whoever re-arms releases every page
+    if (latched() !== was) { if (!was) holdStop(); else renderStop(); }
     const d = m.distance_cm;
     ui.dist.textContent = d == null ? '—' : Math.round(d);
     ui.dist.parentNode.classList.toggle('alert', d != null && d <= (car.limits.stop_distance_cm || 0));
@@ -312,7 +321,10 @@
   const stick = { id: null, epoch: -1, t: 0, s: 0 };
   const keys = new Set();
   const pad = { index: null, armed: false, value: null, stopWas: false };
-  let latched = false;          // emergency stop: nothing drives until unlocked
+  // Emergency stop: held here from the moment STOP is pressed until the car reports it
+  // (telemetry stopped_by), then on the car until somebody re-arms it; nothing drives meanwhile.
+  let stopHeld = false;
+  const latched = () => stopHeld || car.stoppedBy != null;
   let refused = false;          // the car said not_driver to what is held now
   let driving = false;          // the last thing we told the car was `drive`
   let lastDrive = 0;
@@ -329,7 +341,7 @@
   function demand() {
     const held = stickDemand() || keyDemand() || pad.value;
     if (!held) refused = false;     // everything let go: the next input may try again
-    return online && !latched && !refused ? held : null;
+    return online && !latched() && !refused ? held : null;
   }
 
   // Sends `drive` while any input is held (the heartbeat) and one `stop` when it ends.
@@ -349,10 +361,11 @@
     }
   }
 
+  // Letting go: the car stops at once but stays ours to drive (latch: false).
   function stopCar() {
     driving = false; lastDemand = null;
     // A viewer letting go must not stop somebody else's driving; anyone may still press STOP.
-    if (!otherDrives()) send({ type: 'stop' }, true);
+    if (!otherDrives()) send({ type: 'stop', latch: false }, true);
   }
 
   function releaseAll() {
@@ -389,17 +402,36 @@
   }
 
   function renderStick() {
-    const active = stick.id !== null && !latched;
+    const held = latched(), active = stick.id !== null && !held;
     ui.stick.classList.toggle('active', active);
-    ui.stick.classList.toggle('locked', latched);
+    ui.stick.classList.toggle('locked', held);
+    // A viewer's stick is greyed and says so: its touches drive nothing while somebody drives.
+    const idle = online && !held && otherDrives();
+    ui.stick.classList.toggle('idle', idle);
+    ui.stick.setAttribute('aria-disabled', String(idle || held || !online));
     if (!active) ui.knob.style.transform = '';
-    ui.hint.textContent = latched ? 'Tap to unlock' : online ? 'DRIVE' : 'OFFLINE';
+    put(ui.hint, held ? (car.stoppedBy != null && otherDrives() ? 'Driver unlocks' : 'Tap to unlock')
+      : !online ? 'OFFLINE' : otherDrives() ? 'VIEWING' : 'DRIVE');
+  }
+
+  // Who holds the stop, as every page shows it.
+  const stopper = () => car.stoppedBy == null || car.stoppedBy === car.id ? 'you' : 'client ' + car.stoppedBy;
+  let said = '';
+  function renderStop() {
+    const held = latched(), by = held ? 'by ' + stopper() : '';
+    ui.estop.classList.toggle('latched', held);
+    ui.estop.setAttribute('aria-pressed', String(held));
+    put(ui.estop.firstChild, held ? 'STOPPED' : 'STOP');
+    put(ui.stopBy, by);
+    const news = held ? 'Car stopped ' + by : said ? 'Stop released' : '';
+    if (news !== said) { said = news; put(ui.say, news); }
+    renderStick();
   }
 
   ui.stick.addEventListener('pointerdown', (e) => {
     e.preventDefault();
     if (stick.id !== null) return;                      // a second finger: ignore it
-    if (latched) { latched = false; ui.estop.classList.remove('latched'); ui.estop.textContent = 'STOP'; renderStick(); return; }
+    if (latched()) { unlock(); return; }
     if (!online) { toast('Not connected to the car'); return; }
     ui.stick.setPointerCapture(e.pointerId);
     stick.id = e.pointerId;
@@ -411,35 +443,52 @@
   const stickUp = (e) => { if (e.pointerId === stick.id) { releaseStick(); pump(false); } };
   for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.stick.addEventListener(type, stickUp);
 
-  // Emergency stop: acts on pointerdown (no click delay), latches the stick until unlocked.
-  function emergencyStop() {
-    latched = true;
-    ui.estop.classList.add('latched');
-    ui.estop.textContent = 'STOPPED';
+  // Emergency stop: acts on pointerdown (no click delay) and latches on the car: nothing
+  // drives, from any page, until a tap on the stick re-arms it (the driver's, or anyone's
+  // when nobody drives). The tap only re-arms: driving takes a fresh touch.
+  function holdStop() {
     releaseStick(); keys.clear(); pad.armed = false; pad.value = null;
     driving = false; lastDemand = null;
+    renderStop();
+  }
+  function emergencyStop() {
+    stopHeld = true;
+    holdStop();
     send({ type: 'stop' }, true);
-    renderStick();
+  }
+  function unlock() {
+    if (car.stoppedBy != null && otherDrives()) { toast('Stopped by ' + stopper() + ' — the driver unlocks it'); return; }
+    stopHeld = false;
+    send({ type: 'resume' }, true);
+    renderStop();
   }
   ui.estop.addEventListener('pointerdown', (e) => { e.preventDefault(); emergencyStop(); });
   ui.estop.addEventListener('click', (e) => { if (e.detail === 0) emergencyStop(); });  // keyboard / screen reader
 
-  // Keyboard: WASD or arrows drive while held, Space stops. Key repeats are ignored
-  // so a key held across a reconnect must be pressed again.
+  // Keyboard: WASD or arrows drive while held; Escape, or Space when no other button has
+  // focus, is the emergency stop; H or Space/Enter on Horn sounds the horn while held.
+  // Key repeats are ignored so a key held across a reconnect must be pressed again.
   const DRIVE_KEYS = new Set(['KeyW', 'KeyA', 'KeyS', 'KeyD', 'ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight']);
+  const PRESS_KEYS = new Set(['Space', 'Enter']);
   window.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.code === 'Space') { e.preventDefault(); keys.clear(); stopCar(); send({ type: 'stop' }, true); return; }
+    const focused = e.target.closest ? e.target.closest('button, input') : null;
+    if (focused === ui.horn && PRESS_KEYS.has(e.code)) { e.preventDefault(); if (!e.repeat) setHorn(true); return; }
+    // Space on STOP stops on the way down, like a touch; preventDefault: no second stop from its click.
+    if (e.code === 'Escape' || (e.code === 'Space' && (!focused || focused === ui.estop))) {
+      e.preventDefault(); if (!e.repeat) emergencyStop(); return;
+    }
     if (e.code === 'KeyH' && !e.repeat) { setHorn(true); return; }
+    if (e.code === 'Enter' && e.target === ui.stick && latched()) { unlock(); return; }
     if (!DRIVE_KEYS.has(e.code)) return;
     if (e.target === ui.speed && e.code.startsWith('Arrow')) return;  // let the slider have its arrows
     e.preventDefault();
-    if (e.repeat || !online || latched) return;
+    if (e.repeat || !online || latched()) return;
     keys.add(e.code);
     pump(false);
   });
   window.addEventListener('keyup', (e) => {
-    if (e.code === 'KeyH') setHorn(false);
+    if (e.code === 'KeyH' || PRESS_KEYS.has(e.code)) setHorn(false);
     if (keys.delete(e.code)) pump(false);
   });
 
@@ -458,7 +507,7 @@
     pad.stopWas = stopNow;
     const shape = (v) => (Math.abs(v) < 0.15 ? 0 : round2(Math.sign(v) * (Math.abs(v) - 0.15) / 0.85));
     const t = -shape(gp.axes[1] || 0), s = shape(gp.axes[0] || 0);
-    if (!t && !s) { pad.armed = online && !latched; pad.value = null; return; }
+    if (!t && !s) { pad.armed = online && !latched(); pad.value = null; return; }
     pad.value = pad.armed ? [t, s] : null;
   }
 
@@ -485,7 +534,9 @@
   ui.horn.addEventListener('pointerdown', (e) => {
     e.preventDefault(); ui.horn.setPointerCapture(e.pointerId); setHorn(true);
   });
-  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.horn.addEventListener(type, () => setHorn(false));
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture', 'blur']) ui.horn.addEventListener(type, () => setHorn(false));
+  // A screen reader's activation is a click with no key or pointer: a short beep.
+  ui.horn.addEventListener('click', (e) => { if (e.detail === 0 && !hornOn) { setHorn(true); setTimeout(() => setHorn(false), 300); } });
   ui.horn.addEventListener('contextmenu', (e) => e.preventDefault());
 
   // Speed limit: sent while sliding (at most every 100 ms) and once on release.
@@ -527,7 +578,7 @@
     renderBanner();
   }, TICK_MS);
 
-  renderStick();
+  renderStop();
   renderRole();
   connect();
 })();

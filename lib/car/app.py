@@ -1,5 +1,6 @@
 # The car application: WebSocket handler, control loop, telemetry loop.
 # Safety rules live here, in order of importance:
+# - a `stop` from anyone latches: nothing drives until a `resume` (docs/protocol.md);
 # - the driver's connection closing stops the motors at once (handler finally);
 # - no drive command for deadman_ms stops them and releases control;
 # - the control loop never awaits network I/O, so a slow client cannot delay it;
@@ -46,6 +47,9 @@ class Car:
         self.access = access  # None: everyone may drive
         self.drive = Drive(limits["max_speed"], limits["slew"], limits["stop_distance_cm"])
         self.control = Control(limits["deadman_ms"])
+        # Client id whose `stop` latched the car, None when not latched. An id, not
+        # the connection: the latch outlives the client that set it.
+        self.stopped_by = None
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
@@ -80,27 +84,45 @@ class Car:
         kind = msg["type"]
         # These need the access token (when one is configured); `stop` and
         # `ping` never do.
-        if (kind == "drive" or kind == "speed_limit" or kind == "actuator") and self.access \
-                and not self.access.authorized(ws):
+        if (kind == "drive" or kind == "resume" or kind == "speed_limit" or kind == "actuator") \
+                and self.access and not self.access.authorized(ws):
             return protocol.error(
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
+        control = self.control
+        # Only the driver may drive or re-arm; with nobody driving, anyone may.
+        other_drives = control.driver is not None and not control.is_driver(ws)
         if kind == "drive":
             if self.update:
                 return protocol.error("updating", None, "update %s is being installed; the car "
                                       "restarts with it in a few seconds" % self.update)
-            was_driver = self.control.is_driver(ws)
-            if not self.control.claim(ws, ticks_ms()):
+            if other_drives:
                 return self.not_driver()
+            if self.stopped_by is not None:  # refused: not a deadman heartbeat either
+                return protocol.error(
+                    "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
+                    "again" % self.stopped_by)
+            was_driver = control.is_driver(ws)
+            control.claim(ws, ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
             return None if was_driver else protocol.role("driver")
         if kind == "stop":
             self.stop_motors()  # anyone may stop, never refused
+            # It latches, except for the driver letting go of its own
+            # controls (latch: false), or anyone's latch: false while nobody
+            # drives (nothing moves then). While somebody drives, another
+            # client's stop always latches. The first stopper is named.
+            if self.stopped_by is None and (msg.get("latch", True) or other_drives):
+                self.stopped_by = ws.id
+        elif kind == "resume":
+            if other_drives:
+                return self.not_driver()
+            self.stopped_by = None
         elif kind == "actuator":
             self.actuate(ws, msg["name"], msg["value"])
         elif kind == "speed_limit":
             # The driver sets it; with nobody driving anyone may.
-            if self.control.driver is not None and not self.control.is_driver(ws):
+            if other_drives:
                 return self.not_driver()
             self.drive.set_speed_limit(msg["value"])
         elif kind == "ping":
@@ -174,7 +196,7 @@ class Car:
         return protocol.telemetry(
             seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), d.speed_limit, self.light, self.horn, self.hw.pose())
+            self.control.driver_id(), self.stopped_by, d.speed_limit, self.light, self.horn, self.hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()
