@@ -814,3 +814,40 @@ def test_keyboard_space_enter_escape_and_focused_buttons(car, observer, open_pag
         page.keyboard.press("Enter")
         observer.wait(lambda t: t["stopped_by"] is None, timeout=1.0, what="re-armed from the keyboard")
         page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+
+
+LIVE = "[aria-live]:not([aria-live=off]), [role=status], [role=alert], [role=log], output"
+
+
+def test_screen_readers_hear_role_connection_and_stop_not_telemetry(car, observer, open_page):
+    page = open_page(car.url)
+    # No readout sits in a live region: 20 telemetry frames a second would be read out.
+    for sel in ("#dist", "#batt", "#rssi", "#heap", "#rtt", "#speed-val", "#chart"):
+        assert page.evaluate("(s) => document.querySelector(s).closest(%r)" % LIVE, sel) is None, sel
+    page.evaluate("""(live) => {
+        window.liveWrites = [];
+        const mo = new MutationObserver((ms) => { for (const m of ms) {
+            const el = m.target.nodeType === 1 ? m.target : m.target.parentNode;
+            window.liveWrites.push(el.closest(live).id + ': ' + el.closest(live).textContent); } });
+        for (const el of document.querySelectorAll(live))
+            mo.observe(el, { childList: true, characterData: true, subtree: true });
+    }""", LIVE)
+    fingers = Fingers(page)
+    push_stick(page, fingers)
+    observer.wait(moving_forward, what="forward motion")
+    observer.collect(1.0)                                 # 20 frames of changing readouts
+    ex, ey = centre(page, "#estop")
+    fingers.down(2, ex, ey)
+    fingers.up(2)
+    observer.wait(lambda t: t["stopped_by"] is not None, what="the stop latched")
+    fingers.up(1)
+    page.wait_for_function("document.getElementById('stop-by').textContent === 'by you'")
+    assert page.get_attribute("#estop", "aria-pressed") == "true"
+    push_stick(page, fingers)                              # the tap that re-arms
+    fingers.up(1)
+    observer.wait(lambda t: t["stopped_by"] is None, what="the stop released")
+    page.wait_for_function("document.getElementById('say').textContent === 'Stop released'")
+    page.wait_for_timeout(300)
+    writes = page.evaluate("window.liveWrites")
+    assert writes == ["role: Driver", "say: Car stopped by you", "say: Stop released"], writes
+    assert page.get_attribute("#estop", "aria-pressed") == "false"
