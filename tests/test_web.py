@@ -851,3 +851,121 @@ def test_screen_readers_hear_role_connection_and_stop_not_telemetry(car, observe
     writes = page.evaluate("window.liveWrites")
     assert writes == ["role: Driver", "say: Car stopped by you", "say: Stop released"], writes
     assert page.get_attribute("#estop", "aria-pressed") == "false"
+
+
+# Records what the page draws on its canvases, one frame per canvas (fit() clears each
+# frame first): strokes and fills with their colour, width, dash and points, and texts.
+CANVAS_LOG = """
+(() => {
+  const P = CanvasRenderingContext2D.prototype, log = window.canvasLog = { chart: [], map: [] };
+  const path = new WeakMap();
+  const cur = (g) => { let p = path.get(g); if (!p) path.set(g, p = []); return p; };
+  const wrap = (name, f) => { const o = P[name]; P[name] = function (...a) { f(this, a); return o.apply(this, a); }; };
+  const frame = (g) => log[g.canvas.id];
+  const add = (g, e) => { if (frame(g)) frame(g).push(e); };
+  wrap('beginPath', (g) => path.set(g, []));
+  wrap('moveTo', (g, a) => cur(g).push(a));
+  wrap('lineTo', (g, a) => cur(g).push(a));
+  wrap('clearRect', (g) => { if (frame(g)) frame(g).length = 0; });
+  wrap('stroke', (g) => add(g, { op: 'stroke', color: g.strokeStyle, width: g.lineWidth,
+                                 dash: g.getLineDash().length > 0, points: cur(g).slice() }));
+  wrap('fill', (g) => add(g, { op: 'fill', color: g.fillStyle, points: cur(g).slice() }));
+  wrap('fillRect', (g, a) => add(g, { op: 'fillRect', color: g.fillStyle, rect: a }));
+  wrap('strokeRect', (g, a) => add(g, { op: 'strokeRect', color: g.strokeStyle, rect: a }));
+  wrap('fillText', (g, a) => add(g, { op: 'text', color: g.fillStyle, text: a[0] }));
+})();
+"""
+
+
+def luminance(color):
+    """Relative luminance (WCAG 2) of '#rrggbb' or 'rgb(r, g, b)'."""
+    if color.startswith("#"):
+        rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [int(float(v)) for v in re.findall(r"[\d.]+", color)[:3]]
+    lin = [(c / 255) / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a, b):
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_chart_map_and_readouts_a_driver_can_read(car, observer, open_page):
+    page = open_page(car.url)
+    page.add_init_script(CANVAS_LOG)
+    page.reload()
+    wait_online(page)
+    fingers = Fingers(page)
+    push_stick(page, fingers, throttle=0.6)                # straight ahead: both wheels equal
+    t = observer.wait(lambda t: t["odometry"]["travelled_m"] > 0.3, what="0.3 m travelled")
+    speed = float(text(page, "#spd"))
+    assert 0.2 <= speed <= 0.45, speed                    # sim: 0.6 m/s x 0.6
+    assert float(text(page, "#odo")) > 0.2
+    page.wait_for_timeout(300)
+    log = page.evaluate("window.canvasLog")
+    fingers.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop")
+    H = page.evaluate("document.getElementById('chart').clientHeight")
+    panel = page.evaluate("getComputedStyle(document.getElementById('chart')).backgroundColor")
+    strokes = {e["color"]: e for e in log["chart"] if e["op"] == "stroke" and len(e["points"]) > 3}
+    left, right, dist = strokes["#d35400"], strokes["#8e24aa"], strokes["#0047ab"]
+    # Equal wheel lines both show: the right wheel's is drawn on top, thinner and dashed.
+    assert log["chart"].index(right) > log["chart"].index(left)
+    assert right["width"] < left["width"] and right["dash"]
+    # Separate scales: the distance pane lies wholly below the wheel pane, never under its zero.
+    wheel_y = [p[1] for e in (left, right) for p in e["points"]]
+    dist_y = [p[1] for p in dist["points"]]
+    assert min(dist_y) > max(wheel_y) and max(dist_y) < H
+    texts = {e["text"] for e in log["chart"] if e["op"] == "text"}
+    assert {"+1", "−1", "now", "−10 s", "left wheel", "right wheel", "distance ahead, cm"} <= texts, texts
+    # Every line, mark and label drawn has at least 3:1 contrast on the panel.
+    for name in ("chart", "map"):
+        for e in log[name]:
+            assert contrast(e["color"], panel) >= 3, (name, e["op"], e["color"], contrast(e["color"], panel))
+    for pseudo in ("::before", "::after"):                 # the stick's cross, on both ring colours
+        mark = page.evaluate("(p) => getComputedStyle(document.getElementById('base'), p).backgroundColor", pseudo)
+        for ground in ("#ffffff", "#dde1e7"):
+            assert contrast(mark, ground) >= 3, (pseudo, mark, ground)
+    # The room fills its panel and the car is big enough to see on a phone.
+    mw, mh = page.evaluate("[document.getElementById('map').clientWidth, document.getElementById('map').clientHeight]")
+    room = [e for e in log["map"] if e["op"] == "strokeRect"][0]["rect"]
+    assert room[2] >= 0.9 * mw and room[3] >= 0.9 * mh, (room, mw, mh)
+    car_mark = [e for e in log["map"] if e["op"] == "fill"][-1]["points"]
+    xs, ys = [p[0] for p in car_mark], [p[1] for p in car_mark]
+    assert max(xs) - min(xs) >= 12 or max(ys) - min(ys) >= 12, car_mark
+    screenshot(page, "web-chart-and-map.png")
+
+
+@pytest.fixture
+def named_car(start_micropython, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(CONFIG, wifi={"hostname": "tether-garage-car"})))
+    return start_micropython("main.py", args=["--config", str(cfg)])
+
+
+@pytest.mark.parametrize("profile", ["phone", "landscape", "small"])
+def test_name_is_whole_and_toasts_never_cover_stop(named_car, browser, playwright_api, profile):
+    phone = playwright_api.devices["Pixel 7"]
+    view = {"phone": phone["viewport"], "landscape": {"width": 839, "height": 412},
+            "small": {"width": 320, "height": 568}}[profile]
+    ctx = browser.new_context(**dict(phone, viewport=view))
+    try:
+        page = ctx.new_page()
+        page.goto(named_car.url)
+        wait_online(page)
+        assert text(page, "#device") == "tether-garage-car (sim)"
+        assert page.evaluate("(e => e.scrollWidth <= e.clientWidth)(document.getElementById('device'))"), \
+            "the car's name is cut short"
+        page.evaluate("() => { const e = new Event('gamepadconnected'); e.gamepad = { index: 0 }; dispatchEvent(e); }")
+        page.wait_for_selector("#toast:not([hidden])")
+        toast, stop = page.locator("#toast").bounding_box(), page.locator("#estop").bounding_box()
+        apart = (toast["x"] + toast["width"] <= stop["x"] or stop["x"] + stop["width"] <= toast["x"] or
+                 toast["y"] + toast["height"] <= stop["y"] or stop["y"] + stop["height"] <= toast["y"])
+        assert apart, (toast, stop)
+        cx, cy = toast["x"] + toast["width"] / 2, toast["y"] + toast["height"] / 2
+        assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [cx, cy]) != "toast"
+        screenshot(page, "web-toast-%s.png" % profile)
+    finally:
+        ctx.close()

@@ -16,7 +16,7 @@
 
   const ui = {
     app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
-    rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
+    rtt: $('rtt'), dist: $('dist'), spd: $('spd'), odo: $('odo'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
     estop: $('estop'), stopBy: $('stop-by'), toast: $('toast'), say: $('say'),
@@ -199,6 +199,9 @@
     const d = m.distance_cm;
     ui.dist.textContent = d == null ? '—' : Math.round(d);
     ui.dist.parentNode.classList.toggle('alert', d != null && d <= (car.limits.stop_distance_cm || 0));
+    const o = m.odometry;     // null on a car without wheel encoders
+    ui.spd.textContent = o ? o.speed_mps.toFixed(2) : '—';
+    ui.odo.textContent = o ? (o.travelled_m < 100 ? o.travelled_m.toFixed(1) : Math.round(o.travelled_m)) : '—';
     const v = m.battery_v;
     const low = v != null && v < LOW_BATTERY_V;
     ui.batt.textContent = v == null ? '—' : v.toFixed(2);
@@ -243,25 +246,36 @@
     return g;
   }
 
+  // Every line and mark has at least 3:1 contrast on the panels' #eef0f3 (tests check it).
   const COLORS = { d: '#0047ab', l: '#d35400', r: '#8e24aa' };
+  const GRID = '#6b7280', INK = '#333';
 
+  // Two panes on one time axis: both wheel speeds (-1..+1) above, the distance ahead
+  // (0..dmax cm) below, each with its own labelled scale.
   function drawChart() {
     const c = ui.chart, g = fit(c), W = c.clientWidth, H = c.clientHeight;
     if (!W || !H) return;
-    const t1 = now(), pad = 6, top = 22;
-    const x = (t) => ((t - t1 + CHART_MS) / CHART_MS) * W;
+    const t1 = now(), left = 30, right = 6, top = 20, gap = 8, bottom = 14;
+    const ph = Math.max(10, (H - top - gap - bottom) / 2), d0 = top + ph + gap;
+    const x = (t) => left + ((t - t1 + CHART_MS) / CHART_MS) * (W - left - right);
     let dmax = 100;
     for (const s of hist) if (s.d != null && s.d > dmax) dmax = s.d;
     dmax = Math.ceil(dmax / 50) * 50;
-    const yWheel = (v) => top + (H - top - pad) * (1 - v) / 2;
-    const yDist = (d) => H - pad - (H - top - pad) * clamp(d / dmax, 0, 1);
-    g.strokeStyle = '#9aa1ab'; g.lineWidth = 1;
-    g.beginPath(); g.moveTo(0, yWheel(0)); g.lineTo(W, yWheel(0)); g.stroke();
-    g.fillStyle = '#555'; g.font = '600 11px system-ui, sans-serif';
-    g.textBaseline = 'middle';   // wheel scale: full forward / full reverse
-    g.fillText('+1', 4, yWheel(1) + 6); g.fillText('−1', 4, yWheel(-1) - 6);
-    const line = (key, y, width) => {
-      g.strokeStyle = COLORS[key]; g.lineWidth = width; g.beginPath();
+    const yWheel = (v) => top + ph * (1 - clamp(v, -1, 1)) / 2;
+    const yDist = (d) => d0 + ph * (1 - clamp(d / dmax, 0, 1));
+    g.strokeStyle = GRID; g.lineWidth = 1; g.beginPath();
+    g.moveTo(left, yWheel(0)); g.lineTo(W - right, yWheel(0));          // wheel zero
+    g.moveTo(left, d0 + ph); g.lineTo(W - right, d0 + ph);              // distance zero
+    g.moveTo(left, top); g.lineTo(left, top + ph); g.moveTo(left, d0); g.lineTo(left, d0 + ph);
+    g.stroke();
+    g.fillStyle = INK; g.font = '600 11px system-ui, sans-serif'; g.textAlign = 'right'; g.textBaseline = 'middle';
+    g.fillText('+1', left - 4, yWheel(1) + 5); g.fillText('−1', left - 4, yWheel(-1) - 5);
+    if (ph >= 40) g.fillText('0', left - 4, yWheel(0));   // room for a middle label
+    g.fillText(String(dmax), left - 4, d0 + 5); g.fillText('0', left - 4, d0 + ph - 5);
+    g.textBaseline = 'bottom';
+    g.fillText('now', W - right, H); g.textAlign = 'left'; g.fillText('−10 s', left, H);
+    const line = (key, y, width, dash) => {
+      g.strokeStyle = COLORS[key]; g.lineWidth = width; g.setLineDash(dash); g.beginPath();
       let pen = false;
       for (const s of hist) {
         const v = s[key];
@@ -270,31 +284,49 @@
         pen = true;
       }
       g.stroke();
+      g.setLineDash([]);
     };
-    line('d', yDist, 3);
-    line('l', yWheel, 2);
-    line('r', yWheel, 2);
-    g.font = '700 12px system-ui, sans-serif';
-    g.textBaseline = 'top';
-    let lx = 6;
-    for (const [key, label] of [['d', 'dist ≤' + dmax + 'cm'], ['l', 'L'], ['r', 'R']]) {
-      g.fillStyle = COLORS[key]; g.fillRect(lx, 6, 10, 10);
-      g.fillStyle = '#000'; g.fillText(label, lx + 13, 5);
-      lx += 20 + g.measureText(label).width;
-    }
+    line('d', yDist, 2.5, []);
+    line('l', yWheel, 5, []);            // L wide, R thin and dashed on top: equal wheels show both
+    line('r', yWheel, 2, [6, 4]);
+    g.font = '700 12px system-ui, sans-serif'; g.textBaseline = 'top';
+    let lx = left + 4;
+    const legend = (items, y) => {
+      for (const [key, label] of items) {
+        g.fillStyle = COLORS[key]; g.fillRect(lx, y + 1, 10, 10);
+        g.fillStyle = '#000'; g.fillText(label, lx + 13, y);
+        lx += 20 + g.measureText(label).width;
+      }
+    };
+    legend([['l', 'left wheel'], ['r', 'right wheel']], 4);
+    lx = left + 4;
+    legend([['d', 'distance ahead, cm']], d0 + 2);
   }
 
-  // Top-down room view: origin bottom-left, y up, heading in radians from +x.
+  // Top-down room view: origin bottom-left, y up, heading in radians from +x. The panel
+  // takes the room's shape, so the room fills it: beside the chart in a wide area (up to
+  // 60 % of it), under the chart in a tall one (up to 55 %).
+  function shapeMap(c, room) {
+    const box = c.parentNode, vw = box.clientWidth, vh = box.clientHeight, ar = room.width / room.height;
+    const col = vw < vh * 1.4;
+    box.classList.toggle('col', col);
+    const h = col ? Math.min(vh * 0.55, vw / ar) : vh, w = col ? h * ar : Math.min(vw * 0.6, vh * ar);
+    const basis = Math.floor(col ? h : w) + 'px', width = col ? Math.floor(w) + 'px' : '';
+    if (c.style.flexBasis !== basis) c.style.flexBasis = basis;
+    if (c.style.width !== width) c.style.width = width;
+  }
   function drawMap() {
-    const c = ui.map, g = fit(c), W = c.clientWidth, H = c.clientHeight, room = car.room;
+    const c = ui.map, room = car.room;
+    shapeMap(c, room);
+    const g = fit(c), W = c.clientWidth, H = c.clientHeight;
     if (!W || !H) return;
-    const pad = 6;
+    const pad = 3;
     const k = Math.min((W - 2 * pad) / room.width, (H - 2 * pad) / room.height);
     const ox = (W - room.width * k) / 2, oy = (H + room.height * k) / 2;
     const px = (x) => ox + x * k, py = (y) => oy - y * k;
     g.strokeStyle = '#000'; g.lineWidth = 3;
     g.strokeRect(px(0), py(room.height), room.width * k, room.height * k);
-    g.strokeStyle = '#9aa1ab'; g.lineWidth = 2; g.beginPath();
+    g.strokeStyle = GRID; g.lineWidth = 2; g.beginPath();
     let pen = false, last = null;
     for (const s of hist) {
       if (s.x == null) { pen = false; continue; }
@@ -305,10 +337,10 @@
     if (!last) return;
     const cx = px(last.x), cy = py(last.y), h = last.h || 0, cos = Math.cos(h), sin = -Math.sin(h);
     if (last.d != null) {       // the distance sensor's ray
-      g.strokeStyle = '#c00000'; g.lineWidth = 1.5; g.beginPath(); g.moveTo(cx, cy);
+      g.strokeStyle = '#c00000'; g.lineWidth = 2; g.beginPath(); g.moveTo(cx, cy);
       g.lineTo(cx + cos * last.d / 100 * k, cy + sin * last.d / 100 * k); g.stroke();
     }
-    const r = Math.max(9, 0.16 * k);
+    const r = Math.max(12, 0.16 * k);  // the car: at least 12 px, whatever the room's scale
     g.fillStyle = COLORS.d; g.beginPath();
     g.moveTo(cx + cos * r, cy + sin * r);
     g.lineTo(cx - cos * r * 0.7 - sin * r * 0.7, cy - sin * r * 0.7 + cos * r * 0.7);
