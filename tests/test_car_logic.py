@@ -1,10 +1,11 @@
 """Pure car logic (mixing, ramp, guard, control ownership, message checks,
 config validation), run under the real MicroPython Unix port."""
 import json
+import os
 
 import pytest
 
-from conftest import run_micropython
+from conftest import ROOT, run_micropython
 
 
 def mp(code):
@@ -149,13 +150,14 @@ def test_telemetry_is_valid_json():
     got = mp("""
 from car import protocol
 print(protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
-      None, 4, 1.0, True, False, (1.0, 2.0, -0.5)))""")
+      None, 4, 1.0, True, False, (1.0, 2.0, -0.5), (-0.25, 12.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}
     assert got["distance_cm"] is None and got["rssi"] is None and got["driver"] is None
     assert got["stopped_by"] == 4
     assert got["light"] is True and got["horn"] is False
     assert got["pose"] == {"x": 1.0, "y": 2.0, "heading": -0.5}
+    assert got["odometry"] == {"speed_mps": -0.25, "travelled_m": 12.5}
 
 
 # --- config ----------------------------------------------------------------
@@ -213,3 +215,22 @@ def test_shipped_configs_are_valid():
 from car.config import load
 print(json.dumps([load("config.json")[1], load("config.example.json")[1]]))""")
     assert got == [[], []]
+
+
+def test_example_config_shows_every_key():
+    """docs/getting-started.md calls config.example.json complete: every key of the
+    defaults (hardware's too) is in it, and nothing else."""
+    defaults = mp("from car.config import DEFAULTS\nprint(json.dumps(DEFAULTS))")
+    with open(os.path.join(ROOT, "config.example.json")) as f:
+        example = json.load(f)
+
+    def keys(tree, prefix=""):
+        out = set()
+        for k, v in tree.items():
+            out.add(prefix + k)
+            # pins is a table of the user's own (replaced whole); the rest are sections
+            if type(v) is dict and k != "pins":
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    assert keys(example) == keys(defaults), (keys(defaults) - keys(example), keys(example) - keys(defaults))
