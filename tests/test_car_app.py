@@ -493,3 +493,57 @@ def test_bad_command_line_prints_usage():
     result = run_micropython("main.py", "--port", "http")
     assert result.returncode == 2
     assert "usage: micropython main.py --port N" in result.stdout
+
+
+# --- a maker's mistakes on a computer: a sentence, not a traceback ---------------
+
+def run_main(tmp_path, *args, config=None, timeout=10):
+    import subprocess
+    from conftest import MICROPYTHON, ROOT
+    cfg = tmp_path / "mistake.json"
+    cfg.write_text(json.dumps(config or {}))
+    return subprocess.run([MICROPYTHON, "main.py", "--config", str(cfg)] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_real_hardware_on_a_computer_says_it_needs_a_board(tmp_path):
+    from conftest import free_port
+    r = run_main(tmp_path, "--port", str(free_port()), config={"hardware": {"mode": "real"}})
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out, out
+    assert 'hardware.mode is "real" but this is a computer' in out and '"auto"' in out
+
+
+def test_port_in_use_names_it(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_main(tmp_path, "--port", str(port), "--host", "127.0.0.1")
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out, out
+    assert "port %d is in use" % port in out
+
+
+def test_ctrl_c_stops_quietly_with_motors_off(start_micropython, tmp_path):
+    import signal
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 5000})
+
+    async def drive():
+        c = await Client.connect(car)
+        await c.drive(0.8)
+        await c.reply()
+        await c.wait_for(moving)
+        return c
+
+    async def main():
+        c = await drive()
+        car.proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make sim` delivers
+        await c.closed.wait()
+        return car.proc.wait(5)
+
+    code = run(main())
+    out = car.output()
+    assert code == 0 and "Traceback" not in out, out
+    assert out.rstrip().endswith("stopped; motors are off")

