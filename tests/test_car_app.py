@@ -547,3 +547,36 @@ def test_ctrl_c_stops_quietly_with_motors_off(start_micropython, tmp_path):
     out = car.output()
     assert code == 0 and "Traceback" not in out, out
     assert out.rstrip().endswith("stopped; motors are off")
+
+
+def own_lan_address():
+    """This computer's address on its LAN, as the kernel would pick it for outside
+    traffic (a UDP connect sends nothing), or None without a route."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        ip = s.getsockname()[0]
+    return None if ip.startswith("127.") else ip
+
+
+def test_all_addresses_prints_urls_a_phone_can_open_and_accepts_their_origin(start_micropython, tmp_path):
+    """make sim HOST=0.0.0.0: the printed URLs are this computer's own addresses (not
+    0.0.0.0), and a page loaded from one of them may connect. Only loopback is used."""
+    from wsraw import request, upgrade_headers
+    lan = own_lan_address()
+    if lan is None:
+        import pytest
+        pytest.skip("no LAN address on this machine")
+    car = start_micropython("main.py", args=["--host", "0.0.0.0", "--config", write_config(tmp_path)])
+    out = car.output()
+    assert "http://%s:%d/" % (lan, car.port) in out and "0.0.0.0" not in out, out
+
+    def status(origin):
+        return request(car.port, "/ws", dict(upgrade_headers(), Origin=origin))[0]
+
+    assert status("http://%s:%d" % (lan, car.port)) == 101
+    assert status("http://127.0.0.1:%d" % car.port) == 101
+    assert status("http://203.0.113.7:%d" % car.port) == 403      # not one of ours

@@ -228,9 +228,10 @@ class Car:
         except Exception as e:  # hand it to the control loop, which stops the car
             self.failed = e
 
-    async def serve(self, host, port, tls=None):
+    async def serve(self, host, port, tls=None, urls=None):
         await self.server.start(host, port, ssl=tls)
-        print("Tether running at %s://%s:%d/" % ("https" if tls else "http", host, port))
+        for name in urls or [host]:  # all addresses (0.0.0.0): the ones a phone can open
+            print("Tether running at %s://%s:%d/" % ("https" if tls else "http", name, port))
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
             asyncio.create_task(link.run())
@@ -274,11 +275,18 @@ def attach(server, car):
 
 def own_hosts(host):
     """Names a page served by us may have, besides the hostname and (on a
-    board) its WiFi addresses: on a computer the loopback names, and the
-    address we listen on when it is a specific one."""
-    hosts = [] if sys.platform.startswith("esp") else ["127.0.0.1", "localhost", "::1"]
+    board) its WiFi addresses: on a computer the loopback names, the address
+    we listen on when it is a specific one, and the computer's own addresses
+    when we listen on all of them."""
+    if sys.platform.startswith("esp"):
+        return []
+    hosts = ["127.0.0.1", "localhost", "::1"]
     if host and host != "0.0.0.0" and host != "::":
         hosts.append(host)
+    else:
+        from car import lan
+
+        hosts += lan.addresses()
     return hosts
 
 
@@ -311,8 +319,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                         max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4, **limits)
         del limits
         port = port or cfg["server"]["port"]
-        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
-                                                  own_hosts(host)))
+        hosts = own_hosts(host)
+        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts))
         attach(server, car)
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
             from car.fleet import Link
@@ -335,7 +343,11 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         # block of a few hundred bytes is then free (docs/memory.md: 64K runs
         # with it; without it, 62K failed).
         gc.threshold(max(2048, gc.mem_free() // 4))
-        asyncio.run(car.serve(host, port, tls))
+        # Listening on every address of a computer: print the URLs of its own
+        # addresses (0.0.0.0 is not one a phone can open).
+        urls = hosts[3:] + ["127.0.0.1"] if (host == "0.0.0.0" or host == "::") and hosts else None
+        del hosts
+        asyncio.run(car.serve(host, port, tls, urls))
     finally:
         hw.stop()
         for link in car.links if car else []:
