@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, run_micropython
+from conftest import ROOT, board_proxy, run_micropython
 
 
 def mp(code):
@@ -206,8 +206,27 @@ def test_unreadable_config_file_gives_defaults_and_names_the_file(tmp_path):
     bad.write_text("{not json")
     got = mp("from car.config import load\nprint(json.dumps([load(%r)[1], load('/nonexistent.json')[1]]))"
              % str(bad))
-    assert got[0] == [str(bad) + ": not valid JSON, using defaults"]
+    assert got[0][0] == str(bad) + ": not valid JSON, using defaults"
+    # Nothing parsed, the WiFi section neither: it says so loudly (the AP password is the default).
+    assert got[0][1].startswith("wifi: not read from %s: the access point uses the DEFAULT password 'tether-car'"
+                                % bad)
     assert got[1] == ["/nonexistent.json: cannot be read, using defaults"]
+
+
+def test_invalid_json_keeps_the_sections_that_parse(tmp_path):
+    """A typo in limits must not reset the access point to the public default password."""
+    bad = tmp_path / "typo.json"
+    bad.write_text('{\n  "wifi": {"ap": {"ssid": "my-car", "password": "a-long-secret"}, "hostname": "my-car"},\n'
+                   '  "limits": {"max_speed": 0.5, "deadman_ms": 4OO},\n  "server": {"max_clients": 3}\n}\n')
+    for micropython in (None, board_proxy("esp8266")):   # the ESP8266 lacks some str methods
+        r = run_micropython("import json\nfrom car.config import load\nprint(json.dumps(load(%r)))" % str(bad),
+                            micropython=micropython)
+        assert r.returncode == 0, r.stderr + r.stdout
+        cfg, errors = json.loads(r.stdout.strip().splitlines()[-1])
+        assert cfg["wifi"]["ap"]["password"] == "a-long-secret" and cfg["wifi"]["hostname"] == "my-car"
+        assert cfg["server"]["max_clients"] == 3 and cfg["limits"]["deadman_ms"] == 500
+        assert errors == [str(bad) + ": not valid JSON, kept the sections that parse: wifi, server",
+                          str(bad) + ': "limits" (from line 3) is not valid JSON, using its defaults']
 
 
 def test_shipped_configs_are_valid():

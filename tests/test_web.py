@@ -969,3 +969,21 @@ def test_name_is_whole_and_toasts_never_cover_stop(named_car, browser, playwrigh
         screenshot(page, "web-toast-%s.png" % profile)
     finally:
         ctx.close()
+
+
+def test_config_problems_reach_the_page(start_micropython, open_page, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"limits": {"telemetry_hz": 20, "max_speed": 1.5},\n "wifi": {"ap": {"password": "x"}\n')
+    car = start_micropython("main.py", args=["--config", str(cfg)])
+    page = open_page(car.url)
+    page.wait_for_selector("#cfg:not([hidden])")
+    shown = text(page, "#cfg")
+    # Not valid JSON: limits still parsed (and its bad value named); the WiFi section did
+    # not, so the access point's default password is announced loudly.
+    assert "not valid JSON, kept the sections that parse: limits" in shown
+    assert "limits.max_speed: must be a number between 0 and 1" in shown
+    assert "DEFAULT password" in shown and "loud" in page.get_attribute("#cfg", "class")
+    assert page.get_attribute("#cfg", "role") == "alert"
+    screenshot(page, "web-config-problems.png")
+    page.click("#cfg")
+    page.wait_for_selector("#cfg[hidden]", state="attached")

@@ -19,7 +19,7 @@
     rtt: $('rtt'), dist: $('dist'), spd: $('spd'), odo: $('odo'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
-    estop: $('estop'), stopBy: $('stop-by'), toast: $('toast'), say: $('say'),
+    estop: $('estop'), cfg: $('cfg'), stopBy: $('stop-by'), toast: $('toast'), say: $('say'),
   };
   // Write only what changed: a screen reader hears a live region each time it is rewritten.
   const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
@@ -144,6 +144,7 @@
         car.update = null;          // a new hello: whatever update there was is over
         ui.banner.hidden = true;
         ui.map.hidden = !car.room;
+        showConfigErrors(m.config_errors || []);
         setConn('online');
         renderRole();
         break;
@@ -594,6 +595,16 @@
     toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 2500);
   }
   ui.banner.addEventListener('click', reconnectNow);
+  // What the car found wrong in its config.json: shown until tapped away (once per car start).
+  let cfgSeen = '';
+  function showConfigErrors(list) {
+    const text = list.join('\n');
+    if (!list.length || text === cfgSeen) { ui.cfg.hidden = true; return; }
+    ui.cfg.textContent = 'config.json problems (tap to hide):\n' + text;
+    ui.cfg.classList.toggle('loud', /DEFAULT password/.test(text));
+    ui.cfg.hidden = false;
+    ui.cfg.onclick = () => { cfgSeen = text; ui.cfg.hidden = true; };
+  }
   window.addEventListener('resize', requestDraw);
 
   // One steady tick: drive heartbeat, gamepad, ping, link watchdog, banner countdown.

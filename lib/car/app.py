@@ -36,7 +36,7 @@ class Car:
     # firmware's built-in names: a new name would cost the qstr pool.)
     update = None
 
-    def __init__(self, cfg, hw, server, watchdog=None, access=None):
+    def __init__(self, cfg, hw, server, watchdog=None, access=None, config_errors=None):
         # Only what is used after boot is kept: the rest of the config
         # (WiFi passwords, pins, ...) is freed once run() has started.
         self.limits = limits = cfg["limits"]
@@ -64,6 +64,9 @@ class Car:
         self.failed = None
         self.room = hw.room() if hw.simulated else None
         self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
+        # What was wrong in config.json at start-up, for every page's hello
+        # (usually empty; the console printed them too).
+        self.config_errors = config_errors or []
 
     # --- messages -------------------------------------------------------
 
@@ -74,7 +77,7 @@ class Car:
             "driver" if self.control.is_driver(ws) else "viewer",
             {"max_speed": limits["max_speed"], "deadman_ms": limits["deadman_ms"],
              "telemetry_hz": limits["telemetry_hz"], "stop_distance_cm": limits["stop_distance_cm"]},
-            bool(self.hw.simulated), self.room)
+            bool(self.hw.simulated), self.room, self.config_errors)
 
     def handle(self, ws, text):
         """Act on one client message at once; returns the reply or None."""
@@ -298,7 +301,6 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
-    del errors
     gc.collect()
     hw = hardware.create(cfg["hardware"])
     car = None
@@ -320,7 +322,9 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         del limits
         port = port or cfg["server"]["port"]
         hosts = own_hosts(host)
-        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts))
+        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts),
+                  errors)
+        del errors
         attach(server, car)
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
             from car.fleet import Link

@@ -102,10 +102,11 @@ def pong(ident):
     return json.dumps({"type": "pong", "id": ident})
 
 
-def hello(firmware, device, client_id, role_name, limits, simulated, room):
+def hello(firmware, device, client_id, role_name, limits, simulated, room, config_errors):
     return json.dumps({
         "type": "hello", "firmware": firmware, "device": device, "id": client_id,
-        "role": role_name, "limits": limits, "simulated": simulated, "room": room})
+        "role": role_name, "limits": limits, "simulated": simulated, "room": room,
+        "config_errors": config_errors})
 
 
 def _opt(fmt, v):
