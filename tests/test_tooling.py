@@ -559,3 +559,36 @@ def test_deploy_reports_an_app_that_fails_to_start_and_dry_run_writes_nothing(pr
             assert board_state(board.root) == state      # nothing written, nothing rewritten
         finally:
             board.stop()
+
+
+def test_pin_changes_only_the_hash_in_the_manifest(tmp_path):
+    original = read(os.path.join(ROOT, "firmware", "firmware.json")).decode()
+    path = tmp_path / "firmware.json"
+    path.write_text(original)
+    digest = "ab" * 32
+    fwstore.pin("esp8266", digest, str(path))
+    after = path.read_text()
+    changed = [(a, b) for a, b in zip(original.splitlines(), after.splitlines()) if a != b]
+    assert len(original.splitlines()) == len(after.splitlines()) and len(changed) == 1, changed
+    assert digest in changed[0][1] and '"sha256"' in changed[0][1]
+    assert json.loads(after)["chips"]["esp8266"]["sha256"] == digest
+    assert all(json.loads(after)["chips"][c]["sha256"] == json.loads(original)["chips"][c]["sha256"]
+               for c in json.loads(original)["chips"] if c != "esp8266")
+
+
+def test_printed_commands_paste_and_run_as_they_are(tmp_path):
+    """flash's dry run prints `would run: ...` lines: each runs in a shell as printed (here it
+    reaches esptool / deploy, which then name the missing serial port)."""
+    fw = tmp_path / "fw.bin"
+    fw.write_bytes(b"\xE9" + b"\0" * 4095)
+    port = str(tmp_path / "ttyNOPE")
+    r = run([sys.executable, os.path.join(TOOLS, "flash.py"), "--chip", "esp32", "--port", port,
+             "--firmware", str(fw), "--dry-run"])
+    assert r.returncode == 0, r.stderr
+    lines = [l[len("would run: "):] for l in r.stdout.splitlines() if l.startswith("would run: ")]
+    assert len(lines) == 3                               # erase, write, deploy
+    for line in lines:
+        out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
+        text = out.stdout + out.stderr
+        assert out.returncode not in (0, 126, 127) and "command not found" not in text, (line, text)
+        assert port in text, (line, text)                # the tool ran and names the port
