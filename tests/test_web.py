@@ -337,6 +337,13 @@ def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
             with open(os.path.join(ROOT, "web", name + ".gz"), "rb") as f:
                 assert resp.read() == f.read()
     print("page: %d bytes gzipped" % size)
+    # The README states the figures make web prints.
+    raw = int(re.search(r"web page: (\d+) B raw", out).group(1))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        stated = re.search(r"\*\*([\d.]+) KB gzipped\*\* of the 16 KB allowed \(([\d.]+) KB raw\)", f.read())
+    assert stated, "README no longer states the page size"
+    assert stated.groups() == ("%.1f" % (size / 1024), "%.1f" % (raw / 1024)), \
+        "README says %s / %s KB, make web prints %d B / %d B" % (stated.groups() + (size, raw))
 
 
 def test_build_is_reproducible_and_enforces_the_budget(tmp_path, capsys):
