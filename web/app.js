@@ -305,16 +305,18 @@
   }
 
   // Top-down room view: origin bottom-left, y up, heading in radians from +x. The panel
-  // takes the room's shape, so the room fills it: beside the chart in a wide area (up to
-  // 60 % of it), under the chart in a tall one (up to 55 %).
+  // takes the room's shape, so the room fills it: beside the chart (at most 45 % of the
+  // width) or under it (at most 55 % of the height), whichever gives the bigger map.
   function shapeMap(c, room) {
     const box = c.parentNode, vw = box.clientWidth, vh = box.clientHeight, ar = room.width / room.height;
-    const col = vw < vh * 1.4;
+    const wr = Math.min(vw * 0.45, vh * ar), hc = Math.min(vh * 0.55, vw / ar);
+    const col = hc * hc * ar > wr * wr / ar;
     box.classList.toggle('col', col);
-    const h = col ? Math.min(vh * 0.55, vw / ar) : vh, w = col ? h * ar : Math.min(vw * 0.6, vh * ar);
-    const basis = Math.floor(col ? h : w) + 'px', width = col ? Math.floor(w) + 'px' : '';
-    if (c.style.flexBasis !== basis) c.style.flexBasis = basis;
-    if (c.style.width !== width) c.style.width = width;
+    const style = c.style, basis = Math.floor(col ? hc : wr) + 'px';
+    const width = col ? Math.floor(hc * ar) + 'px' : '', height = col ? '' : Math.floor(wr / ar) + 'px';
+    if (style.flexBasis !== basis) style.flexBasis = basis;
+    if (style.width !== width) style.width = width;
+    if (style.height !== height) style.height = height;
   }
   function drawMap() {
     const c = ui.map, room = car.room;
