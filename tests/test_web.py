@@ -732,10 +732,11 @@ def test_a_viewers_stop_holds_on_the_car_and_every_page_shows_it(car, observer, 
     # The driver's finger keeps pushing, the stick moving: for a whole second nothing moves.
     cx, cy, r = stick_geometry(driver)
     mark = driver.sent.mark()
-    frames = []
+    observer.drain()
     for i in range(10):
         f1.move(1, cx + (i % 3 - 1), cy - r * (0.8 + i * 0.02))
-        frames += observer.collect(0.1)
+        time.sleep(0.1)
+    frames = observer.drain()                                     # everything the car sent meanwhile
     assert all(stopped(f) and f["stopped_by"] == other and f["driver"] == me for f in frames), frames[-1]
     assert len(frames) >= 15
     assert not driver.sent.since(mark, "drive"), "the driver's page kept sending drive while stopped"
