@@ -298,6 +298,9 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
     (called every control tick; a new app on trial confirms itself through
     it, car/update.py)."""
+    # Compiling the modules so far (from source) left garbage spread over the
+    # heap; the config checker is the next big compile and needs room.
+    gc.collect()
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
