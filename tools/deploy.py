@@ -222,9 +222,6 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
         summary = "%d to copy, %d unchanged, %d to delete" % (len(copy), len(files) - len(copy), len(delete))
         if dry_run:
             log("deploy: dry run, nothing written: " + summary)
-            # Reading the board took its REPL (Ctrl-C): a running app is stopped, not restarted.
-            log("deploy: the board's app was interrupted to read its files; make deploy (or its "
-                "reset button) starts it again")
             return copy, delete
         started = time.monotonic()
         make_dirs(t, copy)
