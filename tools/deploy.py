@@ -190,7 +190,8 @@ def watch_start(t, timeout=20.0):
     return None, out
 
 
-def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print):
+def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print,
+           wait=True):
     t, TransportError = connect(port)
     platform = None
     try:
@@ -248,7 +249,7 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
                 # board its watchdog would reset it unannounced a few seconds later.
                 log(restart(t, platform))
                 try:
-                    started, out = watch_start(t)
+                    started, out = watch_start(t) if wait else (None, b"")
                 except OSError:  # the port went away with the reset (native USB): cannot tell
                     started, out = None, b""
                 if started:
@@ -272,6 +273,7 @@ def main(argv=None):
     ap.add_argument("--dry-run", "--plan", action="store_true", help="print what would be copied; write nothing")
     ap.add_argument("--full", action="store_true", help="ignore the board's manifest and copy everything")
     ap.add_argument("--no-reset", action="store_true", help="don't soft-reset afterwards")
+    ap.add_argument("--no-wait", action="store_true", help="don't wait for the app to say it runs")
     ap.add_argument("--config", help="config file to install as /config.json (default ./config.json)")
     ap.add_argument("--chunk", type=int, default=256, help="bytes per write on the board (default 256)")
     args = ap.parse_args(argv)
@@ -281,7 +283,7 @@ def main(argv=None):
         return 2
     try:
         deploy(args.port, march=args.march, dry_run=args.dry_run, full=args.full,
-               reset=not args.no_reset, config=args.config, chunk=args.chunk)
+               reset=not args.no_reset, config=args.config, chunk=args.chunk, wait=not args.no_wait)
     except (DeployError, stage.StageError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
