@@ -149,7 +149,6 @@ class Hw:
     def battery_v(self): return 0.0
     def rssi(self): return None
     def pose(self): return None
-    def odometry(self): return None
 
 cfg = load_config('/no/such/config.json')[0]
 car = Car(cfg, Hw(), server=None)

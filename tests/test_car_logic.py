@@ -150,14 +150,13 @@ def test_telemetry_is_valid_json():
     got = mp("""
 from car import protocol
 print(protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
-      None, 4, 1.0, True, False, (1.0, 2.0, -0.5), (-0.25, 12.5)))""")
+      None, 4, 1.0, True, False, (1.0, 2.0, -0.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}
     assert got["distance_cm"] is None and got["rssi"] is None and got["driver"] is None
     assert got["stopped_by"] == 4
     assert got["light"] is True and got["horn"] is False
     assert got["pose"] == {"x": 1.0, "y": 2.0, "heading": -0.5}
-    assert got["odometry"] == {"speed_mps": -0.25, "travelled_m": 12.5}
 
 
 # --- config ----------------------------------------------------------------

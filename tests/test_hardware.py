@@ -19,7 +19,7 @@ from hardware import DEFAULTS, validate  # noqa: E402  (CPython import of board 
 L298N_PINS = DEFAULTS["pins"]
 TWO_PWM_PINS = {"left_in1": 16, "left_in2": 17, "right_in1": 21, "right_in2": 22}
 INTERFACE = ("set_motors", "stop", "distance_cm", "battery_v", "set_light", "set_horn",
-             "set_pan", "rssi", "tick", "pose", "room", "applied", "odometry")
+             "set_pan", "rssi", "tick", "pose", "room", "applied")
 
 
 def mp(code, fakes=False, heapsize=None):

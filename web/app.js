@@ -189,6 +189,7 @@
 
   // ----------------------------------------------------------------- readouts
   const hist = [];              // recent samples for the chart and the map trail
+  const odo = { last: null, t: 0, m: 0, v: 0 };   // travelled (m) and speed (m/s) since the page opened
 
   function onTelemetry(m) {
     car.driver = m.driver;
@@ -200,9 +201,17 @@
     const d = m.distance_cm;
     ui.dist.textContent = d == null ? '—' : Math.round(d);
     ui.dist.parentNode.classList.toggle('alert', d != null && d <= (car.limits.stop_distance_cm || 0));
-    const o = m.odometry;     // null on a car without wheel encoders
-    ui.spd.textContent = o ? o.speed_mps.toFixed(2) : '—';
-    ui.odo.textContent = o ? (o.travelled_m < 100 ? o.travelled_m.toFixed(1) : Math.round(o.travelled_m)) : '—';
+    // Speed and distance travelled from successive poses (the simulated car's; a real car
+    // without encoders has none): the car's uptime clock, so network jitter does not count.
+    const p0 = m.pose;
+    if (p0 && odo.last) {
+      const dt = (m.uptime_ms - odo.t) / 1000, step = Math.hypot(p0.x - odo.last.x, p0.y - odo.last.y);
+      odo.m += step;
+      if (dt > 0) odo.v = odo.v * 0.6 + 0.4 * step / dt;      // smoothed over a few frames
+    }
+    if (p0) { odo.last = p0; odo.t = m.uptime_ms; }
+    ui.spd.textContent = p0 ? odo.v.toFixed(2) : '—';
+    ui.odo.textContent = p0 ? (odo.m < 100 ? odo.m.toFixed(1) : String(Math.round(odo.m))) : '—';
     const v = m.battery_v;
     const low = v != null && v < LOW_BATTERY_V;
     ui.batt.textContent = v == null ? '—' : v.toFixed(2);

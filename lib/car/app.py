@@ -199,8 +199,7 @@ class Car:
         return protocol.telemetry(
             seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), self.stopped_by, d.speed_limit, self.light, self.horn, self.hw.pose(),
-            self.hw.odometry())
+            self.control.driver_id(), self.stopped_by, d.speed_limit, self.light, self.horn, self.hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()

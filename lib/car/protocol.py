@@ -118,17 +118,16 @@ def _bool(v):
 
 
 def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
-              heap_free, heap_alloc, driver, stopped_by, speed_limit, light, horn, pose, odometry):
+              heap_free, heap_alloc, driver, stopped_by, speed_limit, light, horn, pose):
     # Formatted by hand: one string, no intermediate dict, 3 decimals are
     # plenty for a -1..1 motor value and keep the frame short.
     return (
         '{"type":"telemetry","seq":%d,"uptime_ms":%d,'
         '"motor":{"left":%.3f,"right":%.3f},"applied":{"left":%.3f,"right":%.3f},'
         '"distance_cm":%s,"battery_v":%s,"rssi":%s,"heap_free":%d,"heap_alloc":%d,'
-        '"driver":%s,"stopped_by":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s,"odometry":%s}' % (
+        '"driver":%s,"stopped_by":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s}' % (
             seq, uptime_ms, motor[0], motor[1], applied[0], applied[1],
             _opt("%.1f", distance_cm), _opt("%.2f", battery_v), _opt("%d", rssi),
             heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped_by), speed_limit,
             _bool(light), _bool(horn),
-            "null" if pose is None else '{"x":%.3f,"y":%.3f,"heading":%.3f}' % pose,
-            "null" if odometry is None else '{"speed_mps":%.2f,"travelled_m":%.2f}' % odometry))
+            "null" if pose is None else '{"x":%.3f,"y":%.3f,"heading":%.3f}' % pose))

@@ -63,10 +63,6 @@ class Base:
     def pose(self):
         return None
 
-    def odometry(self):
-        """(speed m/s, distance travelled m) or None: a car without wheel
-        encoders does not know."""
-        return None
 
     def room(self):
         return None

@@ -64,7 +64,6 @@ class SimHardware(Base):
         self.y = h / 2
         self.heading = 0.0
         self.v_left = self.v_right = 0.0  # wheel ground speeds, m/s
-        self.travelled = 0.0  # metres, along the path actually taken
         self.contact = False  # touching a wall after the last step
         self._t = None  # last tick time
         self._carry = 0  # ms not yet simulated (less than one step)
@@ -126,8 +125,6 @@ class SimHardware(Base):
         if hit:
             self.v_left = self.v_right = 0.0
         self.contact = hit
-        dx, dy = x - self.x, y - self.y
-        self.travelled += sqrt(dx * dx + dy * dy)
         self.x, self.y = x, y
         # Battery: a stalled motor still draws current, as it would for real.
         amps = IDLE_A + MOTOR_A * (abs(left) + abs(right))
@@ -174,5 +171,3 @@ class SimHardware(Base):
     def room(self):
         return self._room
 
-    def odometry(self):
-        return ((self.v_left + self.v_right) / 2, self.travelled)
