@@ -41,15 +41,6 @@ def validate(cfg, prefix="hardware"):
         _drop("defaults")  # imported by config; create() loads it again
 
 
-def _has_pins():
-    """A `machine` module that can drive pins: a board (or the tests' fakes),
-    not the Unix port, whose `machine` has no Pin."""
-    try:
-        import machine
-    except ImportError:
-        return False
-    return hasattr(machine, "Pin")
-
 
 def create(cfg=None):
     """The car hardware for the hardware config section `cfg` (dict or None;
@@ -61,11 +52,6 @@ def create(cfg=None):
         sim = mode == "sim" or (mode == "auto" and not defaults.on_board())
     finally:
         _drop("defaults")
-    if not sim and not _has_pins():  # a maker's mistake, not a crash: say what to do
-        print('hardware.mode is "real" but this is a computer: the real hardware needs an '
-              'ESP32/ESP8266 board. Use "auto" (the simulated car here, the real one on a board) '
-              'or "sim".')
-        raise SystemExit(2)
     if sim:
         from hardware.sim import SimHardware
         return SimHardware(cfg)

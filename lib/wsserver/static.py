@@ -52,7 +52,7 @@ def accepts_gzip(accept_encoding):
     for item in accept_encoding.lower().split(","):
         parts = item.split(";")
         name = parts[0].strip()
-        if name != "gzip" and name != "x-gzip" and name != "*":
+        if name != "gzip" and name != "*":
             continue
         q = 1.0
         for param in parts[1:]:
