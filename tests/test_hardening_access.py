@@ -152,10 +152,15 @@ def test_origin_allow_list_and_clients_without_origin(open_car):
 def test_listen_host_counts_as_our_name():
     # main.py --host H adds H to our names (the harness always listens on
     # 127.0.0.1, so this is checked on own_hosts itself, on the Unix port).
-    code = "from car.app import own_hosts\nprint(own_hosts('192.168.1.7'), own_hosts('0.0.0.0'))"
+    code = ("import json\nfrom car.app import own_hosts\nfrom car import lan\n"
+            "print(json.dumps([own_hosts('192.168.1.7'), own_hosts('0.0.0.0'), lan.addresses()]))")
     out = run_micropython(code)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['127.0.0.1', 'localhost', '::1', '192.168.1.7'] ['127.0.0.1', 'localhost', '::1']"
+    specific, every, lan = json.loads(out.stdout)
+    assert specific == ["127.0.0.1", "localhost", "::1", "192.168.1.7"]
+    # Listening on every address: the computer's own (non-loopback) addresses are ours too.
+    assert every == ["127.0.0.1", "localhost", "::1"] + lan
+    assert not any(a.startswith("127.") for a in lan)
 
 
 # ------------------------------------------------------------- token, firmware
@@ -187,7 +192,11 @@ def test_token_needed_to_drive_stop_always_works(open_car):
         # ... and a client without the token can still stop it (never refused).
         await anon.send({"type": "stop"})
         arrived, t = await anon.wait_for(stopped, timeout=1.0)
-        assert t["driver"] == driver.hello["id"]
+        assert t["driver"] == driver.hello["id"] and t["stopped_by"] == anon.hello["id"]
+        # The stop holds; re-arming needs the token too, like driving.
+        await anon.send({"type": "resume"})
+        assert (await anon.reply())["code"] == "forbidden"
+        await driver.send({"type": "resume"})
         await driver.drive(0.5)
         await anon.wait_for(moving)
         for c in (anon, wrong, driver):

@@ -23,6 +23,7 @@ def site(tmp_path_factory):
     (web / "app.js").write_text("console.log('plain');" * 20)
     (web / "app.js.gz").write_bytes(gzip.compress(b"console.log('gz');" * 20))
     (web / "big.bin").write_bytes(os.urandom(50000))
+    (web / "board.js.gz").write_bytes(gzip.compress(b"only compressed, as on a board"))
     (web / ".hidden").write_text("hidden")
     return root
 
@@ -139,3 +140,34 @@ def test_incomplete_request_times_out_408(server):
 def test_server_survives_all_of_the_above(server):
     assert request(server.port, "/")[0] == 200
     assert server.poll() is None
+
+
+def test_if_none_match_star_gives_304(server):
+    status, headers, body = request(server.port, "/css/app.css", {"If-None-Match": "*"})
+    assert status == 304 and body == b""
+    status, _, _ = request(server.port, "/css/app.css", {"If-None-Match": '"other"'})
+    assert status == 200
+
+
+@pytest.mark.parametrize("value,gzipped", [
+    ("gzip;q=0", False), ("gzip; q=0.0, deflate", False), ("*;q=0", False), ("identity", False),
+    ("gzip;q=0.5", True), ("deflate, *", True), ("GZIP", True), ("*, gzip;q=0", False),
+])
+def test_accept_encoding_q_values_are_honoured(server, value, gzipped):
+    status, headers, body = request(server.port, "/app.js", {"Accept-Encoding": value})
+    assert status == 200 and ("content-encoding" in headers) == gzipped, (value, headers)
+    # Only a .gz copy (a board's web/): 406 with a body that says why, on any host.
+    status, headers, body = request(server.port, "/board.js", {"Accept-Encoding": value})
+    if gzipped:
+        assert status == 200 and headers["content-encoding"] == "gzip"
+    else:
+        assert status == 406 and b"gzip" in body, (status, body)
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\nHost: x\n\n", b"GET / HTTP/1.1\r\nHost: x\n\n"])
+def test_bare_lf_line_endings_get_400_at_once(server, head):
+    started = time.monotonic()
+    status, _, body = raw_request(server.port, head)
+    elapsed = time.monotonic() - started
+    # The server's request timeout is 500 ms here (6 s on the car): a 400 well before it.
+    assert status == 400 and b"CRLF" in body and elapsed < 0.3, (status, body, elapsed)

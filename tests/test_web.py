@@ -106,6 +106,7 @@ def open_page(browser, playwright_api):
         contexts.append(ctx)
         page = ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.sent = SentFrames(page)
         page.goto(url)
         wait_online(page)
         return page
@@ -124,6 +125,31 @@ def observer(car):
 
 
 # ------------------------------------------------------------------- helpers
+
+class SentFrames:
+    """Every message the page sends the car, as the browser put it on the wire
+    (Playwright's WebSocket framesent events), parsed from JSON."""
+
+    def __init__(self, page):
+        self.page = page
+        self.frames = []
+        page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+
+    def _sent(self, payload):
+        try:
+            self.frames.append(json.loads(payload))
+        except (TypeError, ValueError):
+            self.frames.append({"type": "(not JSON)", "raw": payload})
+
+    def mark(self):
+        return len(self.frames)
+
+    def since(self, mark, kind=None):
+        # The sync API delivers events only while it is called: one round trip delivers
+        # every frame sent so far.
+        self.page.evaluate("0")
+        return [m for m in self.frames[mark:] if kind is None or m.get("type") == kind]
+
 
 class Observer:
     """A second client that only listens: the car's own account of what it does."""
@@ -232,10 +258,27 @@ class Fingers:
         self._send("touchEnd", [{"x": x, "y": y, "id": finger}])
 
 
+class Mouse:
+    """The same calls as Fingers, for a desktop page driven with the mouse (one pointer)."""
+
+    def __init__(self, page):
+        self.mouse = page.mouse
+
+    def down(self, finger, x, y):
+        self.mouse.move(x, y)
+        self.mouse.down()
+
+    def move(self, finger, x, y):
+        self.mouse.move(x, y, steps=3)
+
+    def up(self, finger):
+        self.mouse.up()
+
+
 def stick_geometry(page):
-    """Centre of the stick and the knob's full travel, in CSS pixels."""
-    box = page.locator("#stick").bounding_box()
-    travel = min(box["width"], box["height"]) * 0.47 * 0.82
+    """Centre of the drawn ring and the knob's full travel, in CSS pixels."""
+    box = page.locator("#base").bounding_box()
+    travel = box["width"] / 2 * 0.82
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, travel
 
 
@@ -294,6 +337,13 @@ def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
             with open(os.path.join(ROOT, "web", name + ".gz"), "rb") as f:
                 assert resp.read() == f.read()
     print("page: %d bytes gzipped" % size)
+    # The README states the figures make web prints.
+    raw = int(re.search(r"web page: (\d+) B raw", out).group(1))
+    with open(os.path.join(ROOT, "README.md")) as f:
+        stated = re.search(r"\*\*([\d.]+) KB gzipped\*\* of the 16 KB allowed \(([\d.]+) KB raw\)", f.read())
+    assert stated, "README no longer states the page size"
+    assert stated.groups() == ("%.1f" % (size / 1024), "%.1f" % (raw / 1024)), \
+        "README says %s / %s KB, make web prints %d B / %d B" % (stated.groups() + (size, raw))
 
 
 def test_build_is_reproducible_and_enforces_the_budget(tmp_path, capsys):
@@ -393,7 +443,8 @@ def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
         time.sleep(0.1)
     assert stopped(observer.latest())
     assert observer.latest()["pose"]["x"] == pytest.approx(t["pose"]["x"], abs=0.01)
-    assert text(page, "#estop") == "STOPPED"
+    assert text(page, "#estop") == "STOPPED\nby you"
+    assert page.get_attribute("#estop", "aria-pressed") == "true"
     assert "unlock" in text(page, "#hint")
     screenshot(page, "web-estop-latched.png")
     fingers.up(1)
@@ -401,7 +452,8 @@ def test_emergency_stop_while_stick_held_latches(car, observer, open_page):
     push_stick(page, fingers, finger=1)
     assert all(stopped(t) for t in observer.collect(0.5))
     fingers.up(1)
-    assert text(page, "#estop") == "STOP"
+    page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+    assert page.get_attribute("#estop", "aria-pressed") == "false"
     push_stick(page, fingers, finger=1)
     observer.wait(moving_forward, what="driving again after unlock")
     fingers.up(1)
@@ -549,7 +601,7 @@ def test_gamepad_drives_and_b_button_stops(car, observer, open_page):
     page.evaluate("window.testPad.buttons[1].pressed = true")   # B: emergency stop
     observer.wait(stopped, timeout=2.0, what="a stop from the B button")
     assert all(stopped(t) for t in observer.collect(0.4))      # stick still forward: latched
-    assert text(page, "#estop") == "STOPPED"
+    assert text(page, "#estop") == "STOPPED\nby you"
 
 
 def test_second_page_is_viewer_and_cannot_drive(car, observer, open_page):
@@ -609,7 +661,338 @@ def test_layout_fits_screen_and_screenshots(car, observer, open_page, profile):
     else:                                                # two hands: stick left, STOP right
         assert stick["x"] + stick["width"] <= vw / 2 + 1 and boxes["#estop"]["x"] > vw / 2
     assert page.get_attribute("#stick", "aria-label") and page.get_attribute("#estop", "aria-label")
-    assert "user-scalable=no" in page.get_attribute("meta[name=viewport]", "content")
+    viewport = page.get_attribute("meta[name=viewport]", "content")
+    assert "user-scalable" not in viewport and "maximum-scale" not in viewport   # zoom allowed
     assert page.evaluate("getComputedStyle(document.getElementById('stick')).touchAction") == "none"
     path = screenshot(page, "web-%s.png" % ("portrait" if profile == "phone" else "landscape"))
     assert os.path.getsize(path) > 10000
+
+
+# The stick's zero is the knob as drawn and its full scale the drawn ring's edge, in every
+# layout: portrait and landscape phones (touch), a desktop window and one resized after
+# loading (mouse). Both what the page put on the wire and what the car's motors got count.
+STICK_LAYOUTS = {"portrait": "phone", "landscape": "landscape", "desktop": "desktop", "resized": "desktop"}
+
+
+@pytest.mark.parametrize("layout", list(STICK_LAYOUTS))
+def test_knob_centre_is_zero_and_ring_edge_full_scale(car, observer, open_page, layout):
+    page = open_page(car.url, profile=STICK_LAYOUTS[layout])
+    if layout == "resized":                              # a desktop window made narrow and tall
+        page.set_viewport_size({"width": 520, "height": 940})
+        page.wait_for_function("innerWidth === 520 && innerHeight === 940")
+    pointer = Fingers(page) if STICK_LAYOUTS[layout] != "desktop" else Mouse(page)
+    kx, ky = centre(page, "#knob")
+    ring = page.locator("#base").bounding_box()
+    rx, ry = ring["x"] + ring["width"] / 2, ring["y"] + ring["height"] / 2
+    assert (kx, ky) == (pytest.approx(rx, abs=1), pytest.approx(ry, abs=1)), "knob drawn off the ring's centre"
+
+    mark = page.sent.mark()
+    pointer.down(1, kx, ky)                              # press the knob and hold still
+    held = observer.collect(0.6)
+    drives = page.sent.since(mark, "drive")
+    assert len(drives) >= 3, "no heartbeat while the knob is held: %s" % drives
+    worst = max(max(abs(d["throttle"]), abs(d["steer"])) for d in drives)
+    assert worst <= 0.05, "a plain touch on the knob sent %s" % drives
+    motors = max(max(abs(t["motor"]["left"]), abs(t["motor"]["right"])) for t in held)
+    assert motors <= 0.05, "the car moved on a plain touch: %s" % held[-1]
+
+    top = (rx, ring["y"] + 1)                            # the ring's top edge: full forward
+    for i in range(1, 6):
+        pointer.move(1, kx + (top[0] - kx) * i / 5, ky + (top[1] - ky) * i / 5)
+    observer.wait(lambda t: t["motor"]["left"] >= 0.95 and t["motor"]["right"] >= 0.95,
+                  what="full forward at the ring's top edge")
+    fwd = page.sent.since(mark, "drive")[-1]
+    assert fwd["throttle"] >= 0.95 and abs(fwd["steer"]) <= 0.05, fwd
+    screenshot(page, "web-stick-%s-top.png" % layout)
+
+    right = (ring["x"] + ring["width"] - 1, ry)          # the ring's right edge: full right
+    for i in range(1, 6):
+        pointer.move(1, top[0] + (right[0] - top[0]) * i / 5, top[1] + (right[1] - top[1]) * i / 5)
+    observer.wait(lambda t: t["motor"]["left"] >= 0.95 and t["motor"]["right"] <= -0.95,
+                  what="a full right turn in place at the ring's right edge")
+    turn = page.sent.since(mark, "drive")[-1]
+    assert turn["steer"] >= 0.95 and abs(turn["throttle"]) <= 0.05, turn
+    pointer.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop on release")
+    screenshot(page, "web-stick-%s.png" % layout)
+
+
+def test_a_viewers_stop_holds_on_the_car_and_every_page_shows_it(car, observer, open_page):
+    driver = open_page(car.url)
+    viewer = open_page(car.url, profile="desktop")
+    f1 = Fingers(driver)
+    push_stick(driver, f1, throttle=0.8)
+    observer.wait(moving_forward, what="the first page driving")
+    me = int(driver.get_attribute("body", "data-client"))
+    other = int(viewer.get_attribute("body", "data-client"))
+    viewer.wait_for_selector("#stick.idle")                       # a viewer's stick reads as inactive
+    assert text(viewer, "#hint") == "VIEWING" and viewer.get_attribute("#stick", "aria-disabled") == "true"
+    viewer.click("#estop")                                        # a viewer's STOP (mouse)
+    t = observer.wait(stopped, timeout=1.0, what="a stop from the viewer")
+    # The driver's finger keeps pushing, the stick moving: for a whole second nothing moves.
+    cx, cy, r = stick_geometry(driver)
+    mark = driver.sent.mark()
+    observer.drain()
+    for i in range(10):
+        f1.move(1, cx + (i % 3 - 1), cy - r * (0.8 + i * 0.02))
+        time.sleep(0.1)
+    frames = observer.drain()                                     # everything the car sent meanwhile
+    assert all(stopped(f) and f["stopped_by"] == other and f["driver"] == me for f in frames), frames[-1]
+    assert len(frames) >= 15
+    assert not driver.sent.since(mark, "drive"), "the driver's page kept sending drive while stopped"
+    for page, who in ((driver, "by client %d" % other), (viewer, "by you")):
+        page.wait_for_function("(w) => document.getElementById('stop-by').textContent === w", arg=who)
+        assert text(page, "#estop") == "STOPPED\n" + who
+        assert page.get_attribute("#estop", "aria-pressed") == "true"
+        assert page.locator("#say").text_content() == "Car stopped " + who
+    assert text(driver, "#hint") == "Tap to unlock" and text(viewer, "#hint") == "Driver unlocks"
+    # The viewer cannot re-arm while somebody drives (the 5 s deadman keeps the driver here).
+    vbox = viewer.locator("#base").bounding_box()
+    viewer.mouse.click(vbox["x"] + vbox["width"] / 2, vbox["y"] + vbox["height"] / 2)
+    viewer.wait_for_selector("#toast:not([hidden])")
+    assert "driver unlocks" in text(viewer, "#toast")
+    t = observer.latest()
+    assert t["stopped_by"] == other and t["driver"] == me
+    f1.up(1)
+    late = open_page(car.url)                                     # a page opened afterwards shows it too
+    late.wait_for_function("document.getElementById('stop-by').textContent === 'by client %d'" % other)
+    screenshot(driver, "web-stopped-by-viewer-driver.png")
+    screenshot(viewer, "web-stopped-by-viewer-viewer.png")
+    # The driver re-arms with a tap; the tap itself does not drive, a fresh touch does.
+    mark = driver.sent.mark()
+    push_stick(driver, f1, throttle=0.9)
+    assert [m["type"] for m in driver.sent.since(mark) if m["type"] != "ping"] == ["resume"]
+    observer.wait(lambda t: t["stopped_by"] is None, timeout=1.0, what="the stop released")
+    assert all(stopped(f) for f in observer.collect(0.4))
+    f1.up(1)
+    for page in (driver, viewer, late):
+        page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+        assert page.locator("#say").text_content() == "Stop released"
+    push_stick(driver, f1, throttle=0.9)
+    observer.wait(moving_forward, what="driving after re-arming and a fresh touch")
+    mark = driver.sent.mark()
+    f1.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop on release")
+    # Letting go stops without latching: the driver's own release is latch:false.
+    assert {"type": "stop", "latch": False} in driver.sent.since(mark, "stop")
+    assert observer.latest()["stopped_by"] is None
+
+
+def test_keyboard_space_enter_escape_and_focused_buttons(car, observer, open_page):
+    page = open_page(car.url, profile="desktop")
+    sent = page.sent
+    # Space on a focused button is that button's: Light toggles, nothing stops.
+    mark = sent.mark()
+    page.focus("#light")
+    page.keyboard.press("Space")
+    observer.wait(lambda t: t["light"] is True, what="light on from Space on Light")
+    assert not sent.since(mark, "stop")
+    # Horn from the keyboard: sounds while Space or Enter is held on it.
+    for key in ("Space", "Enter"):
+        page.focus("#horn")
+        page.keyboard.down(key)
+        observer.wait(lambda t: t["horn"] is True, what="horn on while %s is held" % key)
+        time.sleep(0.3)
+        assert observer.latest()["horn"] is True
+        page.keyboard.up(key)
+        observer.wait(lambda t: t["horn"] is False, what="horn off when %s is let go" % key)
+    me = int(page.get_attribute("body", "data-client"))
+    # Space and Enter on a focused STOP both give one latching stop, Escape anywhere too.
+    for key, focus in (("Space", "#estop"), ("Enter", "#estop"), ("Escape", "#speed"), ("Space", "body")):
+        page.focus("#stick")
+        page.keyboard.down("w")
+        observer.wait(moving_forward, what="forward motion from W")
+        if focus == "body":
+            page.evaluate("document.activeElement.blur()")
+        else:
+            page.focus(focus)
+        mark = sent.mark()
+        page.keyboard.press(key)
+        observer.wait(lambda t: stopped(t) and t["stopped_by"] == me, timeout=1.0,
+                      what="a latched stop from %s on %s" % (key, focus))
+        page.keyboard.up("w")
+        page.keyboard.down("w")                                  # pressed again: still stopped
+        assert all(stopped(t) for t in observer.collect(0.4))
+        page.keyboard.up("w")
+        stops = sent.since(mark, "stop")
+        assert stops == [{"type": "stop"}], "%s on %s sent %s" % (key, focus, stops)
+        assert text(page, "#estop") == "STOPPED\nby you"
+        screenshot(page, "web-keyboard-stopped.png")
+        page.focus("#stick")                                     # Enter on the stick re-arms
+        page.keyboard.press("Enter")
+        observer.wait(lambda t: t["stopped_by"] is None, timeout=1.0, what="re-armed from the keyboard")
+        page.wait_for_function("document.getElementById('estop').innerText === 'STOP'")
+
+
+LIVE = "[aria-live]:not([aria-live=off]), [role=status], [role=alert], [role=log], output"
+
+
+def test_screen_readers_hear_role_connection_and_stop_not_telemetry(car, observer, open_page):
+    page = open_page(car.url)
+    # No readout sits in a live region: 20 telemetry frames a second would be read out.
+    for sel in ("#dist", "#batt", "#rssi", "#heap", "#rtt", "#speed-val", "#chart"):
+        assert page.evaluate("(s) => document.querySelector(s).closest(%r)" % LIVE, sel) is None, sel
+    page.evaluate("""(live) => {
+        window.liveWrites = [];
+        const mo = new MutationObserver((ms) => { for (const m of ms) {
+            const el = m.target.nodeType === 1 ? m.target : m.target.parentNode;
+            window.liveWrites.push(el.closest(live).id + ': ' + el.closest(live).textContent); } });
+        for (const el of document.querySelectorAll(live))
+            mo.observe(el, { childList: true, characterData: true, subtree: true });
+    }""", LIVE)
+    fingers = Fingers(page)
+    push_stick(page, fingers)
+    observer.wait(moving_forward, what="forward motion")
+    observer.collect(1.0)                                 # 20 frames of changing readouts
+    ex, ey = centre(page, "#estop")
+    fingers.down(2, ex, ey)
+    fingers.up(2)
+    observer.wait(lambda t: t["stopped_by"] is not None, what="the stop latched")
+    fingers.up(1)
+    page.wait_for_function("document.getElementById('stop-by').textContent === 'by you'")
+    assert page.get_attribute("#estop", "aria-pressed") == "true"
+    push_stick(page, fingers)                              # the tap that re-arms
+    fingers.up(1)
+    observer.wait(lambda t: t["stopped_by"] is None, what="the stop released")
+    page.wait_for_function("document.getElementById('say').textContent === 'Stop released'")
+    page.wait_for_timeout(300)
+    writes = page.evaluate("window.liveWrites")
+    assert writes == ["role: Driver", "say: Car stopped by you", "say: Stop released"], writes
+    assert page.get_attribute("#estop", "aria-pressed") == "false"
+
+
+# Records what the page draws on its canvases, one frame per canvas (fit() clears each
+# frame first): strokes and fills with their colour, width, dash and points, and texts.
+CANVAS_LOG = """
+(() => {
+  const P = CanvasRenderingContext2D.prototype, log = window.canvasLog = { chart: [], map: [] };
+  const path = new WeakMap();
+  const cur = (g) => { let p = path.get(g); if (!p) path.set(g, p = []); return p; };
+  const wrap = (name, f) => { const o = P[name]; P[name] = function (...a) { f(this, a); return o.apply(this, a); }; };
+  const frame = (g) => log[g.canvas.id];
+  const add = (g, e) => { if (frame(g)) frame(g).push(e); };
+  wrap('beginPath', (g) => path.set(g, []));
+  wrap('moveTo', (g, a) => cur(g).push(a));
+  wrap('lineTo', (g, a) => cur(g).push(a));
+  wrap('clearRect', (g) => { if (frame(g)) frame(g).length = 0; });
+  wrap('stroke', (g) => add(g, { op: 'stroke', color: g.strokeStyle, width: g.lineWidth,
+                                 dash: g.getLineDash().length > 0, points: cur(g).slice() }));
+  wrap('fill', (g) => add(g, { op: 'fill', color: g.fillStyle, points: cur(g).slice() }));
+  wrap('fillRect', (g, a) => add(g, { op: 'fillRect', color: g.fillStyle, rect: a }));
+  wrap('strokeRect', (g, a) => add(g, { op: 'strokeRect', color: g.strokeStyle, rect: a }));
+  wrap('fillText', (g, a) => add(g, { op: 'text', color: g.fillStyle, text: a[0] }));
+})();
+"""
+
+
+def luminance(color):
+    """Relative luminance (WCAG 2) of '#rrggbb' or 'rgb(r, g, b)'."""
+    if color.startswith("#"):
+        rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    else:
+        rgb = [int(float(v)) for v in re.findall(r"[\d.]+", color)[:3]]
+    lin = [(c / 255) / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a, b):
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_chart_map_and_readouts_a_driver_can_read(car, observer, open_page):
+    page = open_page(car.url)
+    page.add_init_script(CANVAS_LOG)
+    page.reload()
+    wait_online(page)
+    fingers = Fingers(page)
+    push_stick(page, fingers, throttle=0.6)                # straight ahead: both wheels equal
+    start = observer.latest()["pose"]
+    t = observer.wait(lambda t: t["pose"]["x"] > start["x"] + 0.3, what="0.3 m travelled")
+    speed = float(text(page, "#spd"))
+    assert 0.25 <= speed <= 0.45, speed                   # sim: 0.6 m/s x 0.6
+    assert float(text(page, "#odo")) >= 0.3
+    page.wait_for_timeout(300)
+    log = page.evaluate("window.canvasLog")
+    fingers.up(1)
+    observer.wait(stopped, timeout=2.0, what="a stop")
+    H = page.evaluate("document.getElementById('chart').clientHeight")
+    panel = page.evaluate("getComputedStyle(document.getElementById('chart')).backgroundColor")
+    strokes = {e["color"]: e for e in log["chart"] if e["op"] == "stroke" and len(e["points"]) > 3}
+    left, right, dist = strokes["#d35400"], strokes["#8e24aa"], strokes["#0047ab"]
+    # Equal wheel lines both show: the right wheel's is drawn on top, thinner and dashed.
+    assert log["chart"].index(right) > log["chart"].index(left)
+    assert right["width"] < left["width"] and right["dash"]
+    # Separate scales: the distance pane lies wholly below the wheel pane, never under its zero.
+    wheel_y = [p[1] for e in (left, right) for p in e["points"]]
+    dist_y = [p[1] for p in dist["points"]]
+    assert min(dist_y) > max(wheel_y) and max(dist_y) < H
+    texts = {e["text"] for e in log["chart"] if e["op"] == "text"}
+    assert {"+1", "−1", "now", "−10 s", "left wheel", "right wheel", "distance ahead, cm"} <= texts, texts
+    # Every line, mark and label drawn has at least 3:1 contrast on the panel.
+    for name in ("chart", "map"):
+        for e in log[name]:
+            assert contrast(e["color"], panel) >= 3, (name, e["op"], e["color"], contrast(e["color"], panel))
+    for pseudo in ("::before", "::after"):                 # the stick's cross, on both ring colours
+        mark = page.evaluate("(p) => getComputedStyle(document.getElementById('base'), p).backgroundColor", pseudo)
+        for ground in ("#ffffff", "#dde1e7"):
+            assert contrast(mark, ground) >= 3, (pseudo, mark, ground)
+    # The room fills its panel and the car is big enough to see on a phone.
+    mw, mh = page.evaluate("[document.getElementById('map').clientWidth, document.getElementById('map').clientHeight]")
+    room = [e for e in log["map"] if e["op"] == "strokeRect"][0]["rect"]
+    assert room[2] >= 0.9 * mw and room[3] >= 0.9 * mh, (room, mw, mh)
+    car_mark = [e for e in log["map"] if e["op"] == "fill"][-1]["points"]
+    xs, ys = [p[0] for p in car_mark], [p[1] for p in car_mark]
+    assert max(xs) - min(xs) >= 12 or max(ys) - min(ys) >= 12, car_mark
+    screenshot(page, "web-chart-and-map.png")
+
+
+@pytest.fixture
+def named_car(start_micropython, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(CONFIG, wifi={"hostname": "tether-garage-car"})))
+    return start_micropython("main.py", args=["--config", str(cfg)])
+
+
+@pytest.mark.parametrize("profile", ["phone", "landscape", "small"])
+def test_name_is_whole_and_toasts_never_cover_stop(named_car, browser, playwright_api, profile):
+    phone = playwright_api.devices["Pixel 7"]
+    view = {"phone": phone["viewport"], "landscape": {"width": 839, "height": 412},
+            "small": {"width": 320, "height": 568}}[profile]
+    ctx = browser.new_context(**dict(phone, viewport=view))
+    try:
+        page = ctx.new_page()
+        page.goto(named_car.url)
+        wait_online(page)
+        assert text(page, "#device") == "tether-garage-car (sim)"
+        assert page.evaluate("(e => e.scrollWidth <= e.clientWidth)(document.getElementById('device'))"), \
+            "the car's name is cut short"
+        page.evaluate("() => { const e = new Event('gamepadconnected'); e.gamepad = { index: 0 }; dispatchEvent(e); }")
+        page.wait_for_selector("#toast:not([hidden])")
+        toast, stop = page.locator("#toast").bounding_box(), page.locator("#estop").bounding_box()
+        apart = (toast["x"] + toast["width"] <= stop["x"] or stop["x"] + stop["width"] <= toast["x"] or
+                 toast["y"] + toast["height"] <= stop["y"] or stop["y"] + stop["height"] <= toast["y"])
+        assert apart, (toast, stop)
+        cx, cy = toast["x"] + toast["width"] / 2, toast["y"] + toast["height"] / 2
+        assert page.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [cx, cy]) != "toast"
+        screenshot(page, "web-toast-%s.png" % profile)
+    finally:
+        ctx.close()
+
+
+def test_config_problems_reach_the_page(start_micropython, open_page, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text('{"limits": {"telemetry_hz": 20, "max_speed": 1.5},\n "wifi": {"ap": {"password": "x"}\n')
+    car = start_micropython("main.py", args=["--config", str(cfg)])
+    page = open_page(car.url)
+    page.wait_for_selector("#cfg:not([hidden])")
+    shown = text(page, "#cfg")
+    # Not valid JSON: limits still parsed (and its bad value named); the WiFi section did
+    # not, so the access point's default password is announced loudly.
+    assert "not valid JSON, kept the sections that parse: limits" in shown
+    assert "limits.max_speed: must be a number between 0 and 1" in shown
+    assert "DEFAULT password" in shown and "loud" in page.get_attribute("#cfg", "class")
+    assert page.get_attribute("#cfg", "role") == "alert"
+    screenshot(page, "web-config-problems.png")
+    page.click("#cfg")
+    page.wait_for_selector("#cfg[hidden]", state="attached")

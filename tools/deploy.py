@@ -228,7 +228,33 @@ def soft_reset_friendly(t):
     return out.endswith(b"soft reboot\r\n")
 
 
-def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print):
+# What the app prints once it serves (car/app.py), and what only a failed start prints.
+STARTED = b"Tether running at"
+FAILED = (b"Traceback (most recent call last)", b"Tether crashed", b"is in use")
+
+
+def watch_start(t, timeout=20.0):
+    """After the reset: (True, output) once the app says it serves, (False,
+    output) when it fails to start, (None, output) if it says neither in time
+    (a board still joining WiFi)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = t.serial.in_waiting
+        if waiting:
+            out += t.serial.read(waiting)
+            if STARTED in out:
+                return True, out
+            if any(f in out for f in FAILED):
+                time.sleep(0.3)  # the rest of the traceback
+                return False, out + t.serial.read(t.serial.in_waiting)
+        else:
+            time.sleep(0.05)
+    return None, out
+
+
+def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print,
+           wait=True):
     t, TransportError = connect(port)
     platform = None
     try:
@@ -300,13 +326,28 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
                                      time.monotonic() - started))
         return copy, delete
     finally:
+        failed = None
         try:
             if reset:
+                # After a dry run too: reading the board stopped its app, and on a
+                # board its watchdog would reset it unannounced a few seconds later.
                 log(restart(t, platform))
+                try:
+                    started, out = watch_start(t) if wait else (None, b"")
+                except OSError:  # the port went away with the reset (native USB): cannot tell
+                    started, out = None, b""
+                if started:
+                    log("deploy: the app is running")
+                elif started is None:
+                    log("deploy: the app has not said it is running yet; watch it with make logs PORT=%s" % port)
+                else:
+                    failed = out.decode("utf-8", "replace").strip()
             else:
                 t.exit_raw_repl()
         finally:
             t.close()
+        if failed and sys.exc_info()[0] is None:
+            raise DeployError("the files were copied but the app failed to start:\n" + failed)
 
 
 def main(argv=None):
@@ -316,6 +357,7 @@ def main(argv=None):
     ap.add_argument("--dry-run", "--plan", action="store_true", help="print what would be copied; write nothing")
     ap.add_argument("--full", action="store_true", help="ignore the board's manifest and copy everything")
     ap.add_argument("--no-reset", action="store_true", help="don't soft-reset afterwards")
+    ap.add_argument("--no-wait", action="store_true", help="don't wait for the app to say it runs")
     ap.add_argument("--config", help="config file to install as /config.json (default ./config.json)")
     ap.add_argument("--chunk", type=int, default=256, help="bytes per write on the board (default 256)")
     args = ap.parse_args(argv)
@@ -325,7 +367,7 @@ def main(argv=None):
         return 2
     try:
         deploy(args.port, march=args.march, dry_run=args.dry_run, full=args.full,
-               reset=not args.no_reset, config=args.config, chunk=args.chunk)
+               reset=not args.no_reset, config=args.config, chunk=args.chunk, wait=not args.no_wait)
     except (DeployError, stage.StageError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -19,11 +19,13 @@
 """
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TOOLS_DIR)
 import fwstore  # noqa: E402
 from fwstore import FirmwareError  # noqa: E402
 
@@ -96,17 +98,18 @@ def main(argv=None):
     port = args.port or "<PORT>"
     commands = esptool_commands(entry, port, firmware, args.baud, args.flash_mode, not args.no_erase)
     if args.dry_run:
+        # Printed so they can be pasted into a shell and run as they are.
         for cmd in commands:
-            print("would run: " + " ".join(cmd[1:] if cmd[0] == sys.executable else cmd))
+            print("would run: " + shlex.join(cmd))
         if not args.no_deploy:
-            print("would run: tools/deploy.py --port %s" % port)
+            print("would run: " + shlex.join([sys.executable, os.path.join(TOOLS_DIR, "deploy.py"), "--port", port]))
         return 0
     if os.name != "nt" and not os.path.exists(port):
         print("error: serial port %s does not exist. Check the cable (data, not charge-only) and "
               "`ls /dev/ttyUSB* /dev/ttyACM*`." % port, file=sys.stderr)
         return 2
     for cmd in commands:
-        print("+ " + " ".join(cmd[1:]), flush=True)
+        print("+ " + shlex.join(cmd), flush=True)
         if subprocess.call(cmd) != 0:
             print("error: esptool failed. Wrong CHIP? (esptool names the chip it found.) Board not in\n"
                   "       bootloader mode? Hold BOOT (GPIO0) while pressing EN/RESET, then retry.",

@@ -9,6 +9,7 @@ Environment overrides (used by the tests, handy for mirrors):
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -125,13 +126,20 @@ def verify(entry, path):
 
 
 def pin(chip, digest, path=None):
-    """Record digest as chips.<chip>.sha256 in the manifest (trust on first use)."""
+    """Record digest as chips.<chip>.sha256 in the manifest (trust on first use).
+    Only that value changes: the file's layout and every other line stay as
+    written, so the commit that pins shows the hash alone."""
     path = path or manifest_path()
-    manifest = load_manifest(path)
-    manifest["chips"][chip]["sha256"] = digest
+    load_manifest(path)["chips"][chip]  # a known chip in a readable manifest
+    with open(path) as f:
+        text = f.read()
+    block = text.index('"%s"' % chip, text.index('"chips"'))
+    value = re.compile(r'"sha256"\s*:\s*(null|"[^"]*")').search(text, block)
+    text = text[:value.start(1)] + json.dumps(digest) + text[value.end(1):]
+    if json.loads(text)["chips"][chip]["sha256"] != digest:
+        raise FirmwareError("could not pin %s in %s: edit its sha256 by hand" % (chip, path))
     with open(path, "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+        f.write(text)
 
 
 # --- ESP32 partition table ---------------------------------------------------

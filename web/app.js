@@ -16,11 +16,13 @@
 
   const ui = {
     app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
-    rtt: $('rtt'), dist: $('dist'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
+    rtt: $('rtt'), dist: $('dist'), spd: $('spd'), odo: $('odo'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
-    estop: $('estop'), toast: $('toast'),
+    estop: $('estop'), cfg: $('cfg'), stopBy: $('stop-by'), toast: $('toast'), say: $('say'),
   };
+  // Write only what changed: a screen reader hears a live region each time it is rewritten.
+  const put = (el, text) => { if (el.textContent !== text) el.textContent = text; };
 
   // ---------------------------------------------------------------- connection
   // An access token in the page's own URL (?token=...) goes along to the car.
@@ -38,7 +40,7 @@
   let lastPing = 0;
   let pingSeq = 0;
   const pings = new Map();      // ping id -> time sent
-  let car = { id: null, role: 'viewer', driver: undefined, limits: {}, room: null, light: false };
+  let car = { id: null, role: 'viewer', driver: undefined, stoppedBy: undefined, limits: {}, room: null, light: false };
 
   function connect() {
     clearTimeout(retryTimer);
@@ -64,7 +66,7 @@
     epoch++;
     releaseAll();               // nothing held survives a disconnect: re-touch to drive
     pings.clear();
-    car.id = null; car.driver = undefined; car.readOnly = false;
+    car.id = null; car.driver = car.stoppedBy = undefined; car.readOnly = false;
     hist.push({ t: now() });    // a gap: chart lines and the trail break here
     renderRole();
     scheduleRetry();
@@ -86,7 +88,7 @@
 
   function setConn(state) {
     document.body.dataset.conn = state;
-    ui.conn.textContent = state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…';
+    put(ui.conn, state === 'online' ? 'Online' : state === 'offline' ? 'Offline' : 'Connecting…');
     ui.banner.hidden = state === 'online';
     renderBanner();
     renderStick();
@@ -142,6 +144,7 @@
         car.update = null;          // a new hello: whatever update there was is over
         ui.banner.hidden = true;
         ui.map.hidden = !car.room;
+        showConfigErrors(m.config_errors || []);
         setConn('online');
         renderRole();
         break;
@@ -158,7 +161,9 @@
       }
       case 'error':
         refused = true;             // held inputs stay refused: they never take over later
-        if (m.code === 'not_driver') {
+        if (m.code === 'stopped') {
+          holdStop();               // the car is latched: telemetry says by whom
+        } else if (m.code === 'not_driver') {
           toast('Another device is driving — you are a viewer');
         } else if (m.code === 'forbidden') {
           car.readOnly = true;
@@ -177,19 +182,36 @@
   function renderRole() {
     const driver = online && (car.driver === undefined ? car.role === 'driver' : car.driver === car.id);
     ui.role.className = 'pill' + (driver ? ' driver' : '');
-    ui.role.textContent = !online ? '—' : driver ? 'Driver' : car.readOnly ? 'Viewer · no token'
-      : car.driver == null ? 'Viewer · free' : 'Viewer';
+    renderStick();
+    put(ui.role, !online ? '—' : driver ? 'Driver' : car.readOnly ? 'Viewer · no token'
+      : car.driver == null ? 'Viewer · free' : 'Viewer');
   }
 
   // ----------------------------------------------------------------- readouts
   const hist = [];              // recent samples for the chart and the map trail
+  const odo = { last: null, t: 0, m: 0, v: 0 };   // travelled (m) and speed (m/s) since the page opened
 
   function onTelemetry(m) {
     car.driver = m.driver;
     renderRole();
+    const was = latched();
+    car.stoppedBy = m.stopped_by;
+    if (m.stopped_by != null) stopHeld = false;   // the car holds it now; whoever re-arms releases every page
+    if (latched() !== was) { if (!was) holdStop(); else renderStop(); }
     const d = m.distance_cm;
     ui.dist.textContent = d == null ? '—' : Math.round(d);
     ui.dist.parentNode.classList.toggle('alert', d != null && d <= (car.limits.stop_distance_cm || 0));
+    // Speed and distance travelled from successive poses (the simulated car's; a real car
+    // without encoders has none): the car's uptime clock, so network jitter does not count.
+    const p0 = m.pose;
+    if (p0 && odo.last) {
+      const dt = (m.uptime_ms - odo.t) / 1000, step = Math.hypot(p0.x - odo.last.x, p0.y - odo.last.y);
+      odo.m += step;
+      if (dt > 0) odo.v = odo.v * 0.6 + 0.4 * step / dt;      // smoothed over a few frames
+    }
+    if (p0) { odo.last = p0; odo.t = m.uptime_ms; }
+    ui.spd.textContent = p0 ? odo.v.toFixed(2) : '—';
+    ui.odo.textContent = p0 ? (odo.m < 100 ? odo.m.toFixed(1) : String(Math.round(odo.m))) : '—';
     const v = m.battery_v;
     const low = v != null && v < LOW_BATTERY_V;
     ui.batt.textContent = v == null ? '—' : v.toFixed(2);
@@ -234,25 +256,36 @@
     return g;
   }
 
+  // Every line and mark has at least 3:1 contrast on the panels' #eef0f3 (tests check it).
   const COLORS = { d: '#0047ab', l: '#d35400', r: '#8e24aa' };
+  const GRID = '#6b7280', INK = '#333';
 
+  // Two panes on one time axis: both wheel speeds (-1..+1) above, the distance ahead
+  // (0..dmax cm) below, each with its own labelled scale.
   function drawChart() {
     const c = ui.chart, g = fit(c), W = c.clientWidth, H = c.clientHeight;
     if (!W || !H) return;
-    const t1 = now(), pad = 6, top = 22;
-    const x = (t) => ((t - t1 + CHART_MS) / CHART_MS) * W;
+    const t1 = now(), left = 30, right = 6, top = 20, gap = 8, bottom = 14;
+    const ph = Math.max(10, (H - top - gap - bottom) / 2), d0 = top + ph + gap;
+    const x = (t) => left + ((t - t1 + CHART_MS) / CHART_MS) * (W - left - right);
     let dmax = 100;
     for (const s of hist) if (s.d != null && s.d > dmax) dmax = s.d;
     dmax = Math.ceil(dmax / 50) * 50;
-    const yWheel = (v) => top + (H - top - pad) * (1 - v) / 2;
-    const yDist = (d) => H - pad - (H - top - pad) * clamp(d / dmax, 0, 1);
-    g.strokeStyle = '#9aa1ab'; g.lineWidth = 1;
-    g.beginPath(); g.moveTo(0, yWheel(0)); g.lineTo(W, yWheel(0)); g.stroke();
-    g.fillStyle = '#555'; g.font = '600 11px system-ui, sans-serif';
-    g.textBaseline = 'middle';   // wheel scale: full forward / full reverse
-    g.fillText('+1', 4, yWheel(1) + 6); g.fillText('−1', 4, yWheel(-1) - 6);
-    const line = (key, y, width) => {
-      g.strokeStyle = COLORS[key]; g.lineWidth = width; g.beginPath();
+    const yWheel = (v) => top + ph * (1 - clamp(v, -1, 1)) / 2;
+    const yDist = (d) => d0 + ph * (1 - clamp(d / dmax, 0, 1));
+    g.strokeStyle = GRID; g.lineWidth = 1; g.beginPath();
+    g.moveTo(left, yWheel(0)); g.lineTo(W - right, yWheel(0));          // wheel zero
+    g.moveTo(left, d0 + ph); g.lineTo(W - right, d0 + ph);              // distance zero
+    g.moveTo(left, top); g.lineTo(left, top + ph); g.moveTo(left, d0); g.lineTo(left, d0 + ph);
+    g.stroke();
+    g.fillStyle = INK; g.font = '600 11px system-ui, sans-serif'; g.textAlign = 'right'; g.textBaseline = 'middle';
+    g.fillText('+1', left - 4, yWheel(1) + 5); g.fillText('−1', left - 4, yWheel(-1) - 5);
+    if (ph >= 40) g.fillText('0', left - 4, yWheel(0));   // room for a middle label
+    g.fillText(String(dmax), left - 4, d0 + 5); g.fillText('0', left - 4, d0 + ph - 5);
+    g.textBaseline = 'bottom';
+    g.fillText('now', W - right, H); g.textAlign = 'left'; g.fillText('−10 s', left, H);
+    const line = (key, y, width, dash) => {
+      g.strokeStyle = COLORS[key]; g.lineWidth = width; g.setLineDash(dash); g.beginPath();
       let pen = false;
       for (const s of hist) {
         const v = s[key];
@@ -261,31 +294,51 @@
         pen = true;
       }
       g.stroke();
+      g.setLineDash([]);
     };
-    line('d', yDist, 3);
-    line('l', yWheel, 2);
-    line('r', yWheel, 2);
-    g.font = '700 12px system-ui, sans-serif';
-    g.textBaseline = 'top';
-    let lx = 6;
-    for (const [key, label] of [['d', 'dist ≤' + dmax + 'cm'], ['l', 'L'], ['r', 'R']]) {
-      g.fillStyle = COLORS[key]; g.fillRect(lx, 6, 10, 10);
-      g.fillStyle = '#000'; g.fillText(label, lx + 13, 5);
-      lx += 20 + g.measureText(label).width;
-    }
+    line('d', yDist, 2.5, []);
+    line('l', yWheel, 5, []);            // L wide, R thin and dashed on top: equal wheels show both
+    line('r', yWheel, 2, [6, 4]);
+    g.font = '700 12px system-ui, sans-serif'; g.textBaseline = 'top';
+    let lx = left + 4;
+    const legend = (items, y) => {
+      for (const [key, label] of items) {
+        g.fillStyle = COLORS[key]; g.fillRect(lx, y + 1, 10, 10);
+        g.fillStyle = '#000'; g.fillText(label, lx + 13, y);
+        lx += 20 + g.measureText(label).width;
+      }
+    };
+    legend([['l', 'left wheel'], ['r', 'right wheel']], 4);
+    lx = left + 4;
+    legend([['d', 'distance ahead, cm']], d0 + 2);
   }
 
-  // Top-down room view: origin bottom-left, y up, heading in radians from +x.
+  // Top-down room view: origin bottom-left, y up, heading in radians from +x. The panel
+  // takes the room's shape, so the room fills it: beside the chart (at most 45 % of the
+  // width) or under it (at most 55 % of the height), whichever gives the bigger map.
+  function shapeMap(c, room) {
+    const box = c.parentNode, vw = box.clientWidth, vh = box.clientHeight, ar = room.width / room.height;
+    const wr = Math.min(vw * 0.45, vh * ar), hc = Math.min(vh * 0.55, vw / ar);
+    const col = hc * hc * ar > wr * wr / ar;
+    box.classList.toggle('col', col);
+    const style = c.style, basis = Math.floor(col ? hc : wr) + 'px';
+    const width = col ? Math.floor(hc * ar) + 'px' : '', height = col ? '' : Math.floor(wr / ar) + 'px';
+    if (style.flexBasis !== basis) style.flexBasis = basis;
+    if (style.width !== width) style.width = width;
+    if (style.height !== height) style.height = height;
+  }
   function drawMap() {
-    const c = ui.map, g = fit(c), W = c.clientWidth, H = c.clientHeight, room = car.room;
+    const c = ui.map, room = car.room;
+    shapeMap(c, room);
+    const g = fit(c), W = c.clientWidth, H = c.clientHeight;
     if (!W || !H) return;
-    const pad = 6;
+    const pad = 3;
     const k = Math.min((W - 2 * pad) / room.width, (H - 2 * pad) / room.height);
     const ox = (W - room.width * k) / 2, oy = (H + room.height * k) / 2;
     const px = (x) => ox + x * k, py = (y) => oy - y * k;
     g.strokeStyle = '#000'; g.lineWidth = 3;
     g.strokeRect(px(0), py(room.height), room.width * k, room.height * k);
-    g.strokeStyle = '#9aa1ab'; g.lineWidth = 2; g.beginPath();
+    g.strokeStyle = GRID; g.lineWidth = 2; g.beginPath();
     let pen = false, last = null;
     for (const s of hist) {
       if (s.x == null) { pen = false; continue; }
@@ -296,10 +349,10 @@
     if (!last) return;
     const cx = px(last.x), cy = py(last.y), h = last.h || 0, cos = Math.cos(h), sin = -Math.sin(h);
     if (last.d != null) {       // the distance sensor's ray
-      g.strokeStyle = '#c00000'; g.lineWidth = 1.5; g.beginPath(); g.moveTo(cx, cy);
+      g.strokeStyle = '#c00000'; g.lineWidth = 2; g.beginPath(); g.moveTo(cx, cy);
       g.lineTo(cx + cos * last.d / 100 * k, cy + sin * last.d / 100 * k); g.stroke();
     }
-    const r = Math.max(9, 0.16 * k);
+    const r = Math.max(12, 0.16 * k);  // the car: at least 12 px, whatever the room's scale
     g.fillStyle = COLORS.d; g.beginPath();
     g.moveTo(cx + cos * r, cy + sin * r);
     g.lineTo(cx - cos * r * 0.7 - sin * r * 0.7, cy - sin * r * 0.7 + cos * r * 0.7);
@@ -312,7 +365,10 @@
   const stick = { id: null, epoch: -1, t: 0, s: 0 };
   const keys = new Set();
   const pad = { index: null, armed: false, value: null, stopWas: false };
-  let latched = false;          // emergency stop: nothing drives until unlocked
+  // Emergency stop: held here from the moment STOP is pressed until the car reports it
+  // (telemetry stopped_by), then on the car until somebody re-arms it; nothing drives meanwhile.
+  let stopHeld = false;
+  const latched = () => stopHeld || car.stoppedBy != null;
   let refused = false;          // the car said not_driver to what is held now
   let driving = false;          // the last thing we told the car was `drive`
   let lastDrive = 0;
@@ -329,7 +385,7 @@
   function demand() {
     const held = stickDemand() || keyDemand() || pad.value;
     if (!held) refused = false;     // everything let go: the next input may try again
-    return online && !latched && !refused ? held : null;
+    return online && !latched() && !refused ? held : null;
   }
 
   // Sends `drive` while any input is held (the heartbeat) and one `stop` when it ends.
@@ -349,10 +405,11 @@
     }
   }
 
+  // Letting go: the car stops at once but stays ours to drive (latch: false).
   function stopCar() {
     driving = false; lastDemand = null;
     // A viewer letting go must not stop somebody else's driving; anyone may still press STOP.
-    if (!otherDrives()) send({ type: 'stop' }, true);
+    if (!otherDrives()) send({ type: 'stop', latch: false }, true);
   }
 
   function releaseAll() {
@@ -389,17 +446,36 @@
   }
 
   function renderStick() {
-    const active = stick.id !== null && !latched;
+    const held = latched(), active = stick.id !== null && !held;
     ui.stick.classList.toggle('active', active);
-    ui.stick.classList.toggle('locked', latched);
+    ui.stick.classList.toggle('locked', held);
+    // A viewer's stick is greyed and says so: its touches drive nothing while somebody drives.
+    const idle = online && !held && otherDrives();
+    ui.stick.classList.toggle('idle', idle);
+    ui.stick.setAttribute('aria-disabled', String(idle || held || !online));
     if (!active) ui.knob.style.transform = '';
-    ui.hint.textContent = latched ? 'Tap to unlock' : online ? 'DRIVE' : 'OFFLINE';
+    put(ui.hint, held ? (car.stoppedBy != null && otherDrives() ? 'Driver unlocks' : 'Tap to unlock')
+      : !online ? 'OFFLINE' : otherDrives() ? 'VIEWING' : 'DRIVE');
+  }
+
+  // Who holds the stop, as every page shows it.
+  const stopper = () => car.stoppedBy == null || car.stoppedBy === car.id ? 'you' : 'client ' + car.stoppedBy;
+  let said = '';
+  function renderStop() {
+    const held = latched(), by = held ? 'by ' + stopper() : '';
+    ui.estop.classList.toggle('latched', held);
+    ui.estop.setAttribute('aria-pressed', String(held));
+    put(ui.estop.firstChild, held ? 'STOPPED' : 'STOP');
+    put(ui.stopBy, by);
+    const news = held ? 'Car stopped ' + by : said ? 'Stop released' : '';
+    if (news !== said) { said = news; put(ui.say, news); }
+    renderStick();
   }
 
   ui.stick.addEventListener('pointerdown', (e) => {
     e.preventDefault();
     if (stick.id !== null) return;                      // a second finger: ignore it
-    if (latched) { latched = false; ui.estop.classList.remove('latched'); ui.estop.textContent = 'STOP'; renderStick(); return; }
+    if (latched()) { unlock(); return; }
     if (!online) { toast('Not connected to the car'); return; }
     ui.stick.setPointerCapture(e.pointerId);
     stick.id = e.pointerId;
@@ -411,35 +487,52 @@
   const stickUp = (e) => { if (e.pointerId === stick.id) { releaseStick(); pump(false); } };
   for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.stick.addEventListener(type, stickUp);
 
-  // Emergency stop: acts on pointerdown (no click delay), latches the stick until unlocked.
-  function emergencyStop() {
-    latched = true;
-    ui.estop.classList.add('latched');
-    ui.estop.textContent = 'STOPPED';
+  // Emergency stop: acts on pointerdown (no click delay) and latches on the car: nothing
+  // drives, from any page, until a tap on the stick re-arms it (the driver's, or anyone's
+  // when nobody drives). The tap only re-arms: driving takes a fresh touch.
+  function holdStop() {
     releaseStick(); keys.clear(); pad.armed = false; pad.value = null;
     driving = false; lastDemand = null;
+    renderStop();
+  }
+  function emergencyStop() {
+    stopHeld = true;
+    holdStop();
     send({ type: 'stop' }, true);
-    renderStick();
+  }
+  function unlock() {
+    if (car.stoppedBy != null && otherDrives()) { toast('Stopped by ' + stopper() + ' — the driver unlocks it'); return; }
+    stopHeld = false;
+    send({ type: 'resume' }, true);
+    renderStop();
   }
   ui.estop.addEventListener('pointerdown', (e) => { e.preventDefault(); emergencyStop(); });
   ui.estop.addEventListener('click', (e) => { if (e.detail === 0) emergencyStop(); });  // keyboard / screen reader
 
-  // Keyboard: WASD or arrows drive while held, Space stops. Key repeats are ignored
-  // so a key held across a reconnect must be pressed again.
+  // Keyboard: WASD or arrows drive while held; Escape, or Space when no other button has
+  // focus, is the emergency stop; H or Space/Enter on Horn sounds the horn while held.
+  // Key repeats are ignored so a key held across a reconnect must be pressed again.
   const DRIVE_KEYS = new Set(['KeyW', 'KeyA', 'KeyS', 'KeyD', 'ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight']);
+  const PRESS_KEYS = new Set(['Space', 'Enter']);
   window.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (e.code === 'Space') { e.preventDefault(); keys.clear(); stopCar(); send({ type: 'stop' }, true); return; }
+    const focused = e.target.closest ? e.target.closest('button, input') : null;
+    if (focused === ui.horn && PRESS_KEYS.has(e.code)) { e.preventDefault(); if (!e.repeat) setHorn(true); return; }
+    // Space on STOP stops on the way down, like a touch; preventDefault: no second stop from its click.
+    if (e.code === 'Escape' || (e.code === 'Space' && (!focused || focused === ui.estop))) {
+      e.preventDefault(); if (!e.repeat) emergencyStop(); return;
+    }
     if (e.code === 'KeyH' && !e.repeat) { setHorn(true); return; }
+    if (e.code === 'Enter' && e.target === ui.stick && latched()) { unlock(); return; }
     if (!DRIVE_KEYS.has(e.code)) return;
     if (e.target === ui.speed && e.code.startsWith('Arrow')) return;  // let the slider have its arrows
     e.preventDefault();
-    if (e.repeat || !online || latched) return;
+    if (e.repeat || !online || latched()) return;
     keys.add(e.code);
     pump(false);
   });
   window.addEventListener('keyup', (e) => {
-    if (e.code === 'KeyH') setHorn(false);
+    if (e.code === 'KeyH' || PRESS_KEYS.has(e.code)) setHorn(false);
     if (keys.delete(e.code)) pump(false);
   });
 
@@ -458,7 +551,7 @@
     pad.stopWas = stopNow;
     const shape = (v) => (Math.abs(v) < 0.15 ? 0 : round2(Math.sign(v) * (Math.abs(v) - 0.15) / 0.85));
     const t = -shape(gp.axes[1] || 0), s = shape(gp.axes[0] || 0);
-    if (!t && !s) { pad.armed = online && !latched; pad.value = null; return; }
+    if (!t && !s) { pad.armed = online && !latched(); pad.value = null; return; }
     pad.value = pad.armed ? [t, s] : null;
   }
 
@@ -485,7 +578,9 @@
   ui.horn.addEventListener('pointerdown', (e) => {
     e.preventDefault(); ui.horn.setPointerCapture(e.pointerId); setHorn(true);
   });
-  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture']) ui.horn.addEventListener(type, () => setHorn(false));
+  for (const type of ['pointerup', 'pointercancel', 'lostpointercapture', 'blur']) ui.horn.addEventListener(type, () => setHorn(false));
+  // A screen reader's activation is a click with no key or pointer: a short beep.
+  ui.horn.addEventListener('click', (e) => { if (e.detail === 0 && !hornOn) { setHorn(true); setTimeout(() => setHorn(false), 300); } });
   ui.horn.addEventListener('contextmenu', (e) => e.preventDefault());
 
   // Speed limit: sent while sliding (at most every 100 ms) and once on release.
@@ -511,6 +606,16 @@
     toastTimer = setTimeout(() => { ui.toast.hidden = true; }, 2500);
   }
   ui.banner.addEventListener('click', reconnectNow);
+  // What the car found wrong in its config.json: shown until tapped away (once per car start).
+  let cfgSeen = '';
+  function showConfigErrors(list) {
+    const text = list.join('\n');
+    if (!list.length || text === cfgSeen) { ui.cfg.hidden = true; return; }
+    ui.cfg.textContent = 'config.json problems (tap to hide):\n' + text;
+    ui.cfg.classList.toggle('loud', /DEFAULT password/.test(text));
+    ui.cfg.hidden = false;
+    ui.cfg.onclick = () => { cfgSeen = text; ui.cfg.hidden = true; };
+  }
   window.addEventListener('resize', requestDraw);
 
   // One steady tick: drive heartbeat, gamepad, ping, link watchdog, banner countdown.
@@ -527,7 +632,7 @@
     renderBanner();
   }, TICK_MS);
 
-  renderStick();
+  renderStop();
   renderRole();
   connect();
 })();

@@ -12,6 +12,6 @@ def load_config(path="config.json"):
     try:
         return config.load(path)
     finally:
-        for name in ["config", "tls", "uplink_config"]:  # a list: no constant tuple kept
+        for name in ["config", "tls", "uplink_config", "salvage"]:  # a list: no constant tuple kept
             sys.modules.pop("car." + name, None)
             globals().pop(name, None)

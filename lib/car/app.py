@@ -1,5 +1,6 @@
 # The car application: WebSocket handler, control loop, telemetry loop.
 # Safety rules live here, in order of importance:
+# - a `stop` from anyone latches: nothing drives until a `resume` (docs/protocol.md);
 # - the driver's connection closing stops the motors at once (handler finally);
 # - no drive command for deadman_ms stops them and releases control;
 # - the control loop never awaits network I/O, so a slow client cannot delay it;
@@ -35,7 +36,7 @@ class Car:
     # firmware's built-in names: a new name would cost the qstr pool.)
     update = None
 
-    def __init__(self, cfg, hw, server, watchdog=None, access=None):
+    def __init__(self, cfg, hw, server, watchdog=None, access=None, config_errors=None):
         # Only what is used after boot is kept: the rest of the config
         # (WiFi passwords, pins, ...) is freed once run() has started.
         self.limits = limits = cfg["limits"]
@@ -46,6 +47,9 @@ class Car:
         self.access = access  # None: everyone may drive
         self.drive = Drive(limits["max_speed"], limits["slew"], limits["stop_distance_cm"])
         self.control = Control(limits["deadman_ms"])
+        # Client id whose `stop` latched the car, None when not latched. An id, not
+        # the connection: the latch outlives the client that set it.
+        self.stopped_by = None
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
@@ -60,6 +64,9 @@ class Car:
         self.failed = None
         self.room = hw.room() if hw.simulated else None
         self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
+        # What was wrong in config.json at start-up, for every page's hello
+        # (usually empty; the console printed them too).
+        self.config_errors = config_errors or []
 
     # --- messages -------------------------------------------------------
 
@@ -70,7 +77,7 @@ class Car:
             "driver" if self.control.is_driver(ws) else "viewer",
             {"max_speed": limits["max_speed"], "deadman_ms": limits["deadman_ms"],
              "telemetry_hz": limits["telemetry_hz"], "stop_distance_cm": limits["stop_distance_cm"]},
-            bool(self.hw.simulated), self.room)
+            bool(self.hw.simulated), self.room, self.config_errors)
 
     def handle(self, ws, text):
         """Act on one client message at once; returns the reply or None."""
@@ -80,27 +87,45 @@ class Car:
         kind = msg["type"]
         # These need the access token (when one is configured); `stop` and
         # `ping` never do.
-        if (kind == "drive" or kind == "speed_limit" or kind == "actuator") and self.access \
-                and not self.access.authorized(ws):
+        if (kind == "drive" or kind == "resume" or kind == "speed_limit" or kind == "actuator") \
+                and self.access and not self.access.authorized(ws):
             return protocol.error(
                 "forbidden", "token", "token: %s needs the access token; open the page as "
                 "http://<car>/?token=..." % kind)
+        control = self.control
+        # Only the driver may drive or re-arm; with nobody driving, anyone may.
+        other_drives = control.driver is not None and not control.is_driver(ws)
         if kind == "drive":
             if self.update:
                 return protocol.error("updating", None, "update %s is being installed; the car "
                                       "restarts with it in a few seconds" % self.update)
-            was_driver = self.control.is_driver(ws)
-            if not self.control.claim(ws, ticks_ms()):
+            if other_drives:
                 return self.not_driver()
+            if self.stopped_by is not None:  # refused: not a deadman heartbeat either
+                return protocol.error(
+                    "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
+                    "again" % self.stopped_by)
+            was_driver = control.is_driver(ws)
+            control.claim(ws, ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
             return None if was_driver else protocol.role("driver")
         if kind == "stop":
             self.stop_motors()  # anyone may stop, never refused
+            # It latches, except for the driver letting go of its own
+            # controls (latch: false), or anyone's latch: false while nobody
+            # drives (nothing moves then). While somebody drives, another
+            # client's stop always latches. The first stopper is named.
+            if self.stopped_by is None and (msg.get("latch", True) or other_drives):
+                self.stopped_by = ws.id
+        elif kind == "resume":
+            if other_drives:
+                return self.not_driver()
+            self.stopped_by = None
         elif kind == "actuator":
             self.actuate(ws, msg["name"], msg["value"])
         elif kind == "speed_limit":
             # The driver sets it; with nobody driving anyone may.
-            if self.control.driver is not None and not self.control.is_driver(ws):
+            if other_drives:
                 return self.not_driver()
             self.drive.set_speed_limit(msg["value"])
         elif kind == "ping":
@@ -174,7 +199,7 @@ class Car:
         return protocol.telemetry(
             seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), d.speed_limit, self.light, self.horn, self.hw.pose())
+            self.control.driver_id(), self.stopped_by, d.speed_limit, self.light, self.horn, self.hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()
@@ -205,9 +230,10 @@ class Car:
         except Exception as e:  # hand it to the control loop, which stops the car
             self.failed = e
 
-    async def serve(self, host, port, tls=None):
+    async def serve(self, host, port, tls=None, urls=None):
         await self.server.start(host, port, ssl=tls)
-        print("Tether running at %s://%s:%d/" % ("https" if tls else "http", host, port))
+        for name in urls or [host]:  # all addresses (0.0.0.0): the ones a phone can open
+            print("Tether running at %s://%s:%d/" % ("https" if tls else "http", name, port))
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
             asyncio.create_task(link.run())
@@ -251,11 +277,18 @@ def attach(server, car):
 
 def own_hosts(host):
     """Names a page served by us may have, besides the hostname and (on a
-    board) its WiFi addresses: on a computer the loopback names, and the
-    address we listen on when it is a specific one."""
-    hosts = [] if sys.platform.startswith("esp") else ["127.0.0.1", "localhost", "::1"]
+    board) its WiFi addresses: on a computer the loopback names, the address
+    we listen on when it is a specific one, and the computer's own addresses
+    when we listen on all of them."""
+    if sys.platform.startswith("esp"):
+        return []
+    hosts = ["127.0.0.1", "localhost", "::1"]
     if host and host != "0.0.0.0" and host != "::":
         hosts.append(host)
+    else:
+        from car import lan
+
+        hosts += lan.addresses()
     return hosts
 
 
@@ -264,10 +297,12 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
     (called every control tick; a new app on trial confirms itself through
     it, car/update.py)."""
+    # Compiling the modules so far (from source) left garbage spread over the
+    # heap; the config checker is the next big compile and needs room.
+    gc.collect()
     cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
-    del errors
     gc.collect()
     hw = hardware.create(cfg["hardware"])
     car = None
@@ -288,8 +323,10 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                         max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4, **limits)
         del limits
         port = port or cfg["server"]["port"]
-        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port,
-                                                  own_hosts(host)))
+        hosts = own_hosts(host)
+        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts),
+                  errors)
+        del errors
         attach(server, car)
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
             from car.fleet import Link
@@ -312,7 +349,11 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         # block of a few hundred bytes is then free (docs/memory.md: 64K runs
         # with it; without it, 62K failed).
         gc.threshold(max(2048, gc.mem_free() // 4))
-        asyncio.run(car.serve(host, port, tls))
+        # Listening on every address of a computer: print the URLs of its own
+        # addresses (0.0.0.0 is not one a phone can open).
+        urls = hosts[3:] + ["127.0.0.1"] if (host == "0.0.0.0" or host == "::") and hosts else None
+        del hosts
+        asyncio.run(car.serve(host, port, tls, urls))
     finally:
         hw.stop()
         for link in car.links if car else []:

@@ -264,12 +264,28 @@ def _uplink(user, cfg, errors):
 
 
 def load(path="config.json"):
-    """(config, errors) from a file; an unreadable file gives the defaults."""
+    """(config, errors) from a file; an unreadable file gives the defaults,
+    one that is not valid JSON keeps the sections that parse."""
     try:
         with open(path) as f:
             user = json.load(f)
     except OSError:
         return copy(DEFAULTS), [path + ": cannot be read, using defaults"]
     except ValueError:
-        return copy(DEFAULTS), [path + ": not valid JSON, using defaults"]
-    return validate(user)
+        user = None
+    else:
+        return validate(user)
+    # Only for a broken file: its own module, so a good config costs nothing.
+    from car.salvage import salvage
+
+    with open(path) as f:
+        text = f.read()
+    errors = []
+    user = salvage(text, path, errors)
+    errors.insert(0, path + ": not valid JSON, " + (
+        "kept the sections that parse: " + ", ".join(user) if user else "using defaults"))
+    if "wifi" not in user:
+        errors.append("wifi: not read from %s: the access point uses the DEFAULT password %r, which "
+                      "anyone nearby can look up; fix %s" % (path, DEFAULT_AP_PASSWORD, path))
+    cfg, more = validate(user)
+    return cfg, errors + more

@@ -78,7 +78,18 @@ def host_main(argv, here):
         from car import app
 
         app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", watchdog=dog)
+    except KeyboardInterrupt:  # Ctrl-C: app.run has already stopped the motors
+        print("\nstopped; motors are off")
     except Exception as e:
+        import errno
+
+        if dog is None and isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            # Most often `make sim` and `make vboard` on one port. A message, not
+            # sys.exit(): SystemExit in main.py soft-resets a board (and the
+            # vboard), which would retry the same port forever.
+            print("port %d is in use by another program (another `make sim` or `make vboard`?): "
+                  "choose another with --port" % port)
+            return
         if dog is None:
             raise
         # A new app on trial crashed: reboot, as a board would, so that the

@@ -4,7 +4,7 @@
 import json
 
 MAX_TEXT = 512  # longer messages are refused before parsing (heap)
-TYPES = "drive, stop, actuator, speed_limit, ping"
+TYPES = "drive, stop, resume, actuator, speed_limit, ping"
 
 
 def _bad(code, field, message):
@@ -82,7 +82,10 @@ def parse(text):
         ident = msg.get("id")
         if not (ident is None or type(ident) in (str, bool) or is_number(ident)):
             return _bad("bad_field", "id", "id: must be a string, a number or null")
-    elif kind != "stop":
+    elif kind == "stop":
+        if type(msg.get("latch", True)) is not bool:
+            return _bad("bad_field", "latch", "latch: must be true or false (default true)")
+    elif kind != "resume":
         return _bad("unknown_type", "type", "type: unknown; must be one of " + TYPES)
     return msg, None
 
@@ -99,10 +102,11 @@ def pong(ident):
     return json.dumps({"type": "pong", "id": ident})
 
 
-def hello(firmware, device, client_id, role_name, limits, simulated, room):
+def hello(firmware, device, client_id, role_name, limits, simulated, room, config_errors):
     return json.dumps({
         "type": "hello", "firmware": firmware, "device": device, "id": client_id,
-        "role": role_name, "limits": limits, "simulated": simulated, "room": room})
+        "role": role_name, "limits": limits, "simulated": simulated, "room": room,
+        "config_errors": config_errors})
 
 
 def _opt(fmt, v):
@@ -114,16 +118,16 @@ def _bool(v):
 
 
 def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
-              heap_free, heap_alloc, driver, speed_limit, light, horn, pose):
+              heap_free, heap_alloc, driver, stopped_by, speed_limit, light, horn, pose):
     # Formatted by hand: one string, no intermediate dict, 3 decimals are
     # plenty for a -1..1 motor value and keep the frame short.
     return (
         '{"type":"telemetry","seq":%d,"uptime_ms":%d,'
         '"motor":{"left":%.3f,"right":%.3f},"applied":{"left":%.3f,"right":%.3f},'
         '"distance_cm":%s,"battery_v":%s,"rssi":%s,"heap_free":%d,"heap_alloc":%d,'
-        '"driver":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s}' % (
+        '"driver":%s,"stopped_by":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s}' % (
             seq, uptime_ms, motor[0], motor[1], applied[0], applied[1],
             _opt("%.1f", distance_cm), _opt("%.2f", battery_v), _opt("%d", rssi),
-            heap_free, heap_alloc, _opt("%d", driver), speed_limit,
+            heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped_by), speed_limit,
             _bool(light), _bool(horn),
             "null" if pose is None else '{"x":%.3f,"y":%.3f,"heading":%.3f}' % pose))

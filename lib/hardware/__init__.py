@@ -41,6 +41,7 @@ def validate(cfg, prefix="hardware"):
         _drop("defaults")  # imported by config; create() loads it again
 
 
+
 def create(cfg=None):
     """The car hardware for the hardware config section `cfg` (dict or None;
     missing keys take DEFAULTS). Validate first: create() trusts cfg."""

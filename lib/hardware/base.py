@@ -63,6 +63,7 @@ class Base:
     def pose(self):
         return None
 
+
     def room(self):
         return None
 

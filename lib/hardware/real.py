@@ -21,6 +21,13 @@ class RealHardware(Base):
 
     def __init__(self, cfg, platform=None):
         import machine  # lazy: the Unix port never gets here in normal use
+
+        if not hasattr(machine, "Pin"):  # the Unix port (a maker's mistake, not a crash)
+            # Here, not in create(): names a sim car never loads cost no heap.
+            print('hardware.mode is "real" but this is a computer: the real hardware needs an '
+                  'ESP32/ESP8266 board. Use "auto" (the simulated car here, the real one on a '
+                  'board) or "sim".')
+            raise SystemExit(2)
         from hardware.motors import make_motors
 
         Base.__init__(self, cfg)

@@ -170,3 +170,4 @@ class SimHardware(Base):
 
     def room(self):
         return self._room
+

@@ -62,6 +62,12 @@ def find_head_end(data, max_uri):
     allows, so a client cannot make us buffer a huge URI first.
     """
     end = data.find(b"\r\n\r\n")
+    # A head with a bare LF would never end: answer now rather than time out.
+    lf = data.find(b"\n")
+    while lf >= 0 and (end < 0 or lf < end):
+        if lf == 0 or data[lf - 1] != 13:
+            raise HTTPError(400, "lines must end with CRLF, not a bare LF")
+        lf = data.find(b"\n", lf + 1)
     if end >= 0:
         return end + 4
     if data.find(b"\r\n") < 0 and len(data) > max_uri + 16:

@@ -438,7 +438,7 @@ class Server:
         if gzipped:
             headers.append(("Content-Encoding", "gzip"))
         match = request.headers.get("if-none-match")
-        if match and etag in match:
+        if match and (etag in match or match.strip() == "*"):  # "*": any current version
             stream.write(response_head(304, headers))
             await stream.drain()
             return

@@ -45,6 +45,30 @@ def _stat(path):
     return st
 
 
+def accepts_gzip(accept_encoding):
+    """True if Accept-Encoding lets us send gzip: "gzip" (or "*" when gzip
+    is not named) with a q-value above 0 (RFC 9110 12.5.3)."""
+    star = False
+    for item in accept_encoding.lower().split(","):
+        parts = item.split(";")
+        name = parts[0].strip()
+        if name != "gzip" and name != "*":
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            param = param.strip()
+            if param[:2] == "q=":
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if name == "*":
+            star = q > 0
+        else:
+            return q > 0
+    return star
+
+
 def find(root, raw_path, accept_encoding=""):
     """Resolve a request path to (fs_path, size, etag, content_type, gzipped).
 
@@ -54,7 +78,7 @@ def find(root, raw_path, accept_encoding=""):
     rel = safe_relative_path(raw_path)
     full = root + "/" + rel
     ctype = content_type(rel)
-    if "gzip" in accept_encoding:
+    if accepts_gzip(accept_encoding):
         st = _stat(full + ".gz")
         if st:
             return full + ".gz", st[6], _etag(st, "g"), ctype, True

@@ -33,6 +33,7 @@ def test_a_car_over_mqtt_over_websocket(tmp_path, start_micropython):
                 w = await WsClient.connect(car)
                 _, rtt = await c.sync("car-w")
                 rtts.append(rtt)
+                c.send("car-w", {"type": "resume"})  # the previous client's stop latched the car
                 driving = asyncio.ensure_future(c.hold("car-w", 0.5, 0.8))
                 await w.wait_for(moving, 3)
                 await driving
