@@ -40,11 +40,33 @@ class Refused(MQTTError):
     """The broker answered CONNACK with a non-zero return code."""
 
     def __init__(self, code):
-        names = ("unacceptable protocol version|identifier rejected|server unavailable|"
-                 "bad user name or password|not authorized").split("|")
+        names = _texts().REFUSED
         name = names[code - 1] if 1 <= code <= 5 else "unknown return code"
         super().__init__("CONNACK return code %d: %s" % (code, name))
         self.code = code
+
+
+def _texts():
+    # The error texts live in mqtt/texts.py, loaded only to report an error
+    # and dropped from sys.modules again, so a running car does not hold
+    # ~2.5 KB of strings it shows only when something is wrong.
+    import sys
+
+    import mqtt
+    from mqtt import texts
+
+    sys.modules.pop("mqtt.texts", None)
+    try:
+        del mqtt.texts
+    except AttributeError:
+        pass
+    return texts
+
+
+def _fail(n, *args):
+    """The MQTTError with text number n of mqtt/texts.py, formatted with args."""
+    text = _texts().TEXTS[n]
+    return MQTTError(text % args if args else text)
 
 
 class Packet:
@@ -64,7 +86,7 @@ class Packet:
 
 def _length(n):
     if n > MAX_REMAINING:
-        raise MQTTError("packet too large: remaining length %d > %d" % (n, MAX_REMAINING))
+        raise _fail(0, n, MAX_REMAINING)  # packet too large: remaining length %d > %d
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -82,7 +104,7 @@ def _bytes(value, what):
     if type(value) is str:
         value = value.encode()
     if len(value) > 65535:
-        raise MQTTError("%s longer than 65535 bytes" % what)
+        raise _fail(1, what)  # %s longer than 65535 bytes
     return bytearray((len(value) >> 8, len(value) & 0xFF)) + value
 
 
@@ -90,29 +112,29 @@ def check_topic(topic, wildcards=False):
     """Raise MQTTError unless topic is a topic name (or, with wildcards,
     a topic filter) MQTT allows."""
     if type(topic) is not str:
-        raise MQTTError("topic must be a string")
+        raise _fail(2)  # topic must be a string
     if not topic:
-        raise MQTTError("topic is empty")
+        raise _fail(3)  # topic is empty
     if len(topic.encode()) > MAX_TOPIC:
-        raise MQTTError("topic longer than 65535 bytes")
+        raise _fail(4)  # topic longer than 65535 bytes
     if "\x00" in topic:
-        raise MQTTError("topic contains U+0000")
+        raise _fail(5)  # topic contains U+0000
     if not wildcards:
         if "+" in topic or "#" in topic:
-            raise MQTTError("topic %r: wildcards + and # are only allowed in subscriptions" % topic)
+            raise _fail(6, topic)  # topic %r: wildcards + and # are only allowed in subscriptions
         return
     levels = topic.split("/")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise MQTTError("topic filter %r: # must be a whole last level" % topic)
+            raise _fail(7, topic)  # topic filter %r: # must be a whole last level
         if "+" in level and level != "+":
-            raise MQTTError("topic filter %r: + must be a whole level" % topic)
+            raise _fail(8, topic)  # topic filter %r: + must be a whole level
 
 
 def connect(client_id, keepalive_s=60, clean=True, username=None, password=None,
             will_topic=None, will_payload=b"", will_qos=0, will_retain=False):
     if keepalive_s < 0 or keepalive_s > 65535:
-        raise MQTTError("keepalive must be 0 to 65535 s")
+        raise _fail(9)  # keepalive must be 0 to 65535 s
     flags = 0x02 if clean else 0
     body = bytearray(b"\x00\x04MQTT\x04")
     payload = _bytes(client_id, "client id")
@@ -125,7 +147,7 @@ def connect(client_id, keepalive_s=60, clean=True, username=None, password=None,
         payload += _bytes(username, "user name")
     if password is not None:
         if username is None:
-            raise MQTTError("a password needs a user name (MQTT 3.1.1 3.1.2.9)")
+            raise _fail(10)  # a password needs a user name (MQTT 3.1.1 3.1.2.9)
         flags |= 0x40
         payload += _bytes(password, "password")
     body.append(flags)
@@ -137,7 +159,7 @@ def connect(client_id, keepalive_s=60, clean=True, username=None, password=None,
 def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
     check_topic(topic)
     if qos != 0 and qos != 1:
-        raise MQTTError("qos must be 0 or 1")
+        raise _fail(11)  # qos must be 0 or 1
     if type(payload) is str:
         payload = payload.encode()
     body = _bytes(topic, "topic")
@@ -149,7 +171,7 @@ def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
 
 def _id(packet_id):
     if type(packet_id) is not int or not 0 < packet_id < 65536:
-        raise MQTTError("packet id must be 1 to 65535")
+        raise _fail(12)  # packet id must be 1 to 65535
     return bytearray((packet_id >> 8, packet_id & 0xFF))
 
 
@@ -160,7 +182,7 @@ def puback(packet_id):
 def subscribe(packet_id, topics):
     """topics: list of (topic filter, qos)."""
     if not topics:
-        raise MQTTError("SUBSCRIBE needs at least one topic filter")
+        raise _fail(13)  # SUBSCRIBE needs at least one topic filter
     body = _id(packet_id)
     for topic, qos in topics:
         check_topic(topic, wildcards=True)
@@ -232,13 +254,12 @@ class Parser:
                 break
             shift += 7
             if i > 4:
-                raise MQTTError("malformed remaining length: more than 4 bytes")
+                raise _fail(14)  # malformed remaining length: more than 4 bytes
         first = buf[0]
         kind = first >> 4
         if n > self.max_packet:
             if kind != PUBLISH:  # only a message can legitimately be big
-                raise MQTTError("packet type %d with remaining length %d (limit %d)"
-                                % (kind, n, self.max_packet))
+                raise _fail(15, kind, n, self.max_packet)  # packet type %d with remaining length %d (limit...
             self.skipped += 1
             have = len(buf) - i
             if have >= n:
@@ -256,7 +277,7 @@ class Parser:
 
 def _u16(body, at, what):
     if at + 2 > len(body):
-        raise MQTTError("%s: packet ends inside it" % what)
+        raise _fail(16, what)  # %s: packet ends inside it
     return (body[at] << 8) | body[at + 1]
 
 
@@ -264,11 +285,11 @@ def _string(body, at, what):
     n = _u16(body, at, what)
     end = at + 2 + n
     if end > len(body):
-        raise MQTTError("%s: length %d runs past the packet's end" % (what, n))
+        raise _fail(17, what, n)  # %s: length %d runs past the packet's end
     try:
         text = body[at + 2:end].decode()
     except UnicodeError:
-        raise MQTTError("%s: not valid UTF-8" % what)
+        raise _fail(18, what)  # %s: not valid UTF-8
     return text, end
 
 
@@ -281,49 +302,49 @@ def parse(first, body):
     if kind == PUBLISH:
         p.qos = qos = (flags >> 1) & 3
         if qos == 3:
-            raise MQTTError("PUBLISH with QoS 3 (QoS bits must not both be set)")
+            raise _fail(19)  # PUBLISH with QoS 3 (QoS bits must not both be set)
         if qos == 2:
-            raise MQTTError("PUBLISH with QoS 2: this client never subscribes at QoS 2")
+            raise _fail(20)  # PUBLISH with QoS 2: this client never subscribes at QoS 2
         p.dup = flags & 8 != 0
         p.retain = flags & 1 != 0
         if p.dup and not qos:
-            raise MQTTError("PUBLISH QoS 0 with the DUP flag set")
+            raise _fail(21)  # PUBLISH QoS 0 with the DUP flag set
         topic, at = _string(body, 0, "PUBLISH topic")
         if not topic:
-            raise MQTTError("PUBLISH topic is empty")
+            raise _fail(22)  # PUBLISH topic is empty
         if "+" in topic or "#" in topic or "\x00" in topic:
-            raise MQTTError("PUBLISH topic %r contains a wildcard or U+0000" % topic)
+            raise _fail(23, topic)  # PUBLISH topic %r contains a wildcard or U+0000
         p.topic = topic
         if qos:
             p.packet_id = _u16(body, at, "PUBLISH packet id")
             if not p.packet_id:
-                raise MQTTError("PUBLISH packet id 0")
+                raise _fail(24)  # PUBLISH packet id 0
             at += 2
         p.payload = body[at:]
         return p
     if kind < 1 or kind > 14:
-        raise MQTTError("packet type %d is reserved" % kind)
+        raise _fail(25, kind)  # packet type %d is reserved
     if kind != CONNACK and kind != PUBACK and kind != SUBACK and kind != UNSUBACK and kind != PINGRESP:
-        raise MQTTError("packet type %d is not sent to a client" % kind)
+        raise _fail(26, kind)  # packet type %d is not sent to a client
     if flags:
-        raise MQTTError("packet type %d: reserved flags 0x%x, must be 0" % (kind, flags))
+        raise _fail(27, kind, flags)  # packet type %d: reserved flags 0x%x, must be 0
     if kind == PINGRESP:
         if n:
-            raise MQTTError("PINGRESP remaining length %d, must be 0" % n)
+            raise _fail(28, n)  # PINGRESP remaining length %d, must be 0
         return p
     if kind == SUBACK:
         if n < 3:
-            raise MQTTError("SUBACK remaining length %d, needs a packet id and a return code" % n)
+            raise _fail(29, n)  # SUBACK remaining length %d, needs a packet id and a return code
         p.codes = list(body[2:])
         for code in p.codes:
             if code > 2 and code != 0x80:
-                raise MQTTError("SUBACK return code 0x%x (must be 0, 1, 2 or 0x80)" % code)
+                raise _fail(30, code)  # SUBACK return code 0x%x (must be 0, 1, 2 or 0x80)
     elif n != 2:
         name = "CONNACK" if kind == CONNACK else "PUBACK" if kind == PUBACK else "UNSUBACK"
-        raise MQTTError("%s remaining length %d, must be 2" % (name, n))
+        raise _fail(31, name, n)  # %s remaining length %d, must be 2
     if kind == CONNACK:
         if body[0] & 0xFE:
-            raise MQTTError("CONNACK acknowledge flags 0x%x: reserved bits set" % body[0])
+            raise _fail(32, body[0])  # CONNACK acknowledge flags 0x%x: reserved bits set
         p.session_present = body[0] & 1 != 0
         p.return_code = body[1]
         return p
