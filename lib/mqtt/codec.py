@@ -63,10 +63,14 @@ def _texts():
     return texts
 
 
-def _fail(n, *args):
-    """The MQTTError with text number n of mqtt/texts.py, formatted with args."""
+def _text(n, *args):
+    """Text number n of mqtt/texts.py, formatted with args."""
     text = _texts().TEXTS[n]
-    return MQTTError(text % args if args else text)
+    return text % args if args else text
+
+
+def _fail(n, *args):
+    return MQTTError(_text(n, *args))
 
 
 class Packet:
@@ -96,8 +100,14 @@ def _length(n):
             return out
 
 
-def _packet(first, body):
-    return bytes(bytearray((first,)) + _length(len(body)) + body)
+def _packet(first, body, tail=b""):
+    # A bytearray (it compares equal to bytes): the header, the body, then
+    # tail (a PUBLISH's payload) appended in place, so a telemetry message
+    # is copied once into the packet, not three times.
+    out = bytearray((first,)) + _length(len(body) + len(tail))
+    out += body
+    out += tail
+    return out
 
 
 def _bytes(value, what):
@@ -165,8 +175,8 @@ def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
     body = _bytes(topic, "topic")
     if qos:
         body += _id(packet_id)
-    body += payload
-    return _packet((PUBLISH << 4) | (0x08 if dup and qos else 0) | (qos << 1) | (1 if retain else 0), body)
+    return _packet((PUBLISH << 4) | (0x08 if dup and qos else 0) | (qos << 1) | (1 if retain else 0), body,
+                   payload)
 
 
 def _id(packet_id):
