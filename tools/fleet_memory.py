@@ -3,7 +3,7 @@
 proxy (build/proxy/micropython-esp32 by default), in the `make deploy` layout
 (lib/ as .mpy files for x86 on the filesystem, tools/stage.py).
 
-    python tools/fleet_memory.py [--seconds 8] [--lo 40] [--hi 140] [--ws]
+    python tools/fleet_memory.py [--seconds 8] [--lo 40] [--hi 140] [--ws] [--check]
 
 For each configuration the heap is bisected in 2 KB steps: a run passes when
 the car serves a driver (10 Hz) and a viewer for --seconds with no
@@ -11,6 +11,9 @@ MemoryError, no traceback and no telemetry gap over 1 s, and (fleet) its
 status is online on a real mosquitto on 127.0.0.1 with its telemetry arriving.
 --ws adds the link over MQTT over WebSocket (needs lib/wsclient; the broker's
 WebSocket listener binds every interface, so run that inside `unshare -n`).
+--check is the budget test (tests/test_fleet_memory.py, under a minute): the
+plain car's edge is bisected as above, then each link runs once in that heap
++ BUDGET_KB; the exit status is 1 when one fails there.
 """
 import argparse
 import asyncio
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 
+BUDGET_KB = 12  # issue 13: a car with the fleet link runs within the plain car's heap + 12 KB
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 from mqtt.session import Session  # noqa: E402
@@ -132,6 +136,8 @@ def main():
     parser.add_argument("--lo", type=int, default=40)
     parser.add_argument("--hi", type=int, default=140)
     parser.add_argument("--ws", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="fleet-memory-")
@@ -156,20 +162,33 @@ def main():
         configs.append(("fleet link over WebSocket", dict(base, fleet={"url": "ws://127.0.0.1:%d/mqtt" % ws}),
                         "mqtt://127.0.0.1:%d" % tcp))
     results = {}
+    failed = []
     try:
         for name, config, url in configs:
+            if args.check and name != "plain car":
+                heap = results["plain car"] + BUDGET_KB
+                ok = run_once(args.micropython, board, config, heap, args.seconds, url)
+                print("%-28s at %d KB (plain + %d KB): %s" % (name, heap, BUDGET_KB, "runs" if ok else "FAILS"),
+                      flush=True)
+                if not ok:
+                    failed.append(name)
+                continue
             results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, url)
             print("%-28s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
                   flush=True)
+            if args.check and not results[name]:
+                failed.append(name)
+                break
     finally:
         broker.terminate()
         broker.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
-    plain = results["plain car"]
+    plain = results.get("plain car")
     for name, value in results.items():
         if name != "plain car" and value and plain:
-            print("%s: plain + %d KB (allowed: + 12 KB)" % (name, value - plain))
+            print("%s: plain + %d KB (allowed: + %d KB)" % (name, value - plain, BUDGET_KB))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,7 @@ import asyncio
 from random import getrandbits
 
 from mqtt import codec
-from mqtt.codec import MQTTError, Refused
+from mqtt.codec import MQTTError, Refused, _fail, _text
 
 try:
     from asyncio import sleep_ms
@@ -168,7 +168,7 @@ class Session:
         packets = await asyncio.wait_for(self._first(t, parser), self.connect_timeout_ms / 1000)
         ack = packets.pop(0)
         if ack.type != codec.CONNACK:
-            raise MQTTError("expected CONNACK, got packet type %d" % ack.type)
+            raise _fail(33, ack.type)  # expected CONNACK, got packet type %d
         if ack.return_code:
             raise Refused(ack.return_code)
         self.connected = True
@@ -201,7 +201,7 @@ class Session:
         while True:
             data = await t.recv()
             if not data:
-                raise MQTTError("broker closed the connection before CONNACK")
+                raise _fail(34)  # broker closed the connection before CONNACK
             packets = parser.feed(data)
             if packets:
                 return packets
@@ -223,7 +223,7 @@ class Session:
                     self._handle(p)
                 data = await t.recv()
                 if not data:
-                    raise MQTTError("broker closed the connection")
+                    raise _fail(35)  # broker closed the connection
                 self.last_rx = ticks_ms()
         except Exception as e:
             self._end(describe(e))
@@ -243,7 +243,7 @@ class Session:
             if 0x80 in p.codes:
                 self.log("mqtt %s: the broker refused a subscription (SUBACK 0x80)" % self.client_id)
         elif kind == codec.CONNACK:
-            raise MQTTError("a second CONNACK")
+            raise _fail(36)  # a second CONNACK
 
     async def _writer(self, t):
         try:
@@ -281,8 +281,8 @@ class Session:
             now = ticks_ms()
             quiet = ticks_diff(now, self.last_rx)
             if quiet >= period:
-                self._end("no packet from the broker for %d ms (keepalive %d s)"
-                          % (quiet, self.keepalive_s))
+                # no packet from the broker for %d ms (keepalive %d s)
+                self._end(_text(37, quiet, self.keepalive_s))
                 return
             if not self.ping_sent and (quiet >= period // 2
                                        or ticks_diff(now, self.last_tx) >= period // 2):

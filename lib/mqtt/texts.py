@@ -36,6 +36,20 @@ TEXTS = [
     "SUBACK return code 0x%x (must be 0, 1, 2 or 0x80)",  # 30
     "%s remaining length %d, must be 2",  # 31
     "CONNACK acknowledge flags 0x%x: reserved bits set",  # 32
+    # session.py
+    "expected CONNACK, got packet type %d",  # 33
+    "broker closed the connection before CONNACK",  # 34
+    "broker closed the connection",  # 35
+    "a second CONNACK",  # 36
+    "no packet from the broker for %d ms (keepalive %d s)",  # 37
+    # transport.py (split_url)
+    "must be a URL like mqtt://host:1883",  # 38
+    "scheme %s: must be mqtt, mqtts, ws or wss",  # 39
+    "mqtt:// and mqtts:// take no path",  # 40
+    "unclosed [ in the host",  # 41
+    "junk after ]",  # 42
+    "has no host",  # 43
+    "port %s: must be 1 to 65535",  # 44
 ]
 
 REFUSED = ["unacceptable protocol version", "identifier rejected", "server unavailable",

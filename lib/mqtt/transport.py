@@ -6,6 +6,8 @@
 # WebSocket frames (the WebSocket client provides the same three methods).
 import asyncio
 
+from mqtt.codec import _text  # error texts, loaded only to report one
+
 READ_SIZE = 512  # a car's messages are small; one read allocates this much at most
 
 
@@ -46,7 +48,7 @@ def split_url(url):
     """(scheme, host, port, path) of mqtt://, mqtts://, ws:// or wss:// URLs;
     ValueError names what is wrong."""
     if type(url) is not str or "://" not in url:
-        raise ValueError("must be a URL like mqtt://host:1883")
+        raise ValueError(_text(38))  # must be a URL like mqtt://host:1883
     i = url.find("://")
     scheme = url[:i]
     rest = url[i + 3:]
@@ -59,32 +61,32 @@ def split_url(url):
     elif scheme == "wss":
         port = 443
     else:
-        raise ValueError("scheme %s: must be mqtt, mqtts, ws or wss" % scheme)
+        raise ValueError(_text(39, scheme))  # scheme %s: must be mqtt, mqtts, ws or wss
     slash = rest.find("/")
     path = "/"
     if slash >= 0:
         path = rest[slash:]
         rest = rest[:slash]
     if scheme[0] == "m" and path != "/":
-        raise ValueError("mqtt:// and mqtts:// take no path")
+        raise ValueError(_text(40))  # mqtt:// and mqtts:// take no path
     if rest.startswith("["):  # [::1]:1883
         end = rest.find("]")
         if end < 0:
-            raise ValueError("unclosed [ in the host")
+            raise ValueError(_text(41))  # unclosed [ in the host
         host = rest[1:end]
         rest = rest[end + 1:]
         if rest and rest[0] != ":":
-            raise ValueError("junk after ]")
+            raise ValueError(_text(42))  # junk after ]
         port_text = rest[1:] if rest else ""
     else:
         colon = rest.find(":")
         host = rest if colon < 0 else rest[:colon]
         port_text = "" if colon < 0 else rest[colon + 1:]
     if not host:
-        raise ValueError("has no host")
+        raise ValueError(_text(43))  # has no host
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError("port %s: must be 1 to 65535" % port_text)
+            raise ValueError(_text(44, port_text))  # port %s: must be 1 to 65535
         port = int(port_text)
     return scheme, host, port, path
 
