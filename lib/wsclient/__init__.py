@@ -11,8 +11,7 @@
 # nest every module's import one level deeper, and a deep chain of imports
 # overflows a board's C stack (the esp32 proxy showed it).
 import wsserver  # noqa: F401
-from .client import ClientConnection, connect
-from .handshake import HandshakeError
+from .client import ClientConnection, HandshakeError, connect
 from wsserver.errors import ConnectionClosed, ProtocolError
 
 __all__ = ["connect", "ClientConnection", "HandshakeError", "ConnectionClosed", "ProtocolError"]

@@ -14,7 +14,6 @@ from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR
                              PING, PONG, TEXT, Codec)
 
 from .frames import encode_close, encode_masked, masked_pieces
-from .handshake import HandshakeError, check_response, new_key, parse_response, parse_url, request
 
 try:
     from asyncio import current_task
@@ -23,6 +22,40 @@ except ImportError:  # CPython < 3.7 has it on Task only
 
 LARGE = 8192  # bytes: a message longer than this is masked in pieces, not copied whole
 MAX_HEAD = 4096  # bytes: a longer response head is refused
+
+
+class HandshakeError(Exception):
+    """The server did not open a WebSocket.
+
+    status: the HTTP status it answered (e.g. 301, 401, 404), 101 when the
+    101 itself broke a rule, or None when no answer came (a deadline passed,
+    the connection closed). headers: the response's headers (names in lower
+    case), or None.
+    """
+
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _handshake():
+    # The opening handshake's code (handshake.py: URL, request, response
+    # checks) is needed only while connecting: connect() imports it and then
+    # drops it from sys.modules, so an open connection does not keep ~3.5 KB
+    # of it in the heap (HandshakeError, which callers catch, stays here).
+    import sys
+
+    import wsclient
+    from wsclient import handshake
+
+    sys.modules.pop("wsclient.handshake", None)
+    try:
+        del wsclient.handshake
+    except AttributeError:
+        pass
+    return handshake
 
 
 class ClientConnection:
@@ -338,10 +371,10 @@ class ClientConnection:
                 pass
 
 
-async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+async def _open(hs, secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
                 max_message, close_timeout_ms, buffer_size):
-    key = new_key()
-    req = request(host, port, target, key, secure, subprotocols, headers)
+    key = hs.new_key()
+    req = hs.request(host, port, target, key, secure, subprotocols, headers)
     if secure:
         reader, writer = await asyncio.open_connection(host, port, ssl=ssl,
                                                        server_hostname=server_hostname or host)
@@ -363,8 +396,8 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
                 break
             if len(head) > MAX_HEAD:
                 raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
-        status, reason, resp_headers = parse_response(head[:end])
-        subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
+        status, reason, resp_headers = hs.parse_response(head[:end])
+        subprotocol = hs.check_response(status, reason, resp_headers, key, subprotocols)
         # The response's headers are dropped here, as the server drops a
         # request's: an open connection keeps only what it uses (~340 bytes).
         return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
@@ -401,7 +434,8 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
-    secure, host, port, target = parse_url(url)
+    hs = _handshake()
+    secure, host, port, target = hs.parse_url(url)
     if not secure and ssl is not None:
         raise ValueError("ssl= given for a ws:// URL; use wss:// for TLS")
     if secure and ssl is None:
@@ -410,7 +444,7 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
             else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     try:
         return await asyncio.wait_for(
-            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+            _open(hs, secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
                   max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
     except asyncio.TimeoutError:
         raise HandshakeError(None, "no WebSocket handshake from %s within %d ms" % (url, open_timeout_ms))

@@ -7,21 +7,7 @@ import os
 
 from wsserver.handshake import accept_key
 
-
-class HandshakeError(Exception):
-    """The server did not open a WebSocket.
-
-    status: the HTTP status it answered (e.g. 301, 401, 404), 101 when the
-    101 itself broke a rule, or None when no answer came (a deadline passed,
-    the connection closed). headers: the response's headers (names in lower
-    case), or None.
-    """
-
-    def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
+from .client import HandshakeError  # defined there: it outlives this module (see client._handshake)
 
 
 def parse_url(url):
