@@ -1,6 +1,7 @@
-# The client connection: the asyncio side of the handshake in handshake.py,
-# the shared codec (wsserver.frames.Codec, client role) and the masked
-# frames of frames.py.
+# The client connection: the shared codec (wsserver.frames.Codec, client
+# role) and the masked frames of frames.py on an open socket. Opening it (the
+# URL, TCP/TLS, the handshake's request and checks) is handshake.py's, which
+# connect() imports for the connect only.
 #
 #   ws = await connect("ws://127.0.0.1:8080/ws", subprotocols=["mqtt"])
 #   await ws.send("hello")
@@ -41,10 +42,11 @@ class HandshakeError(Exception):
 
 
 def _handshake():
-    # The opening handshake's code (handshake.py: URL, request, response
-    # checks) is needed only while connecting: connect() imports it and then
-    # drops it from sys.modules, so an open connection does not keep ~3.5 KB
-    # of it in the heap (HandshakeError, which callers catch, stays here).
+    # The opening handshake's code (handshake.py: URL, TCP/TLS, request,
+    # response checks) is needed only while connecting: connect() imports it
+    # and drops it from sys.modules at once, so an open connection does not
+    # keep ~4.5 KB of it in the heap (HandshakeError, which callers catch,
+    # stays here: one class, however often handshake.py is loaded).
     import sys
 
     import wsclient
@@ -371,48 +373,6 @@ class ClientConnection:
                 pass
 
 
-async def _open(hs, secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                max_message, close_timeout_ms, buffer_size):
-    key = hs.new_key()
-    req = hs.request(host, port, target, key, secure, subprotocols, headers)
-    if secure:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl,
-                                                       server_hostname=server_hostname or host)
-    else:
-        reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(req)
-        await writer.drain()
-        head = b""
-        while True:
-            chunk = await reader.read(1024)
-            if chunk is None:
-                continue  # TLS: no whole record yet
-            if not chunk:
-                raise HandshakeError(None, "%s closed the connection before answering the handshake" % url)
-            head += chunk
-            end = head.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            if len(head) > MAX_HEAD:
-                raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
-        status, reason, resp_headers = hs.parse_response(head[:end])
-        subprotocol = hs.check_response(status, reason, resp_headers, key, subprotocols)
-        # The response's headers are dropped here, as the server drops a
-        # request's: an open connection keeps only what it uses (~340 bytes).
-        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
-                                buffer_size, head[end + 4:])
-    except BaseException:
-        try:
-            writer.close()
-            sock = getattr(writer, "s", None)
-            if sock is not None:
-                sock.close()
-        except OSError:
-            pass
-        raise
-
-
 async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
                   open_timeout_ms=10000, close_timeout_ms=2000, max_message=65536, buffer_size=1024):
     """Open a WebSocket to `url` (ws:// or wss://); returns a ClientConnection.
@@ -434,17 +394,5 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
-    hs = _handshake()
-    secure, host, port, target = hs.parse_url(url)
-    if not secure and ssl is not None:
-        raise ValueError("ssl= given for a ws:// URL; use wss:// for TLS")
-    if secure and ssl is None:
-        import ssl as _ssl
-        ssl = _ssl.create_default_context() if hasattr(_ssl, "create_default_context") \
-            else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        return await asyncio.wait_for(
-            _open(hs, secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                  max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
-    except asyncio.TimeoutError:
-        raise HandshakeError(None, "no WebSocket handshake from %s within %d ms" % (url, open_timeout_ms))
+    return await _handshake().open_connection(url, subprotocols, headers, ssl, server_hostname,
+                                              open_timeout_ms, close_timeout_ms, max_message, buffer_size)

@@ -1,13 +1,16 @@
-# The opening handshake, client side (RFC 6455 §4.1), sans-I/O: a URL in,
-# request bytes out; response-head bytes in, the subprotocol (or an error
-# naming what is wrong) out.
+# The opening handshake, client side (RFC 6455 §4.1): sans-I/O functions (a
+# URL in, request bytes out; response-head bytes in, the subprotocol or an
+# error naming what is wrong out) and open_connection(), which runs them on
+# a new TCP/TLS connection for client.connect(). Loaded only to connect.
 
+import asyncio
 import binascii
 import os
 
 from wsserver.handshake import accept_key
 
-from .client import HandshakeError  # defined there: it outlives this module (see client._handshake)
+# HandshakeError is defined in client.py: it outlives this module (see client._handshake).
+from .client import MAX_HEAD, ClientConnection, HandshakeError
 
 
 def parse_url(url):
@@ -161,3 +164,63 @@ def check_response(status, reason, headers, key, subprotocols=None):
         raise HandshakeError(101, "server chose no subprotocol; we need one of %s" % ", ".join(subprotocols),
                              headers)
     return None
+
+
+async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+                max_message, close_timeout_ms, buffer_size):
+    key = new_key()
+    req = request(host, port, target, key, secure, subprotocols, headers)
+    if secure:
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl,
+                                                       server_hostname=server_hostname or host)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(req)
+        await writer.drain()
+        head = b""
+        while True:
+            chunk = await reader.read(1024)
+            if chunk is None:
+                continue  # TLS: no whole record yet
+            if not chunk:
+                raise HandshakeError(None, "%s closed the connection before answering the handshake" % url)
+            head += chunk
+            end = head.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(head) > MAX_HEAD:
+                raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
+        status, reason, resp_headers = parse_response(head[:end])
+        subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
+        # The response's headers are dropped here, as the server drops a
+        # request's: an open connection keeps only what it uses (~340 bytes).
+        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
+                                buffer_size, head[end + 4:])
+    except BaseException:
+        try:
+            writer.close()
+            sock = getattr(writer, "s", None)
+            if sock is not None:
+                sock.close()
+        except OSError:
+            pass
+        raise
+
+
+async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms, close_timeout_ms,
+                          max_message, buffer_size):
+    """client.connect()'s work (its docstring says what each argument does)."""
+    secure, host, port, target = parse_url(url)
+    if not secure and ssl is not None:
+        raise ValueError("ssl= given for a ws:// URL; use wss:// for TLS")
+    if secure and ssl is None:
+        import ssl as _ssl
+        ssl = _ssl.create_default_context() if hasattr(_ssl, "create_default_context") \
+            else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        return await asyncio.wait_for(
+            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
+                  max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        raise HandshakeError(None, "no WebSocket handshake from %s within %d ms" % (url, open_timeout_ms))
