@@ -36,7 +36,7 @@ def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
     assert "(plain + 12 KB): runs" in lines.get("fleet link over TCP", ""), out
 
 
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs plain + 22 KB "
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs plain + 16 KB "
                                        "(docs/fleet.md, Memory)")
 def test_fleet_link_over_websocket_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
