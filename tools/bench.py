@@ -459,6 +459,109 @@ def measure_rtt(proto, server, count):
             "rtt_p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] / 1000}
 
 
+# Command-to-motor latency: the car firmware with the simulated car
+# (tools/bench_servers/car_motor.py) prints the time of every motor write;
+# ticks_us on the Unix port is CLOCK_MONOTONIC in µs, the clock behind
+# time.monotonic_ns(), so send time and write time are on one clock. The
+# figure includes the frame's way over loopback (about half an echo RTT).
+TICKS_PERIOD = 1 << 30  # the smallest port's ticks period; the others are multiples of it
+
+
+def start_car(micropython, tick_ms=None, limits=None, heapsize=None):
+    """-> (Popen with stdout a pipe, port, config dir). Waits until it listens."""
+    port = free_port()
+    cfg_dir = tempfile.mkdtemp(prefix="tether-car-")
+    cfg = {"limits": dict({"max_speed": 1.0, "slew": 100.0, "deadman_ms": 500, "telemetry_hz": 5},
+                          **(limits or {})),
+           "server": {"max_clients": 4},
+           "hardware": {"mode": "sim", "min_duty": 0.0, "sim": {"noise_cm": 0.0}}}
+    path = os.path.join(cfg_dir, "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    argv = [micropython] + (["-X", "heapsize=%s" % heapsize] if heapsize else [])
+    argv += ["tools/bench_servers/car_motor.py", "--port", str(port), "--config", path]
+    if tick_ms:
+        argv += ["--tick-ms", str(tick_ms)]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("car exited (%s): %s" % (proc.returncode, proc.stdout.read()[-500:]))
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return proc, port, cfg_dir
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("car not listening after 10 s")
+            time.sleep(0.02)
+
+
+def motor_latency(proc, port, count, timeout=2.0):
+    """Drive commands one at a time; for each, µs from just before the send to
+    the car's first motor write of that command's value -> sorted list."""
+    proto = WSProto()
+    conn = proto.open(port, "/ws")
+    fd = proc.stdout.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    sel.register(conn.sock, selectors.EVENT_READ)
+    lines = bytearray()
+    samples = []
+    # ±0.004 alternating: each command changes the output, and the ramp
+    # (100/s) covers the step in 80 µs, so the write right after the command
+    # carries its value (a partial write would be skipped: never too low).
+    try:
+        for i in range(count):
+            value = 0.004 if i & 1 else -0.004
+            frame = ws_frame(b'{"type":"drive","throttle":%s,"steer":0}' % repr(value).encode())
+            sent = time.monotonic_ns() // 1000
+            conn.sock.sendall(frame)
+            deadline = time.monotonic() + timeout
+            got = None
+            while got is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError("no motor write of %r within %.1f s" % (value, timeout))
+                for key, _ in sel.select(left):
+                    if key.fileobj is conn.sock:
+                        if not conn.sock.recv(65536):  # telemetry, role, errors: not needed
+                            raise EOFError("car closed the connection")
+                        continue
+                    data = os.read(fd, 65536)
+                    if not data:
+                        raise EOFError("car exited")
+                    lines += data
+                while got is None and b"\n" in lines:
+                    line, _, rest = bytes(lines).partition(b"\n")
+                    lines[:] = rest
+                    parts = line.split()
+                    if len(parts) == 3 and parts[0] == b"motor" and abs(float(parts[2]) - value) < 1e-9:
+                        at = int(parts[1])
+                        got = (at - sent) % TICKS_PERIOD
+                        if got > TICKS_PERIOD // 2:  # written before the send: an older command's
+                            got = None
+            samples.append(got)
+    finally:
+        sel.close()
+        proto.close(conn, wait=False)
+    samples.sort()
+    return samples
+
+
+def measure_motor(micropython, count, heapsize=None):
+    proc, port, cfg_dir = start_car(micropython, heapsize=heapsize)
+    try:
+        s = motor_latency(proc, port, count)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        shutil.rmtree(cfg_dir, ignore_errors=True)
+    return {"motor_p50_us": s[len(s) // 2], "motor_p99_us": s[min(len(s) - 1, int(len(s) * 0.99))]}
+
+
 def measure_pipelined(proto, server, payload, duration, window=32, max_messages=2_000_000):
     """Keep `window` messages in flight for `duration` s; -> msgs/s, server CPU us/msg.
 
