@@ -127,6 +127,9 @@ class Codec:
     _msg = None  # its payload so far (bytearray, grows by doubling)
     _msg_len = 0
     _utf8 = 0  # UTF-8 validator state carried across fragments
+    _text = False  # the frame still arriving is text: checked as it arrives
+    _done = 0  # bytes of that frame unmasked and validated so far
+    _tail = 0  # bytes past _done unmasked byte-wise (masked again before the next pass)
     error = None  # a ProtocolError found after events that came before it
     client = False  # the role: False receives masked frames (a server)
 
@@ -178,6 +181,8 @@ class Codec:
 
     def payload_received(self, n):
         self._have += n
+        if self._text:
+            self._check_text()
         events = []
         if self._have == len(self._frame):
             self._payload_done(events)
@@ -188,11 +193,53 @@ class Codec:
         take = min(end - pos, len(frame) - self._have)
         frame[self._have:self._have + take] = mv[pos:pos + take]
         self._have += take
+        if self._text:
+            self._check_text()
         return pos + take
+
+    def _check_text(self):
+        # A text frame arriving in pieces is unmasked and validated as each
+        # piece arrives, so bad UTF-8 fails the connection with the bad byte,
+        # not when the frame completes (RFC 6455 §8.1 "fail fast", Autobahn
+        # 6.4.3/6.4.4). Whole words go through the word-wise unmask (aligned,
+        # key unrotated); the last 1-3 bytes are unmasked byte by byte to be
+        # checked too, and masked again next time, when the word-wise pass
+        # covers them. A frame that arrives in one read never comes here.
+        frame = self._frame
+        have = self._have
+        done = self._done
+        key = self._key
+        if key:
+            for i in range(done, done + self._tail):
+                frame[i] ^= key[i & 3]
+        upto = have if have == len(frame) else have & ~3
+        if upto > done:
+            if key:
+                unmask(memoryview(frame)[done:upto], upto - done, key)
+            state = utf8_validate(frame, done, upto, self._utf8)
+            if state < 0:
+                self._bad_text()
+            self._utf8 = state
+            self._done = done = upto
+        self._tail = have - done
+        if have > done:
+            if key:
+                for i in range(done, have):
+                    frame[i] ^= key[i & 3]
+            if utf8_validate(frame, done, have, self._utf8) < 0:
+                self._bad_text()
+
+    def _bad_text(self):
+        self._reset_message()
+        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
 
     def _payload_done(self, events):
         frame = self._frame
         self._frame = None
+        if self._text:
+            self._text = False  # unmasked and validated already
+            self._dispatch(self._fin_op, frame, events, True)
+            return
         if self._key:
             unmask(frame, len(frame), self._key)
         self._dispatch(self._fin_op, frame, events)
@@ -267,9 +314,15 @@ class Codec:
         self._fin_op = b0 & 0x8F
         self._frame = bytearray(n)
         self._have = 0
+        # Text of the message in progress (a frame that breaks the
+        # fragmentation rules is left to _dispatch, which names the rule).
+        msg_op = self._msg_op
+        if (opcode == TEXT and not msg_op) or (opcode == CONT and msg_op == TEXT):
+            self._text = True
+            self._done = self._tail = 0
         return self._fill(mv, start, end)
 
-    def _dispatch(self, fin_op, payload, events):
+    def _dispatch(self, fin_op, payload, events, checked=False):
         opcode = fin_op & 0x0F
         fin = fin_op & 0x80
         if opcode >= 8:
@@ -285,7 +338,7 @@ class Codec:
         elif self._msg_op:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new data frame before the fragmented message finished (RFC 6455 §5.4)")
         if opcode == TEXT:
-            state = utf8_validate(payload, 0, len(payload), self._utf8)
+            state = self._utf8 if checked else utf8_validate(payload, 0, len(payload), self._utf8)
             if state < 0 or (fin and state):
                 self._reset_message()
                 raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
