@@ -40,6 +40,12 @@ def test_rfc_example_accept_key():
 
 
 def test_unmask_matches_reference_for_all_lengths():
+    for lead in range(4):  # at any alignment too (a frame inside the receive buffer)
+        for n in range(0, 40):
+            data = bytearray([(i * 7 + 3) & 0xFF for i in range(lead + n)])
+            expected = data[:lead] + bytes([data[lead + i] ^ KEY[i & 3] for i in range(n)])
+            unmask(memoryview(data)[lead:], n, KEY)
+            assert data == expected, (lead, n)
     for n in range(0, 40):
         data = bytearray([(i * 7 + 3) & 0xFF for i in range(n)])
         expected = bytes([data[i] ^ KEY[i & 3] for i in range(n)])
@@ -86,6 +92,16 @@ def test_events_in_order_and_every_split_point():
         for i in range(0, len(data), step):
             got += codec.receive(data[i:i + step])
         assert got == expected, step
+    # writable=True: text unmasked in the caller's buffer, at any offset in
+    # it (as in the server's receive buffer), gives the same events.
+    for lead in range(4):
+        for step in (1, 7, 300, 4096):
+            codec = frames.Codec(1 << 20)
+            got = []
+            for i in range(0, len(data), step):
+                buf = bytearray(lead) + data[i:i + step]
+                got += codec.receive(memoryview(buf)[lead:], True)
+            assert got == expected, (lead, step)
 
 
 def _fails_mid_frame(codec, data, bad_at, code=1007):
@@ -129,6 +145,15 @@ def test_invalid_utf8_fails_when_the_bad_byte_arrives():
     # (a 3-byte character started in the first fragment, broken in the 2nd).
     data = client_frame(1, b"ok\xe2", fin=False) + client_frame(0, b"\x82" + b"\x28" + b"c" * 200)
     _fails_mid_frame(frames.Codec(1 << 16), data, len(client_frame(1, b"ok\xe2", fin=False)) + 8 + 1)
+
+
+def test_invalid_utf8_in_a_whole_frame_fails_in_place_too():
+    for data in (client_frame(1, b"ok\xff"), client_frame(1, b"\xed\xa0\x80")):
+        try:
+            frames.Codec(1 << 16).receive(memoryview(bytearray(b"x") + data)[1:], True)
+            raise AssertionError("no ProtocolError")
+        except ProtocolError as e:
+            assert e.code == 1007
 
 
 def test_text_split_anywhere_still_decodes():

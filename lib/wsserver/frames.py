@@ -140,11 +140,13 @@ class Codec:
 
     # -- receiving --------------------------------------------------------
 
-    def receive(self, data):
+    def receive(self, data, writable=False):
         """Feed bytes from the peer; returns the list of complete events.
 
         `data` may be a memoryview of a buffer the caller reuses: nothing is
-        kept that points into it.
+        kept that points into it. writable=True lets the codec unmask text
+        in place there (the caller's receive buffer, which it reads into
+        afresh): a text message then costs one allocation, its str.
         """
         if self.error is not None:
             raise self.error
@@ -161,7 +163,7 @@ class Codec:
                 elif self._head:
                     pos = self._resume_header(mv, pos, end, events)
                 else:
-                    pos = self._parse(mv, pos, end, events)
+                    pos = self._parse(mv, pos, end, events, writable)
         except ProtocolError as e:
             if not events:
                 raise
@@ -254,7 +256,7 @@ class Codec:
             return pos + take  # still incomplete: all of it is kept as the head
         return pos + used - len(old)
 
-    def _parse(self, mv, pos, end, events):
+    def _parse(self, mv, pos, end, events, writable=False):
         """Parse one frame at mv[pos:]; returns the new position."""
         avail = end - pos
         if avail < 2:
@@ -304,6 +306,16 @@ class Codec:
         start = pos + hlen
         if end - start >= n:
             # Common case: the whole frame is in this read.
+            if opcode == TEXT and b0 & 0x80 and not self._msg_op and (writable or not b1 & 0x80):
+                # A whole text message: unmasked where it lies, validated
+                # there, and its str made from there (no bytearray copy).
+                view = mv[start:start + n]
+                if b1 & 0x80:
+                    unmask(view, n, mv[start - 4:start])
+                if utf8_validate(view, 0, n, 0):
+                    raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                events.append((TEXT, str(view, "utf-8")))
+                return start + n
             payload = bytearray(mv[start:start + n])
             if b1 & 0x80:
                 unmask(payload, n, mv[start - 4:start])
