@@ -154,8 +154,29 @@ class Codec:
         mv = memoryview(data)
         end = len(mv)
         pos = 0
+        # The fast path below is for a server's buffer it may write in.
+        fast = writable and not self.client
+        limit = self.max_message
         try:
             while pos < end:
+                if fast and end - pos >= 6 and mv[pos] == 0x81 and self._frame is None \
+                        and not self._head and not self._msg_op:
+                    # The common frame, in a few lines: a whole, unfragmented,
+                    # masked text message (what _parse would do, minus its
+                    # general checks; anything unusual goes to _parse).
+                    n = mv[pos + 1] - 0x80
+                    start = pos + 6
+                    if n == 126 and end - pos >= 8:
+                        n = (mv[pos + 2] << 8) | mv[pos + 3]
+                        start = pos + 8
+                    if 0 <= n < 65536 and n != 126 and n != 127 and n <= limit and end - start >= n:
+                        view = mv[start:start + n]
+                        unmask(view, n, mv[start - 4:start])
+                        if utf8_validate(view, 0, n, 0):
+                            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                        events.append((TEXT, str(view, "utf-8")))
+                        pos = start + n
+                        continue
                 if self._frame is not None:
                     pos = self._fill(mv, pos, end)
                     if self._have == len(self._frame):
