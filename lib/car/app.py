@@ -59,7 +59,7 @@ class Car:
         self.sent = (0, 0)  # what set_motors last got (0 == 0.0)
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
-        self.started = ticks_ms()
+        self.started = self.last_tick = ticks_ms()
         self.last_motor = ticks_us()  # µs: two updates may fall in one ms
         # Uptime is counted in whole seconds, `started` moving up a second at a
         # time, not now - start: ticks wrap every 2^30 ms on a board, so that
@@ -174,6 +174,7 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
+        self.last_tick = now
         while ticks_diff(now, self.started) >= 1000:
             self.started = ticks_add(self.started, 1000)
             self.up_s += 1
