@@ -20,7 +20,7 @@ help:
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
 	@echo "make conformance-client  the same cases as a fuzzing server, against the WebSocket client"
-	@echo "make bench        benchmark the server against microdot and a raw TCP echo (reports/bench.md), wss beside ws (reports/bench-tls.md)"
+	@echo "make bench        benchmark the server against microdot, a raw TCP echo and CPython websockets (reports/bench.md), wss beside ws (reports/bench-tls.md); BOARD=esp32 runs them under the board proxy"
 	@echo "make flash PORT=/dev/ttyUSB0 CHIP=esp32   erase + write the pinned MicroPython (sha256-checked), then deploy"
 	@echo "make deploy PORT=...  copy the changed app files to the board (DRY_RUN=1 shows the plan)"
 	@echo "make ota HOST=<car> [TOKEN=...]  update the app over WiFi (default: the make sim car)"
@@ -92,8 +92,10 @@ conformance-client: $(STAMP) $(VENV2)/bin/wstest
 
 # Tether vs microdot vs raw TCP echo on this machine; prints a table, writes reports/bench.md.
 .PHONY: bench
+# BOARD=esp32 (or esp8266): the MicroPython servers under that board proxy (make proxies).
+BOARD ?=
 bench: $(STAMP)
-	$(PY) tools/bench.py --micropython $(MICROPYTHON)
+	$(PY) tools/bench.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
 	$(PY) tools/bench_tls.py --micropython $(MICROPYTHON)
 
 # 32-bit Unix ports configured like an ESP32 and an ESP8266 (heap as a board sees it,

@@ -590,3 +590,60 @@ def test_hello_carries_the_config_errors_the_car_started_with(start_micropython,
     assert sorted(hello["config_errors"]) == ["limits.deadman_ms: must be an int between 50 and 5000",
                                               "limits.deadmen_ms: unknown key (ignored)"], hello
     assert "config error: limits.deadman_ms: must be an int between 50 and 5000" in car.output()
+
+
+def _bench():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+    import bench
+
+    return bench
+
+
+def test_drive_reaches_the_motors_without_waiting_for_a_tick():
+    # The control tick slowed to 1 s: a command that waited for a tick would
+    # take 500 ms on average (and the 500 ms deadman would stop it first).
+    from conftest import MICROPYTHON
+
+    bench = _bench()
+    proc, port, _ = bench.start_car(MICROPYTHON, tick_ms=1000)
+    try:
+        samples = bench.motor_latency(proc, port, 20)
+    finally:
+        proc.kill()
+        proc.wait()
+    print("command-to-motor latency with a 1 s tick: p50 %d us, max %d us" % (samples[10], samples[-1]))
+    assert samples[10] < 50_000 and samples[-1] < 400_000, samples
+
+
+def test_an_immediate_motor_write_is_still_ramped():
+    # slew 1/s: the write a command causes at once is the ramp's step for the
+    # time since the last motor update (<= MAX_DT_MS 100 ms -> <= 0.1), not
+    # the full command.
+    import os
+    import selectors
+
+    from conftest import MICROPYTHON
+
+    bench = _bench()
+    proc, port, _ = bench.start_car(MICROPYTHON, limits={"slew": 1.0})
+    proto = bench.WSProto()
+    conn = proto.open(port, "/ws")
+    try:
+        conn.sock.sendall(bench.ws_frame(b'{"type":"drive","throttle":1.0,"steer":0}'))
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout.fileno(), selectors.EVENT_READ)
+        out = b""
+        deadline = time.monotonic() + 5
+        while b"motor" not in out or not out.split(b"motor", 1)[1].count(b"\n"):
+            assert time.monotonic() < deadline, out
+            if sel.select(0.5):
+                out += os.read(proc.stdout.fileno(), 4096)
+        first = float(out.split(b"motor", 1)[1].split(b"\n")[0].split()[1])
+    finally:
+        proto.close(conn, wait=False)
+        proc.kill()
+        proc.wait()
+    assert 0 < first <= 0.1 + 1e-9, out

@@ -40,6 +40,12 @@ def test_rfc_example_accept_key():
 
 
 def test_unmask_matches_reference_for_all_lengths():
+    for lead in range(4):  # at any alignment too (a frame inside the receive buffer)
+        for n in range(0, 40):
+            data = bytearray([(i * 7 + 3) & 0xFF for i in range(lead + n)])
+            expected = data[:lead] + bytes([data[lead + i] ^ KEY[i & 3] for i in range(n)])
+            unmask(memoryview(data)[lead:], n, KEY)
+            assert data == expected, (lead, n)
     for n in range(0, 40):
         data = bytearray([(i * 7 + 3) & 0xFF for i in range(n)])
         expected = bytes([data[i] ^ KEY[i & 3] for i in range(n)])
@@ -86,6 +92,82 @@ def test_events_in_order_and_every_split_point():
         for i in range(0, len(data), step):
             got += codec.receive(data[i:i + step])
         assert got == expected, step
+    # writable=True: text unmasked in the caller's buffer, at any offset in
+    # it (as in the server's receive buffer), gives the same events.
+    for lead in range(4):
+        for step in (1, 7, 300, 4096):
+            codec = frames.Codec(1 << 20)
+            got = []
+            for i in range(0, len(data), step):
+                buf = bytearray(lead) + data[i:i + step]
+                got += codec.receive(memoryview(buf)[lead:], True)
+            assert got == expected, (lead, step)
+
+
+def _fails_mid_frame(codec, data, bad_at, code=1007):
+    """Feed data byte by byte: the error comes with byte bad_at, not later."""
+    for i in range(len(data)):
+        try:
+            codec.receive(data[i:i + 1])
+        except ProtocolError as e:
+            assert e.code == code, e.code
+            assert i == bad_at, (i, bad_at)
+            return
+    raise AssertionError("no ProtocolError")
+
+
+def test_invalid_utf8_fails_when_the_bad_byte_arrives():
+    # One text frame of 200 bytes: valid, then a byte that can never start or
+    # continue a character, then more. The error must come with that byte,
+    # long before the frame is whole (Autobahn 6.4.3/6.4.4), wherever it
+    # falls in a 4-byte word.
+    text = b"a" * 41 + b"\xce\xba" + b"\xff" + b"b" * 156
+    head = 8  # 2-byte header with 126 -> 4, plus the 4-byte key
+    data = client_frame(1, text)
+    bad = text.index(b"\xff")
+    for shift in range(4):
+        padded = b"c" * shift + text
+        _fails_mid_frame(frames.Codec(1 << 16), client_frame(1, padded), head + shift + bad)
+        # The client's role: unmasked frames, same rule.
+        unmasked = bytes((0x81, 126, 0, len(padded))) + padded
+        _fails_mid_frame(frames.Codec(1 << 16, client=True), unmasked, 4 + shift + bad)
+    # Autobahn 6.4.3's own parts: the 2nd chop fails at its 2nd byte (f4 90).
+    part1, part2 = bytes.fromhex("cebae1bdb9cf83cebcceb5"), bytes.fromhex("f4908080")
+    data = client_frame(1, part1 + part2 + b"edited")
+    codec = frames.Codec(1 << 16)
+    assert codec.receive(data[:6 + len(part1)]) == []
+    try:
+        codec.receive(data[6 + len(part1):6 + len(part1) + 4])
+        raise AssertionError("no ProtocolError")
+    except ProtocolError as e:
+        assert e.code == 1007
+    # A continuation frame of a text message: the carried state counts too
+    # (a 3-byte character started in the first fragment, broken in the 2nd).
+    data = client_frame(1, b"ok\xe2", fin=False) + client_frame(0, b"\x82" + b"\x28" + b"c" * 200)
+    _fails_mid_frame(frames.Codec(1 << 16), data, len(client_frame(1, b"ok\xe2", fin=False)) + 8 + 1)
+
+
+def test_invalid_utf8_in_a_whole_frame_fails_in_place_too():
+    for data in (client_frame(1, b"ok\xff"), client_frame(1, b"\xed\xa0\x80")):
+        try:
+            frames.Codec(1 << 16).receive(memoryview(bytearray(b"x") + data)[1:], True)
+            raise AssertionError("no ProtocolError")
+        except ProtocolError as e:
+            assert e.code == 1007
+
+
+def test_text_split_anywhere_still_decodes():
+    # The piecewise check unmasks in place: the text handed out must be exact.
+    text = ("κόσμε 🚗 " * 40).encode()
+    for key in (KEY, b"\x00\x00\x00\x00"):
+        data = client_frame(1, text, key=key) + client_frame(1, text[:50], fin=False, key=key) \
+            + client_frame(0, text[50:], key=key)
+        for step in (1, 3, 4, 7, 64, 1000):
+            codec = frames.Codec(1 << 16)
+            got = []
+            for i in range(0, len(data), step):
+                got += codec.receive(data[i:i + step])
+            assert got == [(1, text.decode()), (1, text.decode())], step
 
 
 def test_pending_payload_read_in_place():

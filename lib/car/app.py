@@ -4,11 +4,14 @@
 # - the driver's connection closing stops the motors at once (handler finally);
 # - no drive command for deadman_ms stops them and releases control;
 # - the control loop never awaits network I/O, so a slow client cannot delay it;
+# - a drive command reaches the motors as soon as it is parsed (apply()), with
+#   the ramp and guard for the time since the last motor update: the 20 ms
+#   tick adds no latency;
 # - any crash stops the motors (run()'s finally) before it propagates.
 import asyncio
 import gc
 import sys
-from time import ticks_add, ticks_diff, ticks_ms
+from time import ticks_add, ticks_diff, ticks_ms, ticks_us
 
 import hardware
 from wsserver import Server
@@ -57,6 +60,7 @@ class Car:
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
         self.started = self.last_tick = ticks_ms()
+        self.last_motor = ticks_us()  # µs: two updates may fall in one ms
         # Uptime is counted in whole seconds, `started` moving up a second at a
         # time, not now - start: ticks wrap every 2^30 ms on a board, so that
         # difference goes negative after 6.2 days. Small ints: no heap per tick.
@@ -108,6 +112,7 @@ class Car:
             was_driver = control.is_driver(ws)
             control.claim(ws, ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
+            self.apply()  # to the motors now, not on the next tick
             return None if was_driver else protocol.role("driver")
         if kind == "stop":
             self.stop_motors()  # anyone may stop, never refused
@@ -169,7 +174,6 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        dt = min(ticks_diff(now, self.last_tick), MAX_DT_MS)
         self.last_tick = now
         while ticks_diff(now, self.started) >= 1000:
             self.started = ticks_add(self.started, 1000)
@@ -178,12 +182,25 @@ class Car:
         if self.ticks >= SENSE_EVERY:
             self.ticks = 0
             self.distance = self.hw.distance_cm()
-        out = self.drive.step(dt, self.distance)
+        self.apply()
+        if self.watchdog:
+            self.watchdog.feed()
+
+    def apply(self):
+        """Ramp and guard the command for the time since the last motor
+        update, and write the motors if that changes them. Called by every
+        tick and by every drive command as it is parsed."""
+        now = ticks_us()
+        dt = ticks_diff(now, self.last_motor)
+        if dt <= 0:
+            return
+        self.last_motor = now
+        if dt > MAX_DT_MS * 1000:
+            dt = MAX_DT_MS * 1000
+        out = self.drive.step(dt / 1000, self.distance)
         if out != self.sent:
             self.hw.set_motors(out[0], out[1])
             self.sent = out
-        if self.watchdog:
-            self.watchdog.feed()
 
     def uptime_ms(self, now):
         """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""

@@ -66,16 +66,23 @@ def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
 
 @micropython.viper
 def unmask(buf: ptr8, n: int, key: ptr8):
-    # `buf` must be the start of a bytearray (heap-aligned): we XOR a word at
-    # a time, which faults on unaligned addresses on Xtensa.
-    k = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)
-    words = ptr32(buf)
-    nw = n >> 2
+    # Any start address (a frame inside the receive buffer): bytes one at a
+    # time up to a word boundary, then whole words with the key rotated to
+    # match (an unaligned word access faults on Xtensa), then the tail.
+    addr = int(buf)
     i = 0
-    while i < nw:
-        words[i] = words[i] ^ k
+    while i < n and ((addr + i) & 3) != 0:
+        buf[i] = buf[i] ^ key[i & 3]
         i += 1
-    i = nw << 2
+    j = i & 3
+    k = key[j] | (key[(j + 1) & 3] << 8) | (key[(j + 2) & 3] << 16) | (key[(j + 3) & 3] << 24)
+    words = ptr32(addr + i)
+    nw = (n - i) >> 2
+    w = 0
+    while w < nw:
+        words[w] = words[w] ^ k
+        w += 1
+    i += nw << 2
     while i < n:
         buf[i] = buf[i] ^ key[i & 3]
         i += 1

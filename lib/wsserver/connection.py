@@ -102,7 +102,7 @@ class WebSocket:
                 else:
                     n = await self.stream.readinto(server._buf)
                     if n:
-                        self._events = codec.receive(server._view[:n])
+                        self._events = codec.receive(server._view[:n], True)
                 if n is None:
                     continue  # TLS: part of a record arrived, no data yet
                 self._reader = None
@@ -129,15 +129,17 @@ class WebSocket:
         if self._close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
-        if len(message) > LARGE:
+        # The byte length from the view: len() of a str counts characters,
+        # a walk over all of it on MicroPython.
+        payload = payload_view(message)
+        if len(payload) > LARGE:
             # Header and payload written apart: no copy of a large message.
-            payload = payload_view(message)
             self._enqueue(header(opcode, len(payload)), False)
             self._enqueue(payload, False)
             if self._flushing:
                 await self._wait_flushed()
             return
-        frame = encode(opcode, message)
+        frame = encode(opcode, payload)
         if self._flushing or self._queue:
             if self._queue is None:
                 self._queue = []

@@ -127,6 +127,9 @@ class Codec:
     _msg = None  # its payload so far (bytearray, grows by doubling)
     _msg_len = 0
     _utf8 = 0  # UTF-8 validator state carried across fragments
+    _text = False  # the frame still arriving is text: checked as it arrives
+    _done = 0  # bytes of that frame unmasked and validated so far
+    _tail = 0  # bytes past _done unmasked byte-wise (masked again before the next pass)
     error = None  # a ProtocolError found after events that came before it
     client = False  # the role: False receives masked frames (a server)
 
@@ -137,11 +140,13 @@ class Codec:
 
     # -- receiving --------------------------------------------------------
 
-    def receive(self, data):
+    def receive(self, data, writable=False):
         """Feed bytes from the peer; returns the list of complete events.
 
         `data` may be a memoryview of a buffer the caller reuses: nothing is
-        kept that points into it.
+        kept that points into it. writable=True lets the codec unmask text
+        in place there (the caller's receive buffer, which it reads into
+        afresh): a text message then costs one allocation, its str.
         """
         if self.error is not None:
             raise self.error
@@ -149,8 +154,29 @@ class Codec:
         mv = memoryview(data)
         end = len(mv)
         pos = 0
+        # The fast path below is for a server's buffer it may write in.
+        fast = writable and not self.client
+        limit = self.max_message
         try:
             while pos < end:
+                if fast and end - pos >= 6 and mv[pos] == 0x81 and self._frame is None \
+                        and not self._head and not self._msg_op:
+                    # The common frame, in a few lines: a whole, unfragmented,
+                    # masked text message (what _parse would do, minus its
+                    # general checks; anything unusual goes to _parse).
+                    n = mv[pos + 1] - 0x80
+                    start = pos + 6
+                    if n == 126 and end - pos >= 8:
+                        n = (mv[pos + 2] << 8) | mv[pos + 3]
+                        start = pos + 8
+                    if 0 <= n < 65536 and n != 126 and n != 127 and n <= limit and end - start >= n:
+                        view = mv[start:start + n]
+                        unmask(view, n, mv[start - 4:start])
+                        if utf8_validate(view, 0, n, 0):
+                            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                        events.append((TEXT, str(view, "utf-8")))
+                        pos = start + n
+                        continue
                 if self._frame is not None:
                     pos = self._fill(mv, pos, end)
                     if self._have == len(self._frame):
@@ -158,7 +184,7 @@ class Codec:
                 elif self._head:
                     pos = self._resume_header(mv, pos, end, events)
                 else:
-                    pos = self._parse(mv, pos, end, events)
+                    pos = self._parse(mv, pos, end, events, writable)
         except ProtocolError as e:
             if not events:
                 raise
@@ -178,6 +204,8 @@ class Codec:
 
     def payload_received(self, n):
         self._have += n
+        if self._text:
+            self._check_text()
         events = []
         if self._have == len(self._frame):
             self._payload_done(events)
@@ -188,11 +216,53 @@ class Codec:
         take = min(end - pos, len(frame) - self._have)
         frame[self._have:self._have + take] = mv[pos:pos + take]
         self._have += take
+        if self._text:
+            self._check_text()
         return pos + take
+
+    def _check_text(self):
+        # A text frame arriving in pieces is unmasked and validated as each
+        # piece arrives, so bad UTF-8 fails the connection with the bad byte,
+        # not when the frame completes (RFC 6455 §8.1 "fail fast", Autobahn
+        # 6.4.3/6.4.4). Whole words go through the word-wise unmask (aligned,
+        # key unrotated); the last 1-3 bytes are unmasked byte by byte to be
+        # checked too, and masked again next time, when the word-wise pass
+        # covers them. A frame that arrives in one read never comes here.
+        frame = self._frame
+        have = self._have
+        done = self._done
+        key = self._key
+        if key:
+            for i in range(done, done + self._tail):
+                frame[i] ^= key[i & 3]
+        upto = have if have == len(frame) else have & ~3
+        if upto > done:
+            if key:
+                unmask(memoryview(frame)[done:upto], upto - done, key)
+            state = utf8_validate(frame, done, upto, self._utf8)
+            if state < 0:
+                self._bad_text()
+            self._utf8 = state
+            self._done = done = upto
+        self._tail = have - done
+        if have > done:
+            if key:
+                for i in range(done, have):
+                    frame[i] ^= key[i & 3]
+            if utf8_validate(frame, done, have, self._utf8) < 0:
+                self._bad_text()
+
+    def _bad_text(self):
+        self._reset_message()
+        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
 
     def _payload_done(self, events):
         frame = self._frame
         self._frame = None
+        if self._text:
+            self._text = False  # unmasked and validated already
+            self._dispatch(self._fin_op, frame, events, True)
+            return
         if self._key:
             unmask(frame, len(frame), self._key)
         self._dispatch(self._fin_op, frame, events)
@@ -207,7 +277,7 @@ class Codec:
             return pos + take  # still incomplete: all of it is kept as the head
         return pos + used - len(old)
 
-    def _parse(self, mv, pos, end, events):
+    def _parse(self, mv, pos, end, events, writable=False):
         """Parse one frame at mv[pos:]; returns the new position."""
         avail = end - pos
         if avail < 2:
@@ -257,6 +327,16 @@ class Codec:
         start = pos + hlen
         if end - start >= n:
             # Common case: the whole frame is in this read.
+            if opcode == TEXT and b0 & 0x80 and not self._msg_op and (writable or not b1 & 0x80):
+                # A whole text message: unmasked where it lies, validated
+                # there, and its str made from there (no bytearray copy).
+                view = mv[start:start + n]
+                if b1 & 0x80:
+                    unmask(view, n, mv[start - 4:start])
+                if utf8_validate(view, 0, n, 0):
+                    raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                events.append((TEXT, str(view, "utf-8")))
+                return start + n
             payload = bytearray(mv[start:start + n])
             if b1 & 0x80:
                 unmask(payload, n, mv[start - 4:start])
@@ -267,9 +347,15 @@ class Codec:
         self._fin_op = b0 & 0x8F
         self._frame = bytearray(n)
         self._have = 0
+        # Text of the message in progress (a frame that breaks the
+        # fragmentation rules is left to _dispatch, which names the rule).
+        msg_op = self._msg_op
+        if (opcode == TEXT and not msg_op) or (opcode == CONT and msg_op == TEXT):
+            self._text = True
+            self._done = self._tail = 0
         return self._fill(mv, start, end)
 
-    def _dispatch(self, fin_op, payload, events):
+    def _dispatch(self, fin_op, payload, events, checked=False):
         opcode = fin_op & 0x0F
         fin = fin_op & 0x80
         if opcode >= 8:
@@ -285,7 +371,7 @@ class Codec:
         elif self._msg_op:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new data frame before the fragmented message finished (RFC 6455 §5.4)")
         if opcode == TEXT:
-            state = utf8_validate(payload, 0, len(payload), self._utf8)
+            state = self._utf8 if checked else utf8_validate(payload, 0, len(payload), self._utf8)
             if state < 0 or (fin and state):
                 self._reset_message()
                 raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
