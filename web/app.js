@@ -15,7 +15,7 @@
   const CHART_MS = 10000;
 
   const ui = {
-    app: $('app'), banner: $('banner'), device: $('device'), conn: $('conn'), role: $('role'),
+    app: $('app'), banner: $('banner'), device: $('device'), version: $('version'), conn: $('conn'), role: $('role'),
     rtt: $('rtt'), dist: $('dist'), spd: $('spd'), odo: $('odo'), batt: $('batt'), battBox: $('batt-box'), battLabel: $('batt-label'), rssi: $('rssi'),
     heap: $('heap'), heapUnit: $('heap-unit'), chart: $('chart'), map: $('map'), speed: $('speed'), speedVal: $('speed-val'),
     stick: $('stick'), base: $('base'), knob: $('knob'), hint: $('hint'), light: $('light'), horn: $('horn'),
@@ -140,7 +140,8 @@
         car.role = m.role;
         car.limits = m.limits || {};
         car.room = m.room || null;
-        ui.device.textContent = (m.device || 'Tether') + (m.simulated ? ' (sim)' : '') + ' · ' + m.firmware;
+        ui.device.textContent = (m.device || 'Tether') + (m.simulated ? ' (sim)' : '');
+        ui.version.textContent = m.firmware;
         car.update = null;          // a new hello: whatever update there was is over
         ui.banner.hidden = true;
         ui.map.hidden = !car.room;
