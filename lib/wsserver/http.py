@@ -86,12 +86,19 @@ def unquote(s):
     while i < n:
         c = raw[i]
         if c == 0x25:  # '%'
-            try:
-                out.append(int(raw[i + 1:i + 3], 16))
-            except ValueError:
-                raise HTTPError(400, "malformed percent-escape in URL")
+            # Exactly two hex digits: int(..., 16) alone would also take a
+            # sign or a space ("%+a" -> newline, "%-0" -> NUL).
+            c = 0
+            for d in raw[i + 1:i + 3]:
+                if 0x30 <= d <= 0x39:  # 0-9
+                    c = c * 16 + d - 0x30
+                elif 0x61 <= d | 0x20 <= 0x66:  # a-f, A-F
+                    c = c * 16 + (d | 0x20) - 0x57
+                else:
+                    i = n  # marks the escape bad
             if i + 3 > n:
                 raise HTTPError(400, "malformed percent-escape in URL")
+            out.append(c)
             i += 3
         else:
             out.append(c)
