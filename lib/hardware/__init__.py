@@ -22,11 +22,13 @@ def __getattr__(name):
     # and hold the biggest dict here: loaded on first use, not kept by us.
     if name == "DEFAULTS" or name == "merged":  # (a constant tuple would stay in the heap)
         return getattr(_load("defaults"), name)
-    if name[0] == "_":
-        raise AttributeError(name)
-    # MicroPython's `from hardware import outputs` asks here before it looks
-    # for a submodule, and an AttributeError would end the import.
-    return _load(name)
+    # The submodules: MicroPython's `from hardware import outputs` asks here
+    # before it looks for a submodule, and an AttributeError would end the
+    # import. Any other name is an AttributeError, so hasattr() answers False.
+    # (One string, not a tuple of names: see above.)
+    if name in "base config defaults motors outputs pins pwm real sensors sim".split():
+        return _load(name)
+    raise AttributeError(name)
 
 
 def validate(cfg, prefix="hardware"):
