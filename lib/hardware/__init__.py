@@ -31,6 +31,13 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+def is_number(v):
+    """A finite int or float; a bool is not a number here (CPython makes it
+    an int subclass). The config checks of car and hardware and the drive
+    protocol use this one."""
+    return type(v) in (int, float) and v == v and v - v == 0
+
+
 def validate(cfg, prefix="hardware"):
     """List of (key, message) for what is wrong in cfg; [] when usable.
     The checker is loaded for this call and dropped again: it is bigger than
