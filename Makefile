@@ -7,7 +7,10 @@ MICROPYTHON := $(VENV)/bin/micropython
 # everything else (tests, board tools) comes with requirements.txt on first use.
 SIM_STAMP   := $(VENV)/.sim-$(shell cat requirements-sim.txt 2>/dev/null | md5sum | cut -c1-8)
 STAMP       := $(VENV)/.installed-$(shell cat requirements-sim.txt requirements.txt 2>/dev/null | md5sum | cut -c1-8)
-PYTHON2     ?= /root/.pyenv/versions/2.7.18/bin/python
+# Autobahn|Testsuite (make conformance) needs Python 2.7: PYTHON2=..., else pyenv's
+# newest 2.7, else python2 on PATH.
+PYENV_ROOT  ?= $(HOME)/.pyenv
+PYTHON2     ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/2.7*/bin/python))),$(shell python2 -c 'import sys; print(sys.executable)' 2>/dev/null))
 VENV2       ?= .venv2
 HOST        ?= 127.0.0.1
 SIM_PORT    ?= 8080
@@ -77,6 +80,7 @@ test: $(STAMP) web maybe-proxies
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
 $(VENV2)/bin/wstest: tools/requirements-conformance.txt
+	@test -n "$(PYTHON2)" || { echo "error: Autobahn|Testsuite needs Python 2.7 and none was found (pyenv install 2.7.18, or PYTHON2=/path/to/python2.7)"; exit 2; }
 	$(PYTHON2) -m pip install -q 'virtualenv<20.22'
 	$(PYTHON2) -m virtualenv -q $(VENV2)
 	$(VENV2)/bin/pip install -q -r tools/requirements-conformance.txt

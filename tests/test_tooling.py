@@ -597,6 +597,27 @@ def test_make_help_lists_every_target(project):
     assert "sim" in targets and "vboard" in targets and "web" in targets
 
 
+def test_make_finds_python2_for_autobahn_or_says_what_is_missing(project, tmp_path):
+    """PYTHON2 is pyenv's newest 2.7, else python2 on PATH; with neither, make
+    conformance stops before pip and says how to get one."""
+    pyenv = tmp_path / "pyenv"
+    for version in ("2.7.17", "2.7.18"):
+        python = pyenv / "versions" / version / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.write_text("#!/bin/sh\nexit 1\n")
+        python.chmod(0o755)
+    wstest = str(tmp_path / "venv2" / "bin" / "wstest")
+    found = make(project, "-n", wstest, "VENV2=" + str(tmp_path / "venv2"), "PYENV_ROOT=" + str(pyenv))
+    assert str(pyenv / "versions" / "2.7.18" / "bin" / "python") + " -m pip install" in found.stdout, found.stdout
+    bare = dict(os.environ, PATH=os.path.dirname(shutil.which("make")) + ":/bin")  # no python2 on it
+    assert subprocess.run(["sh", "-c", "command -v python2"], env=bare).returncode != 0
+    missing = make(project, wstest, "VENV2=" + str(tmp_path / "venv2"), "PYENV_ROOT=" + str(tmp_path / "none"),
+                   env=bare)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "needs Python 2.7 and none was found" in missing.stdout and "PYTHON2=" in missing.stdout
+    assert "-m pip" not in missing.stdout  # stopped before the first command
+
+
 def test_sim_and_vboard_default_ports_differ(project):
     """make sim and make vboard can run at once: their cars listen on different ports."""
     sim = make(project, "-n", "sim").stdout
