@@ -63,10 +63,16 @@ web: $(SIM_STAMP)
 # over the air (make ota) replaces files there, never the sources. Exit code 75 is the
 # car asking for a reboot (docs/updates.md): it is started again, as a board would.
 SIM_DIR     ?= build/sim
-sim: $(SIM_STAMP) web
+sim: $(SIM_STAMP) web | config.json
 	@rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR) && cp -r lib web main.py boot.py config.json $(SIM_DIR)/
 	@cd $(SIM_DIR) && while :; do $(abspath $(MICROPYTHON)) main.py --host $(HOST) --port $(SIM_PORT); \
 	  rc=$$?; [ $$rc = 75 ] || exit $$rc; echo "sim: the car reboots (exit 75)"; done
+
+# The car's configuration, with WiFi passwords: made from config.example.json on first use
+# (make sim, make deploy, make image, tools/stage.py) and ignored by git. Never overwritten.
+config.json:
+	@cp -n config.example.json $@
+	@echo "made config.json from config.example.json: set wifi.networks and wifi.ap.password there (git ignores it)"
 
 # make ota HOST=<car>[:port] [TOKEN=...] [CONFIG=my-config.json]: update the app over WiFi.
 # HOST defaults to the simulated car (make sim).
@@ -151,11 +157,11 @@ cert: $(STAMP)
 flash: $(STAMP)
 	$(PY) tools/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
 
-deploy: $(STAMP)
+deploy: $(STAMP) | config.json
 	$(NEED_PORT)
 	$(PY) tools/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
 
-image: $(STAMP)
+image: $(STAMP) | config.json
 	$(PY) tools/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
 
 repl: $(STAMP)

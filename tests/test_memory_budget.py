@@ -40,7 +40,9 @@ MAX_GAP_S = 0.25
 def staged(tmp_path, chip, march, romfs):
     out = tmp_path / ("board-%s-%s" % (chip or march, "romfs" if romfs else "fs"))
     cmd = [sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", march, "--out", str(out),
-           "--romfs" if romfs else "--no-romfs"]
+           "--romfs" if romfs else "--no-romfs",
+           # the config a maker starts from, not whatever config.json this checkout has
+           "--config", os.path.join(ROOT, "config.example.json")]
     if chip:
         cmd += ["--chip", chip]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
