@@ -7,7 +7,10 @@ MICROPYTHON := $(VENV)/bin/micropython
 # everything else (tests, board tools) comes with requirements.txt on first use.
 SIM_STAMP   := $(VENV)/.sim-$(shell cat requirements-sim.txt 2>/dev/null | md5sum | cut -c1-8)
 STAMP       := $(VENV)/.installed-$(shell cat requirements-sim.txt requirements.txt 2>/dev/null | md5sum | cut -c1-8)
-PYTHON2     ?= /root/.pyenv/versions/2.7.18/bin/python
+# Autobahn|Testsuite (make conformance) needs Python 2.7: PYTHON2=..., else pyenv's
+# newest 2.7, else python2 on PATH.
+PYENV_ROOT  ?= $(HOME)/.pyenv
+PYTHON2     ?= $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/2.7*/bin/python))),$(shell python2 -c 'import sys; print(sys.executable)' 2>/dev/null))
 VENV2       ?= .venv2
 HOST        ?= 127.0.0.1
 SIM_PORT    ?= 8080
@@ -60,10 +63,16 @@ web: $(SIM_STAMP)
 # over the air (make ota) replaces files there, never the sources. Exit code 75 is the
 # car asking for a reboot (docs/updates.md): it is started again, as a board would.
 SIM_DIR     ?= build/sim
-sim: $(SIM_STAMP) web
+sim: $(SIM_STAMP) web | config.json
 	@rm -rf $(SIM_DIR) && mkdir -p $(SIM_DIR) && cp -r lib web main.py boot.py config.json $(SIM_DIR)/
 	@cd $(SIM_DIR) && while :; do $(abspath $(MICROPYTHON)) main.py --host $(HOST) --port $(SIM_PORT); \
 	  rc=$$?; [ $$rc = 75 ] || exit $$rc; echo "sim: the car reboots (exit 75)"; done
+
+# The car's configuration, with WiFi passwords: made from config.example.json on first use
+# (make sim, make deploy, make image, tools/stage.py) and ignored by git. Never overwritten.
+config.json:
+	@cp -n config.example.json $@
+	@echo "made config.json from config.example.json: set wifi.networks and wifi.ap.password there (git ignores it)"
 
 # make ota HOST=<car>[:port] [TOKEN=...] [CONFIG=my-config.json]: update the app over WiFi.
 # HOST defaults to the simulated car (make sim).
@@ -77,6 +86,7 @@ test: $(STAMP) web maybe-proxies
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
 $(VENV2)/bin/wstest: tools/requirements-conformance.txt
+	@test -n "$(PYTHON2)" || { echo "error: Autobahn|Testsuite needs Python 2.7 and none was found (pyenv install 2.7.18, or PYTHON2=/path/to/python2.7)"; exit 2; }
 	$(PYTHON2) -m pip install -q 'virtualenv<20.22'
 	$(PYTHON2) -m virtualenv -q $(VENV2)
 	$(VENV2)/bin/pip install -q -r tools/requirements-conformance.txt
@@ -149,11 +159,11 @@ cert: $(STAMP)
 flash: $(STAMP)
 	$(PY) tools/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
 
-deploy: $(STAMP)
+deploy: $(STAMP) | config.json
 	$(NEED_PORT)
 	$(PY) tools/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
 
-image: $(STAMP)
+image: $(STAMP) | config.json
 	$(PY) tools/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
 
 repl: $(STAMP)

@@ -228,11 +228,12 @@ def test_invalid_json_keeps_the_sections_that_parse(tmp_path):
                           str(bad) + ': "limits" (from line 3) is not valid JSON, using its defaults']
 
 
-def test_shipped_configs_are_valid():
+def test_shipped_config_is_valid():
+    # config.json is made from it on first use (test_tooling checks that copy too)
     got = mp("""
 from car.config import load
-print(json.dumps([load("config.json")[1], load("config.example.json")[1]]))""")
-    assert got == [[], []]
+print(json.dumps([load("config.example.json")[1]]))""")
+    assert got == [[]]
 
 
 def test_example_config_shows_every_key():

@@ -76,7 +76,7 @@ def test_utf8_state_carries_across_chunks():
     # Fails at the first byte that cannot continue, even mid-sequence.
     state = utf8.validate(b"\xf0\x9f", 0, 2, 0)
     assert state > 0
-    assert utf8.validate(b"A", 0, 1, state) == utf8.INVALID
+    assert utf8.validate(b"A", 0, 1, state) == -1  # invalid
 
 
 def test_events_in_order_and_every_split_point():
@@ -262,3 +262,19 @@ def test_reason_phrases_and_content_types_from_their_string_tables():
     assert content_type("icon.ico") == "image/x-icon"
     for name in ("noext", "a.", "a.gz", "a.t|x", "a.html x", "a.tml"):
         assert content_type(name) == "application/octet-stream", name
+
+
+def test_percent_escapes_take_exactly_two_hex_digits():
+    # int(s, 16) alone would read "%+a" as a newline and "%-0" as a NUL.
+    from wsserver.errors import HTTPError
+    from wsserver.http import parse_query, unquote
+    assert unquote("a%20b%2Fc%e2%82%AC") == "a b/c\u20ac"
+    assert unquote("%00%0a%7E%7e") == "\x00\n~~"
+    assert parse_query("x=%41+b&y=%2b") == {"x": "A b", "y": "+"}
+    for bad in ("%+a", "%-0", "% a", "%a ", "%0x", "%x0", "%g0", "%0G", "%", "%4", "a%2", "%@0", "%`1", "%\u00e90"):
+        try:
+            unquote(bad)
+        except HTTPError as e:
+            assert e.status == 400 and "percent-escape" in e.reason, (bad, e.reason)
+        else:
+            raise AssertionError("accepted " + repr(bad))

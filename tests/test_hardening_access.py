@@ -236,13 +236,15 @@ def test_viewers_need_token(open_car):
 def test_files_outside_web_are_never_served(open_car):
     car = open_car({"token": TOKEN})
     p = car.port
-    assert os.path.exists(os.path.join(ROOT, "config.json"))   # real files next to web/
+    # real files next to web/ (config.json is there once made from the example)
+    assert os.path.exists(os.path.join(ROOT, "config.example.json")) and os.path.exists(os.path.join(ROOT, "main.py"))
     assert request(p, "/index.html")[0] == 200
     for path in ("/config.json", "/../config.json", "/%2e%2e/config.json", "/..%2fconfig.json",
                  "/web/../config.json", "//config.json", "/./config.json", "/main.py",
                  "/config.example.json", "/lib/car/access.py", "/../lib/car/app.py",
                  "/%2E%2E/%2E%2E/etc/passwd", "/..\\config.json", "/.%2e/config.json",
-                 "/index.html/../../config.json", "/.git/config"):
+                 "/index.html/../../config.json", "/.git/config", "/../config.example.json",
+                 "/%2e%2e/config.example.json", "/../main.py", "/..%2fmain.py"):
         status, _, body = request(p, path)
         assert status in (400, 404), (path, status)
         assert TOKEN.encode() not in body

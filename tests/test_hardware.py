@@ -545,3 +545,22 @@ def test_modules_cross_compile_for_the_board(tmp_path):
                                capture_output=True, text=True)
             assert r.returncode == 0, name + r.stderr
             assert out.stat().st_size < 4096, "%s is %d bytes as .mpy" % (name, out.stat().st_size)
+
+
+def test_hardware_package_names_its_lazy_attributes():
+    # Every submodule and DEFAULTS/merged load on first use; any other name is
+    # an AttributeError (so hasattr() is False), not an attempted import.
+    submodules = sorted(f[:-3] for f in os.listdir(os.path.join(LIB, "hardware"))
+                        if f.endswith(".py") and f != "__init__.py")
+    out = mp("import json, hardware\n"
+             "out = [hasattr(hardware, n) for n in ('x', '_x', 'bas', 'base config', 'pwm ', '')]\n"
+             "try:\n    hardware.nosuch\nexcept AttributeError as e:\n    out.append(str(e))\n"
+             "out.append([type(getattr(hardware, n)).__name__ for n in %r])\n"
+             "from hardware import outputs\n"
+             "out.append([type(hardware.DEFAULTS).__name__, callable(hardware.merged), outputs.__name__])\n"
+             "print(json.dumps(out))" % submodules, fakes=True)
+    assert out == [False] * 6 + ["nosuch", ["module"] * len(submodules), ["dict", True, "hardware.outputs"]]
+    import hardware
+    assert not hasattr(hardware, "x") and not hasattr(hardware, "__path_x")
+    with pytest.raises(AttributeError):
+        hardware.sims

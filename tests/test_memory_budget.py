@@ -27,7 +27,7 @@ import sys
 
 import pytest
 
-from conftest import board_proxy, free_port
+from conftest import board_proxy, free_port, run_micropython
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -40,7 +40,9 @@ MAX_GAP_S = 0.25
 def staged(tmp_path, chip, march, romfs):
     out = tmp_path / ("board-%s-%s" % (chip or march, "romfs" if romfs else "fs"))
     cmd = [sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", march, "--out", str(out),
-           "--romfs" if romfs else "--no-romfs"]
+           "--romfs" if romfs else "--no-romfs",
+           # the config a maker starts from, not whatever config.json this checkout has
+           "--config", os.path.join(ROOT, "config.example.json")]
     if chip:
         cmd += ["--chip", chip]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -169,3 +171,84 @@ def test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503
     report("esp8266 proxy, lib/ in ROMFS, driver + viewer", budget, viewer, image)
     check(viewer, driver, alive, errors, output)
     assert refused == 503, "the client after max_clients got %r, not 503" % refused
+
+
+# --- no constant tuples in resident modules (docs/memory.md, section 3) ---
+
+# Loaded on a plain car's first REST request or request body, and kept.
+LOADED_ON_FIRST_USE = ["car.main", "car.rest", "wsserver.body"]
+
+RESIDENT_PROBE = """
+import sys
+from car import app, load_config
+import hardware
+cfg = load_config("config.example.json")[0]
+hardware.create(cfg["hardware"])
+hardware.create(dict(cfg["hardware"], mode="real"))  # on tests/fakes' machine
+print(" ".join(m for m in sys.modules if m.split(".")[0] in ("car", "hardware", "wsserver", "mqtt", "wsclient")))
+"""
+
+
+def constant_tuples(source, filename="<source>"):
+    """(line, text) of every tuple MicroPython's compiler folds into a constant
+    object (MICROPY_COMP_CONST_TUPLE): a non-empty tuple, read not assigned to,
+    whose items are literals, -literals, this module's const() names or such
+    tuples. `a, b = 1, 2` counts too (write two assignments)."""
+    import ast
+    tree = ast.parse(source, filename)
+    consts = set()
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) == "const"):
+            consts.update(t.id for t in node.targets if isinstance(t, ast.Name))
+
+    def constant(e):
+        if isinstance(e, ast.Constant):
+            return True
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd, ast.Invert)):
+            return constant(e.operand)
+        if isinstance(e, ast.Name):
+            return e.id in consts
+        return isinstance(e, ast.Tuple) and all(constant(x) for x in e.elts)
+
+    return [(n.lineno, ast.unparse(n)) for n in ast.walk(tree)
+            if isinstance(n, ast.Tuple) and n.elts and isinstance(n.ctx, ast.Load) and constant(n)]
+
+
+def test_the_constant_tuple_check_sees_what_micropython_folds():
+    # The scanner against MicroPython itself: `f() is f()` holds exactly for
+    # the tuples the compiler made constant objects.
+    cases = ["(1, 2)", "('a', -1)", "(C, '')", "((1,), b'x')", "(None, None)", "(1, x)", "(x,)", "()",
+             "[1, 2]"]
+    code = "C = const(5)\nx = 7\n" + "".join("def f%d(): return %s\n" % (i, c) for i, c in enumerate(cases))
+    code += "print(' '.join(str(type(f()) is tuple and len(f()) > 0 and f() is f()) for f in (%s)))\n" % (
+        ", ".join("f%d" % i for i in range(len(cases))))
+    result = run_micropython(code)
+    assert result.returncode == 0, result.stderr
+    folded = [v == "True" for v in result.stdout.split()]
+    assert folded == [True, True, True, True, True, False, False, False, False]
+    found = {line for line, _ in constant_tuples(code)}
+    assert [i + 3 in found for i in range(len(cases))] == folded
+    assert constant_tuples("a, b = 1, 2\n") == [(1, "(1, 2)")]
+    assert constant_tuples("def f(x):\n    a, b = x\n    return a, b\n") == []
+
+
+def test_resident_modules_hold_no_constant_tuples():
+    env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "tests", "fakes") + ":"
+               + os.path.join(ROOT, "lib"))
+    result = subprocess.run([heap_report.MICROPYTHON, "-c", RESIDENT_PROBE], capture_output=True,
+                            text=True, timeout=30, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    resident = sorted(set(result.stdout.split()) | set(LOADED_ON_FIRST_USE))
+    assert "car.app" in resident and "wsserver.server" in resident and "hardware.motors" in resident
+    assert "car.config" not in resident  # boot-only: dropped after the check
+    found = []
+    for name in resident:
+        path = os.path.join(ROOT, "lib", *name.split("."))
+        path = path + "/__init__.py" if os.path.isdir(path) else path + ".py"
+        with open(path) as f:
+            found += ["%s:%d: %s" % (os.path.relpath(path, ROOT), line, text)
+                      for line, text in constant_tuples(f.read(), path)]
+    with open(os.path.join(ROOT, "main.py")) as f:  # compiled from source on the board, and kept
+        found += ["main.py:%d: %s" % (line, text) for line, text in constant_tuples(f.read(), "main.py")]
+    assert found == [], "constant tuples in resident modules (use a list or a string):\n" + "\n".join(found)

@@ -74,7 +74,10 @@ def project(tmp_path_factory):
     tests run); the tools and the Makefile run from it with the real venv."""
     snap = tmp_path_factory.mktemp("project")
     ignore = shutil.ignore_patterns("__pycache__", "*.gz", "cache", ".*")
-    for name in ("Makefile", "requirements.txt", "requirements-sim.txt", "boot.py", "main.py", "config.json"):
+    # A fresh clone: config.example.json, no config.json (a maker's own, with
+    # passwords, is not tracked); the tools make config.json on first use.
+    for name in ("Makefile", "requirements.txt", "requirements-sim.txt", "boot.py", "main.py",
+                 "config.example.json"):
         shutil.copy2(os.path.join(ROOT, name), snap / name)
     for name in ("lib", "web", "tools", "firmware"):
         shutil.copytree(os.path.join(ROOT, name), snap / name, ignore=ignore)
@@ -595,6 +598,61 @@ def test_make_help_lists_every_target(project):
     listed = set(re.findall(r"^make ([a-z-]+)", r.stdout, re.M))
     assert targets <= listed, targets - listed
     assert "sim" in targets and "vboard" in targets and "web" in targets
+
+
+def test_config_json_is_made_from_the_example_on_first_use_and_never_tracked(project, tmp_path):
+    """config.json holds WiFi passwords: git ignores it, make and tools/stage.py
+    make it from config.example.json when it is missing and never overwrite it."""
+    tracked = run(["git", "ls-files", "--error-unmatch", "config.json"])
+    assert tracked.returncode != 0, "config.json is tracked by git"
+    ignored = run(["git", "check-ignore", "-q", "config.json"])
+    assert ignored.returncode == 0, "config.json is not ignored by git"
+    example = read(os.path.join(ROOT, "config.example.json"))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for name in ("Makefile", "config.example.json"):
+        shutil.copy2(os.path.join(ROOT, name), fresh / name)
+    r = run(["make", "--no-print-directory", "-C", str(fresh), "config.json"])
+    assert r.returncode == 0 and "made config.json from config.example.json" in r.stdout, r.stdout + r.stderr
+    assert read(str(fresh / "config.json")) == example
+    (fresh / "config.json").write_text('{"wifi": {}}')  # the maker's own: kept
+    r = run(["make", "--no-print-directory", "-C", str(fresh), "config.json"])
+    assert r.returncode == 0 and "made" not in r.stdout and read(str(fresh / "config.json")) == b'{"wifi": {}}'
+    # tools/stage.py (make deploy, make image, tools/deploy.py) does the same on its own
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone, ignore=shutil.ignore_patterns("build", "config.json"))
+    out = tmp_path / "staged"
+    r = run([sys.executable, os.path.join(str(clone), "tools", "stage.py"), "--march", "x64", "--out", str(out),
+             "--no-romfs"], cwd=str(clone))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "made config.json from config.example.json" in r.stdout + r.stderr
+    assert read(str(clone / "config.json")) == example and read(str(out / "config.json")) == example
+    # the generated file is valid as it is
+    got = run([os.path.join(os.path.dirname(sys.executable), "micropython"), "-c",
+               "import sys; sys.path.insert(0, 'lib'); from car.config import load; print(load('config.json')[1])"],
+              cwd=str(clone))
+    assert got.stdout.strip() == "[]", got.stdout + got.stderr
+
+
+def test_make_finds_python2_for_autobahn_or_says_what_is_missing(project, tmp_path):
+    """PYTHON2 is pyenv's newest 2.7, else python2 on PATH; with neither, make
+    conformance stops before pip and says how to get one."""
+    pyenv = tmp_path / "pyenv"
+    for version in ("2.7.17", "2.7.18"):
+        python = pyenv / "versions" / version / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.write_text("#!/bin/sh\nexit 1\n")
+        python.chmod(0o755)
+    wstest = str(tmp_path / "venv2" / "bin" / "wstest")
+    found = make(project, "-n", wstest, "VENV2=" + str(tmp_path / "venv2"), "PYENV_ROOT=" + str(pyenv))
+    assert str(pyenv / "versions" / "2.7.18" / "bin" / "python") + " -m pip install" in found.stdout, found.stdout
+    bare = dict(os.environ, PATH=os.path.dirname(shutil.which("make")) + ":/bin")  # no python2 on it
+    assert subprocess.run(["sh", "-c", "command -v python2"], env=bare).returncode != 0
+    missing = make(project, wstest, "VENV2=" + str(tmp_path / "venv2"), "PYENV_ROOT=" + str(tmp_path / "none"),
+                   env=bare)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "needs Python 2.7 and none was found" in missing.stdout and "PYTHON2=" in missing.stdout
+    assert "-m pip" not in missing.stdout  # stopped before the first command
 
 
 def test_sim_and_vboard_default_ports_differ(project):

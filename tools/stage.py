@@ -156,6 +156,18 @@ def tls_files(certs, config_data):
     return out
 
 
+def default_config(root, log=print):
+    """root/config.json, made from config.example.json on first use (as make
+    does): it holds WiFi passwords, so git ignores it and nothing ships one."""
+    path = os.path.join(root, "config.json")
+    example = os.path.join(root, "config.example.json")
+    if not os.path.exists(path) and os.path.exists(example):
+        shutil.copyfile(example, path)
+        log("made config.json from config.example.json: set wifi.networks and wifi.ap.password there"
+            " (git ignores it)")
+    return path
+
+
 def capped_config(data, chip, log):
     """config.json's bytes with the chip's caps applied (unchanged when none applies)."""
     caps = CHIP_CAPS.get(chip)
@@ -244,7 +256,7 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
     for rel, data in web_assets(root, log).items():
         put(rel, data)
 
-    config = config or os.path.join(root, "config.json")
+    config = config or default_config(root, log)
     if os.path.exists(config):
         with open(config, "rb") as f:
             data = capped_config(f.read(), chip, log)

@@ -56,7 +56,9 @@ class Car:
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
-        self.sent = (0, 0)  # what set_motors last got (0 == 0.0)
+        # What set_motors last got: the stopped drive's (0.0, 0.0), built from
+        # its fields (a constant (0, 0) would be a tuple kept in the heap).
+        self.sent = (self.drive.out_left, self.drive.out_right)
         self.seq = 0
         self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
         self.started = self.last_tick = ticks_ms()
@@ -157,7 +159,7 @@ class Car:
         """Immediate stop: no ramp, straight to the hardware."""
         self.drive.stop()
         self.hw.stop()
-        self.sent = (0, 0)
+        self.sent = (self.drive.out_left, self.drive.out_right)  # (0.0, 0.0), as above
 
     def disconnected(self, ws):
         if self.control.release(ws) is not None:
@@ -284,7 +286,7 @@ def attach(server, car):
             raise HTTPError(verdict[0], verdict[1])
         request.id = 0  # stands in for a client: the same code and latch as a WebSocket stop
         car.handle(request, '{"type":"stop"}')
-        return 200, '{"stopped":true}', "application/json"
+        return [200, '{"stopped":true}', "application/json"]  # a list: built per call
 
     server.route("/api/status")(handler)
     server.route("/api/stop", methods="POST", max_body=256)(handler)

@@ -84,11 +84,6 @@ def put(tree, dotted, value):
     tree[parts[-1]] = value
 
 
-def is_number(v):
-    # bool is not a number here (CPython makes it an int subclass)
-    return type(v) in (int, float) and v == v and v - v == 0
-
-
 def check(kind, v, lo, hi, open_ap=False):
     """None when v is acceptable, else what it must be."""
     if kind == "i":
@@ -96,7 +91,7 @@ def check(kind, v, lo, hi, open_ap=False):
             return None
         return "must be an int between %d and %d" % (lo, hi)
     if kind == "f":
-        if is_number(v) and lo <= v <= hi:
+        if hardware.is_number(v) and lo <= v <= hi:
             return None
         return "must be a number between %s and %s" % (lo, hi)
     if kind == "b":

@@ -3,6 +3,8 @@
 # never reach a motor: every rejected message gets an error naming the field.
 import json
 
+from hardware import is_number
+
 MAX_TEXT = 512  # longer messages are refused before parsing (heap)
 TYPES = "drive, stop, resume, actuator, speed_limit, ping"
 
@@ -11,11 +13,6 @@ def _bad(code, field, message):
     # Built when needed: a constant (code, field, message) tuple would be an
     # object kept in the heap for as long as the module is loaded.
     return None, (code, field, message)
-
-
-def is_number(v):
-    # finite int/float; bool is not a number here (CPython: bool is an int)
-    return type(v) in (int, float) and v == v and v - v == 0
 
 
 def _number(msg, field, lo, hi):

@@ -22,11 +22,20 @@ def __getattr__(name):
     # and hold the biggest dict here: loaded on first use, not kept by us.
     if name == "DEFAULTS" or name == "merged":  # (a constant tuple would stay in the heap)
         return getattr(_load("defaults"), name)
-    if name[0] == "_":
-        raise AttributeError(name)
-    # MicroPython's `from hardware import outputs` asks here before it looks
-    # for a submodule, and an AttributeError would end the import.
-    return _load(name)
+    # The submodules: MicroPython's `from hardware import outputs` asks here
+    # before it looks for a submodule, and an AttributeError would end the
+    # import. Any other name is an AttributeError, so hasattr() answers False.
+    # (One string, not a tuple of names: see above.)
+    if name in "base config defaults motors outputs pins pwm real sensors sim".split():
+        return _load(name)
+    raise AttributeError(name)
+
+
+def is_number(v):
+    """A finite int or float; a bool is not a number here (CPython makes it
+    an int subclass). The config checks of car and hardware and the drive
+    protocol use this one."""
+    return type(v) in (int, float) and v == v and v - v == 0
 
 
 def validate(cfg, prefix="hardware"):

@@ -8,6 +8,7 @@ except ImportError:  # CPython
     def const(value):
         return value
 
+from hardware import is_number
 from hardware.defaults import DEFAULTS, merged, on_board
 
 DRIVERS = ("l298n", "tb6612", "drv8833")
@@ -25,10 +26,6 @@ REQUIRED_PINS = {
     "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
 }
 PIN_KEYS = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
 def _is_int(v):
@@ -74,7 +71,7 @@ def validate(cfg, prefix="hardware"):
                 used[value] = prefix + "." + key
 
     def number(key, value, lo, hi):
-        if not _is_num(value) or not lo <= value <= hi:
+        if not is_number(value) or not lo <= value <= hi:
             err(key, "must be a number %s-%s" % (lo, hi))
 
     def integer(key, value, lo, hi):

@@ -60,8 +60,8 @@ def make_motors(machine, cfg):
     right = TwoPwm(machine, pins["right_in1"], pins["right_in2"], freq)
     # Enable-type pins are held high: TB6612 STBY and PWMA/PWMB when wired to
     # GPIOs instead of VCC, DRV8833 nSLEEP (uses "stby"). Absent = not touched.
-    keys = ("left_en", "right_en", "stby") if cfg["driver"] == "tb6612" else ("stby",)
-    for k in keys:
+    keys = "left_en right_en stby" if cfg["driver"] == "tb6612" else "stby"
+    for k in keys.split():  # one string, not a constant tuple kept in the heap
         if pins.get(k) is not None:
             Pin(pins[k], Pin.OUT, value=1)
     return left, right

@@ -18,13 +18,7 @@ try:
     from asyncio import sleep_ms
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython (tests and tools use the same session)
-    import time
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+    from wsserver.connection import ticks_diff, ticks_ms
 
     async def sleep_ms(ms):
         await asyncio.sleep(ms / 1000)

@@ -12,7 +12,7 @@ from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_
 
 try:
     from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
+except ImportError:  # CPython. The one fallback: car, hardware.sim and mqtt import it from here.
     import time
 
     def ticks_ms():

@@ -412,12 +412,15 @@ class Codec:
     def _close_payload(payload):
         n = len(payload)
         if n == 0:
-            return (CLOSE_NO_STATUS, "")
-        if n == 1:
+            # No status: (1005, "") built like any other answer, not as a
+            # constant tuple that would stay in the heap.
+            code = CLOSE_NO_STATUS
+        elif n == 1:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload (RFC 6455 §5.5.1)")
-        code = (payload[0] << 8) | payload[1]
-        if not valid_close_code(code):
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code %d (RFC 6455 §7.4)" % code)
-        if utf8_validate(payload, 2, n, 0) != 0:
-            raise ProtocolError(CLOSE_INVALID_DATA, "close reason is not valid UTF-8 (RFC 6455 §5.5.1)")
+        else:
+            code = (payload[0] << 8) | payload[1]
+            if not valid_close_code(code):
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code %d (RFC 6455 §7.4)" % code)
+            if utf8_validate(payload, 2, n, 0) != 0:
+                raise ProtocolError(CLOSE_INVALID_DATA, "close reason is not valid UTF-8 (RFC 6455 §5.5.1)")
         return (code, str(payload[2:], "utf-8"))

@@ -32,7 +32,7 @@ def check_upgrade(request):
     """Raise HTTPError naming the first handshake rule the request breaks."""
     h = request.headers
     if request.method != "GET":
-        raise HTTPError(405, "WebSocket handshake must use GET", [("Allow", "GET")])
+        raise HTTPError(405, "WebSocket handshake must use GET", ["Allow: GET"])
     if request.version != "HTTP/1.1":
         raise HTTPError(400, "WebSocket handshake needs HTTP/1.1")
     if "host" not in h:
@@ -43,7 +43,7 @@ def check_upgrade(request):
         raise HTTPError(400, "Connection header must contain 'upgrade'")
     if h.get("sec-websocket-version", "").strip() != "13":
         raise HTTPError(426, "Sec-WebSocket-Version must be 13",
-                        [("Sec-WebSocket-Version", "13")])
+                        ["Sec-WebSocket-Version: 13"])
     if not _valid_key(h.get("sec-websocket-key", "").strip()):
         raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
 
@@ -61,7 +61,7 @@ def choose_subprotocol(request, supported):
 
 
 def switching_protocols(request, subprotocol=None):
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+    headers = ["Upgrade: websocket", "Connection: Upgrade",
                ("Sec-WebSocket-Accept", accept_key(request.headers["sec-websocket-key"].strip()))]
     if subprotocol:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))

@@ -86,12 +86,20 @@ def unquote(s):
     while i < n:
         c = raw[i]
         if c == 0x25:  # '%'
-            try:
-                out.append(int(raw[i + 1:i + 3], 16))
-            except ValueError:
-                raise HTTPError(400, "malformed percent-escape in URL")
+            # Exactly two hex digits: int(..., 16) alone would also take a
+            # sign or a space ("%+a" -> newline, "%-0" -> NUL).
+            # (s, done with, holds each digit: a new name would be interned)
+            c = 0
+            for s in raw[i + 1:i + 3]:
+                if 0x30 <= s <= 0x39:  # 0-9
+                    c = c * 16 + s - 0x30
+                elif 0x61 <= s | 0x20 <= 0x66:  # a-f, A-F
+                    c = c * 16 + (s | 0x20) - 0x57
+                else:
+                    i = n  # marks the escape bad
             if i + 3 > n:
                 raise HTTPError(400, "malformed percent-escape in URL")
+            out.append(c)
             i += 3
         else:
             out.append(c)
@@ -121,7 +129,7 @@ def parse_request(head, max_uri=512, max_headers=32):
     method, target, version = parts
     if len(target) > max_uri:
         raise HTTPError(414, "URI over %d bytes" % max_uri)
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+    if version != b"HTTP/1.1" and version != b"HTTP/1.0":
         if version.startswith(b"HTTP/"):
             raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         raise HTTPError(400, "malformed HTTP version")
@@ -167,9 +175,11 @@ def header_tokens(value):
 
 
 def response_head(status, headers=()):
+    """headers: (name, value) pairs, or "Name: value" strings for fixed ones
+    (one long string stays out of the qstr pool and builds no tuple)."""
     lines = ["HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))]
-    for name, value in headers:
-        lines.append("%s: %s\r\n" % (name, value))
+    for h in headers:
+        lines.append((h if isinstance(h, str) else "%s: %s" % h) + "\r\n")
     lines.append("\r\n")
     return "".join(lines).encode()
 
@@ -177,8 +187,8 @@ def response_head(status, headers=()):
 def error_response(status, reason, headers=None, head_only=False):
     """A complete plain-text error response that names the problem."""
     body = (reason + "\n").encode()
-    h = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", len(body)),
-         ("Connection", "close")]
+    h = ["Content-Type: text/plain; charset=utf-8", ("Content-Length", len(body)),
+         "Connection: close"]
     if headers:
         h.extend(headers)
     return response_head(status, h) + (b"" if head_only else body)

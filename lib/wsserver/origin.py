@@ -77,7 +77,8 @@ def checker(hosts, ports, allowed=(), allow_missing=True):
     def accept(request):
         value = request.headers.get("origin")
         if value is None:
-            return None if allow_missing else (403, "an Origin header is required")
+            # a list, built per call: a constant tuple would stay in the heap
+            return None if allow_missing else [403, "an Origin header is required"]
         names = hosts() if callable(hosts) else hosts
         if allowed_origin(value, names, ports, allowed):
             return None

@@ -108,7 +108,8 @@ class Server:
 
     def route(self, path, methods="GET, HEAD", max_body=0, timeout_ms=0):
         """Decorator: `handler(request)` answers `methods` at `path` with a str
-        or bytes body, or a (status, body, content_type) tuple; it may be a
+        or bytes body, or a (status, body, content_type) tuple or list (a
+        resident module returns a list: a constant tuple stays in the heap); it may be a
         coroutine, and may raise HTTPError to refuse.
 
         POST/PUT: a body of up to max_body bytes (Content-Length; 411/413
@@ -364,7 +365,7 @@ class Server:
             if n is None:
                 continue  # TLS: a handshake message or part of a record, no data yet
             if not n:
-                return None, None
+                return None, data  # no request (data: whatever came; a (None, None) would be a constant tuple)
             if not data and buf[0] == 22:
                 # A TLS record (handshake, 0x16) on a plain port: say so at
                 # once rather than wait for a head that never ends.
@@ -381,7 +382,7 @@ class Server:
         check_upgrade(request)
         if len(self.clients) + self._opening >= self.max_clients:
             raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
-                            [("Retry-After", "2")])
+                            ["Retry-After: 2"])
         subprotocols, accept = route[1], route[2]
         if accept is not None:
             verdict = accept(request)
@@ -426,12 +427,13 @@ class Server:
         result = handler(request)
         if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
             result = await result
-        status, ctype = 200, "text/plain; charset=utf-8"
-        if isinstance(result, tuple):
+        status = 200
+        ctype = "text/plain; charset=utf-8"
+        if isinstance(result, tuple) or isinstance(result, list):
             status, result, ctype = result
         body = result.encode() if isinstance(result, str) else result
         stream.write(response_head(status, [("Content-Type", ctype), ("Content-Length", len(body)),
-                                            ("Cache-Control", "no-store"), ("Connection", "close")]))
+                                            "Cache-Control: no-store", "Connection: close"]))
         if request.method != "HEAD":
             stream.write(body)
         await stream.drain()
@@ -439,14 +441,14 @@ class Server:
     async def _serve_file(self, stream, request):
         if self.static_dir is None:
             raise HTTPError(404, "not found")
-        if request.method not in ("GET", "HEAD"):
-            raise HTTPError(405, "only GET and HEAD are allowed here", [("Allow", "GET, HEAD")])
+        if request.method != "GET" and request.method != "HEAD":
+            raise HTTPError(405, "only GET and HEAD are allowed here", ["Allow: GET, HEAD"])
         path, size, etag, ctype, gzipped = static.find(
             self.static_dir, request.path, request.headers.get("accept-encoding", ""))
-        headers = [("Content-Type", ctype), ("ETag", etag), ("Cache-Control", "no-cache"),
-                   ("Vary", "Accept-Encoding"), ("Connection", "close")]
+        headers = [("Content-Type", ctype), ("ETag", etag), "Cache-Control: no-cache",
+                   "Vary: Accept-Encoding", "Connection: close"]
         if gzipped:
-            headers.append(("Content-Encoding", "gzip"))
+            headers.append("Content-Encoding: gzip")
         match = request.headers.get("if-none-match")
         if match and (etag in match or match.strip() == "*"):  # "*": any current version
             stream.write(response_head(304, headers))
