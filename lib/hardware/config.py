@@ -146,11 +146,12 @@ def validate(cfg, prefix="hardware"):
     integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
     sim = c["sim"]
     if section("sim", sim, False):
-        integer("sim.seed", sim["seed"], 0, 0x7FFFFFFF)
-        number("sim.width", sim["width"], 0.5, 100)
-        number("sim.height", sim["height"], 0.5, 100)
-        number("sim.max_speed", sim["max_speed"], 0.05, 10)
-        number("sim.accel", sim["accel"], 0.1, 100)
-        number("sim.wheel_base", sim["wheel_base"], 0.05, 2)
-        number("sim.noise_cm", sim["noise_cm"], 0, 50)
+        # "sim." + key, not "sim.width" etc.: a short string constant is an
+        # interned name, which stays in the qstr pool after this module is
+        # dropped (docs/memory.md).
+        for check, key, lo, hi in [[integer, "seed", 0, 0x7FFFFFFF], [number, "width", 0.5, 100],
+                                   [number, "height", 0.5, 100], [number, "max_speed", 0.05, 10],
+                                   [number, "accel", 0.1, 100], [number, "wheel_base", 0.05, 2],
+                                   [number, "noise_cm", 0, 50]]:
+            check("sim." + key, sim[key], lo, hi)
     return errors
