@@ -10,35 +10,28 @@ except ImportError:  # CPython
 
 from hardware.defaults import DEFAULTS, merged, on_board
 
-DRIVERS = ("l298n", "tb6612", "drv8833")
-
 _OUT = const(0)  # what a pin is used for (hardware.pins checks it per chip)
 _PWM = const(1)
 _IN = const(2)
 _ADC = const(3)
 _CHIPS = const(" auto esp32 esp32s3 esp32c3 esp8266 ")
 
-# Motor pins each driver needs; the others in "pins" are optional or unused.
-REQUIRED_PINS = {
-    "l298n": ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2"),
-    "tb6612": ("left_in1", "left_in2", "right_in1", "right_in2"),
-    "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
-}
-PIN_KEYS = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def validate(cfg, prefix="hardware"):
     """Return a list of (key, message); empty when cfg is usable.
 
     Keys are dotted paths such as "hardware.pins.left_in1"."""
+    # Tables and helpers are locals, lambdas and parameter names that exist
+    # already: a module-level or function name is interned for good.
+    drivers = ("l298n", "tb6612", "drv8833")
+    # Motor pins each driver needs; the others in "pins" are optional or unused.
+    required_pins = {
+        "l298n": ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2"),
+        "tb6612": ("left_in1", "left_in2", "right_in1", "right_in2"),
+        "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
+    }
+    pin_keys = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
+    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # noqa: E731
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     if not isinstance(cfg, dict):
         return [(prefix, "must be an object")]
     errors = []
@@ -62,7 +55,7 @@ def validate(cfg, prefix="hardware"):
             if not optional:
                 err(key, "pin is required")
             return
-        if not _is_int(value) or not 0 <= value <= 48:
+        if not is_int(value) or not 0 <= value <= 48:
             err(key, "pin must be an int 0-48" + (" or null" if optional else ""))
         elif value in used:
             err(key, "GPIO %d is already used by %s" % (value, used[value]))
@@ -74,22 +67,22 @@ def validate(cfg, prefix="hardware"):
                 used[value] = prefix + "." + key
 
     def number(key, value, lo, hi):
-        if not _is_num(value) or not lo <= value <= hi:
+        if not is_num(value) or not lo <= value <= hi:
             err(key, "must be a number %s-%s" % (lo, hi))
 
     def integer(key, value, lo, hi):
-        if not _is_int(value) or not lo <= value <= hi:
+        if not is_int(value) or not lo <= value <= hi:
             err(key, "must be an int %d-%d" % (lo, hi))
 
-    def choice(key, value, options):
-        if value not in options:
-            err(key, "must be one of: " + ", ".join(options))
+    def choice(key, value, allowed):
+        if value not in allowed:
+            err(key, "must be one of: " + ", ".join(allowed))
 
-    def section(key, value, nullable):
-        if value is None and nullable:
+    def section(key, value, optional):
+        if value is None and optional:
             return False
         if not isinstance(value, dict):
-            err(key, "must be an object" + (" or null" if nullable else ""))
+            err(key, "must be an object" + (" or null" if optional else ""))
             return False
         unknown(value, DEFAULTS[key], key + ".")
         return True
@@ -102,16 +95,16 @@ def validate(cfg, prefix="hardware"):
         err("chip", "must be one of: auto, esp32, esp32s3, esp32c3, esp8266")
     elif board and given != board and _CHIPS.find(" " + given + " ") > 0:
         err("chip", "this board is an %s" % board.upper())
-    choice("driver", c["driver"], DRIVERS)
+    choice("driver", c["driver"], drivers)
     pins = c["pins"]
     if pins is None:
         pass  # no motors (a config whose motor pins were wrong: the car keeps its page)
     elif not isinstance(pins, dict):
         err("pins", "must be an object")
     else:
-        unknown(pins, PIN_KEYS, "pins.")
-        needed = REQUIRED_PINS.get(c["driver"], ())
-        for k in PIN_KEYS:
+        unknown(pins, pin_keys, "pins.")
+        needed = required_pins.get(c["driver"], ())
+        for k in pin_keys:
             if c["driver"] == "drv8833" and k in ("left_en", "right_en"):
                 continue  # DRV8833 has no enable input: ignored, never driven
             # PWM: the L298N's enables, both inputs of the two-input drivers.
@@ -131,7 +124,7 @@ def validate(cfg, prefix="hardware"):
     bat = c["battery"]
     if section("battery", bat, True):
         # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
-        if not _is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
+        if not is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
             err("battery.pin", "pin must be an int 0-48")
         elif rules:
             why = rules.check(chip, bat["pin"], _ADC)
