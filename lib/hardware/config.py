@@ -66,13 +66,12 @@ def validate(cfg, prefix="hardware"):
             else:
                 used[value] = prefix + "." + key
 
-    def number(key, value, lo, hi):
-        if not is_num(value) or not lo <= value <= hi:
+    def check(key, value, lo, hi, kind=float):  # kind int: an int in range, else a number
+        if kind is int:
+            if not is_int(value) or not lo <= value <= hi:
+                err(key, "must be an int %d-%d" % (lo, hi))
+        elif not is_num(value) or not lo <= value <= hi:
             err(key, "must be a number %s-%s" % (lo, hi))
-
-    def integer(key, value, lo, hi):
-        if not is_int(value) or not lo <= value <= hi:
-            err(key, "must be an int %d-%d" % (lo, hi))
 
     def choice(key, value, allowed):
         if value not in allowed:
@@ -110,8 +109,8 @@ def validate(cfg, prefix="hardware"):
             # PWM: the L298N's enables, both inputs of the two-input drivers.
             pwm = k in needed and (c["driver"] != "l298n" or k == "left_en" or k == "right_en")
             pin("pins." + k, pins.get(k), k not in needed, _PWM if pwm else _OUT)
-    integer("pwm_freq", c["pwm_freq"], 1, 40000)
-    number("min_duty", c["min_duty"], 0, 0.95)
+    check("pwm_freq", c["pwm_freq"], 1, 40000, int)
+    check("min_duty", c["min_duty"], 0, 0.95)
     for k in ("invert_left", "invert_right"):
         if not isinstance(c[k], bool):
             err(k, "must be true or false")
@@ -120,7 +119,7 @@ def validate(cfg, prefix="hardware"):
     if section("ultrasonic", us, True):
         pin("ultrasonic.trig", us["trig"], False)
         pin("ultrasonic.echo", us["echo"], False, _IN)
-        integer("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000)
+        check("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000, int)
     bat = c["battery"]
     if section("battery", bat, True):
         # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
@@ -130,21 +129,21 @@ def validate(cfg, prefix="hardware"):
             why = rules.check(chip, bat["pin"], _ADC)
             if why:
                 err("battery.pin", why)
-        number("battery.divider", bat["divider"], 1, 100)
+        check("battery.divider", bat["divider"], 1, 100)
     pin("light", c["light"], True)
     pin("buzzer", c["buzzer"], True, _PWM if c["buzzer_freq"] else _OUT)
     pin("servo", c["servo"], True, _PWM)
     if rules:
         rules.extra(chip, c, err)
-    integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
+    check("buzzer_freq", c["buzzer_freq"], 0, 20000, int)
     sim = c["sim"]
     if section("sim", sim, False):
         # "sim." + key, not "sim.width" etc.: a short string constant is an
         # interned name, which stays in the qstr pool after this module is
         # dropped (docs/memory.md).
-        for check, key, lo, hi in [[integer, "seed", 0, 0x7FFFFFFF], [number, "width", 0.5, 100],
-                                   [number, "height", 0.5, 100], [number, "max_speed", 0.05, 10],
-                                   [number, "accel", 0.1, 100], [number, "wheel_base", 0.05, 2],
-                                   [number, "noise_cm", 0, 50]]:
-            check("sim." + key, sim[key], lo, hi)
+        for kind, key, lo, hi in [[int, "seed", 0, 0x7FFFFFFF], [float, "width", 0.5, 100],
+                                   [float, "height", 0.5, 100], [float, "max_speed", 0.05, 10],
+                                   [float, "accel", 0.1, 100], [float, "wheel_base", 0.05, 2],
+                                   [float, "noise_cm", 0, 50]]:
+            check("sim." + key, sim[key], lo, hi, kind)
     return errors
