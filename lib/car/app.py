@@ -11,6 +11,7 @@
 import asyncio
 import gc
 import sys
+from micropython import const
 from time import ticks_add, ticks_diff, ticks_ms, ticks_us
 
 import hardware
@@ -22,12 +23,12 @@ from car.access import Access
 from car.control import Control
 from car.drive import Drive
 
-TICK_MS = 20  # control loop: 50 Hz
+_TICK_MS = const(20)  # control loop: 50 Hz
 # Distance is read every 3rd tick (60 ms): an HC-SR04 needs >= 60 ms between
 # pings, and each read blocks for the echo (up to timeout_us), so reading it
 # every tick would eat the loop's time on a real car.
-SENSE_EVERY = 3
-MAX_DT_MS = 100  # a stalled loop must not turn into one huge ramp step
+_SENSE_EVERY = const(3)
+_MAX_DT_MS = const(100)  # a stalled loop must not turn into one huge ramp step
 # Constant tuples (`x in ("a", "b")`) are avoided in resident modules: each
 # is an object that stays in the heap while the module is loaded, even when
 # the code itself is in ROMFS (docs/memory.md).
@@ -39,7 +40,7 @@ class Car:
     # firmware's built-in names: a new name would cost the qstr pool.)
     update = None
 
-    def __init__(self, cfg, hw, server, watchdog=None, access=None, config_errors=None):
+    def __init__(self, cfg, hw, server, watchdog=None, access=None, errors=None):
         # Only what is used after boot is kept: the rest of the config
         # (WiFi passwords, pins, ...) is freed once run() has started.
         self.limits = limits = cfg["limits"]
@@ -52,7 +53,7 @@ class Car:
         self.control = Control(limits["deadman_ms"])
         # Client id whose `stop` latched the car, None when not latched. An id, not
         # the connection: the latch outlives the client that set it.
-        self.stopped_by = None
+        self.stopped = None
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
@@ -60,7 +61,7 @@ class Car:
         # its fields (a constant (0, 0) would be a tuple kept in the heap).
         self.sent = (self.drive.out_left, self.drive.out_right)
         self.seq = 0
-        self.ticks = SENSE_EVERY - 1  # read the sensor on the first tick
+        self.ticks = _SENSE_EVERY - 1  # read the sensor on the first tick
         self.started = self.last_tick = ticks_ms()
         self.last_motor = ticks_us()  # µs: two updates may fall in one ms
         # Uptime is counted in whole seconds, `started` moving up a second at a
@@ -72,7 +73,7 @@ class Car:
         self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
         # What was wrong in config.json at start-up, for every page's hello
         # (usually empty; the console printed them too).
-        self.config_errors = config_errors or []
+        self.errors = errors or []
 
     # --- messages -------------------------------------------------------
 
@@ -83,7 +84,7 @@ class Car:
             "driver" if self.control.is_driver(ws) else "viewer",
             {"max_speed": limits["max_speed"], "deadman_ms": limits["deadman_ms"],
              "telemetry_hz": limits["telemetry_hz"], "stop_distance_cm": limits["stop_distance_cm"]},
-            bool(self.hw.simulated), self.room, self.config_errors)
+            bool(self.hw.simulated), self.room, self.errors)
 
     def handle(self, ws, text):
         """Act on one client message at once; returns the reply or None."""
@@ -107,10 +108,10 @@ class Car:
                                       "restarts with it in a few seconds" % self.update)
             if other_drives:
                 return self.not_driver()
-            if self.stopped_by is not None:  # refused: not a deadman heartbeat either
+            if self.stopped is not None:  # refused: not a deadman heartbeat either
                 return protocol.error(
                     "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
-                    "again" % self.stopped_by)
+                    "again" % self.stopped)
             was_driver = control.is_driver(ws)
             control.claim(ws, ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
@@ -122,12 +123,12 @@ class Car:
             # controls (latch: false), or anyone's latch: false while nobody
             # drives (nothing moves then). While somebody drives, another
             # client's stop always latches. The first stopper is named.
-            if self.stopped_by is None and (msg.get("latch", True) or other_drives):
-                self.stopped_by = ws.id
+            if self.stopped is None and (msg.get("latch", True) or other_drives):
+                self.stopped = ws.id
         elif kind == "resume":
             if other_drives:
                 return self.not_driver()
-            self.stopped_by = None
+            self.stopped = None
         elif kind == "actuator":
             self.actuate(ws, msg["name"], msg["value"])
         elif kind == "speed_limit":
@@ -181,7 +182,7 @@ class Car:
             self.started = ticks_add(self.started, 1000)
             self.up_s += 1
         self.ticks += 1
-        if self.ticks >= SENSE_EVERY:
+        if self.ticks >= _SENSE_EVERY:
             self.ticks = 0
             self.distance = self.hw.distance_cm()
         self.apply()
@@ -197,8 +198,8 @@ class Car:
         if dt <= 0:
             return
         self.last_motor = now
-        if dt > MAX_DT_MS * 1000:
-            dt = MAX_DT_MS * 1000
+        if dt > _MAX_DT_MS * 1000:
+            dt = _MAX_DT_MS * 1000
         out = self.drive.step(dt / 1000, self.distance)
         if out != self.sent:
             self.hw.set_motors(out[0], out[1])
@@ -218,14 +219,14 @@ class Car:
         return protocol.telemetry(
             seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
             self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), self.stopped_by, d.speed_limit, self.light, self.horn, self.hw.pose())
+            self.control.driver_id(), self.stopped, d.speed_limit, self.light, self.horn, self.hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()
         while self.failed is None:
             now = ticks_ms()
             self.tick(now)
-            due = ticks_add(due, TICK_MS)
+            due = ticks_add(due, _TICK_MS)
             wait = ticks_diff(due, ticks_ms())
             if wait < 0:  # fell behind: resynchronise rather than burst
                 due, wait = ticks_ms(), 0
@@ -249,9 +250,9 @@ class Car:
         except Exception as e:  # hand it to the control loop, which stops the car
             self.failed = e
 
-    async def serve(self, host, port, tls=None, urls=None):
+    async def serve(self, host, port, tls=None, names=None):
         await self.server.start(host, port, ssl=tls)
-        for name in urls or [host]:  # all addresses (0.0.0.0): the ones a phone can open
+        for name in names or [host]:  # all addresses (0.0.0.0): the ones a phone can open
             print("Tether running at %s://%s:%d/" % ("https" if tls else "http", name, port))
         asyncio.create_task(self.telemetry_loop())
         for link in self.links:
@@ -348,17 +349,17 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         del errors
         attach(server, car)
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
-            from car.fleet import Link
+            from car import fleet
 
             try:
-                car.links.append(Link(car, cfg["fleet"], config_path[:config_path.rfind("/")]
+                car.links.append(fleet.Link(car, cfg["fleet"], config_path[:config_path.rfind("/")]
                                       if "/" in config_path else ""))
             except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
                 print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
         if cfg["uplink"]:  # the same: a plain car never loads the WebSocket client
-            from car.uplink import Link
+            from car import uplink
 
-            car.links.append(Link(car, cfg["uplink"]))
+            car.links.append(uplink.Link(car, cfg["uplink"]))
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

@@ -34,29 +34,6 @@ DEFAULTS = {
     "uplink": None,
 }
 
-# dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
-# (length low..high), h hostname, p AP password, t token (null or string).
-RULES = (
-    ("wifi.ap.ssid", "s", 1, 32),
-    ("wifi.ap.open", "b", 0, 0),
-    ("wifi.ap.password", "p", 8, 63),
-    ("wifi.hostname", "h", 1, 32),
-    ("wifi.timeout_s", "i", 1, 60),
-    ("limits.max_speed", "f", 0, 1),
-    ("limits.deadman_ms", "i", 50, 5000),
-    ("limits.telemetry_hz", "i", 1, 50),
-    ("limits.stop_distance_cm", "f", 0, 400),
-    ("limits.slew", "f", 0.1, 100),
-    ("limits.watchdog_ms", "i", 0, 60000),
-    ("server.port", "i", 1, 65535),
-    ("server.max_clients", "i", 1, 8),
-    ("access.token", "t", 8, 64),
-    ("access.viewers_need_token", "b", 0, 0),
-    ("access.allow_no_origin", "b", 0, 0),
-)
-# A token travels in a URL query: only characters that need no escaping.
-TOKEN_CHARS = "-._~"
-
 
 _MISSING = object()
 
@@ -98,8 +75,8 @@ def check(kind, v, lo, hi, open_ap=False):
         return None if type(v) is bool else "must be true or false"
     if kind == "t":
         if v is None or (type(v) is str and lo <= len(v) <= hi
-                         and all(c.isalpha() or c.isdigit() or c in TOKEN_CHARS for c in v)):
-            return None
+                         and all(c.isalpha() or c.isdigit() or c in "-._~" for c in v)):
+            return None  # a token travels in a URL query: only characters that need no escaping
         return ("must be null or %d to %d characters: letters, digits, - . _ ~"
                 " (it goes in a URL)" % (lo, hi))
     if kind == "p" and open_ap:
@@ -209,8 +186,29 @@ def validate(user):
         errors.append("config: must be a JSON object")
         return cfg, errors
     _unknown(user, DEFAULTS, "", errors)
+    # A local, not a module constant: a module-level name is interned for good.
+    # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
+    # (length low..high), h hostname, p AP password, t token (null or string).
+    rules = (
+        ("wifi.ap.ssid", "s", 1, 32),
+        ("wifi.ap.open", "b", 0, 0),
+        ("wifi.ap.password", "p", 8, 63),
+        ("wifi.hostname", "h", 1, 32),
+        ("wifi.timeout_s", "i", 1, 60),
+        ("limits.max_speed", "f", 0, 1),
+        ("limits.deadman_ms", "i", 50, 5000),
+        ("limits.telemetry_hz", "i", 1, 50),
+        ("limits.stop_distance_cm", "f", 0, 400),
+        ("limits.slew", "f", 0.1, 100),
+        ("limits.watchdog_ms", "i", 0, 60000),
+        ("server.port", "i", 1, 65535),
+        ("server.max_clients", "i", 1, 8),
+        ("access.token", "t", 8, 64),
+        ("access.viewers_need_token", "b", 0, 0),
+        ("access.allow_no_origin", "b", 0, 0),
+    )
     open_ap = get(user, "wifi.ap.open") is True  # open only when explicitly true
-    for key, kind, lo, hi in RULES:
+    for key, kind, lo, hi in rules:
         value = get(user, key)
         if value is _MISSING:
             continue

@@ -99,11 +99,11 @@ def pong(ident):
     return json.dumps({"type": "pong", "id": ident})
 
 
-def hello(firmware, device, client_id, role_name, limits, simulated, room, config_errors):
+def hello(firmware, device, client_id, role_name, limits, simulated, room, errors):
     return json.dumps({
         "type": "hello", "firmware": firmware, "device": device, "id": client_id,
         "role": role_name, "limits": limits, "simulated": simulated, "room": room,
-        "config_errors": config_errors})
+        "config_errors": errors})
 
 
 def _opt(fmt, v):
@@ -115,7 +115,7 @@ def _bool(v):
 
 
 def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
-              heap_free, heap_alloc, driver, stopped_by, speed_limit, light, horn, pose):
+              heap_free, heap_alloc, driver, stopped, speed_limit, light, horn, pose):
     # Formatted by hand: one string, no intermediate dict, 3 decimals are
     # plenty for a -1..1 motor value and keep the frame short.
     return (
@@ -125,6 +125,6 @@ def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
         '"driver":%s,"stopped_by":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s}' % (
             seq, uptime_ms, motor[0], motor[1], applied[0], applied[1],
             _opt("%.1f", distance_cm), _opt("%.2f", battery_v), _opt("%d", rssi),
-            heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped_by), speed_limit,
+            heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped), speed_limit,
             _bool(light), _bool(horn),
             "null" if pose is None else '{"x":%.3f,"y":%.3f,"heading":%.3f}' % pose))

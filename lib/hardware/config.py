@@ -11,31 +11,27 @@ except ImportError:  # CPython
 from hardware import is_number
 from hardware.defaults import DEFAULTS, merged, on_board
 
-DRIVERS = ("l298n", "tb6612", "drv8833")
-
 _OUT = const(0)  # what a pin is used for (hardware.pins checks it per chip)
 _PWM = const(1)
 _IN = const(2)
 _ADC = const(3)
 _CHIPS = const(" auto esp32 esp32s3 esp32c3 esp8266 ")
 
-# Motor pins each driver needs; the others in "pins" are optional or unused.
-REQUIRED_PINS = {
-    "l298n": ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2"),
-    "tb6612": ("left_in1", "left_in2", "right_in1", "right_in2"),
-    "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
-}
-PIN_KEYS = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def validate(cfg, prefix="hardware"):
     """Return a list of (key, message); empty when cfg is usable.
 
     Keys are dotted paths such as "hardware.pins.left_in1"."""
+    # Tables and helpers are locals, lambdas and parameter names that exist
+    # already: a module-level or function name is interned for good.
+    drivers = ("l298n", "tb6612", "drv8833")
+    # Motor pins each driver needs; the others in "pins" are optional or unused.
+    required_pins = {
+        "l298n": ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2"),
+        "tb6612": ("left_in1", "left_in2", "right_in1", "right_in2"),
+        "drv8833": ("left_in1", "left_in2", "right_in1", "right_in2"),
+    }
+    pin_keys = ("left_en", "left_in1", "left_in2", "right_en", "right_in1", "right_in2", "stby")
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     if not isinstance(cfg, dict):
         return [(prefix, "must be an object")]
     errors = []
@@ -59,7 +55,7 @@ def validate(cfg, prefix="hardware"):
             if not optional:
                 err(key, "pin is required")
             return
-        if not _is_int(value) or not 0 <= value <= 48:
+        if not is_int(value) or not 0 <= value <= 48:
             err(key, "pin must be an int 0-48" + (" or null" if optional else ""))
         elif value in used:
             err(key, "GPIO %d is already used by %s" % (value, used[value]))
@@ -70,23 +66,22 @@ def validate(cfg, prefix="hardware"):
             else:
                 used[value] = prefix + "." + key
 
-    def number(key, value, lo, hi):
-        if not is_number(value) or not lo <= value <= hi:
+    def check(key, value, lo, hi, kind=float):  # kind int: an int in range, else a number
+        if kind is int:
+            if not is_int(value) or not lo <= value <= hi:
+                err(key, "must be an int %d-%d" % (lo, hi))
+        elif not is_number(value) or not lo <= value <= hi:
             err(key, "must be a number %s-%s" % (lo, hi))
 
-    def integer(key, value, lo, hi):
-        if not _is_int(value) or not lo <= value <= hi:
-            err(key, "must be an int %d-%d" % (lo, hi))
+    def choice(key, value, allowed):
+        if value not in allowed:
+            err(key, "must be one of: " + ", ".join(allowed))
 
-    def choice(key, value, options):
-        if value not in options:
-            err(key, "must be one of: " + ", ".join(options))
-
-    def section(key, value, nullable):
-        if value is None and nullable:
+    def section(key, value, optional):
+        if value is None and optional:
             return False
         if not isinstance(value, dict):
-            err(key, "must be an object" + (" or null" if nullable else ""))
+            err(key, "must be an object" + (" or null" if optional else ""))
             return False
         unknown(value, DEFAULTS[key], key + ".")
         return True
@@ -99,23 +94,23 @@ def validate(cfg, prefix="hardware"):
         err("chip", "must be one of: auto, esp32, esp32s3, esp32c3, esp8266")
     elif board and given != board and _CHIPS.find(" " + given + " ") > 0:
         err("chip", "this board is an %s" % board.upper())
-    choice("driver", c["driver"], DRIVERS)
+    choice("driver", c["driver"], drivers)
     pins = c["pins"]
     if pins is None:
         pass  # no motors (a config whose motor pins were wrong: the car keeps its page)
     elif not isinstance(pins, dict):
         err("pins", "must be an object")
     else:
-        unknown(pins, PIN_KEYS, "pins.")
-        needed = REQUIRED_PINS.get(c["driver"], ())
-        for k in PIN_KEYS:
+        unknown(pins, pin_keys, "pins.")
+        needed = required_pins.get(c["driver"], ())
+        for k in pin_keys:
             if c["driver"] == "drv8833" and k in ("left_en", "right_en"):
                 continue  # DRV8833 has no enable input: ignored, never driven
             # PWM: the L298N's enables, both inputs of the two-input drivers.
             pwm = k in needed and (c["driver"] != "l298n" or k == "left_en" or k == "right_en")
             pin("pins." + k, pins.get(k), k not in needed, _PWM if pwm else _OUT)
-    integer("pwm_freq", c["pwm_freq"], 1, 40000)
-    number("min_duty", c["min_duty"], 0, 0.95)
+    check("pwm_freq", c["pwm_freq"], 1, 40000, int)
+    check("min_duty", c["min_duty"], 0, 0.95)
     for k in ("invert_left", "invert_right"):
         if not isinstance(c[k], bool):
             err(k, "must be true or false")
@@ -124,30 +119,31 @@ def validate(cfg, prefix="hardware"):
     if section("ultrasonic", us, True):
         pin("ultrasonic.trig", us["trig"], False)
         pin("ultrasonic.echo", us["echo"], False, _IN)
-        integer("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000)
+        check("ultrasonic.timeout_us", us["timeout_us"], 1000, 100000, int)
     bat = c["battery"]
     if section("battery", bat, True):
         # ESP8266 always reads A0 (write 0); it is not a GPIO, so not in `used`.
-        if not _is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
+        if not is_int(bat["pin"]) or not 0 <= bat["pin"] <= 48:
             err("battery.pin", "pin must be an int 0-48")
         elif rules:
             why = rules.check(chip, bat["pin"], _ADC)
             if why:
                 err("battery.pin", why)
-        number("battery.divider", bat["divider"], 1, 100)
+        check("battery.divider", bat["divider"], 1, 100)
     pin("light", c["light"], True)
     pin("buzzer", c["buzzer"], True, _PWM if c["buzzer_freq"] else _OUT)
     pin("servo", c["servo"], True, _PWM)
     if rules:
         rules.extra(chip, c, err)
-    integer("buzzer_freq", c["buzzer_freq"], 0, 20000)
+    check("buzzer_freq", c["buzzer_freq"], 0, 20000, int)
     sim = c["sim"]
     if section("sim", sim, False):
-        integer("sim.seed", sim["seed"], 0, 0x7FFFFFFF)
-        number("sim.width", sim["width"], 0.5, 100)
-        number("sim.height", sim["height"], 0.5, 100)
-        number("sim.max_speed", sim["max_speed"], 0.05, 10)
-        number("sim.accel", sim["accel"], 0.1, 100)
-        number("sim.wheel_base", sim["wheel_base"], 0.05, 2)
-        number("sim.noise_cm", sim["noise_cm"], 0, 50)
+        # "sim." + key, not "sim.width" etc.: a short string constant is an
+        # interned name, which stays in the qstr pool after this module is
+        # dropped (docs/memory.md).
+        for kind, key, lo, hi in [[int, "seed", 0, 0x7FFFFFFF], [float, "width", 0.5, 100],
+                                   [float, "height", 0.5, 100], [float, "max_speed", 0.05, 10],
+                                   [float, "accel", 0.1, 100], [float, "wheel_base", 0.05, 2],
+                                   [float, "noise_cm", 0, 50]]:
+            check("sim." + key, sim[key], lo, hi, kind)
     return errors

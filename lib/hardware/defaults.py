@@ -30,12 +30,6 @@ DEFAULTS = {
     },
 }
 
-# Sections merged key by key with the defaults. "pins" is deliberately NOT
-# merged: a pins table replaces the default one whole, so a pin you leave out
-# is never driven.
-_MERGED = ("ultrasonic", "battery", "sim")
-
-
 
 def merged(cfg):
     """Defaults (the chip's: the board's own, else cfg["chip"]) overlaid with
@@ -77,7 +71,11 @@ def merged(cfg):
         default = own.get(key, DEFAULTS[key])
         value = cfg.get(key, default)
         if isinstance(value, dict):  # copies: callers may not alter DEFAULTS
-            if key in _MERGED and isinstance(default, dict):
+            # Sections merged key by key with the defaults. "pins" is deliberately
+            # NOT merged: a pins table replaces the default one whole, so a pin
+            # you leave out is never driven. (A tuple here, not a module name:
+            # this module is boot-only, and a name would stay interned.)
+            if key in ("ultrasonic", "battery", "sim") and isinstance(default, dict):
                 section = dict(default)
                 section.update(value)
                 value = section

@@ -13,16 +13,20 @@ from math import cos, sin, sqrt, log, pi  # no log10 on the ESP8266
 from hardware.base import Base
 
 try:
+    from micropython import const
     from time import ticks_diff
-except ImportError:  # CPython: the one fallback (no name or module added on a board)
+except ImportError:  # CPython: the one ticks fallback (no name or module added on a board)
     from wsserver.connection import ticks_diff
 
-STEP_MS = 20
-MAX_CATCHUP_MS = 5000  # after a long stall, simulate at most 5 s
+    def const(x):
+        return x
+
+_STEP_MS = const(20)
+_MAX_CATCHUP_MS = const(5000)  # after a long stall, simulate at most 5 s
 RADIUS = 0.1  # the car is a 0.2 m circle as far as walls are concerned
 NOSE = 0.1  # the ultrasonic sensor sits on the front edge
-MIN_CM = 2  # HC-SR04 blind zone
-MAX_CM = 400  # HC-SR04 rated range: beyond it, no reading
+_MIN_CM = const(2)  # HC-SR04 blind zone
+_MAX_CM = const(400)  # HC-SR04 rated range: beyond it, no reading
 # Battery: 2S Li-ion, 2000 mAh. Volts = resting - sag, where resting falls with
 # charge used and sag follows load current through the internal resistance.
 FULL_V = 8.2
@@ -87,11 +91,11 @@ class SimHardware(Base):
         if dt <= 0:
             return
         dt += self._carry
-        if dt > MAX_CATCHUP_MS:
-            dt = MAX_CATCHUP_MS
-        while dt >= STEP_MS:
-            self._step(STEP_MS / 1000)
-            dt -= STEP_MS
+        if dt > _MAX_CATCHUP_MS:
+            dt = _MAX_CATCHUP_MS
+        while dt >= _STEP_MS:
+            self._step(_STEP_MS / 1000)
+            dt -= _STEP_MS
         self._carry = dt
 
     def _step(self, dt):
@@ -148,9 +152,9 @@ class SimHardware(Base):
             t = min(t, -ny / s)
         self._rand_d = r = _lcg(self._rand_d)
         cm = t * 100 + (r / 32768 - 1) * self.noise_cm
-        if cm > MAX_CM:
+        if cm > _MAX_CM:
             return None
-        return cm if cm > MIN_CM else float(MIN_CM)
+        return cm if cm > _MIN_CM else float(_MIN_CM)
 
     def battery_v(self):
         rest = FULL_V - self._used * V_PER_AS

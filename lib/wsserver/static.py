@@ -45,10 +45,19 @@ def _stat(path):
     return st
 
 
-def accepts_gzip(accept_encoding):
-    """True if Accept-Encoding lets us send gzip: "gzip" (or "*" when gzip
-    is not named) with a q-value above 0 (RFC 9110 12.5.3)."""
-    star = False
+def find(root, raw_path, accept_encoding=""):
+    """Resolve a request path to (fs_path, size, etag, content_type, gzipped).
+
+    Prefers 'X.gz' when the client accepts gzip, so the board can ship only
+    compressed assets.
+    """
+    rel = safe_relative_path(raw_path)
+    full = root + "/" + rel
+    ctype = content_type(rel)
+    # Does Accept-Encoding let us send gzip: "gzip" (or "*" when gzip is not
+    # named) with a q-value above 0 (RFC 9110 12.5.3)? Inline, not a function
+    # of its own: one interned name fewer.
+    gzip = star = False
     for item in accept_encoding.lower().split(","):
         parts = item.split(";")
         name = parts[0].strip()
@@ -65,20 +74,11 @@ def accepts_gzip(accept_encoding):
         if name == "*":
             star = q > 0
         else:
-            return q > 0
-    return star
-
-
-def find(root, raw_path, accept_encoding=""):
-    """Resolve a request path to (fs_path, size, etag, content_type, gzipped).
-
-    Prefers 'X.gz' when the client accepts gzip, so the board can ship only
-    compressed assets.
-    """
-    rel = safe_relative_path(raw_path)
-    full = root + "/" + rel
-    ctype = content_type(rel)
-    if accepts_gzip(accept_encoding):
+            gzip = q > 0
+            break
+    else:
+        gzip = star
+    if gzip:
         st = _stat(full + ".gz")
         if st:
             return full + ".gz", st[6], _etag(st, "g"), ctype, True
