@@ -42,7 +42,12 @@ def test_status_telemetry_at_its_rate_and_ping(broker, tmp_path, start_micropyth
         await c.wait(lambda: "car-a" in c.online(), 5, "car-a online")
         status = c.status("car-a")
         assert status == {"online": True, "device": "car-a", "firmware": status["firmware"], "simulated": True}
-        assert [m[2] for m in c.on("tether/car-a/status")] == [True]  # retained
+        # Retained: a client subscribing after the car came online gets it at once, flagged retained.
+        # (c itself may have subscribed before the car published, and then got it live.)
+        late = await Commander(broker.url, client_id="late").start()
+        await late.wait(lambda: "car-a" in late.online(), 5, "car-a's retained status")
+        assert [m[2] for m in late.on("tether/car-a/status")] == [True]
+        await late.stop()
         pong, rtt = await c.sync("car-a")
         assert pong["type"] == "pong" and pong["uptime_ms"] > 0, pong
         t0 = time.monotonic()
