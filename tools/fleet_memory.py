@@ -115,17 +115,23 @@ def run_once(micropython, board, config, heap_k, seconds, broker_url):
     return ok and alive and "MemoryError" not in out and "Traceback" not in out
 
 
-def edge(micropython, board, config, lo, hi, seconds, broker_url):
-    """Smallest heap (KB, even) that passes; hi must pass."""
-    if not run_once(micropython, board, config, hi, seconds, broker_url):
+def smallest_heap(passes, lo, hi):
+    """Smallest heap (KB, even) in (lo, hi] for which passes(heap_k) holds, by
+    bisection in 2 KB steps; None when hi itself fails. tools/uplink_memory.py
+    uses it too."""
+    if not passes(hi):
         return None
     while hi - lo > 2:
         mid = (lo + hi) // 2 // 2 * 2
-        if run_once(micropython, board, config, mid, seconds, broker_url):
+        if passes(mid):
             hi = mid
         else:
             lo = mid
     return hi
+
+
+def edge(micropython, board, config, lo, hi, seconds, broker_url):
+    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, broker_url), lo, hi)
 
 
 def main():

@@ -106,16 +106,9 @@ def run_once(micropython, board, config, heap_k, seconds, uplink):
 
 
 def edge(micropython, board, config, lo, hi, seconds, uplink):
-    """Smallest heap (KB, even) that passes; hi must pass."""
-    if not run_once(micropython, board, config, hi, seconds, uplink):
-        return None
-    while hi - lo > 2:
-        mid = (lo + hi) // 2 // 2 * 2
-        if run_once(micropython, board, config, mid, seconds, uplink):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    from fleet_memory import smallest_heap  # the same 2 KB bisection as the fleet link's
+
+    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, uplink), lo, hi)
 
 
 def main():
