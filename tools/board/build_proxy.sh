@@ -3,8 +3,8 @@
 # as a board would see it (4-byte words, 16-byte GC blocks, single-precision
 # floats; the ESP8266 profile also keeps floats inside the object word).
 #
-#   MICROPYTHON_SRC=~/micropython      tools/build_proxy.sh esp32   OUT_DIR  -> OUT_DIR/micropython-esp32
-#   MICROPYTHON_TARBALL=...unix-src.tar.xz tools/build_proxy.sh esp8266 OUT_DIR  -> OUT_DIR/micropython-esp8266
+#   MICROPYTHON_SRC=~/micropython      tools/board/build_proxy.sh esp32   OUT_DIR  -> OUT_DIR/micropython-esp32
+#   MICROPYTHON_TARBALL=...unix-src.tar.xz tools/board/build_proxy.sh esp8266 OUT_DIR  -> OUT_DIR/micropython-esp8266
 # `make proxies` calls this for both profiles (see docs/memory.md).
 #
 # Profiles (from ports/esp32 and ports/esp8266 mpconfigport.h of v1.28.0):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Make a TLS key and certificate for a car, signed by a small local CA.
 
-    python tools/cert.py --name tether-car            (make cert NAME=tether-car)
-    python tools/cert.py --name tether-car --self-signed
+    python tools/board/cert.py --name tether-car            (make cert NAME=tether-car)
+    python tools/board/cert.py --name tether-car --self-signed
 
 Writes into certs/ (never served, never committed: see .gitignore):
   certs/ca.key.pem           the CA's private key: keep it on this computer
@@ -32,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import ROOT  # noqa: E402
 AP_ADDRESS = "192.168.4.1"  # MicroPython's default access-point address
 LEAF_DAYS = 825  # Apple's limit for TLS server certificates, user-installed CAs included
 CA_DAYS = 3650

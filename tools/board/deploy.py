@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Copy the app onto a board over its serial port, only what changed.
 
-    python tools/deploy.py --port /dev/ttyUSB0            (make deploy PORT=...)
-    python tools/deploy.py --port /dev/ttyUSB0 --dry-run  (print the plan, copy nothing)
+    python tools/board/deploy.py --port /dev/ttyUSB0            (make deploy PORT=...)
+    python tools/board/deploy.py --port /dev/ttyUSB0 --dry-run  (print the plan, copy nothing)
 
 1. Connects with mpremote's serial transport and enters the raw REPL without a
    soft reset: Ctrl-C stops the app (its motors off) or boot.py, and the heap is
@@ -11,7 +11,7 @@
 2. Asks the board for sys.implementation._mpy and compiles lib/ with mpy-cross
    for exactly that bytecode version and native architecture (xtensa on
    ESP8266, xtensawin on ESP32/S3, rv32imc on C3, x64 on the virtual board), so
-   viper code is native there. See tools/stage.py for the file tree.
+   viper code is native there. See tools/board/stage.py for the file tree.
 3. Reads the board's /.tether-manifest.json (board path -> sha256 of what the
    last deploy wrote), copies files whose hash differs, removes files the last
    deploy wrote that are gone now, removes lib/*.py that would shadow our .mpy,
@@ -22,7 +22,7 @@
    ROMFS (lib/ in a ROMFS partition, executed in place: bytecode stays in flash):
    on ESP8266 always (the FLASH_2M_ROMFS firmware; without a ROMFS partition the
    deploy stops and says what to flash), on an ESP32 whose firmware has one. The
-   image (tools/stage.py's lib.romfs) is written with mpremote's romfs deploy
+   image (tools/board/stage.py's lib.romfs) is written with mpremote's romfs deploy
    when its sha256 differs from the manifest's, and lib/ on the filesystem,
    which would shadow /rom, is removed.
 4. Restarts the board so boot.py and main.py run: on ESP32/ESP8266 a hard
@@ -40,8 +40,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import stage  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.board import stage  # noqa: E402
 
 MANIFEST = "/.tether-manifest.json"
 MPY_VERSION = 6  # what this mpy-cross emits (checked against the board)

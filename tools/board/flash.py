@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Put the pinned MicroPython release on a board, then deploy the app.
 
-    python tools/flash.py --chip esp32 --port /dev/ttyUSB0     (make flash PORT=... CHIP=...)
+    python tools/board/flash.py --chip esp32 --port /dev/ttyUSB0     (make flash PORT=... CHIP=...)
 
 1. Looks the chip up in firmware/firmware.json (FIRMWARE_MANIFEST overrides it).
 2. Downloads the release once into firmware/cache/ (FIRMWARE_CACHE overrides it)
@@ -13,7 +13,7 @@
 3. esptool erase-flash, then write-flash at the chip's offset (ESP32 0x1000;
    S3/C3/ESP8266 0x0; ESP8266 adds --flash-size detect, and --flash-mode dout
    for ESP-01/ESP8285 style modules).
-4. Waits for the board to boot and runs tools/deploy.py.
+4. Waits for the board to boot and runs tools/board/deploy.py.
 
 --dry-run prints the esptool commands without running them. CPython only.
 """
@@ -24,10 +24,10 @@ import subprocess
 import sys
 import time
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TOOLS_DIR)
-import fwstore  # noqa: E402
-from fwstore import FirmwareError  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the repo root: tools.*
+from tools.board import fwstore  # noqa: E402
+from tools.board.fwstore import FirmwareError  # noqa: E402
 
 
 def esptool_commands(entry, port, firmware, baud=460800, flash_mode=None, erase=True):
@@ -102,7 +102,7 @@ def main(argv=None):
         for cmd in commands:
             print("would run: " + shlex.join(cmd))
         if not args.no_deploy:
-            print("would run: " + shlex.join([sys.executable, os.path.join(TOOLS_DIR, "deploy.py"), "--port", port]))
+            print("would run: " + shlex.join([sys.executable, os.path.join(HERE, "deploy.py"), "--port", port]))
         return 0
     if os.name != "nt" and not os.path.exists(port):
         print("error: serial port %s does not exist. Check the cable (data, not charge-only) and "

@@ -1,6 +1,6 @@
 """Pinned MicroPython firmware: the per-chip manifest (firmware/firmware.json),
 the download cache (firmware/cache/), sha256 checks, and the ESP32 partition
-table parser. Shared by tools/flash.py and tools/image.py (CPython only).
+table parser. Shared by tools/board/flash.py and tools/board/image.py (CPython only).
 
 Environment overrides (used by the tests, handy for mirrors):
   FIRMWARE_MANIFEST  path to a manifest with the same shape as firmware/firmware.json
@@ -16,7 +16,8 @@ import sys
 import tempfile
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import ROOT  # noqa: E402
 DEFAULT_MANIFEST = os.path.join(ROOT, "firmware", "firmware.json")
 DEFAULT_CACHE = os.path.join(ROOT, "firmware", "cache")
 CHIPS = ("esp32", "esp32s3", "esp32c3", "esp8266")

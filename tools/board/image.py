@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """One flashable .bin: MicroPython + a LittleFS v2 filesystem holding the app.
 
-    python tools/image.py --chip esp32 [--firmware path/to/micropython.bin]   (make image CHIP=...)
+    python tools/board/image.py --chip esp32 [--firmware path/to/micropython.bin]   (make image CHIP=...)
 
-1. Firmware: the pinned, sha256-checked download (see tools/flash.py), or
+1. Firmware: the pinned, sha256-checked download (see tools/board/flash.py), or
    --firmware PATH (e.g. your own build with lib/ frozen in).
 2. Where the filesystem goes:
    - ESP32 family: read from the partition table inside the firmware image
@@ -18,9 +18,9 @@
 3. LittleFS v2 image (littlefs-python; block size 4096, block count = partition
    size / 4096; on-disk version 2.0, readable by every MicroPython with lfs2)
    holding boot.py, main.py, lib/ as .mpy for the chip's arch, web/ as .gz and
-   config.json - the same tree tools/deploy.py copies (tools/stage.py).
+   config.json - the same tree tools/board/deploy.py copies (tools/board/stage.py).
    ESP8266: lib/ goes into the ROMFS area of the FLASH_2M_ROMFS firmware instead
-   (tools/stage.py's lib.romfs, executed in place), the rest into LittleFS.
+   (tools/board/stage.py's lib.romfs, executed in place), the rest into LittleFS.
 4. esptool merge-bin: firmware at its offset, ROMFS image at its area (ESP8266),
    filesystem at the partition's,
    written so the result is flashed at the firmware's offset:
@@ -32,11 +32,9 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import flash  # noqa: E402
-import fwstore  # noqa: E402
-import stage  # noqa: E402
-from fwstore import FirmwareError  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.board import flash, fwstore, stage  # noqa: E402
+from tools.board.fwstore import FirmwareError  # noqa: E402
 
 ROOT = fwstore.ROOT
 BLOCK_SIZE = 4096

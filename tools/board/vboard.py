@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Virtual board: a pseudo-terminal that behaves like a MicroPython board's USB
 serial port, backed by the Unix port (`micropython -i`) whose filesystem root is
-a folder (default build/vboard/). mpremote, tools/deploy.py and `make repl`
+a folder (default build/vboard/). mpremote, tools/board/deploy.py and `make repl`
 talk to it exactly as to a real ESP32:
 
-    python tools/vboard.py                     # prints: vboard: build/vboard.tty -> /dev/pts/N
+    python tools/board/vboard.py                     # prints: vboard: build/vboard.tty -> /dev/pts/N
     make deploy PORT=build/vboard.tty          # copies the app into build/vboard/
     make repl PORT=build/vboard.tty
 
@@ -32,7 +32,7 @@ under a pty, where a board would behave differently):
   - --romfs SIZE gives the board a ROMFS partition of SIZE bytes, kept in the
     host file <root>.romfs (outside the board's filesystem, like flash):
     `vfs.rom_ioctl` as ports/esp8266/vfs_rom_ioctl.c answers it (one segment,
-    erase, write in place), so `mpremote romfs deploy` and tools/deploy.py
+    erase, write in place), so `mpremote romfs deploy` and tools/board/deploy.py
     write it as on a board; at boot a valid image is mounted at /rom and
     "/rom", "/rom/lib" are added to sys.path, as extmod/vfs.c does.
 Known difference: the Unix port's VfsPosix lists directories without sizes, so
@@ -55,7 +55,8 @@ import termios
 import time
 import tty
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import ROOT  # noqa: E402
 READY = b"\x00VBOARD-READY\x00"      # end of boot.py/main.py; the REPL starts next
 RESET = b"\x00VBOARD-RESET\x00"      # SystemExit in boot.py/main.py: soft reset
 RAW_BANNER = b"raw REPL; CTRL-B to exit"

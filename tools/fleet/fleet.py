@@ -3,7 +3,7 @@ tools/fleet/mosquitto.conf) and N simulated cars connected to it, each with
 its own id (car-1..car-N) and local page (port 8081..). Waits until every
 car's retained status says online, prints the addresses, runs until Ctrl-C.
 
-  python tools/fleet.py [--cars 3] [--tcp-port 1883] [--ws-port 9001] [--base-port 8081]
+  python tools/fleet/fleet.py [--cars 3] [--tcp-port 1883] [--ws-port 9001] [--base-port 8081]
 """
 import argparse
 import asyncio
@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import LIB, ROOT  # noqa: E402
+sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
 
@@ -74,11 +75,11 @@ def main():
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "fleet"))
     parser.add_argument("--web", default=os.path.join(ROOT, "build", "fleet-web"),
-                        help="the built dashboard (tools/build_fleet.py)")
+                        help="the built dashboard (tools/web/build_fleet.py)")
     parser.add_argument("--exit-when-online", action="store_true", help="for tests: stop once all are online")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.web, "index.html")):
-        sys.exit("no dashboard in %s: run python tools/build_fleet.py (make fleet does)" % args.web)
+        sys.exit("no dashboard in %s: run python tools/web/build_fleet.py (make fleet does)" % args.web)
     conf, cars = write_configs(args.out, args)
     procs = [subprocess.Popen([args.mosquitto, "-c", conf])]
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tether server benchmark: Tether vs microdot 2.7 vs a raw TCP echo, same micropython, same machine.
 
-    python tools/bench.py [--micropython .venv/bin/micropython] [--quick] [--servers tether,microdot,raw]
+    python tools/measure/bench.py [--micropython .venv/bin/micropython] [--quick] [--servers tether,microdot,raw]
                           [--rounds 3] [--skip-minheap]
 
 Each round starts every server in turn (fresh process each time), rotating the order
@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPORTS = os.path.join(ROOT, "reports")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import REPORTS, ROOT, free_port  # noqa: E402
 HOST = "127.0.0.1"
 MASK = b"\x37\xfa\x21\x3d"               # fixed: the client never spends time on randomness
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -292,12 +292,6 @@ class RawProto:
 
 # ---------------------------------------------------------------- servers
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def server_cpu(pid):
     """utime+stime of pid, seconds."""
     with open("/proc/%d/stat" % pid) as f:
@@ -344,12 +338,12 @@ class Builds:
         os.makedirs(d)
         if name == "tether":
             self.compile_tree(os.path.join(ROOT, "lib", "wsserver"), os.path.join(d, "lib", "wsserver"))
-            script = os.path.join(ROOT, "tools", "echo_server.py")
+            script = os.path.join(ROOT, "tools", "measure", "echo_server.py")
         elif name == "microdot":
             self.compile_tree(os.path.join(SITE_PACKAGES, "microdot"), os.path.join(d, "microdot"))
-            script = os.path.join(ROOT, "tools", "bench_servers", "microdot_echo.py")
+            script = os.path.join(ROOT, "tools", "measure", "bench_servers", "microdot_echo.py")
         else:
-            script = os.path.join(ROOT, "tools", "bench_servers", "raw_tcp_echo.py")
+            script = os.path.join(ROOT, "tools", "measure", "bench_servers", "raw_tcp_echo.py")
         module = os.path.basename(script)[:-3]
         subprocess.run([self.mpy_cross] + self.march + ["-o", os.path.join(d, module + ".mpy"), script],
                        check=True, capture_output=True)
@@ -372,16 +366,16 @@ class Builds:
             env["MICROPYPATH"] = ":".join([".frozen"] + path)
             return cmd + ["-m", module] + args, d, env
         if name == "websockets":  # CPython, whatever interpreter the others run on
-            return [sys.executable, "tools/bench_servers/websockets_echo.py", "--port", str(port),
+            return [sys.executable, "tools/measure/bench_servers/websockets_echo.py", "--port", str(port),
                     "--host", HOST], ROOT, env
         if name == "tether":
             env["MICROPYPATH"] = os.path.join(ROOT, "lib") + ":.frozen"
-            script = "tools/echo_server.py"
+            script = "tools/measure/echo_server.py"
         elif name == "microdot":
             env["MICROPYPATH"] = ".frozen:" + self.microdot_py
-            script = "tools/bench_servers/microdot_echo.py"
+            script = "tools/measure/bench_servers/microdot_echo.py"
         else:
-            script = "tools/bench_servers/raw_tcp_echo.py"
+            script = "tools/measure/bench_servers/raw_tcp_echo.py"
         return cmd + [script] + args, ROOT, env
 
 
@@ -475,7 +469,7 @@ def measure_rtt(proto, server, count):
 
 
 # Command-to-motor latency: the car firmware with the simulated car
-# (tools/bench_servers/car_motor.py) prints the time of every motor write;
+# (tools/measure/bench_servers/car_motor.py) prints the time of every motor write;
 # ticks_us on the Unix port is CLOCK_MONOTONIC in µs, the clock behind
 # time.monotonic_ns(), so send time and write time are on one clock. The
 # figure includes the frame's way over loopback (about half an echo RTT).
@@ -494,7 +488,7 @@ def start_car(micropython, tick_ms=None, limits=None, heapsize=None):
     with open(path, "w") as f:
         json.dump(cfg, f)
     argv = [micropython] + (["-X", "heapsize=%s" % heapsize] if heapsize else [])
-    argv += ["tools/bench_servers/car_motor.py", "--port", str(port), "--config", path]
+    argv += ["tools/measure/bench_servers/car_motor.py", "--port", str(port), "--config", path]
     if tick_ms:
         argv += ["--tick-ms", str(tick_ms)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -991,9 +985,9 @@ def main():
         if s not in LABELS:
             ap.error("unknown server %r (choose from %s)" % (s, ",".join(LABELS)))
     notes = []
-    if "tether" in servers and not os.path.exists(os.path.join(ROOT, "tools", "echo_server.py")):
-        log("tools/echo_server.py does not exist yet: skipping Tether")
-        notes.append("Tether skipped: tools/echo_server.py does not exist yet.")
+    if "tether" in servers and not os.path.exists(os.path.join(ROOT, "tools", "measure", "echo_server.py")):
+        log("tools/measure/echo_server.py does not exist yet: skipping Tether")
+        notes.append("Tether skipped: tools/measure/echo_server.py does not exist yet.")
         servers.remove("tether")
     if not servers:
         return 2
@@ -1059,7 +1053,7 @@ def main():
              "(highest over servers and rounds); near 100% would mean the client limits the figure."] + notes
     table = build_table(servers, med, client_cpu, notes)
     header = "# Tether benchmark\n\n`%s`, %s, %d CPUs\n\nMicroPython servers on: %s. websockets on CPython %s.\n\n" % (
-        " ".join(["tools/bench.py"] + sys.argv[1:]), time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
+        " ".join(["tools/measure/bench.py"] + sys.argv[1:]), time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(),
         interpreter, platform.python_version())
     print()
     print(table)

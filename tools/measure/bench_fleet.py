@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make bench-fleet: the fleet link through a real mosquitto, in one run.
 
-    python tools/bench_fleet.py [--cars 20] [--pings 300] [--seconds 10] [--telemetry-hz 5]
+    python tools/measure/bench_fleet.py [--cars 20] [--pings 300] [--seconds 10] [--telemetry-hz 5]
 
 - round trip through the broker: `ping` on tether/<id>/cmd -> `pong` on
   tether/<id>/reply, one at a time, p50/p99, beside the direct round trip of
@@ -17,38 +17,24 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import LIB, ROOT, free_port, wait_port as _listening  # noqa: E402
+sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
 
 REPORTS = os.path.join(ROOT, "reports")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port, proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("process exited before listening on %d" % port)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("nothing on port %d" % port)
+    if not _listening(port, proc, timeout):
+        raise RuntimeError("nothing listening on port %d (or the process exited)" % port)
 
 
 def pct(values, p):

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """wss beside ws on the same server, in one run: round trip, handshakes per
-second, heap per client. `make bench` runs it after tools/bench.py.
+second, heap per client. `make bench` runs it after tools/measure/bench.py.
 
-    python tools/bench_tls.py [--micropython PATH] [--proxy build/proxy/micropython-esp32]
+    python tools/measure/bench_tls.py [--micropython PATH] [--proxy build/proxy/micropython-esp32]
                               [--clients 3] [--echoes 300] [--seconds 3]
 
 Each interpreter (the Unix port, and the esp32 board proxy when built) runs
-tools/echo_server.py --bench twice, plain and with --tls (a certificate made
-here by tools/cert.py: EC P-256, the car's kind). The client is CPython
+tools/measure/echo_server.py --bench twice, plain and with --tls (a certificate made
+here by tools/board/cert.py: EC P-256, the car's kind). The client is CPython
 (websockets' sync client), verifying the certificate against the test CA.
 
 Heap: gc.mem_alloc() after gc.collect() on the server, asked over the first
@@ -15,7 +15,7 @@ connection. mbedTLS's own allocations (record buffers, handshake state) are
 not in it: on the Unix port and the proxies MicroPython's mbedTLS config uses
 libc's calloc (extmod/mbedtls routes it to the GC heap only on bare-metal
 ports), on an ESP32 the IDF heap, which the GC heap also grows into. On the
-esp32 proxy tools/malloc_meter (an LD_PRELOAD shim) counts those bytes.
+esp32 proxy tools/measure/malloc_meter (an LD_PRELOAD shim) counts those bytes.
 Writes reports/bench-tls.md. CPython only.
 """
 import argparse
@@ -28,20 +28,13 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import cert  # noqa: E402
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.board import cert  # noqa: E402
+from tools.common import ROOT, free_port  # noqa: E402
 
 
 def build_meter(out_dir):
-    """tools/malloc_meter as a 32-bit shared object for the proxies, or None."""
+    """tools/measure/malloc_meter as a 32-bit shared object for the proxies, or None."""
     so = os.path.join(out_dir, "malloc_meter32.so")
     src = os.path.join(HERE, "malloc_meter", "malloc_meter.c")
     r = subprocess.run(["gcc", "-m32", "-shared", "-fPIC", "-O2", "-o", so, src, "-ldl"],
@@ -176,10 +169,10 @@ def main(argv=None):
     else:
         print("note: no %s (make proxies): Unix port only" % args.proxy)
     lines = ["# wss beside ws", "",
-             "tools/bench_tls.py: the echo server, plain and TLS (EC P-256 certificate, TLS 1.2,"
+             "tools/measure/bench_tls.py: the echo server, plain and TLS (EC P-256 certificate, TLS 1.2,"
              " mbedTLS), CPython client on loopback, one run. The GC heap rows are gc.mem_alloc();"
              " mbedTLS's session is not in them (the Unix port and the proxies give it libc's"
-             " malloc, an ESP32 its IDF heap): the malloc rows (esp32 proxy, tools/malloc_meter)"
+             " malloc, an ESP32 its IDF heap): the malloc rows (esp32 proxy, tools/measure/malloc_meter)"
              " show it.", ""]
     with tempfile.TemporaryDirectory() as tmp:
         certs = cert.make(tmp, "bench-car", dns=["localhost"], ips=["127.0.0.1"])

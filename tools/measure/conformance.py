@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run the Autobahn|Testsuite fuzzing client (cases 1-10) against the echo server.
 
-    python tools/conformance.py --wstest .venv2/bin/wstest --micropython .venv/bin/micropython
-    python tools/conformance.py --wstest W --server-cmd "python3 my_echo.py --port {port}" --cases "1.*,2.*"
+    python tools/measure/conformance.py --wstest .venv2/bin/wstest --micropython .venv/bin/micropython
+    python tools/measure/conformance.py --wstest W --server-cmd "python3 my_echo.py --port {port}" --cases "1.*,2.*"
 
 Starts the server on a free loopback port, runs `wstest -m fuzzingclient`, then reads
 reports/autobahn/index.json and prints a summary per case group, every FAILED case with
@@ -15,61 +15,23 @@ import json
 import select
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPORTS = os.path.join(ROOT, "reports")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import REPORTS, ROOT, free_port, stop  # noqa: E402
+from tools.common import wait_port as wait_listening  # noqa: E402,F401  (conformance_client uses it)
 OUTDIR = "reports/autobahn"          # relative to ROOT; wstest runs with cwd=ROOT
 AGENT = "tether"
 DEFAULT_CASES = ",".join("%d.*" % n for n in range(1, 11))
-DEFAULT_SERVER = ("{micropython} -X heapsize=64M tools/echo_server.py"
+DEFAULT_SERVER = ("{micropython} -X heapsize=64M tools/measure/echo_server.py"
                   " --port {port} --host 127.0.0.1 --max-message 16777216")
 CATEGORIES = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 
 
 def log(msg):
     print("[conformance] " + msg, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, proc, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def stop(proc, grace=3.0):
-    """Stop a process we started (its own session), escalating to SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 def tail(path, lines=30):

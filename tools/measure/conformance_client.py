@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Run the Autobahn|Testsuite fuzzing server (cases 1-10) against the WebSocket client.
 
-    python tools/conformance_client.py --wstest .venv2/bin/wstest --micropython .venv/bin/micropython
-    python tools/conformance_client.py --cases "1.*,2.*"
-    python tools/conformance_client.py --client-cmd "python3 my_client.py --url {url} --agent {agent}"
+    python tools/measure/conformance_client.py --wstest .venv2/bin/wstest --micropython .venv/bin/micropython
+    python tools/measure/conformance_client.py --cases "1.*,2.*"
+    python tools/measure/conformance_client.py --client-cmd "python3 my_client.py --url {url} --agent {agent}"
 
-Starts `wstest -m fuzzingserver` on a free loopback port, runs tools/echo_client.py
+Starts `wstest -m fuzzingserver` on a free loopback port, runs tools/measure/echo_client.py
 (MicroPython's Unix port) against it, then reads reports/autobahn-client/index.json and
-prints the same summary as tools/conformance.py (the server side): counts per case group,
+prints the same summary as tools/measure/conformance.py (the server side): counts per case group,
 every FAILED case with the suite's own explanation, the 9.7/9.8 durations.
 Exit status: 0 all cases pass, 1 some case FAILED, 2 the run itself broke
 (the fuzzing server did not start, the client crashed or timed out, no results).
@@ -20,13 +20,14 @@ import subprocess
 import sys
 import time
 
-import conformance
-from conformance import REPORTS, ROOT, free_port, log, stop, summarize, tail, wait_listening
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.measure import conformance  # noqa: E402
+from tools.measure.conformance import REPORTS, ROOT, free_port, log, stop, summarize, tail, wait_listening
 
 OUTDIR = "reports/autobahn-client"  # relative to ROOT; wstest runs with cwd=ROOT
 AGENT = "tether-client"
 DEFAULT_CASES = conformance.DEFAULT_CASES
-DEFAULT_CLIENT = ("{micropython} -X heapsize=64M tools/echo_client.py"
+DEFAULT_CLIENT = ("{micropython} -X heapsize=64M tools/measure/echo_client.py"
                   " --url {url} --agent {agent}")
 
 

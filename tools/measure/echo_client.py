@@ -1,5 +1,5 @@
 # Echo client for the Autobahn|Testsuite fuzzingserver (client conformance):
-#   micropython tools/echo_client.py --url ws://127.0.0.1:9001 --agent tether-client
+#   micropython tools/measure/echo_client.py --url ws://127.0.0.1:9001 --agent tether-client
 #       [--first N] [--last N] [--max-message BYTES] [--buffer BYTES]
 # Asks /getCaseCount, runs /runCase?case=N&agent=NAME for each case, echoing
 # every message as it came (text as text, binary as binary), then asks
@@ -8,7 +8,7 @@
 # (make conformance-client does); the default heap fails them with 1011 (out of memory).
 import sys
 
-sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../lib")
+sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../../lib")
 
 import asyncio
 

@@ -1,18 +1,18 @@
 # Echo server for conformance runs and benchmarks:
-#   micropython tools/echo_server.py --port N [--host H] [--max-message BYTES] [--bench]
+#   micropython tools/measure/echo_server.py --port N [--host H] [--max-message BYTES] [--bench]
 #                                    [--tls CERT_DIR [--max-tls N]]
 # Text is echoed as text, binary as binary, at WebSocket path "/".
 # --bench adds: GET /heap and the text "heap" on "/" answer gc.mem_alloc() after
 # gc.collect(); at "/bcast" the text "start" pushes ~80-byte JSON frames to every
 # client there as fast as possible until "stop".
-# --tls serves wss:// and https:// with CERT_DIR/cert.der and key.der (tools/cert.py).
+# --tls serves wss:// and https:// with CERT_DIR/cert.der and key.der (tools/board/cert.py).
 import sys
 
 # The server's receive buffer, allocated before the imports below load code
 # into the heap: on a small heap they leave no free block of 4 KB.
 BUFFER = bytearray(4096)
 
-sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../lib")
+sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../../lib")
 
 import asyncio
 import gc

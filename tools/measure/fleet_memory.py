@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The smallest heap a car runs in, plain and with the fleet link, on a board
 proxy (build/proxy/micropython-esp32 by default), in the `make deploy` layout
-(lib/ as .mpy files for x86 on the filesystem, tools/stage.py).
+(lib/ as .mpy files for x86 on the filesystem, tools/board/stage.py).
 
-    python tools/fleet_memory.py [--seconds 8] [--lo 40] [--hi 140] [--ws] [--check]
+    python tools/measure/fleet_memory.py [--seconds 8] [--lo 40] [--hi 140] [--ws] [--check]
 
 For each configuration the heap is bisected in 2 KB steps: a run passes when
 the car serves a driver (10 Hz) and a viewer for --seconds with no
@@ -20,36 +20,17 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 BUDGET_KB = 12  # issue 13: a car with the fleet link runs within the plain car's heap + 12 KB
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import LIB, ROOT, free_port, wait_port  # noqa: E402
+sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 async def exercise(port, seconds, broker_url):
@@ -117,7 +98,7 @@ def run_once(micropython, board, config, heap_k, seconds, broker_url):
 
 def smallest_heap(passes, lo, hi):
     """Smallest heap (KB, even) in (lo, hi] for which passes(heap_k) holds, by
-    bisection in 2 KB steps; None when hi itself fails. tools/uplink_memory.py
+    bisection in 2 KB steps; None when hi itself fails. tools/measure/uplink_memory.py
     uses it too."""
     if not passes(hi):
         return None
@@ -148,7 +129,7 @@ def main():
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="fleet-memory-")
     board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", args.march, "--out", board],
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
                    cwd=ROOT, check=True, capture_output=True)
     tcp, ws = free_port(), free_port()
     conf = os.path.join(tmp, "mosquitto.conf")

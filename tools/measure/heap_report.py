@@ -1,11 +1,11 @@
 """Where the firmware's heap goes, measured on the MicroPython Unix port.
 
-  .venv/bin/python tools/heap_report.py [--board esp32|esp8266|x64] [--seconds 10]
+  .venv/bin/python tools/measure/heap_report.py [--board esp32|esp8266|x64] [--seconds 10]
                                         [--heapsize 1M] [--romfs] [--no-stage]
 
 --board esp32 / esp8266 measure with the 32-bit board proxies (`make proxies`;
 .mpy files for them are mpy-cross -march=x86), x64 with the venv's Unix port.
-Stages build/board-<arch> (tools/stage.py: lib/ as .mpy, as on a board) and
+Stages build/board-<arch> (tools/board/stage.py: lib/ as .mpy, as on a board) and
 prints three tables, the figures docs/memory.md quotes:
 
 1. Modules: heap each module keeps after import (gc.collect() before and
@@ -40,20 +40,27 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools import common  # noqa: E402
+from tools.common import ROOT, parse_size  # noqa: E402,F401  (parse_size: the memory tests use it from here)
+
+# The MicroPython programs this report runs (tools/measure/probes/README.md).
+PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes")
+MODULES_PROBE = os.path.join(PROBES, "modules.py")
+FIRMWARE_PROBE = os.path.join(PROBES, "firmware.py")
+ROMFS_BOOT_PROBE = os.path.join(PROBES, "romfs_boot.py")
+with open(ROMFS_BOOT_PROBE) as _f:
+    ROMFS_BOOT = _f.read()  # its text: the memory tests write it beside a staged main.py
 BUILD = os.path.join(ROOT, "build", "board-x64")
-MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
-if not os.path.exists(MICROPYTHON):
-    MICROPYTHON = shutil.which("micropython") or "micropython"
+MICROPYTHON = common.micropython()
 MARCH = "x64"
 BOARD = "x64"
-PROXY_DIR = os.path.join(ROOT, "build", "proxy")
 # --board: which interpreter measures, the .mpy arch it runs, its GC block size.
 # The proxies are 32-bit Unix ports configured like the boards (`make proxies`).
 BOARDS = {
     "x64": (MICROPYTHON, "x64", 32),
-    "esp32": (os.path.join(PROXY_DIR, "micropython-esp32"), "x86", 16),
-    "esp8266": (os.path.join(PROXY_DIR, "micropython-esp8266"), "x86", 16),
+    "esp32": (common.board_proxy("esp32"), "x86", 16),
+    "esp8266": (common.board_proxy("esp8266"), "x86", 16),
 }
 
 
@@ -82,160 +89,8 @@ EMPTIED = {"wsserver": ("wsserver.server", "wsserver.errors")}
 # unloading, to show they really go.
 TRANSIENT = ("hardware.defaults", "hardware.config", "car.config")
 
-# Runs under MicroPython. sys.argv: tree, romfs image or "-", package mode.
-MODULES_PROBE = r"""
-import gc, sys
-tree, image, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-gc.collect()
-held = 0
-if image != "-":
-    import os, vfs
-    n = os.stat(image)[6]
-    gc.collect(); a = gc.mem_alloc()
-    buf = bytearray(n)
-    with open(image, "rb") as f:
-        f.readinto(buf)
-    vfs.mount(vfs.VfsRom(buf), "/rom")
-    gc.collect(); held = gc.mem_alloc() - a
-    tree = "/rom"
-sys.path.insert(0, tree)
-import micropython
-if mode == "files":
-    # The qstr pool grows in doubling chunks (20, 40, ... 1280 entries):
-    # whichever import happens to need a new chunk would be charged for it.
-    # Intern dummy names until a chunk of >= 4096 entries exists, so each
-    # file below pays only for its own names (counted: the QSTR lines).
-    class Names:
-        pass
-    names = Names()
-    i = 0
-    while True:
-        gc.collect(); a = gc.mem_alloc()
-        setattr(names, "_warm%d" % i, None)
-        i += 1
-        if gc.mem_alloc() - a > 4096 * 10:
-            break
-    del names
-def measure(name):
-    gc.collect(); a = gc.mem_alloc()
-    micropython.qstr_info()
-    __import__(name)
-    gc.collect(); b = gc.mem_alloc()
-    micropython.qstr_info()
-    print("ROW", name, b - a)
-gc.collect(); start = gc.mem_alloc()
-def measure_package(pkg):
-    # The package with every file the firmware keeps from it.
-    gc.collect(); a = gc.mem_alloc()
-    __import__(pkg)
-    for name in FILES:
-        if name.startswith(pkg + "."):
-            __import__(name)
-    gc.collect(); print("ROW", pkg, gc.mem_alloc() - a)
-if mode == "packages":
-    measure(FILES[0])
-    for pkg in PACKAGES:
-        measure_package(pkg)
-for name in (PACKAGES + FILES if mode == "files" else ()):
-    measure(name)
-    if mode == "files":
-        for pkg, sources in EMPTIED.items():
-            if name == sources[0]:
-                for src in sources:
-                    for k, v in sys.modules[src].__dict__.items():
-                        if k[0] != "_":
-                            setattr(sys.modules[pkg], k, v)
-gc.collect(); print("ROW total-resident", gc.mem_alloc() - start)
-if mode == "files":
-    for name in TRANSIENT:
-        measure(name)
-    gc.collect(); a = gc.mem_alloc()
-    for name in TRANSIENT:
-        del sys.modules[name]
-    gc.collect(); print("ROW transient-unloaded", gc.mem_alloc() - a)
-print("ROW image-held", held)
-"""
-
-# Runs under MicroPython in the build tree: the real main.py, plus a reporter.
-FIRMWARE_PROBE = r"""
-import gc, sys
-sys.path.insert(0, "lib")
-import asyncio
-from car import app
-from time import ticks_ms
-
-class FakeWs:
-    id = 99
-    def send_nowait(self, msg):
-        pass
-
-def allocated(fn, *args):
-    gc.collect(); gc.disable()
-    a = gc.mem_alloc()
-    fn(*args)
-    b = gc.mem_alloc()
-    gc.enable()
-    return b - a
-
-def per_operation(car):
-    ws = FakeWs()
-    car.telemetry(ticks_ms())  # warm: first-call caches
-    print("OP telemetry", allocated(car.telemetry, ticks_ms()))
-    print("OP hello", allocated(car.hello, ws))
-    drive = '{"type":"drive","throttle":0.5,"steer":-0.25}'
-    car.handle(ws, drive)
-    print("OP handle-drive", allocated(car.handle, ws, drive))
-    car.control.release()
-    car.stop_motors()
-    print("OP tick", allocated(car.tick, ticks_ms()))
-    print("OP broadcast-nobody", allocated(car.server.broadcast, car.telemetry(ticks_ms()), "/ws"))
-
-async def report():
-    while True:
-        await asyncio.sleep_ms(250)
-        gc.collect()
-        print("HEAP", gc.mem_alloc(), gc.mem_free())
-
-_serve = app.Car.serve
-
-async def serve(self, host, port):
-    gc.collect()
-    print("LOADED", " ".join(sorted(k for k in sys.modules)))
-    print("BOOTED", gc.mem_alloc())
-    per_operation(self)
-    asyncio.create_task(report())
-    await _serve(self, host, port)
-
-app.Car.serve = serve
-gc.collect()
-print("IMPORTED", gc.mem_alloc())
-sys.path.insert(0, ".")
-import main  # reads --port from sys.argv
-"""
 
 
-# The firmware as on a board whose lib/ is in a ROMFS partition: main.py,
-# config.json and web/ on the filesystem, lib/ in a ROMFS image mounted at
-# /rom and executed in place. The Unix port has no memory outside its GC
-# heap, so the image is read into one block allocated first, and the heap is
-# made bigger by exactly that block: what is left free equals a plain heap of
-# the budget (romfs_heapsize(); the run prints "ROMFS <image> <free>" to
-# prove it).
-ROMFS_BOOT = r"""
-import gc, sys, vfs
-f = open("lib.romfs", "rb")
-rom = bytearray(f.seek(0, 2))
-f.seek(0)
-f.readinto(rom)
-f.close()
-del f
-vfs.mount(vfs.VfsRom(rom), "/rom")
-sys.path.append("/rom")
-gc.collect()
-print("ROMFS", len(rom), gc.mem_free())
-sys.path.insert(0, ".")
-import main  # reads --port from sys.argv
-"""
 GC_BLOCK = 32  # bytes per GC block on a 64-bit port (4 words)
 
 
@@ -252,7 +107,7 @@ def romfs_heapsize_exact(budget, image_path, micropython=None, gc_block=GC_BLOCK
     ROMFS_BOOT, having mounted the image, has no more free than a fresh `budget` heap."""
     fresh = free_at_start(budget, micropython)
     heapsize = romfs_heapsize(budget, os.path.getsize(image_path), gc_block)
-    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("sys.path.insert")]
+    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("if __name__")]
     while heapsize > budget:
         r = subprocess.run([micropython or MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c", mount_only],
                            cwd=os.path.dirname(os.path.abspath(image_path)), capture_output=True, text=True,
@@ -274,17 +129,16 @@ def free_at_start(heapsize, micropython=None):
 
 def romfs_tree(build_dir, dest):
     """dest/: main.py, config.json, web/, lib.romfs (of build_dir/lib) and
-    romfs_boot.py. Returns the image size."""
+    romfs_boot.py (probes/). Returns the image size."""
     for name in ("main.py", "config.json"):
         shutil.copy(os.path.join(build_dir, name), dest)
     shutil.copytree(os.path.join(build_dir, "web"), os.path.join(dest, "web"))
-    with open(os.path.join(dest, "romfs_boot.py"), "w") as f:
-        f.write(ROMFS_BOOT)
+    shutil.copy(ROMFS_BOOT_PROBE, dest)
     return romfs_image(os.path.join(build_dir, "lib"), os.path.join(dest, "lib.romfs"))
 
 
 def stage(build_dir):
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", MARCH,
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", MARCH,
                     "--out", build_dir],
                    cwd=ROOT, check=True, capture_output=True)
     return build_dir
@@ -296,8 +150,7 @@ def empty_init_tree(lib, dest):
     src = os.path.join(dest, "_empty.py")
     with open(src, "w") as f:
         f.write("")
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    from stage import compile_module
+    from tools.board.stage import compile_module
     for pkg in EMPTIED:
         compile_module(src, os.path.join(dest, pkg, "__init__.mpy"), MARCH, "__init__.py")
     os.remove(src)
@@ -314,14 +167,9 @@ def romfs_image(tree, path):
     return len(image)
 
 
-def run_probe(code, args, heapsize="1M", cwd=None, timeout=60):
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    try:
-        r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heapsize, f.name] + list(args),
-                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
-    finally:
-        os.remove(f.name)
+def run_probe(script, args, heapsize="1M", cwd=None, timeout=60):
+    r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heapsize, script] + list(args),
+                       capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if r.returncode:
         raise RuntimeError("probe failed:\n" + r.stdout + r.stderr)
     rows = {}
@@ -338,25 +186,25 @@ def run_probe(code, args, heapsize="1M", cwd=None, timeout=60):
     return rows
 
 
-def module_probe_code():
-    return ("PACKAGES = %r\nFILES = %r\nTRANSIENT = %r\nEMPTIED = %r\n"
-            % (PACKAGES, FILES, TRANSIENT, EMPTIED) + MODULES_PROBE)
+def module_lists():
+    """What probes/modules.py measures, as its last argument."""
+    return json.dumps({"FILES": FILES, "PACKAGES": PACKAGES, "TRANSIENT": TRANSIENT, "EMPTIED": EMPTIED})
 
 
 def modules_table(build_dir):
     lib = os.path.join(build_dir, "lib")
-    code = module_probe_code()
+    code, lists = MODULES_PROBE, module_lists()
     with tempfile.TemporaryDirectory() as tmp:
         split = os.path.join(tmp, "split")
         empty_init_tree(lib, split)
-        ram_files = run_probe(code, [split, "-", "files"])
-        ram_pkgs = run_probe(code, [lib, "-", "packages"])
+        ram_files = run_probe(code, [split, "-", "files", lists])
+        ram_pkgs = run_probe(code, [lib, "-", "packages", lists])
         image = os.path.join(tmp, "split.romfs")
         romfs_image(split, image)
-        rom_files = run_probe(code, [split, image, "files"])
+        rom_files = run_probe(code, [split, image, "files", lists])
         full_image = os.path.join(tmp, "lib.romfs")
         image_size = romfs_image(lib, full_image)
-        rom_pkgs = run_probe(code, [lib, full_image, "packages"])
+        rom_pkgs = run_probe(code, [lib, full_image, "packages", lists])
     return ram_files, ram_pkgs, rom_files, rom_pkgs, image_size
 
 
@@ -441,10 +289,11 @@ class Viewer:
 class Firmware:
     """main.py under the firmware probe; collects its HEAP lines."""
 
-    def __init__(self, cwd, port, heapsize, script, micropython=None):
+    def __init__(self, cwd, port, heapsize, script, micropython=None, romfs=False):
         self.lines = []
         self.proc = subprocess.Popen(
-            [micropython or MICROPYTHON, "-X", "heapsize=%s" % heapsize, script, "--port", str(port)],
+            [micropython or MICROPYTHON, "-X", "heapsize=%s" % heapsize, script, "--port", str(port)]
+            + (["--romfs"] if romfs else []),
             cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     async def read(self):
@@ -497,29 +346,17 @@ async def refused_status(port, timeout=5):
         w.close()
 
 
-def parse_size(text):
-    text = str(text).upper()
-    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
-    return int(text.rstrip("KM")) * scale
-
-
 async def runtime(build_dir, heapsize, seconds, romfs=False):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = common.free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        if romfs:
+        if romfs:  # probes/firmware.py imports the romfs_boot.py romfs_tree() put in tmp
             image = romfs_tree(build_dir, tmp)
             heapsize = romfs_heapsize(parse_size(heapsize), image, GC_BLOCK)
-            probe = ROMFS_BOOT.replace("import main", "") + FIRMWARE_PROBE
-            cwd = tmp
+            script, cwd = os.path.join(tmp, "heap_probe.py"), tmp
+            shutil.copy(FIRMWARE_PROBE, script)
         else:
-            probe, cwd = FIRMWARE_PROBE, build_dir
-        script = os.path.join(tmp, "heap_probe.py")
-        with open(script, "w") as f:
-            f.write(probe)
-        return await _runtime(Firmware(cwd, port, heapsize, script), port, seconds)
+            script, cwd = FIRMWARE_PROBE, build_dir
+        return await _runtime(Firmware(cwd, port, heapsize, script, romfs=romfs), port, seconds)
 
 
 async def _runtime(fw, port, seconds):

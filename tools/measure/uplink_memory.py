@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """The smallest heap a car runs in, plain and with the uplink, on a board proxy
 (build/proxy/micropython-esp32 by default), in the `make deploy` layout (lib/ as
-.mpy files for x86 on the filesystem, tools/stage.py) — the way
-tools/fleet_memory.py measures the fleet link.
+.mpy files for x86 on the filesystem, tools/board/stage.py) — the way
+tools/measure/fleet_memory.py measures the fleet link.
 
-    python tools/uplink_memory.py [--seconds 8] [--lo 40] [--hi 140] [--romfs]
+    python tools/measure/uplink_memory.py [--seconds 8] [--lo 40] [--hi 140] [--romfs]
 
 For each configuration the heap is bisected in 2 KB steps: a run passes when the
 car serves a driver (10 Hz) and a viewer on its /ws for --seconds with no
 MemoryError, no traceback and no telemetry gap over 1 s, and (uplink) it said
 hello to a websockets server on 127.0.0.1, its telemetry kept arriving, and a
 ping over the uplink was answered at the end. --romfs puts lib/ in a ROMFS
-image executed in place (tools/heap_report.py's layout: the heap is enlarged
+image executed in place (tools/measure/heap_report.py's layout: the heap is enlarged
 by exactly the image's block, so the figure is the heap besides the image).
 """
 import argparse
@@ -22,9 +22,8 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from fleet_memory import free_port, wait_port  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import ROOT, free_port, wait_port  # noqa: E402
 
 
 async def exercise(port, seconds, uplink):
@@ -91,7 +90,7 @@ def run_once(micropython, board, config, heap_k, seconds, uplink):
     port = free_port()
     heap, script = heap_k * 1024, "main.py"
     if board in ROMFS:
-        from heap_report import romfs_heapsize
+        from tools.measure.heap_report import romfs_heapsize
 
         heap, script = romfs_heapsize(heap, ROMFS[board]), "romfs_boot.py"
     proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % heap, script, "--port", str(port)],
@@ -123,10 +122,10 @@ def main():
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="uplink-memory-")
     board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", args.march, "--out", board],
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
                    cwd=ROOT, check=True, capture_output=True)
     if args.romfs:
-        from heap_report import romfs_tree
+        from tools.measure.heap_report import romfs_tree
 
         rom = os.path.join(tmp, "rom")
         os.makedirs(rom)

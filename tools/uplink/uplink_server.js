@@ -1,22 +1,22 @@
 #!/usr/bin/env node
 // A reference uplink server on Node.js and the `ws` package (docs/protocol.md,
-// "Uplink"): the same server as tools/uplink_server.py, the same options, keys,
+// "Uplink"): the same server as tools/uplink/uplink_server.py, the same options, keys,
 // stdin commands and output lines (see that file's docstring). Install `ws` once:
 //   (cd tools/uplink && npm ci)
-//   node tools/uplink_server.js [--host 127.0.0.1] [--port 8765] [--path /car]
+//   node tools/uplink/uplink_server.js [--host 127.0.0.1] [--port 8765] [--path /car]
 //                               [--bearer TOKEN] [--subprotocol NAME]
 'use strict';
 const http = require('http');
 const path = require('path');
 const readline = require('readline');
-const { WebSocketServer } = require(path.join(__dirname, 'uplink', 'node_modules', 'ws'));
+const { WebSocketServer } = require(path.join(__dirname, 'node_modules', 'ws'));
 
 const HEARTBEAT_MS = 100;
 const args = { host: '127.0.0.1', port: 8765, path: '/car', bearer: null, subprotocol: null };
 for (let i = 2; i < process.argv.length; i += 2) {
   const name = process.argv[i].replace(/^--/, '');
   if (!(name in args) || i + 1 >= process.argv.length) {
-    console.error('usage: node tools/uplink_server.js [--host H] [--port N] [--path /car] ' +
+    console.error('usage: node tools/uplink/uplink_server.js [--host H] [--port N] [--path /car] ' +
                   '[--bearer TOKEN] [--subprotocol NAME]');
     process.exit(2);
   }

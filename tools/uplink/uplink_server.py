@@ -3,7 +3,7 @@
 `uplink.url` pointing here connect; it prints each car, its hello, its telemetry
 and its replies, and drives one of them from the keyboard.
 
-    python tools/uplink_server.py [--host 127.0.0.1] [--port 8765] [--path /car]
+    python tools/uplink/uplink_server.py [--host 127.0.0.1] [--port 8765] [--path /car]
                                   [--bearer TOKEN] [--subprotocol NAME]
 
 At a terminal: w/s throttle up/down, a/d steer left/right (steps of 0.25), space
@@ -24,7 +24,7 @@ With stdin not a terminal (a script, the tests) it reads commands, one a line:
 Output, one line per event: `listening on ws://...`, `refused ...: 401 ...`,
 `car N connected ...`, `car N hello {json}`, `car N telemetry {json}`,
 `car N reply {json}`, `car N gone (code reason)`.
-tools/uplink_server.js is the same server on Node.js and the `ws` package.
+tools/uplink/uplink_server.js is the same server on Node.js and the `ws` package.
 """
 import argparse
 import asyncio

@@ -5,7 +5,7 @@ from npm (`mqtt`, pinned in fleet/package.json, installed by `npm ci` /
 `npm install` into fleet/node_modules on first use). No CDN: the page loads
 nothing from anywhere but the broker that serves it.
 
-  python tools/build_fleet.py [--out build/fleet-web]
+  python tools/web/build_fleet.py [--out build/fleet-web]
 """
 import argparse
 import json
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET = os.path.join(ROOT, "fleet")
 PAGE = ("index.html", "fleet.js", "fleet.css")
 

@@ -5,7 +5,7 @@ so the output is byte-for-byte reproducible). The board sends the .gz as-is.
 Prints what a phone downloads for the page and fails when it is over budget:
 the car serves it over a slow, lossy access point from a tiny heap.
 
-Usage: python tools/build_web.py [--web DIR] [--budget BYTES] [--check]
+Usage: python tools/web/build_web.py [--web DIR] [--budget BYTES] [--check]
   --check  only verify the .gz files are present and current (exit 1 if not)
 """
 import argparse
@@ -13,7 +13,7 @@ import gzip
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUDGET = 16 * 1024      # bytes, gzipped, everything the page loads
 
 
@@ -95,7 +95,7 @@ def main(argv=None):
           % (total_raw, total_gz, total_gz / 1024, args.budget / 1024, verdict))
 
     if args.check and outdated:
-        print("build_web: out of date: %s (run tools/build_web.py)" % ", ".join(outdated), file=sys.stderr)
+        print("build_web: out of date: %s (run tools/web/build_web.py)" % ", ".join(outdated), file=sys.stderr)
         return 1
     if total_gz > args.budget:
         print("build_web: the page is %d B gzipped, over the %d B budget" % (total_gz, args.budget),

@@ -1,6 +1,6 @@
 # The car firmware with the simulated car, reporting when each motor write
-# happens: command-to-motor latency, measured (tools/bench.py, tests).
-#   micropython tools/bench_servers/car_motor.py --port N --config FILE [--tick-ms MS]
+# happens: command-to-motor latency, measured (tools/measure/bench.py, tests).
+#   micropython tools/measure/bench_servers/car_motor.py --port N --config FILE [--tick-ms MS]
 # Prints "motor <ticks_us> <left>" on every write to the motors. ticks_us on
 # the Unix port is CLOCK_MONOTONIC in µs (masked to the port's ticks period),
 # the clock CPython's time.monotonic_ns() reads, so the client compares its

@@ -1,7 +1,7 @@
-"""Benchmark comparison: the same endpoints as tools/echo_server.py --bench, on microdot 2.7.
+"""Benchmark comparison: the same endpoints as tools/measure/echo_server.py --bench, on microdot 2.7.
 
     MICROPYPATH=.frozen:<dir holding the microdot package> micropython \\
-        tools/bench_servers/microdot_echo.py --port N [--host H] [--static DIR]
+        tools/measure/bench_servers/microdot_echo.py --port N [--host H] [--static DIR]
 
 - WebSocket `/`: echo; the text message `heap` is answered with gc.mem_alloc() after gc.collect();
 - GET /heap: the same number over HTTP;

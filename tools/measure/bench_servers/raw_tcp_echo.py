@@ -1,6 +1,6 @@
 """Benchmark ceiling: plain MicroPython asyncio TCP echo, no WebSocket framing.
 
-    micropython tools/bench_servers/raw_tcp_echo.py --port N [--host H] [--static DIR]
+    micropython tools/measure/bench_servers/raw_tcp_echo.py --port N [--host H] [--static DIR]
 
 Same jobs as the WebSocket echo servers, minus the protocol:
 - any connection echoes every byte; the exact message b"heap\\n" is answered with

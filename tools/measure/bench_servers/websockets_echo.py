@@ -1,10 +1,10 @@
 """Benchmark reference on CPython: the `websockets` library (asyncio API, with
 its C speed-ups), the same endpoints as the MicroPython echo servers.
 
-    python tools/bench_servers/websockets_echo.py --port N [--host H]
+    python tools/measure/bench_servers/websockets_echo.py --port N [--host H]
 
 / echoes every message; /bcast: "start" pushes the same telemetry-like text
-as tools/echo_server.py --bench to every /bcast client (16 per loop turn) until
+as tools/measure/echo_server.py --bench to every /bcast client (16 per loop turn) until
 "stop". No compression (the others have none), no keepalive pings.
 """
 import asyncio

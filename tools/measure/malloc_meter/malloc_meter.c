@@ -3,7 +3,7 @@
 // $MALLOC_METER_OUT on SIGUSR1 (the peak then restarts from live). The Unix
 // port and the board proxies give mbedTLS libc's calloc (MicroPython's
 // extmod/mbedtls config routes it to the GC heap only on bare-metal ports), so
-// this is how tools/bench_tls.py sees what a TLS session costs outside
+// this is how tools/measure/bench_tls.py sees what a TLS session costs outside
 // gc.mem_alloc(), as an ESP32 pays it from its IDF heap.
 // Build: gcc [-m32] -shared -fPIC -O2 -o malloc_meter.so malloc_meter.c -ldl
 #define _GNU_SOURCE
