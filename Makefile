@@ -31,14 +31,17 @@ help:
 	@echo "make repl PORT=...  the board's Python prompt (Ctrl-C stops the app first)"
 	@echo "make logs PORT=...  watch what the board prints, without interrupting it"
 	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port (http://$(HOST):$(VBOARD_PORT))"
+	@echo "make heap-report [BOARD=esp32|esp8266] [ROMFS=1]  where the firmware's heap goes: per module, at run time, per operation (docs/memory.md)"
 	@echo "make fleet [N=3]  mosquitto (TCP + WebSocket) and N simulated cars on it (docs/fleet.md)"
 	@echo "make bench-fleet  round trips through the broker vs direct, 20 cars' telemetry per second"
 	@echo "make cert NAME=tether-car  a TLS key + certificate for the car (and a local CA once) in certs/"
 	@echo "make web          gzip the page into web/*.gz and check its 16 KB budget"
 	@echo "make venv         install every host tool into $(VENV) (make sim installs only the Unix port)"
 	@echo "make proxies      build the 32-bit ESP32/ESP8266 board-proxy interpreters (MICROPYTHON_SRC=...)"
+	@echo "make maybe-proxies  the same when a MicroPython source is at hand, else a note (make test runs it)"
+	@echo "make config.json  the car's configuration from config.example.json (first use of sim/deploy/image does it)"
 	@echo "make clean        remove build/, reports/, test-artifacts/ and web/*.gz"
-	@echo "make help         this list"
+	@echo "make help         this list (tools/README.md: every tool and its target)"
 
 # One venv; re-installed when a requirements file changes.
 $(SIM_STAMP): requirements-sim.txt
@@ -107,6 +110,12 @@ BOARD ?=
 bench: $(STAMP)
 	$(PY) tools/measure/bench.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
 	$(PY) tools/measure/bench_tls.py --micropython $(MICROPYTHON)
+
+# Where the firmware's heap goes (tools/measure/heap_report.py; BOARD as for bench,
+# x64 without it; ROMFS=1: the run-time table with lib/ in ROMFS).
+.PHONY: heap-report
+heap-report: $(STAMP)
+	$(PY) tools/measure/heap_report.py $(if $(BOARD),--board $(BOARD)) $(if $(ROMFS),--romfs)
 
 # 32-bit Unix ports configured like an ESP32 and an ESP8266 (heap as a board sees it,
 # the ESP8266's missing language features): from MICROPYTHON_SRC=<a v1.28 tree>, or from

@@ -111,7 +111,7 @@ def romfs_heapsize_exact(budget, image_path, micropython=None, gc_block=GC_BLOCK
     ROMFS_BOOT, having mounted the image, has no more free than a fresh `budget` heap."""
     fresh = free_at_start(budget, micropython)
     heapsize = romfs_heapsize(budget, os.path.getsize(image_path), gc_block)
-    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("if __name__")]
+    mount_only = ROMFS_BOOT[:ROMFS_BOOT.index("\nif __name__")]
     while heapsize > budget:
         r = subprocess.run([micropython or MICROPYTHON, "-X", "heapsize=%d" % heapsize, "-c", mount_only],
                            cwd=os.path.dirname(os.path.abspath(image_path)), capture_output=True, text=True,
