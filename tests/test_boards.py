@@ -1,4 +1,4 @@
-"""What stock MicroPython v1.28.0 does differently on the boards (issue 17),
+"""What stock MicroPython v1.28.0 does differently on the boards,
 each fact read from its sources and cited where it is tested:
 - the firmware starts and drives under the esp8266 board proxy, which turns
   off the language features ports/esp8266/mpconfigport.h turns off

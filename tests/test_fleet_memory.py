@@ -1,4 +1,4 @@
-"""Issue 13's memory budget: a car with the fleet link, on the esp32 board
+"""The fleet link's memory budget: a car with the fleet link, on the esp32 board
 proxy in the `make deploy` layout (.mpy files), runs in the plain car's
 smallest heap + 12 KB (tools/measure/fleet_memory.py --check: the plain car's edge is
 bisected in the same run, then each link runs once at edge + 12 KB with a

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-BUDGET_KB = 12  # issue 13: a car with the fleet link runs within the plain car's heap + 12 KB
+BUDGET_KB = 12  # a car with the fleet link runs within the plain car's heap + 12 KB
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
 from tools.common import LIB, ROOT, free_port, wait_port  # noqa: E402
 sys.path.insert(0, LIB)
