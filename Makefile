@@ -31,14 +31,17 @@ help:
 	@echo "make repl PORT=...  the board's Python prompt (Ctrl-C stops the app first)"
 	@echo "make logs PORT=...  watch what the board prints, without interrupting it"
 	@echo "make vboard       a virtual board on a pty (build/vboard.tty) backed by the Unix port (http://$(HOST):$(VBOARD_PORT))"
+	@echo "make heap-report [BOARD=esp32|esp8266] [ROMFS=1]  where the firmware's heap goes: per module, at run time, per operation (docs/memory.md)"
 	@echo "make fleet [N=3]  mosquitto (TCP + WebSocket) and N simulated cars on it (docs/fleet.md)"
 	@echo "make bench-fleet  round trips through the broker vs direct, 20 cars' telemetry per second"
 	@echo "make cert NAME=tether-car  a TLS key + certificate for the car (and a local CA once) in certs/"
 	@echo "make web          gzip the page into web/*.gz and check its 16 KB budget"
 	@echo "make venv         install every host tool into $(VENV) (make sim installs only the Unix port)"
 	@echo "make proxies      build the 32-bit ESP32/ESP8266 board-proxy interpreters (MICROPYTHON_SRC=...)"
+	@echo "make maybe-proxies  the same when a MicroPython source is at hand, else a note (make test runs it)"
+	@echo "make config.json  the car's configuration from config.example.json (first use of sim/deploy/image does it)"
 	@echo "make clean        remove build/, reports/, test-artifacts/ and web/*.gz"
-	@echo "make help         this list"
+	@echo "make help         this list (tools/README.md: every tool and its target)"
 
 # One venv; re-installed when a requirements file changes.
 $(SIM_STAMP): requirements-sim.txt
@@ -55,9 +58,9 @@ $(STAMP): requirements.txt requirements-sim.txt
 
 venv: $(STAMP)
 
-# tools/build_web.py needs only Python's standard library.
+# tools/web/build_web.py needs only Python's standard library.
 web: $(SIM_STAMP)
-	@if [ -f tools/build_web.py ]; then $(PY) tools/build_web.py; fi
+	@if [ -f tools/web/build_web.py ]; then $(PY) tools/web/build_web.py; fi
 
 # The simulated car runs from a copy of the app in $(SIM_DIR), its "flash": an update
 # over the air (make ota) replaces files there, never the sources. Exit code 75 is the
@@ -69,7 +72,7 @@ sim: $(SIM_STAMP) web | config.json
 	  rc=$$?; [ $$rc = 75 ] || exit $$rc; echo "sim: the car reboots (exit 75)"; done
 
 # The car's configuration, with WiFi passwords: made from config.example.json on first use
-# (make sim, make deploy, make image, tools/stage.py) and ignored by git. Never overwritten.
+# (make sim, make deploy, make image, tools/board/stage.py) and ignored by git. Never overwritten.
 config.json:
 	@cp -n config.example.json $@
 	@echo "made config.json from config.example.json: set wifi.networks and wifi.ap.password there (git ignores it)"
@@ -79,34 +82,40 @@ config.json:
 OTA_TARGET   = $(HOST)$(if $(findstring :,$(HOST)),,:$(if $(filter 127.0.0.1 localhost,$(HOST)),$(SIM_PORT),80))
 .PHONY: ota
 ota: $(STAMP)
-	$(PY) tools/ota.py "$(OTA_TARGET)" $(if $(TOKEN),--token "$(TOKEN)") $(if $(CONFIG),--config "$(CONFIG)")
+	$(PY) tools/board/ota.py "$(OTA_TARGET)" $(if $(TOKEN),--token "$(TOKEN)") $(if $(CONFIG),--config "$(CONFIG)")
 
 test: $(STAMP) web maybe-proxies
 	$(PY) -m pytest -q tests
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
-$(VENV2)/bin/wstest: tools/requirements-conformance.txt
+$(VENV2)/bin/wstest: tools/measure/requirements-conformance.txt
 	@test -n "$(PYTHON2)" || { echo "error: Autobahn|Testsuite needs Python 2.7 and none was found (pyenv install 2.7.18, or PYTHON2=/path/to/python2.7)"; exit 2; }
 	$(PYTHON2) -m pip install -q 'virtualenv<20.22'
 	$(PYTHON2) -m virtualenv -q $(VENV2)
-	$(VENV2)/bin/pip install -q -r tools/requirements-conformance.txt
+	$(VENV2)/bin/pip install -q -r tools/measure/requirements-conformance.txt
 	@touch $@
 
 conformance: $(STAMP) $(VENV2)/bin/wstest
-	$(PY) tools/conformance.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
+	$(PY) tools/measure/conformance.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
 
-# The same suite as a fuzzing server, against the WebSocket client (tools/echo_client.py).
+# The same suite as a fuzzing server, against the WebSocket client (tools/measure/echo_client.py).
 .PHONY: conformance-client
 conformance-client: $(STAMP) $(VENV2)/bin/wstest
-	$(PY) tools/conformance_client.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
+	$(PY) tools/measure/conformance_client.py --wstest $(VENV2)/bin/wstest --micropython $(MICROPYTHON)
 
 # Tether vs microdot vs raw TCP echo on this machine; prints a table, writes reports/bench.md.
 .PHONY: bench
 # BOARD=esp32 (or esp8266): the MicroPython servers under that board proxy (make proxies).
 BOARD ?=
 bench: $(STAMP)
-	$(PY) tools/bench.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
-	$(PY) tools/bench_tls.py --micropython $(MICROPYTHON)
+	$(PY) tools/measure/bench.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
+	$(PY) tools/measure/bench_tls.py --micropython $(MICROPYTHON)
+
+# Where the firmware's heap goes (tools/measure/heap_report.py; BOARD as for bench,
+# x64 without it; ROMFS=1: the run-time table with lib/ in ROMFS).
+.PHONY: heap-report
+heap-report: $(STAMP)
+	$(PY) tools/measure/heap_report.py $(if $(BOARD),--board $(BOARD)) $(if $(ROMFS),--romfs)
 
 # 32-bit Unix ports configured like an ESP32 and an ESP8266 (heap as a board sees it,
 # the ESP8266's missing language features): from MICROPYTHON_SRC=<a v1.28 tree>, or from
@@ -117,9 +126,9 @@ MICROPYTHON_TARBALL ?= $(wildcard ../shared/micropython/micropython-1.28.0-unix-
 PROXY_SOURCE         = $(if $(MICROPYTHON_SRC),MICROPYTHON_SRC="$(MICROPYTHON_SRC)",MICROPYTHON_TARBALL="$(MICROPYTHON_TARBALL)")
 .PHONY: proxies maybe-proxies
 proxies: $(PROXY_DIR)/micropython-esp32 $(PROXY_DIR)/micropython-esp8266
-$(PROXY_DIR)/micropython-%: tools/build_proxy.sh
+$(PROXY_DIR)/micropython-%: tools/board/build_proxy.sh
 	@test -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" || { echo "error: set MICROPYTHON_SRC=<a MicroPython v1.28 source tree> to build the board proxies"; exit 2; }
-	$(PROXY_SOURCE) tools/build_proxy.sh $* $(PROXY_DIR)
+	$(PROXY_SOURCE) tools/board/build_proxy.sh $* $(PROXY_DIR)
 # make test builds them when it can; the tests that need them skip (or fail under CI) otherwise.
 maybe-proxies:
 	@if [ -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" ]; then $(MAKE) --no-print-directory proxies; \
@@ -129,11 +138,11 @@ maybe-proxies:
 .PHONY: fleet bench-fleet
 N ?= 3
 fleet: $(STAMP) web
-	$(PY) tools/build_fleet.py
-	$(PY) tools/fleet.py --cars $(N) --micropython $(MICROPYTHON)
+	$(PY) tools/web/build_fleet.py
+	$(PY) tools/fleet/fleet.py --cars $(N) --micropython $(MICROPYTHON)
 
 bench-fleet: $(STAMP)
-	$(PY) tools/bench_fleet.py --micropython $(MICROPYTHON)
+	$(PY) tools/measure/bench_fleet.py --micropython $(MICROPYTHON)
 
 clean:
 	rm -rf build reports test-artifacts web/*.gz
@@ -154,17 +163,17 @@ NEED_PORT    = @test -n "$(PORT)" || { echo "error: PORT=... is needed: /dev/tty
 .PHONY: flash deploy image repl logs vboard cert
 # make cert NAME=<wifi.hostname> [SELF_SIGNED=1]: certs/NAME/{cert,key}.der, certs/ca.crt.pem (docs/security.md)
 cert: $(STAMP)
-	$(PY) tools/cert.py --name "$(NAME)" $(if $(SELF_SIGNED),--self-signed)
+	$(PY) tools/board/cert.py --name "$(NAME)" $(if $(SELF_SIGNED),--self-signed)
 
 flash: $(STAMP)
-	$(PY) tools/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
+	$(PY) tools/board/flash.py --chip $(CHIP) --port "$(PORT)" $(BOARD_FLAGS) $(if $(FLASH_MODE),--flash-mode $(FLASH_MODE)) $(if $(DRY_RUN),--dry-run)
 
 deploy: $(STAMP) | config.json
 	$(NEED_PORT)
-	$(PY) tools/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
+	$(PY) tools/board/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
 
 image: $(STAMP) | config.json
-	$(PY) tools/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
+	$(PY) tools/board/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
 
 repl: $(STAMP)
 	$(NEED_PORT)
@@ -176,4 +185,4 @@ logs: $(STAMP)
 	$(VENV)/bin/mpremote connect "$(PORT)" resume repl
 
 vboard: $(STAMP)
-	$(PY) tools/vboard.py --main-args "$(VBOARD_ARGS)"
+	$(PY) tools/board/vboard.py --main-args "$(VBOARD_ARGS)"

@@ -1,6 +1,6 @@
 """Over-the-air update tests: a car app installed in its own folder (its
 "flash"), run like `make sim` runs it (exit code 75 is a reboot: start it
-again), and the real tools/ota.py building and sending updates."""
+again), and the real tools/board/ota.py building and sending updates."""
 import gzip
 import hashlib
 import json
@@ -15,8 +15,8 @@ import urllib.request
 from conftest import MICROPYTHON, ROOT, free_port
 from helpers_car import FAST_LIMITS
 
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import ota  # noqa: E402
+sys.path.insert(0, ROOT)
+from tools.board import ota  # noqa: E402
 
 REBOOT = 75
 

@@ -5,8 +5,8 @@ import ssl
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import cert  # noqa: E402  (tools/cert.py: what `make cert` runs)
+sys.path.insert(0, ROOT)
+from tools.board import cert  # noqa: E402  (tools/board/cert.py: what `make cert` runs)
 
 sys.path.pop(0)
 

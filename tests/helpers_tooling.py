@@ -77,14 +77,14 @@ def free_port():
 
 
 class VirtualBoard:
-    """tools/vboard.py running in the background on `root`; `.tty` is its port."""
+    """tools/board/vboard.py running in the background on `root`; `.tty` is its port."""
 
     def __init__(self, tmp, main_args="", romfs=0):
         self.root = os.path.join(str(tmp), "board")
         self.tty = os.path.join(str(tmp), "vboard.tty")
         self.log = os.path.join(str(tmp), "vboard.log")
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(TOOLS, "vboard.py"), "--root", self.root, "--link", self.tty,
+            [sys.executable, os.path.join(TOOLS, "board", "vboard.py"), "--root", self.root, "--link", self.tty,
              "--log", self.log, "--main-args", main_args, "--romfs", str(romfs)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.banner = self.proc.stdout.readline()

@@ -1,5 +1,5 @@
-"""The reference uplink servers (tools/uplink_server.py on CPython websockets,
-tools/uplink_server.js on Node.js ws) as real processes, driven through their
+"""The reference uplink servers (tools/uplink/uplink_server.py on CPython websockets,
+tools/uplink/uplink_server.js on Node.js ws) as real processes, driven through their
 stdin command lines and read from their stdout, and simulated cars whose
 uplink points at them."""
 import json
@@ -66,7 +66,7 @@ class RefServer:
         return "ws://127.0.0.1:%d/car" % self.port
 
     def start(self, timeout=15):
-        script = os.path.join(ROOT, "tools", "uplink_server." + ("py" if self.kind == "python" else "js"))
+        script = os.path.join(ROOT, "tools", "uplink", "uplink_server." + ("py" if self.kind == "python" else "js"))
         cmd = [sys.executable if self.kind == "python" else shutil.which("node"), script,
                "--port", str(self.port)] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

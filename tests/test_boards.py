@@ -1,4 +1,4 @@
-"""What stock MicroPython v1.28.0 does differently on the boards (issue 17),
+"""What stock MicroPython v1.28.0 does differently on the boards,
 each fact read from its sources and cited where it is tested:
 - the firmware starts and drives under the esp8266 board proxy, which turns
   off the language features ports/esp8266/mpconfigport.h turns off
@@ -407,7 +407,7 @@ def make_image(tmp_path, parts, *args):
     fw_path = tmp_path / "ESP32_GENERIC-v1.28.0-like.bin"
     fw_path.write_bytes(fw)
     out = tmp_path / "tether.bin"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "image.py"), "--chip", "esp32",
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "image.py"), "--chip", "esp32",
                         "--firmware", str(fw_path), "--out", str(out)] + list(args),
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     return r, fw, out
@@ -446,8 +446,8 @@ def test_image_refuses_a_flash_with_no_room_after_the_partitions(tmp_path):
 
 def test_manifest_pins_v128_with_the_esp8266_romfs_variant():
     import sys
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import fwstore
+    sys.path.insert(0, ROOT)
+    from tools.board import fwstore
 
     manifest = fwstore.load_manifest(os.path.join(ROOT, "firmware", "firmware.json"))
     assert manifest["release"] == "v1.28.0"
@@ -517,7 +517,7 @@ def test_deploy_gets_in_while_boot_py_joins_unreachable_networks(tmp_path):
         # Two unreachable networks, 8 s each: 16 s of boot.py on every soft reset.
         config.write_text(json.dumps({"wifi": {"timeout_s": 8, "networks": [
             {"ssid": "gone-1", "password": "password1"}, {"ssid": "gone-2", "password": "password2"}]}}))
-        deploy = [sys.executable, os.path.join(ROOT, "tools", "deploy.py"), "--port", board.tty,
+        deploy = [sys.executable, os.path.join(ROOT, "tools", "board", "deploy.py"), "--port", board.tty,
                   "--config", str(config)]
         r = subprocess.run(deploy + ["--no-reset"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -545,8 +545,8 @@ def test_deploy_keeps_an_esp8266_watchdog_fed():
     # The deploy re-arms the app's watchdog to feed it; on the ESP8266 WDT(timeout=8000)
     # raises ValueError (ports/esp8266/machine_wdt.c), which left it unfed.
     import sys
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import deploy
+    sys.path.insert(0, ROOT)
+    from tools.board import deploy
 
     got = mp("import machine\nmachine.CHIP[0] = 'esp8266'\n" + deploy.WATCHDOG_SETUP
              + "\n_tw.feed()\nprint(json.dumps([_tw.timeout_ms, _tw.fed]))", path=FAKES + ":" + LIB)
@@ -565,8 +565,8 @@ def test_deploy_ends_with_a_hard_reset_on_the_boards():
     # A soft reset leaves the app's watchdog armed (neither ports/esp32/main.c nor
     # ports/esp8266/main.c disarms it) while boot.py joins WiFi unfed.
     import sys
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import deploy
+    sys.path.insert(0, ROOT)
+    from tools.board import deploy
 
     for platform in ("esp32", "esp8266"):
         t = RecordingTransport()
@@ -636,19 +636,19 @@ def test_echo_timeout_is_short_on_the_esp8266(chip, expected):
 
 @pytest.mark.parametrize("heap_kb", [52])
 def test_firmware_drives_from_a_romfs_image_on_the_esp8266_proxy(tmp_path, heap_kb):
-    # lib/ as x86 .mpy in a ROMFS image executed in place (tools/heap_report.py's
+    # lib/ as x86 .mpy in a ROMFS image executed in place (tools/measure/heap_report.py's
     # layout: main.py, config.json, web/ on the filesystem), the ESP8266's
     # language features off. The heap is the budget plus the image's own block
     # (the Unix port has no flash to map it from).
     import subprocess
     import sys
 
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import heap_report
+    sys.path.insert(0, ROOT)
+    from tools.measure import heap_report
 
     proxy = board_proxy("esp8266")
     build = tmp_path / "board-x86"
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", "x86",
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", "x86",
                         "--out", str(build)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = tmp_path / "run"

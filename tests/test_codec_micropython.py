@@ -17,7 +17,7 @@ def test_viper_paths_are_used_under_micropython():
 
 def test_server_uses_a_buffer_the_caller_allocated_early():
     # Server(buffer=...) is how a small board keeps its one large block: the
-    # caller allocates it before imports fragment the heap (tools/echo_server.py).
+    # caller allocates it before imports fragment the heap (tools/measure/echo_server.py).
     result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import Server; "
                              "b = bytearray(100); print(Server(buffer=b)._buf is b, len(Server()._buf), "
                              "len(Server(buffer_size=512)._buf))")

@@ -1,6 +1,6 @@
 """The fleet link verifies its broker (config fleet.ca, fleet.fingerprint):
 real cars on the Unix port against one mosquitto with a TLS listener per
-certificate, all made here by tools/cert.py. The good broker is reached; a
+certificate, all made here by tools/board/cert.py. The good broker is reached; a
 wrong CA, a wrong hostname, an expired certificate and a wrong pin are each
 refused with the reason on the console and at the car's GET /fleet."""
 import datetime
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
 
 
 def broker_cert(out, name, **kw):
-    """A broker certificate from tools/cert.py; the tests reach it as localhost."""
+    """A broker certificate from tools/board/cert.py; the tests reach it as localhost."""
     d = cert.make(str(out), name, dns=["localhost"] if name == "broker" else [], **kw)
     return d
 

@@ -1,6 +1,6 @@
-"""Issue 13's memory budget: a car with the fleet link, on the esp32 board
+"""The fleet link's memory budget: a car with the fleet link, on the esp32 board
 proxy in the `make deploy` layout (.mpy files), runs in the plain car's
-smallest heap + 12 KB (tools/fleet_memory.py --check: the plain car's edge is
+smallest heap + 12 KB (tools/measure/fleet_memory.py --check: the plain car's edge is
 bisected in the same run, then each link runs once at edge + 12 KB with a
 driver at 10 Hz and a viewer, its status online on a real mosquitto and its
 telemetry arriving). mosquitto 2.0.11 binds its WebSocket listener to every
@@ -21,7 +21,7 @@ def check():
     proxy = board_proxy("esp32")
     if not have_mosquitto() or not can_unshare() or not have_wsclient():
         pytest.skip("needs mosquitto, unshare -n (root or user namespaces) and lib/wsclient")
-    script = ("ip link set lo up && exec %s tools/fleet_memory.py --check --ws --seconds 5 --lo 56 --hi 100 "
+    script = ("ip link set lo up && exec %s tools/measure/fleet_memory.py --check --ws --seconds 5 --lo 56 --hi 100 "
               "--micropython %s" % (sys.executable, proxy))
     run = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                          timeout=240)

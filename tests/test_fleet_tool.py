@@ -1,4 +1,4 @@
-"""make fleet's script (tools/fleet.py): mosquitto with its TCP and WebSocket
+"""make fleet's script (tools/fleet/fleet.py): mosquitto with its TCP and WebSocket
 listeners and N simulated cars, all online. mosquitto 2.0.11 binds the
 WebSocket listener to every interface, so this runs in a private network
 namespace (unshare -n, loopback up): no packet leaves it."""
@@ -23,11 +23,11 @@ def can_unshare():
                     reason="needs mosquitto and unshare -n (root or user namespaces)")
 def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
     web = tmp_path / "web"
-    built = subprocess.run([sys.executable, "tools/build_fleet.py", "--out", str(web)], cwd=ROOT,
+    built = subprocess.run([sys.executable, "tools/web/build_fleet.py", "--out", str(web)], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     assert "MQTT.js 5.16.0" in built.stdout
-    script = ("ip link set lo up && exec %s tools/fleet.py --cars 3 --exit-when-online --out %s --web %s "
+    script = ("ip link set lo up && exec %s tools/fleet/fleet.py --cars 3 --exit-when-online --out %s --web %s "
               "--micropython %s" % (sys.executable, tmp_path, web, MICROPYTHON))
     result = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
@@ -44,7 +44,7 @@ def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
 
 @pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
 def test_bench_fleet_runs_and_reports_both_round_trips_and_the_telemetry_rate(tmp_path):
-    result = subprocess.run([sys.executable, "tools/bench_fleet.py", "--cars", "3", "--pings", "30",
+    result = subprocess.run([sys.executable, "tools/measure/bench_fleet.py", "--cars", "3", "--pings", "30",
                              "--seconds", "2", "--micropython", MICROPYTHON, "--reports", str(tmp_path)],
                             cwd=ROOT, capture_output=True,
                             text=True, timeout=120)

@@ -28,7 +28,7 @@ HEAP_SLACK = 1536
 @pytest.fixture(scope="module")
 def server():
     from conftest import MicroPythonProcess
-    p = MicroPythonProcess("tools/echo_server.py", ["--bench", "--max-message", "4096", "--static", "web"])
+    p = MicroPythonProcess("tools/measure/echo_server.py", ["--bench", "--max-message", "4096", "--static", "web"])
     s = handshake(p.port)
     assert echo(s, "warm") == "warm"
     close_clean(s)

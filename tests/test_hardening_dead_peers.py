@@ -67,7 +67,7 @@ def wait_grown(port, base, at_least, timeout=3.0):
 @pytest.mark.parametrize("kind", ["payload", "fragment"])
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_peer_vanishing_mid_frame_frees_its_buffers(start_micropython, how, kind):
-    srv = start_micropython("tools/echo_server.py", ["--bench", "--max-message", "65536"])
+    srv = start_micropython("tools/measure/echo_server.py", ["--bench", "--max-message", "65536"])
     base = warm_up(srv.port)
     socks = half_frames(srv.port, kind)
     # Proof the test measures something: the half-received frames hold heap.

@@ -1,5 +1,5 @@
 """Budgets proven, not hoped: the whole firmware (simulated car, wsserver, the
-tree tools/stage.py builds for the chip, exactly as `make deploy` / `make image`
+tree tools/board/stage.py builds for the chip, exactly as `make deploy` / `make image`
 write it) runs for a minute with a driver at 10 Hz and viewers inside a fixed
 heap, with no MemoryError, no traceback, no telemetry gap over 250 ms and no
 client refused below the configured maximum. docs/memory.md has the figures.
@@ -30,8 +30,8 @@ import pytest
 from conftest import board_proxy, free_port, run_micropython
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import heap_report  # noqa: E402
+sys.path.insert(0, ROOT)
+from tools.measure import heap_report  # noqa: E402
 
 SECONDS = float(os.environ.get("TETHER_BUDGET_SECONDS", "60"))
 MAX_GAP_S = 0.25
@@ -39,14 +39,14 @@ MAX_GAP_S = 0.25
 
 def staged(tmp_path, chip, march, romfs):
     out = tmp_path / ("board-%s-%s" % (chip or march, "romfs" if romfs else "fs"))
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "stage.py"), "--march", march, "--out", str(out),
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", march, "--out", str(out),
            "--romfs" if romfs else "--no-romfs",
            # the config a maker starts from, not whatever config.json this checkout has
            "--config", os.path.join(ROOT, "config.example.json")]
     if chip:
         cmd += ["--chip", chip]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, "tools/stage.py failed:\n" + r.stdout + r.stderr
+    assert r.returncode == 0, "tools/board/stage.py failed:\n" + r.stdout + r.stderr
     return out
 
 

@@ -1,6 +1,6 @@
 """Over-the-air updates (docs/updates.md), fault by fault. Every test ends with
 the car booting and serving its page. The car is the real firmware on the Unix
-port in its own folder; updates are built and sent by the real tools/ota.py."""
+port in its own folder; updates are built and sent by the real tools/board/ota.py."""
 import asyncio
 import json
 import os
@@ -136,7 +136,7 @@ def test_make_ota_tool_against_the_simulated_car(cars, tmp_path):
         t.start()
         return t
     t = keep_running()
-    out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "ota.py"),
+    out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "board", "ota.py"),
                           "127.0.0.1:%d" % car.port, "--confirm-s", "1"], capture_output=True, text=True, timeout=120)
     supervisor[0] = False
     t.join()
@@ -475,7 +475,7 @@ def test_page_shows_the_update_and_reconnects_on_the_new_version(cars, tmp_path,
     if not path:
         missing("no Chromium found")
     files, version = update
-    subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "build_web.py")], check=True,
+    subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "web", "build_web.py")], check=True,
                    capture_output=True)
     car = cars(install_app(str(tmp_path / "app"))).boot()
     man, body, starts = update_body(files, version)
@@ -567,12 +567,12 @@ main(".")
 
 def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
     """lib/ in a ROMFS image (mounted at /rom, as MicroPython does on a board
-    with a ROMFS partition; tools/heap_report.py's layout): the car refuses
+    with a ROMFS partition; tools/measure/heap_report.py's layout): the car refuses
     an update over the air and the tool says the board needs USB."""
-    sys_path = os.path.join(ota.ROOT, "tools")
+    sys_path = ota.ROOT
     import sys
     sys.path.insert(0, sys_path)
-    import heap_report
+    from tools.measure import heap_report
     from conftest import MicroPythonProcess
     build = build_tree(str(tmp_path / "build"))
     dest = str(tmp_path / "car")
@@ -586,7 +586,7 @@ def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
         version = ota.version_of(files)
         status, answer = put(car.port, *update_body(files, version)[:2])
         assert status == 409 and "ROMFS" in answer and "USB" in answer, answer
-        out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "ota.py"),
+        out = subprocess.run([ota.sys.executable, os.path.join(ota.ROOT, "tools", "board", "ota.py"),
                               "127.0.0.1:%d" % car.port], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "ROMFS" in out.stderr and "USB" in out.stderr, out.stderr
         assert car.poll() is None
@@ -596,11 +596,11 @@ def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
 
 
 def build_tree(dest):
-    """tools/stage.py's x64 tree (lib/ as .mpy) with a config, in dest."""
-    sys_path = os.path.join(ota.ROOT, "tools")
+    """tools/board/stage.py's x64 tree (lib/ as .mpy) with a config, in dest."""
+    sys_path = ota.ROOT
     import sys
     if sys_path not in sys.path:
         sys.path.insert(0, sys_path)
-    import stage
+    from tools.board import stage
     stage.stage("x64", out_dir=dest, log=lambda m: None)
     return dest

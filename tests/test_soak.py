@@ -1,4 +1,4 @@
-"""Soak: 5,000 connection cycles against the echo server (tools/echo_server.py
+"""Soak: 5,000 connection cycles against the echo server (tools/measure/echo_server.py
 --bench): connect, handshake, a few messages, close -- clean close handshake,
 bare FIN, RST, or vanishing mid-frame -- from several client threads.
 
@@ -42,7 +42,7 @@ def cycle(port, i):
 
 
 def test_soak_5000_cycles(start_micropython):
-    srv = start_micropython("tools/echo_server.py", ["--bench", "--max-message", "4096"])
+    srv = start_micropython("tools/measure/echo_server.py", ["--bench", "--max-message", "4096"])
     port = srv.port
     pid = srv.proc.pid
     # Warm up with the same workload first. Tables that grow to the most

@@ -1,5 +1,5 @@
 """HTTPS and WSS on the car (config server.tls), against the real firmware on
-the Unix port with certificates made by tools/cert.py (what `make cert` runs).
+the Unix port with certificates made by tools/board/cert.py (what `make cert` runs).
 The clients verify the certificate against the test CA, as a phone that
 trusts the maker's CA does; nothing here turns verification off."""
 import asyncio
@@ -15,7 +15,7 @@ import websockets
 
 from helpers_car import Client, moving, write_config
 import sys, os
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from helpers_tls import client_context, client_hello, make_certs, tls_config
 
 
@@ -170,10 +170,10 @@ def test_stalled_handshakes_are_dropped_while_the_driver_drives(tls_car):
 
 
 def test_staged_board_tree_carries_the_certificate_and_serves_https(start_micropython, tmp_path, certs):
-    """make deploy's file tree (tools/stage.py) with server.tls: the car's
+    """make deploy's file tree (tools/board/stage.py) with server.tls: the car's
     certificate from certs/<hostname>/ goes to tls/, and the firmware run from
     that tree (relative paths, as on a board) serves https with it."""
-    import stage
+    from tools.board import stage
     ca, car_dir = certs
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"wifi": {"hostname": "tether-car"}, "server": {"tls": {}},

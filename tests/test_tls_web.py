@@ -70,9 +70,9 @@ def launch(playwright, home):
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    sys.path.insert(0, ROOT)
     try:
-        import build_web
+        from tools.web import build_web
     finally:
         sys.path.pop(0)
     assert build_web.main([]) == 0

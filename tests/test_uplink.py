@@ -1,5 +1,5 @@
 """The car's uplink (lib/car/uplink.py) against both reference servers, as real
-processes: tools/uplink_server.py (CPython websockets) and tools/uplink_server.js
+processes: tools/uplink/uplink_server.py (CPython websockets) and tools/uplink/uplink_server.js
 (Node.js ws, installed from its lockfile). The real firmware under the
 MicroPython Unix port, a simulated car; the car's own /ws watches its motors at
 50 Hz."""

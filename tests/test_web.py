@@ -51,12 +51,12 @@ def missing(why):
 @pytest.fixture(scope="module", autouse=True)
 def built_page():
     """The firmware serves web/X.gz in preference to X: they must be current."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    sys.path.insert(0, ROOT)
     try:
-        import build_web
+        from tools.web import build_web
     finally:
         sys.path.pop(0)
-    assert build_web.main([]) == 0, "tools/build_web.py failed (over budget?)"
+    assert build_web.main([]) == 0, "tools/web/build_web.py failed (over budget?)"
 
 
 @pytest.fixture(scope="module")
@@ -321,9 +321,9 @@ def screenshot(page, name):
 # --------------------------------------------------------------------- tests
 
 def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    sys.path.insert(0, ROOT)
     try:
-        import build_web
+        from tools.web import build_web
     finally:
         sys.path.pop(0)
     assert build_web.main(["--check"]) == 0
@@ -347,9 +347,9 @@ def test_build_fits_budget_and_car_serves_it_gzipped(car, capsys):
 
 
 def test_build_is_reproducible_and_enforces_the_budget(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    sys.path.insert(0, ROOT)
     try:
-        import build_web
+        from tools.web import build_web
     finally:
         sys.path.pop(0)
     web = tmp_path / "web"

@@ -34,6 +34,12 @@ _MAX_DT_MS = const(100)  # a stalled loop must not turn into one huge ramp step
 # the code itself is in ROMFS (docs/memory.md).
 
 
+# A function called with the car as serve() begins, before it listens; None on
+# a car. tools/measure/heap_report.py's probe (tools/measure/probes/firmware.py)
+# measures the built car through it.
+on_serve = None
+
+
 class Car:
     # The version an update over the air is installing (car/ota.py), else
     # None: nobody drives until the reboot. (`update` is one of the
@@ -251,6 +257,8 @@ class Car:
             self.failed = e
 
     async def serve(self, host, port, tls=None, names=None):
+        if on_serve:
+            on_serve(self)
         await self.server.start(host, port, ssl=tls)
         for name in names or [host]:  # all addresses (0.0.0.0): the ones a phone can open
             print("Tether running at %s://%s:%d/" % ("https" if tls else "http", name, port))

@@ -175,7 +175,7 @@ def switch(root):
         old = []
         for top in ["lib", "web"]:
             old.extend(app_files(root, top))
-        # tools/deploy.py's record of what it copied is wrong after this: set
+        # tools/board/deploy.py's record of what it copied is wrong after this: set
         # aside with the old files, so the next deploy copies everything.
         for name in ["main.py", "boot.py", "config.json", ".tether-manifest.json"]:
             if exists(root + "/" + name):

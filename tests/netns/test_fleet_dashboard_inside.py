@@ -1,5 +1,5 @@
 """Run by tests/test_fleet_dashboard.py inside `unshare -n` (TETHER_IN_NETNS=1):
-the fleet dashboard (fleet/, built by tools/build_fleet.py) served by
+the fleet dashboard (fleet/, built by tools/web/build_fleet.py) served by
 mosquitto's http_dir on its WebSocket listener, in headless Chromium, with two
 simulated cars on the broker's TCP listener."""
 import asyncio
@@ -23,7 +23,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 def test_dashboard_lists_cars_drives_one_stops_another_and_sees_one_vanish(tmp_path, start_micropython):
     web = tmp_path / "web"
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_fleet.py"), "--out", str(web)],
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "web", "build_fleet.py"), "--out", str(web)],
                    check=True, capture_output=True)
     broker = Broker(tmp_path, ws_port=free_port(), http_dir=str(web))
     try:

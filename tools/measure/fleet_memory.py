@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""The smallest heap a car runs in, plain and with the fleet link, on a board
+proxy (build/proxy/micropython-esp32 by default), in the `make deploy` layout
+(lib/ as .mpy files for x86 on the filesystem, tools/board/stage.py).
+
+    python tools/measure/fleet_memory.py [--seconds 8] [--lo 40] [--hi 140] [--ws] [--check]
+
+For each configuration the heap is bisected in 2 KB steps: a run passes when
+the car serves a driver (10 Hz) and a viewer for --seconds with no
+MemoryError, no traceback and no telemetry gap over 1 s, and (fleet) its
+status is online on a real mosquitto on 127.0.0.1 with its telemetry arriving.
+--ws adds the link over MQTT over WebSocket (needs lib/wsclient; the broker's
+WebSocket listener binds every interface, so run that inside `unshare -n`).
+--check is the budget test (tests/test_fleet_memory.py, under a minute): the
+plain car's edge is bisected as above, then each link runs once in that heap
++ BUDGET_KB; the exit status is 1 when one fails there.
+"""
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+BUDGET_KB = 12  # a car with the fleet link runs within the plain car's heap + 12 KB
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import LIB, ROOT, free_port, wait_port  # noqa: E402
+sys.path.insert(0, LIB)
+from mqtt.session import Session  # noqa: E402
+from mqtt.transport import opener  # noqa: E402
+
+
+async def exercise(port, seconds, broker_url):
+    import websockets
+
+    fleet = {"online": False, "telemetry": 0}
+    session = task = None
+    if broker_url:
+        def got(topic, payload, retain):
+            if topic.endswith("/status"):
+                fleet["online"] = json.loads(payload).get("online")
+            else:
+                fleet["telemetry"] += 1
+        session = Session(opener(broker_url), "probe", subscriptions=[("tether/+/status", 1),
+                                                                      ("tether/+/telemetry", 0)],
+                          on_message=got, log=lambda *a: None, backoff_min_ms=100, backoff_max_ms=500)
+        task = asyncio.ensure_future(session.run())
+    times = []
+    url = "ws://127.0.0.1:%d/ws" % port
+
+    async def viewer():
+        async with websockets.connect(url, max_queue=None) as ws:
+            async for text in ws:
+                if '"telemetry"' in text:
+                    times.append(time.monotonic())
+
+    async def driver():
+        async with websockets.connect(url, max_queue=None) as ws:
+            while True:
+                await ws.send('{"type":"drive","throttle":0.4,"steer":0.1}')
+                await asyncio.sleep(0.1)
+    tasks = [asyncio.ensure_future(viewer())]
+    await asyncio.sleep(0.3)
+    tasks.append(asyncio.ensure_future(driver()))
+    await asyncio.sleep(seconds)
+    failed = [t for t in tasks if t.done()]
+    for t in tasks:
+        t.cancel()
+    if session:
+        await session.close()
+        await task
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Memory, not timing, decides: a shared machine's load can stall a
+    # telemetry frame for a few hundred ms whatever the heap.
+    ok = not failed and len(times) > seconds * 5 and max(gaps or [9]) <= 1.0
+    if broker_url:
+        ok = ok and fleet["online"] and fleet["telemetry"] >= seconds
+    return ok
+
+
+def run_once(micropython, board, config, heap_k, seconds, broker_url):
+    with open(os.path.join(board, "config.json"), "w") as f:
+        json.dump(config, f)
+    port = free_port()
+    proc = subprocess.Popen([micropython, "-X", "heapsize=%dK" % heap_k, "main.py", "--port", str(port)],
+                            cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ok = wait_port(port, proc) and asyncio.run(exercise(port, seconds, broker_url))
+        alive = proc.poll() is None
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=5)[0]
+    return ok and alive and "MemoryError" not in out and "Traceback" not in out
+
+
+def smallest_heap(passes, lo, hi):
+    """Smallest heap (KB, even) in (lo, hi] for which passes(heap_k) holds, by
+    bisection in 2 KB steps; None when hi itself fails. tools/measure/uplink_memory.py
+    uses it too."""
+    if not passes(hi):
+        return None
+    while hi - lo > 2:
+        mid = (lo + hi) // 2 // 2 * 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def edge(micropython, board, config, lo, hi, seconds, broker_url):
+    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, broker_url), lo, hi)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
+    parser.add_argument("--march", default="x86")
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--lo", type=int, default=40)
+    parser.add_argument("--hi", type=int, default=140)
+    parser.add_argument("--ws", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)
+    parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="fleet-memory-")
+    board = os.path.join(tmp, "board")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
+                   cwd=ROOT, check=True, capture_output=True)
+    tcp, ws = free_port(), free_port()
+    conf = os.path.join(tmp, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n" % tcp)
+        if args.ws:
+            f.write("listener %d 127.0.0.1\nprotocol websockets\n" % ws)
+        if os.geteuid() == 0:
+            f.write("user root\n")
+    broker = subprocess.Popen([args.mosquitto, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(tcp, broker)
+    base = {"hardware": {"mode": "sim"}, "wifi": {"hostname": "car-m"}}
+    configs = [("plain car", base, None),
+               ("fleet link over TCP", dict(base, fleet={"url": "mqtt://127.0.0.1:%d" % tcp}),
+                "mqtt://127.0.0.1:%d" % tcp)]
+    if args.ws:
+        configs.append(("fleet link over WebSocket", dict(base, fleet={"url": "ws://127.0.0.1:%d/mqtt" % ws}),
+                        "mqtt://127.0.0.1:%d" % tcp))
+    results = {}
+    failed = []
+    try:
+        for name, config, url in configs:
+            if args.check and name != "plain car":
+                heap = results["plain car"] + BUDGET_KB
+                ok = run_once(args.micropython, board, config, heap, args.seconds, url)
+                print("%-28s at %d KB (plain + %d KB): %s" % (name, heap, BUDGET_KB, "runs" if ok else "FAILS"),
+                      flush=True)
+                if not ok:
+                    failed.append(name)
+                continue
+            results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, url)
+            print("%-28s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
+                  flush=True)
+            if args.check and not results[name]:
+                failed.append(name)
+                break
+    finally:
+        broker.terminate()
+        broker.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+    plain = results.get("plain car")
+    for name, value in results.items():
+        if name != "plain car" and value and plain:
+            print("%s: plain + %d KB (allowed: + %d KB)" % (name, value - plain, BUDGET_KB))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The smallest heap a car runs in, plain and with the uplink, on a board proxy
+(build/proxy/micropython-esp32 by default), in the `make deploy` layout (lib/ as
+.mpy files for x86 on the filesystem, tools/board/stage.py) — the way
+tools/measure/fleet_memory.py measures the fleet link.
+
+    python tools/measure/uplink_memory.py [--seconds 8] [--lo 40] [--hi 140] [--romfs]
+
+For each configuration the heap is bisected in 2 KB steps: a run passes when the
+car serves a driver (10 Hz) and a viewer on its /ws for --seconds with no
+MemoryError, no traceback and no telemetry gap over 1 s, and (uplink) it said
+hello to a websockets server on 127.0.0.1, its telemetry kept arriving, and a
+ping over the uplink was answered at the end. --romfs puts lib/ in a ROMFS
+image executed in place (tools/measure/heap_report.py's layout: the heap is enlarged
+by exactly the image's block, so the figure is the heap besides the image).
+"""
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
+from tools.common import ROOT, free_port, wait_port  # noqa: E402
+
+
+async def exercise(port, seconds, uplink):
+    import time
+
+    import websockets
+    from websockets.asyncio.server import serve
+
+    seen = {"hello": 0, "telemetry": 0, "pong": 0}
+    cars = []
+
+    async def handler(ws):
+        cars.append(ws)
+        async for text in ws:
+            kind = json.loads(text).get("type")
+            if kind in seen:
+                seen[kind] += 1
+
+    server = await serve(handler, "127.0.0.1", uplink) if uplink else None
+    times = []
+    url = "ws://127.0.0.1:%d/ws" % port
+
+    async def viewer():
+        async with websockets.connect(url, max_queue=None) as ws:
+            async for text in ws:
+                if '"telemetry"' in text:
+                    times.append(time.monotonic())
+
+    async def driver():
+        async with websockets.connect(url, max_queue=None) as ws:
+            while True:
+                await ws.send('{"type":"drive","throttle":0.4,"steer":0.1}')
+                await asyncio.sleep(0.1)
+    tasks = [asyncio.ensure_future(viewer())]
+    await asyncio.sleep(0.3)
+    tasks.append(asyncio.ensure_future(driver()))
+    await asyncio.sleep(seconds)
+    failed = [t for t in tasks if t.done()]
+    if uplink and cars:
+        try:
+            await cars[-1].send('{"type":"ping","id":1}')
+            await asyncio.sleep(0.5)
+        except websockets.ConnectionClosed:
+            pass
+    for t in tasks:
+        t.cancel()
+    if server:
+        server.close()
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Memory, not timing, decides: a shared machine's load can stall a
+    # telemetry frame for a few hundred ms whatever the heap.
+    ok = not failed and len(times) > seconds * 5 and max(gaps or [9]) <= 1.0
+    if uplink:
+        ok = ok and seen["hello"] >= 1 and seen["telemetry"] >= seconds and seen["pong"] >= 1
+    return ok
+
+
+ROMFS = {}  # board dir -> image size, when lib/ is in a ROMFS image
+
+
+def run_once(micropython, board, config, heap_k, seconds, uplink):
+    with open(os.path.join(board, "config.json"), "w") as f:
+        json.dump(config, f)
+    port = free_port()
+    heap, script = heap_k * 1024, "main.py"
+    if board in ROMFS:
+        from tools.measure.heap_report import romfs_heapsize
+
+        heap, script = romfs_heapsize(heap, ROMFS[board]), "romfs_boot.py"
+    proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % heap, script, "--port", str(port)],
+                            cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ok = wait_port(port, proc) and asyncio.run(exercise(port, seconds, uplink))
+        alive = proc.poll() is None
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=5)[0]
+    return ok and alive and "MemoryError" not in out and "Traceback" not in out
+
+
+def edge(micropython, board, config, lo, hi, seconds, uplink):
+    from fleet_memory import smallest_heap  # the same 2 KB bisection as the fleet link's
+
+    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, uplink), lo, hi)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
+    parser.add_argument("--march", default="x86")
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--lo", type=int, default=40)
+    parser.add_argument("--hi", type=int, default=140)
+    parser.add_argument("--only", choices=["plain", "uplink"])
+    parser.add_argument("--romfs", action="store_true")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="uplink-memory-")
+    board = os.path.join(tmp, "board")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
+                   cwd=ROOT, check=True, capture_output=True)
+    if args.romfs:
+        from tools.measure.heap_report import romfs_tree
+
+        rom = os.path.join(tmp, "rom")
+        os.makedirs(rom)
+        ROMFS[rom] = romfs_tree(board, rom)
+        board = rom
+    uplink = free_port()
+    base = {"hardware": {"mode": "sim"}, "wifi": {"hostname": "car-m"}}
+    configs = [("plain", base, None),
+               ("uplink", dict(base, uplink={"url": "ws://127.0.0.1:%d/car" % uplink}), uplink)]
+    results = {}
+    for name, config, port in configs:
+        if args.only and name != args.only:
+            continue
+        results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port)
+        print("%-8s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
+              flush=True)
+    if results.get("plain") and results.get("uplink"):
+        print("uplink: plain + %d KB (allowed: + 8 KB)" % (results["uplink"] - results["plain"]))
+
+
+if __name__ == "__main__":
+    main()

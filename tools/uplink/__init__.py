@@ -1,0 +1,1 @@
+"""See tools/README.md."""
