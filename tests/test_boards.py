@@ -152,7 +152,7 @@ class Hw:
 
 cfg = load_config('/no/such/config.json')[0]
 car = Car(cfg, Hw(), server=None)
-now = car.last_tick
+now = car.started
 HOUR = 3600000
 for i in range(7 * 24):  # a week, an hour per tick (each ticks_diff stays small)
     now = ticks_add(now, HOUR)

@@ -63,12 +63,9 @@ class Car:
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
-        # What set_motors last got: the stopped drive's (0.0, 0.0), built from
-        # its fields (a constant (0, 0) would be a tuple kept in the heap).
-        self.sent = (self.drive.out_left, self.drive.out_right)
         self.seq = 0
-        self.ticks = _SENSE_EVERY - 1  # read the sensor on the first tick
-        self.started = self.last_tick = ticks_ms()
+        self.ticks_to_sense = 1  # the first tick reads the distance sensor
+        self.started = ticks_ms()
         self.last_motor = ticks_us()  # µs: two updates may fall in one ms
         # Uptime is counted in whole seconds, `started` moving up a second at a
         # time, not now - start: ticks wrap every 2^30 ms on a board, so that
@@ -119,7 +116,8 @@ class Car:
                     "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
                     "again" % self.stopped)
             was_driver = control.is_driver(ws)
-            control.claim(ws, ticks_ms())
+            control.claim(ws)
+            control.heartbeat(ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
             self.apply()  # to the motors now, not on the next tick
             return None if was_driver else protocol.role("driver")
@@ -166,7 +164,6 @@ class Car:
         """Immediate stop: no ramp, straight to the hardware."""
         self.drive.stop()
         self.hw.stop()
-        self.sent = (self.drive.out_left, self.drive.out_right)  # (0.0, 0.0), as above
 
     def disconnected(self, ws):
         if self.control.release(ws) is not None:
@@ -183,13 +180,12 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        self.last_tick = now
         while ticks_diff(now, self.started) >= 1000:
             self.started = ticks_add(self.started, 1000)
             self.up_s += 1
-        self.ticks += 1
-        if self.ticks >= _SENSE_EVERY:
-            self.ticks = 0
+        self.ticks_to_sense -= 1
+        if self.ticks_to_sense == 0:
+            self.ticks_to_sense = _SENSE_EVERY
             self.distance = self.hw.distance_cm()
         self.apply()
         if self.watchdog:
@@ -206,10 +202,12 @@ class Car:
         self.last_motor = now
         if dt > _MAX_DT_MS * 1000:
             dt = _MAX_DT_MS * 1000
+        # The motors have the drive's output: they start stopped (run() and
+        # stop_motors() stop them with it), and each change is written here.
+        before = self.drive.output
         out = self.drive.step(dt / 1000, self.distance)
-        if out != self.sent:
+        if out != before:
             self.hw.set_motors(out[0], out[1])
-            self.sent = out
 
     def uptime_ms(self, now):
         """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""
@@ -222,10 +220,13 @@ class Car:
             self.seq += 1
             seq = self.seq
         d = self.drive
+        hw = self.hw
         return protocol.telemetry(
-            seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
-            self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), self.stopped, d.speed_limit, self.light, self.horn, self.hw.pose())
+            seq=seq, uptime_ms=self.uptime_ms(now), motor=d.target,
+            applied=hw.applied(), distance_cm=self.distance, battery_v=hw.battery_v(), rssi=hw.rssi(),
+            heap_free=gc.mem_free(), heap_alloc=gc.mem_alloc(), driver=self.control.driver_id(),
+            stopped=self.stopped, speed_limit=d.speed_limit, light=self.light, horn=self.horn,
+            pose=hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()
