@@ -155,7 +155,7 @@ def test_telemetry_is_valid_json():
 from car import protocol
 print(protocol.telemetry(
     seq=3, uptime_ms=1234, motor=(0.5, -0.25), applied=(0.625, 0.0), distance_cm=None, battery_v=7.9,
-    rssi=None, heap_free=1000, heap_alloc=2000, driver=None, stopped=4, speed_limit=1.0, light=True,
+    rssi=None, heap_free=1000, heap_alloc=2000, driver=None, stopped_by=4, speed_limit=1.0, light=True,
     horn=False, pose=(1.0, 2.0, -0.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}

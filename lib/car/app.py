@@ -59,18 +59,19 @@ class Car:
         self.control = Control(limits["deadman_ms"])
         # Client id whose `stop` latched the car, None when not latched. An id, not
         # the connection: the latch outlives the client that set it.
-        self.stopped = None
+        self.stopped_by = None
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
         self.seq = 0
         self.ticks_to_sense = 1  # the first tick reads the distance sensor
-        self.started = ticks_ms()
-        self.last_motor = ticks_us()  # µs: two updates may fall in one ms
-        # Uptime is counted in whole seconds, `started` moving up a second at a
-        # time, not now - start: ticks wrap every 2^30 ms on a board, so that
-        # difference goes negative after 6.2 days. Small ints: no heap per tick.
+        self.last_motor_us = ticks_us()  # µs: two updates may fall in one ms
+        # Uptime in whole seconds: up_s of them had passed at ticks_ms()
+        # up_s_at, which moves up a second at a time. Not now - start: ticks
+        # wrap every 2^30 ms on a board, so that difference goes negative after
+        # 6.2 days. Small ints: no heap per tick.
         self.up_s = 0
+        self.up_s_at = ticks_ms()
         self.failed = None
         self.room = hw.room() if hw.simulated else None
         self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
@@ -111,10 +112,10 @@ class Car:
                                       "restarts with it in a few seconds" % self.update)
             if other_drives:
                 return self.not_driver()
-            if self.stopped is not None:  # refused: not a deadman heartbeat either
+            if self.stopped_by is not None:  # refused: not a deadman heartbeat either
                 return protocol.error(
                     "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
-                    "again" % self.stopped)
+                    "again" % self.stopped_by)
             was_driver = control.is_driver(ws)
             control.claim(ws)
             control.heartbeat(ticks_ms())
@@ -127,12 +128,12 @@ class Car:
             # controls (latch: false), or anyone's latch: false while nobody
             # drives (nothing moves then). While somebody drives, another
             # client's stop always latches. The first stopper is named.
-            if self.stopped is None and (msg.get("latch", True) or other_drives):
-                self.stopped = ws.id
+            if self.stopped_by is None and (msg.get("latch", True) or other_drives):
+                self.stopped_by = ws.id
         elif kind == "resume":
             if other_drives:
                 return self.not_driver()
-            self.stopped = None
+            self.stopped_by = None
         elif kind == "actuator":
             self.actuate(ws, msg["name"], msg["value"])
         elif kind == "speed_limit":
@@ -180,8 +181,8 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        while ticks_diff(now, self.started) >= 1000:
-            self.started = ticks_add(self.started, 1000)
+        while ticks_diff(now, self.up_s_at) >= 1000:
+            self.up_s_at = ticks_add(self.up_s_at, 1000)
             self.up_s += 1
         self.ticks_to_sense -= 1
         if self.ticks_to_sense == 0:
@@ -196,10 +197,10 @@ class Car:
         update, and write the motors if that changes them. Called by every
         tick and by every drive command as it is parsed."""
         now = ticks_us()
-        dt = ticks_diff(now, self.last_motor)
+        dt = ticks_diff(now, self.last_motor_us)
         if dt <= 0:
             return
-        self.last_motor = now
+        self.last_motor_us = now
         if dt > _MAX_DT_MS * 1000:
             dt = _MAX_DT_MS * 1000
         # The motors have the drive's output: they start stopped (run() and
@@ -211,7 +212,7 @@ class Car:
 
     def uptime_ms(self, now):
         """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""
-        return self.up_s * 1000 + ticks_diff(now, self.started)
+        return self.up_s * 1000 + ticks_diff(now, self.up_s_at)
 
     def telemetry(self, now, seq=None):
         # seq: a link with its own count (the fleet link) passes it, so the
@@ -225,7 +226,7 @@ class Car:
             seq=seq, uptime_ms=self.uptime_ms(now), motor=d.target,
             applied=hw.applied(), distance_cm=self.distance, battery_v=hw.battery_v(), rssi=hw.rssi(),
             heap_free=gc.mem_free(), heap_alloc=gc.mem_alloc(), driver=self.control.driver_id(),
-            stopped=self.stopped, speed_limit=d.speed_limit, light=self.light, horn=self.horn,
+            stopped_by=self.stopped_by, speed_limit=d.speed_limit, light=self.light, horn=self.horn,
             pose=hw.pose())
 
     async def control_loop(self):
