@@ -96,6 +96,29 @@ print(json.dumps(r))""")
     assert got == [True, False, 1, False, True, False, True, True, True, None, False, True, 2]
 
 
+def test_the_control_tick_reads_the_distance_on_the_first_tick_and_every_third():
+    # An HC-SR04 needs >= 60 ms between pings: every 3rd 20 ms tick, starting
+    # with the first so the guard has a reading at once.
+    got = mp("""
+from car.app import Car
+from car import load_config
+
+class Hw:
+    simulated = False
+    reads = []
+    def tick(self, now): self.now = now
+    def distance_cm(self): self.reads.append(self.now); return 50.0
+    def set_motors(self, l, r): pass
+    def stop(self): pass
+
+cfg = load_config('/no/such/config.json')[0]
+car = Car(cfg, Hw(), server=None)
+for now in range(1000, 1200, 20):
+    car.tick(now)
+print(json.dumps([car.hw.reads, car.distance]))""")
+    assert got == [[1000, 1060, 1120, 1180], 50.0]
+
+
 # --- protocol --------------------------------------------------------------
 
 BAD = [
