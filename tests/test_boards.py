@@ -152,7 +152,7 @@ class Hw:
 
 cfg = load_config('/no/such/config.json')[0]
 car = Car(cfg, Hw(), server=None)
-now = car.last_tick
+now = car.up_s_at
 HOUR = 3600000
 for i in range(7 * 24):  # a week, an hour per tick (each ticks_diff stays small)
     now = ticks_add(now, HOUR)
@@ -262,7 +262,7 @@ def test_each_chip_has_default_pins_that_exist(chip):
              "from hardware.defaults import merged\n"
              "hw = RealHardware(merged({'chip': %r}))\nhw.set_motors(1, -1)\n"
              "hw.set_light(1)\nhw.set_horn(1)\nd = hw.distance_cm()\nv = hw.battery_v()\n"
-             "print(json.dumps([[p is not None for p in (hw._motors, hw._us, hw._battery, hw._buzzer)],"
+             "print(json.dumps([[p is not None for p in (hw._motors, hw._ultrasonic, hw._battery, hw._buzzer)],"
              " hw._light is not None, hw.applied(), v]))"
              % (chip, chip), path=FAKES + ":" + LIB)
     parts, light, applied, volts = got

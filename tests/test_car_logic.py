@@ -36,9 +36,9 @@ def test_speed_limits_scale_the_command():
 from car.drive import Drive
 d = Drive(max_speed=0.5)
 d.command(1, 0)
-a = [d.left, d.right]
+a = list(d.target)
 d.set_speed_limit(0.4)
-print(json.dumps([a, [d.left, d.right]]))""")
+print(json.dumps([a, list(d.target)]))""")
     assert got[0] == [0.5, 0.5]
     assert [round(v, 3) for v in got[1]] == [0.2, 0.2]
 
@@ -50,7 +50,7 @@ d = Drive(slew=5.0)          # 5 per second -> 0.1 per 20 ms tick
 d.command(1, 0)
 steps = [round(d.step(20, None)[0], 3) for _ in range(12)]
 d.stop()
-print(json.dumps([steps, [d.out_left, d.out_right], [d.left, d.right]]))""")
+print(json.dumps([steps, list(d.output), list(d.target)]))""")
     steps, after_stop, command = got
     assert steps == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0, 1.0]
     assert after_stop == [0, 0] and command == [0, 0]
@@ -86,10 +86,37 @@ class C:
     def __init__(self, i): self.id = i
 a, b = C(1), C(2)
 c = Control(deadman_ms=500)
-r = [c.claim(a, 1000), c.claim(b, 1000), c.driver_id(), c.expired(1499), c.expired(1500)]
-r += [c.release(b) is None, c.release(a) is a, c.driver_id(), c.claim(b, 2000), c.driver_id()]
+r = [c.claim(a), c.claim(b), c.driver_id()]
+c.heartbeat(1000)
+r += [c.expired(1499), c.expired(1500)]
+c.heartbeat(1400)  # each drive command restarts the deadman timer
+r += [c.expired(1899), c.expired(1900)]
+r += [c.release(b) is None, c.release(a) is a, c.driver_id(), c.expired(5000), c.claim(b), c.driver_id()]
 print(json.dumps(r))""")
-    assert got == [True, False, 1, False, True, True, True, None, True, 2]
+    assert got == [True, False, 1, False, True, False, True, True, True, None, False, True, 2]
+
+
+def test_the_control_tick_reads_the_distance_on_the_first_tick_and_every_third():
+    # An HC-SR04 needs >= 60 ms between pings: every 3rd 20 ms tick, starting
+    # with the first so the guard has a reading at once.
+    got = mp("""
+from car.app import Car
+from car import load_config
+
+class Hw:
+    simulated = False
+    reads = []
+    def tick(self, now): self.now = now
+    def distance_cm(self): self.reads.append(self.now); return 50.0
+    def set_motors(self, l, r): pass
+    def stop(self): pass
+
+cfg = load_config('/no/such/config.json')[0]
+car = Car(cfg, Hw(), server=None)
+for now in range(1000, 1200, 20):
+    car.tick(now)
+print(json.dumps([car.hw.reads, car.distance]))""")
+    assert got == [[1000, 1060, 1120, 1180], 50.0]
 
 
 # --- protocol --------------------------------------------------------------
@@ -149,14 +176,30 @@ def test_good_messages_parse(text):
 def test_telemetry_is_valid_json():
     got = mp("""
 from car import protocol
-print(protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
-      None, 4, 1.0, True, False, (1.0, 2.0, -0.5)))""")
+print(protocol.telemetry(
+    seq=3, uptime_ms=1234, motor=(0.5, -0.25), applied=(0.625, 0.0), distance_cm=None, battery_v=7.9,
+    rssi=None, heap_free=1000, heap_alloc=2000, driver=None, stopped_by=4, speed_limit=1.0, light=True,
+    horn=False, pose=(1.0, 2.0, -0.5)))""")
     assert got["type"] == "telemetry" and got["seq"] == 3
     assert got["motor"] == {"left": 0.5, "right": -0.25}
     assert got["distance_cm"] is None and got["rssi"] is None and got["driver"] is None
     assert got["stopped_by"] == 4
     assert got["light"] is True and got["horn"] is False
     assert got["pose"] == {"x": 1.0, "y": 2.0, "heading": -0.5}
+
+
+def test_telemetry_takes_its_fields_by_name_only():
+    # Fifteen values, several of one type: a positional call could swap two
+    # (light and horn) without an error, so it is refused.
+    got = mp("""
+from car import protocol
+try:
+    protocol.telemetry(3, 1234, (0.5, -0.25), (0.625, 0.0), None, 7.9, None, 1000, 2000,
+                       None, 4, 1.0, True, False, (1.0, 2.0, -0.5))
+    print(json.dumps("accepted"))
+except TypeError:
+    print(json.dumps("TypeError"))""")
+    assert got == "TypeError"
 
 
 # --- config ----------------------------------------------------------------

@@ -59,21 +59,19 @@ class Car:
         self.control = Control(limits["deadman_ms"])
         # Client id whose `stop` latched the car, None when not latched. An id, not
         # the connection: the latch outlives the client that set it.
-        self.stopped = None
+        self.stopped_by = None
         self.light = self.horn = False
         self.horn_owner = None  # the horn stops when whoever sounded it leaves
         self.distance = None  # last reading, shared by control and telemetry
-        # What set_motors last got: the stopped drive's (0.0, 0.0), built from
-        # its fields (a constant (0, 0) would be a tuple kept in the heap).
-        self.sent = (self.drive.out_left, self.drive.out_right)
         self.seq = 0
-        self.ticks = _SENSE_EVERY - 1  # read the sensor on the first tick
-        self.started = self.last_tick = ticks_ms()
-        self.last_motor = ticks_us()  # µs: two updates may fall in one ms
-        # Uptime is counted in whole seconds, `started` moving up a second at a
-        # time, not now - start: ticks wrap every 2^30 ms on a board, so that
-        # difference goes negative after 6.2 days. Small ints: no heap per tick.
+        self.ticks_to_sense = 1  # the first tick reads the distance sensor
+        self.last_motor_us = ticks_us()  # µs: two updates may fall in one ms
+        # Uptime in whole seconds: up_s of them had passed at ticks_ms()
+        # up_s_at, which moves up a second at a time. Not now - start: ticks
+        # wrap every 2^30 ms on a board, so that difference goes negative after
+        # 6.2 days. Small ints: no heap per tick.
         self.up_s = 0
+        self.up_s_at = ticks_ms()
         self.failed = None
         self.room = hw.room() if hw.simulated else None
         self.links = []  # control clients that dial out (car.fleet, car.uplink), started by serve()
@@ -114,12 +112,13 @@ class Car:
                                       "restarts with it in a few seconds" % self.update)
             if other_drives:
                 return self.not_driver()
-            if self.stopped is not None:  # refused: not a deadman heartbeat either
+            if self.stopped_by is not None:  # refused: not a deadman heartbeat either
                 return protocol.error(
                     "stopped", None, "stopped by client %d; send {\"type\":\"resume\"} to drive "
-                    "again" % self.stopped)
+                    "again" % self.stopped_by)
             was_driver = control.is_driver(ws)
-            control.claim(ws, ticks_ms())
+            control.claim(ws)
+            control.heartbeat(ticks_ms())
             self.drive.command(msg["throttle"], msg["steer"])
             self.apply()  # to the motors now, not on the next tick
             return None if was_driver else protocol.role("driver")
@@ -129,12 +128,12 @@ class Car:
             # controls (latch: false), or anyone's latch: false while nobody
             # drives (nothing moves then). While somebody drives, another
             # client's stop always latches. The first stopper is named.
-            if self.stopped is None and (msg.get("latch", True) or other_drives):
-                self.stopped = ws.id
+            if self.stopped_by is None and (msg.get("latch", True) or other_drives):
+                self.stopped_by = ws.id
         elif kind == "resume":
             if other_drives:
                 return self.not_driver()
-            self.stopped = None
+            self.stopped_by = None
         elif kind == "actuator":
             self.actuate(ws, msg["name"], msg["value"])
         elif kind == "speed_limit":
@@ -166,7 +165,6 @@ class Car:
         """Immediate stop: no ramp, straight to the hardware."""
         self.drive.stop()
         self.hw.stop()
-        self.sent = (self.drive.out_left, self.drive.out_right)  # (0.0, 0.0), as above
 
     def disconnected(self, ws):
         if self.control.release(ws) is not None:
@@ -183,13 +181,12 @@ class Car:
             former = self.control.release()
             self.stop_motors()
             former.send_nowait(protocol.role("viewer"))
-        self.last_tick = now
-        while ticks_diff(now, self.started) >= 1000:
-            self.started = ticks_add(self.started, 1000)
+        while ticks_diff(now, self.up_s_at) >= 1000:
+            self.up_s_at = ticks_add(self.up_s_at, 1000)
             self.up_s += 1
-        self.ticks += 1
-        if self.ticks >= _SENSE_EVERY:
-            self.ticks = 0
+        self.ticks_to_sense -= 1
+        if self.ticks_to_sense == 0:
+            self.ticks_to_sense = _SENSE_EVERY
             self.distance = self.hw.distance_cm()
         self.apply()
         if self.watchdog:
@@ -200,20 +197,22 @@ class Car:
         update, and write the motors if that changes them. Called by every
         tick and by every drive command as it is parsed."""
         now = ticks_us()
-        dt = ticks_diff(now, self.last_motor)
+        dt = ticks_diff(now, self.last_motor_us)
         if dt <= 0:
             return
-        self.last_motor = now
+        self.last_motor_us = now
         if dt > _MAX_DT_MS * 1000:
             dt = _MAX_DT_MS * 1000
+        # The motors have the drive's output: they start stopped (run() and
+        # stop_motors() stop them with it), and each change is written here.
+        before = self.drive.output
         out = self.drive.step(dt / 1000, self.distance)
-        if out != self.sent:
+        if out != before:
             self.hw.set_motors(out[0], out[1])
-            self.sent = out
 
     def uptime_ms(self, now):
         """ms since the app started (telemetry's uptime_ms; the fleet link's clock)."""
-        return self.up_s * 1000 + ticks_diff(now, self.started)
+        return self.up_s * 1000 + ticks_diff(now, self.up_s_at)
 
     def telemetry(self, now, seq=None):
         # seq: a link with its own count (the fleet link) passes it, so the
@@ -222,10 +221,13 @@ class Car:
             self.seq += 1
             seq = self.seq
         d = self.drive
+        hw = self.hw
         return protocol.telemetry(
-            seq, self.uptime_ms(now), (d.left, d.right), self.hw.applied(),
-            self.distance, self.hw.battery_v(), self.hw.rssi(), gc.mem_free(), gc.mem_alloc(),
-            self.control.driver_id(), self.stopped, d.speed_limit, self.light, self.horn, self.hw.pose())
+            seq=seq, uptime_ms=self.uptime_ms(now), motor=d.target,
+            applied=hw.applied(), distance_cm=self.distance, battery_v=hw.battery_v(), rssi=hw.rssi(),
+            heap_free=gc.mem_free(), heap_alloc=gc.mem_alloc(), driver=self.control.driver_id(),
+            stopped_by=self.stopped_by, speed_limit=d.speed_limit, light=self.light, horn=self.horn,
+            pose=hw.pose())
 
     async def control_loop(self):
         due = ticks_ms()

@@ -76,23 +76,23 @@ class Checked:
     verdict arrives."""
 
     def __init__(self, transport, host):
-        self.t = transport
+        self.transport = transport
         self.host = host
 
     async def send(self, data):
         try:
-            return await self.t.send(data)
+            return await self.transport.send(data)
         except (OSError, ValueError) as e:
             raise refusal(e, self.host)
 
     async def recv(self):
         try:
-            return await self.t.recv()
+            return await self.transport.recv()
         except (OSError, ValueError) as e:
             raise refusal(e, self.host)
 
     async def close(self):
-        await self.t.close()
+        await self.transport.close()
 
 
 def checked(open_transport, host):

@@ -11,17 +11,18 @@ class Control:
     def __init__(self, deadman_ms=500):
         self.deadman_ms = deadman_ms
         self.driver = None  # the driver's connection (anything with .id)
-        self.last_ms = 0  # when the driver last sent a drive command
+        self.heartbeat_ms = 0
 
-    def claim(self, client, now_ms):
-        """True if client may drive now (and records the heartbeat);
-        makes it the driver when nobody is."""
+    def claim(self, client):
+        """True if client is the driver: it becomes the driver when nobody is."""
         if self.driver is None:
             self.driver = client
-        elif self.driver is not client:
-            return False
-        self.last_ms = now_ms
-        return True
+        return self.driver is client
+
+    def heartbeat(self, now_ms):
+        """The driver sent a drive command at now_ms: the deadman timer
+        starts again from there."""
+        self.heartbeat_ms = now_ms
 
     def is_driver(self, client):
         return self.driver is client
@@ -39,4 +40,4 @@ class Control:
         return former
 
     def expired(self, now_ms):
-        return self.driver is not None and ticks_diff(now_ms, self.last_ms) >= self.deadman_ms
+        return self.driver is not None and ticks_diff(now_ms, self.heartbeat_ms) >= self.deadman_ms

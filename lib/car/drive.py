@@ -39,38 +39,38 @@ class Drive:
         self.slew = slew  # motor units per second
         self.stop_distance_cm = stop_distance_cm
         self.speed_limit = 1.0  # set by the driver, 0.1..1
-        self.left = self.right = 0.0  # commanded: mixed and limited
-        self.out_left = self.out_right = 0.0  # what the motors get
         self.blocked = False
+        self.stop()  # (left, right) pairs: `target` the command, `output` the motors'
 
     def command(self, throttle, steer):
+        """The target: the mixed command, scaled by the limits."""
         left, right = mix(throttle, steer)
         scale = self.max_speed * self.speed_limit
-        self.left = left * scale
-        self.right = right * scale
+        self.target = (left * scale, right * scale)
 
     def set_speed_limit(self, value):
         # Re-scale the current command so a lower limit takes effect now.
         old = self.speed_limit
         self.speed_limit = value
         if old:
-            self.left = self.left * value / old
-            self.right = self.right * value / old
+            left, right = self.target
+            self.target = (left * value / old, right * value / old)
 
     def stop(self):
-        """Emergency stop: command and output zero at once, no ramp."""
-        self.left = self.right = 0.0
-        self.out_left = self.out_right = 0.0
+        """Emergency stop: target and output zero at once, no ramp."""
+        zero = 0.0  # (0.0, 0.0) would be a constant tuple, kept in the heap
+        self.target = self.output = (zero, zero)
 
     def step(self, dt_ms, distance_cm):
-        """Advance one control tick; returns (left, right) for the motors."""
+        """Advance one control tick: the output, ramped toward the target
+        and guarded; returns it, the (left, right) for the motors."""
         self.blocked = (distance_cm is not None and self.stop_distance_cm > 0
                         and distance_cm < self.stop_distance_cm)
-        left, right = guard(self.left, self.right, self.blocked)
+        left, right = guard(self.target[0], self.target[1], self.blocked)
         step = self.slew * dt_ms / 1000
-        left = ramp(self.out_left, left, step)
-        right = ramp(self.out_right, right, step)
+        left = ramp(self.output[0], left, step)
+        right = ramp(self.output[1], right, step)
         # Guard the output too: forward motion already under way stops at
         # once near an obstacle instead of ramping down into it.
-        self.out_left, self.out_right = guard(left, right, self.blocked)
-        return self.out_left, self.out_right
+        self.output = guard(left, right, self.blocked)
+        return self.output

@@ -114,10 +114,13 @@ def _bool(v):
     return "true" if v else "false"
 
 
-def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
-              heap_free, heap_alloc, driver, stopped, speed_limit, light, horn, pose):
-    # Formatted by hand: one string, no intermediate dict, 3 decimals are
-    # plenty for a -1..1 motor value and keep the frame short.
+def telemetry(*, seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
+              heap_free, heap_alloc, driver, stopped_by, speed_limit, light, horn, pose):
+    # Keyword-only: fifteen values, several of the same type, that a
+    # positional call could swap without an error. Keywords cost the board
+    # nothing extra: no dict is made for them, and the names are the
+    # parameters' own. Formatted by hand: one string, no intermediate dict;
+    # 3 decimals are plenty for a -1..1 motor value and keep the frame short.
     return (
         '{"type":"telemetry","seq":%d,"uptime_ms":%d,'
         '"motor":{"left":%.3f,"right":%.3f},"applied":{"left":%.3f,"right":%.3f},'
@@ -125,6 +128,6 @@ def telemetry(seq, uptime_ms, motor, applied, distance_cm, battery_v, rssi,
         '"driver":%s,"stopped_by":%s,"speed_limit":%.2f,"light":%s,"horn":%s,"pose":%s}' % (
             seq, uptime_ms, motor[0], motor[1], applied[0], applied[1],
             _opt("%.1f", distance_cm), _opt("%.2f", battery_v), _opt("%d", rssi),
-            heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped), speed_limit,
+            heap_free, heap_alloc, _opt("%d", driver), _opt("%d", stopped_by), speed_limit,
             _bool(light), _bool(horn),
             "null" if pose is None else '{"x":%.3f,"y":%.3f,"heading":%.3f}' % pose))

@@ -240,7 +240,7 @@ class Trial:
         self.real = real
         self.ota = ota
         self.seconds = seconds
-        self.start = self.last = ticks_ms()
+        self.healthy_since = self.last_fed = ticks_ms()
         self.confirmed = False
 
     def feed(self):
@@ -249,10 +249,10 @@ class Trial:
         if self.confirmed:
             return
         now = ticks_ms()
-        if ticks_diff(now, self.last) > self.MAX_GAP_MS:
-            self.start = now  # stalled: count again from here
-        self.last = now
-        if ticks_diff(now, self.start) >= self.seconds * 1000:
+        if ticks_diff(now, self.last_fed) > self.MAX_GAP_MS:
+            self.healthy_since = now  # stalled: count again from here
+        self.last_fed = now
+        if ticks_diff(now, self.healthy_since) >= self.seconds * 1000:
             self.confirmed = True
             os.remove(self.ota + "/trial")  # the one step that confirms
             print("ota: new app confirmed after %d s" % self.seconds)

@@ -25,7 +25,7 @@ class Base:
     light = False
     horn = False
     pan = 0
-    _left = 0.0
+    _left = 0.0  # applied(): what the motors were last given
     _right = 0.0
 
     def __init__(self, cfg):

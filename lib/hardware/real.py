@@ -38,7 +38,7 @@ class RealHardware(Base):
             self._motors = _part("pins", make_motors, machine, cfg)
         self._invert = (cfg["invert_left"], cfg["invert_right"])
         self._brake = cfg["stop_mode"] == "brake"
-        self._us = self._battery = self._light = self._buzzer = self._servo = None
+        self._ultrasonic = self._battery = self._light = self._buzzer = self._servo = None
         self._wlan = None
         us = cfg["ultrasonic"]
         if us:
@@ -50,7 +50,7 @@ class RealHardware(Base):
             t = us["timeout_us"]
             if esp8266 and t > 12000:
                 t = 12000
-            self._us = _part("ultrasonic", Ultrasonic, machine, us["trig"], us["echo"], t)
+            self._ultrasonic = _part("ultrasonic", Ultrasonic, machine, us["trig"], us["echo"], t)
         bat = cfg["battery"]
         if bat:
             from hardware.sensors import Battery
@@ -86,7 +86,7 @@ class RealHardware(Base):
                 m.drive(0)
 
     def distance_cm(self):
-        return self._us.cm() if self._us else None
+        return self._ultrasonic.cm() if self._ultrasonic else None
 
     def battery_v(self):
         # No battery sense wired: report 0.0 (a float, as promised) rather than guess.

@@ -9,8 +9,8 @@ class Ultrasonic:
         Pin = machine.Pin
         self.trig = Pin(trig, Pin.OUT, value=0)
         self.echo = Pin(echo, Pin.IN)
-        self.timeout = timeout_us
-        self.pulse = machine.time_pulse_us
+        self.timeout_us = timeout_us
+        self.time_pulse_us = machine.time_pulse_us
 
     def cm(self):
         """Distance in cm, or None when no echo came back in range.
@@ -21,7 +21,7 @@ class Ultrasonic:
         t.value(1)
         sleep_us(10)  # HC-SR04 wants a >= 10 us trigger pulse
         t.value(0)
-        us = self.pulse(self.echo, 1, self.timeout)
+        us = self.time_pulse_us(self.echo, 1, self.timeout_us)
         if us < 0:  # -1/-2: timed out
             return None
         cm = us * 0.01715  # 343 m/s, there and back: us / 58.3
@@ -35,12 +35,12 @@ class Battery:
         ADC = machine.ADC
         self.divider = divider
         if esp8266:
-            self.adc = ADC(0)  # the single A0 input, 0-1.0 V at the chip
-            self.full = 1.0
+            self.adc = ADC(0)  # the single A0 input
+            self.full_scale_v = 1.0
         else:
             self.adc = adc = ADC(machine.Pin(pin))
             adc.atten(ADC.ATTN_11DB)  # ~0-3.3 V input range
-            self.full = 3.3
+            self.full_scale_v = 3.3
 
     def volts(self):
         adc = self.adc
@@ -53,9 +53,9 @@ class Battery:
         elif hasattr(adc, "read_u16"):
             for _ in range(4):
                 total += adc.read_u16()
-            pin_v = total * self.full / (4 * 65535)
+            pin_v = total * self.full_scale_v / (4 * 65535)
         else:  # old ESP8266 firmware: read() 0-1023
             for _ in range(4):
                 total += adc.read()
-            pin_v = total * self.full / (4 * 1023)
+            pin_v = total * self.full_scale_v / (4 * 1023)
         return pin_v * self.divider

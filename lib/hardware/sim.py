@@ -68,13 +68,15 @@ class SimHardware(Base):
         self.heading = 0.0
         self.v_left = self.v_right = 0.0  # wheel ground speeds, m/s
         self.contact = False  # touching a wall after the last step
-        self._t = None  # last tick time
+        self._last_ms = None  # the previous tick's now_ms
         self._carry = 0  # ms not yet simulated (less than one step)
-        self._used = 0.0  # charge drawn, A*s
-        self._sag = 0.0
+        self._drawn_as = 0.0  # charge drawn, in ampere-seconds
+        self._sag = 0.0  # volts the load takes off the resting voltage
+        # The noise generators' states: one stream each, so reading the RSSI
+        # does not change the distance noise.
         seed = s["seed"] % 65537
-        self._rand_d = seed  # separate streams: reading RSSI does not
-        self._rand_r = (seed * 7 + 3) % 65537  # change distance noise
+        self._distance_noise = seed
+        self._rssi_noise = (seed * 7 + 3) % 65537
 
     def _write(self, left, right):
         pass  # the physics reads self._left/_right in _step
@@ -83,11 +85,11 @@ class SimHardware(Base):
         pass
 
     def tick(self, now_ms):
-        if self._t is None:
-            self._t = now_ms
+        if self._last_ms is None:
+            self._last_ms = now_ms
             return
-        dt = ticks_diff(now_ms, self._t)
-        self._t = now_ms
+        dt = ticks_diff(now_ms, self._last_ms)
+        self._last_ms = now_ms
         if dt <= 0:
             return
         dt += self._carry
@@ -131,7 +133,7 @@ class SimHardware(Base):
         self.x, self.y = x, y
         # Battery: a stalled motor still draws current, as it would for real.
         amps = IDLE_A + MOTOR_A * (abs(left) + abs(right))
-        self._used += amps * dt
+        self._drawn_as += amps * dt
         k = dt / SAG_TAU
         self._sag += (amps * R_INT - self._sag) * (k if k < 1 else 1)
 
@@ -150,14 +152,14 @@ class SimHardware(Base):
             t = min(t, (self.height - ny) / s)
         elif s < -1e-9:
             t = min(t, -ny / s)
-        self._rand_d = r = _lcg(self._rand_d)
+        self._distance_noise = r = _lcg(self._distance_noise)
         cm = t * 100 + (r / 32768 - 1) * self.noise_cm
         if cm > _MAX_CM:
             return None
         return cm if cm > _MIN_CM else float(_MIN_CM)
 
     def battery_v(self):
-        rest = FULL_V - self._used * V_PER_AS
+        rest = FULL_V - self._drawn_as * V_PER_AS
         if rest < EMPTY_V:
             rest = EMPTY_V
         return rest - self._sag
@@ -165,7 +167,7 @@ class SimHardware(Base):
     def rssi(self):
         # A pretend access point in the room's corner at (0, 0).
         d = sqrt(self.x * self.x + self.y * self.y)
-        self._rand_r = r = _lcg(self._rand_r)
+        self._rssi_noise = r = _lcg(self._rssi_noise)
         return int(-40 - 8.685889638 * log(1 + d) + (r / 32768 - 1) * 2)  # 20 log10(1 + d) dB
 
     def pose(self):
