@@ -320,16 +320,15 @@ def own_hosts(host):
     return hosts
 
 
-def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None, config=None):
+def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
     """Start the car and serve until a crash (which propagates, motors off).
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
     (called every control tick; a new app on trial confirms itself through
-    it, car/update.py). config: [(config, errors)] already checked (car.main
-    does it first for a car with a link), emptied here; else it is loaded."""
+    it, car/update.py)."""
     # Compiling the modules so far (from source) left garbage spread over the
     # heap; the config checker is the next big compile and needs room.
     gc.collect()
-    cfg, errors = config.pop() if config else load_config(config_path)
+    cfg, errors = load_config(config_path)
     for error in errors:
         print("config error:", error)
     gc.collect()

@@ -28,51 +28,6 @@ def update(here, watchdog):
     return update.update(here, watchdog)
 
 
-def links(path):
-    """For a car with a fleet link or an uplink: check config.json and import
-    the link before the car's own modules, and return [(config, errors)] for
-    car.app.run (a list it empties, so this frame does not pin the config).
-    None for a plain car (car.app.run checks its config itself: nothing
-    changes for it). Why: the link's names take the qstr pool's sixth chunk,
-    one block of 4.7 KB (docs/memory.md). Checked the usual way, after
-    car.app's import, the names cross the chunk's edge inside the config
-    check, the boot's peak, or just after it, where the checker's freed code
-    is cut up by the names it interned, and no such block is left: the car
-    failed to boot in heaps 20 KB over the plain car's. Here the check runs
-    in an empty heap and the link and car.app load on top, with the heap's
-    top still in one piece."""
-    import json
-
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-        if not (cfg.get("fleet") or cfg.get("uplink")):
-            return None
-    except Exception:  # no file, bad JSON, not an object: car.app.run's check says so
-        return None
-    del cfg
-    from car import load_config
-
-    import gc
-
-    checked = load_config(path)
-    cfg = checked[0]
-    gc.collect()  # the checker's code, before the big imports fill its holes
-    # The server package first, from here: from inside the link's import
-    # chain it nests one level per module, past a board's C stack.
-    import wsserver  # noqa: F401
-
-    gc.collect()
-
-    if cfg["fleet"]:
-        from car import fleet  # noqa: F401
-        if cfg["fleet"]["url"].startswith("ws"):  # ws://, wss://: MQTT over the WebSocket client
-            from wsclient import bytestream  # noqa: F401
-    if cfg["uplink"]:
-        from car import uplink  # noqa: F401
-    return [checked]
-
-
 def main(path):
     """path: main.py's (config.json and web/ sit beside it)."""
     if not sys.platform.startswith("esp"):  # esp32, esp8266
@@ -82,10 +37,9 @@ def main(path):
 
     try:
         dog = update(".", watchdog)  # on a board main.py, config.json and web/ are in /
-        config = links("config.json")
         from car import app
 
-        app.run(config_path="config.json", watchdog=dog, config=config)  # stops motors on any exit
+        app.run(config_path="config.json", watchdog=dog)  # stops motors on any exit
     except SystemExit:  # an update asks for a reboot
         machine.reset()
     except KeyboardInterrupt:
@@ -121,11 +75,9 @@ def host_main(argv, here):
         sys.exit(2)
     dog = update(here, None)
     try:
-        config = links(config_path)
         from car import app
 
-        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", watchdog=dog,
-                config=config)
+        app.run(config_path=config_path, host=host, port=port, static_dir=here + "/web", watchdog=dog)
     except KeyboardInterrupt:  # Ctrl-C: app.run has already stopped the motors
         print("\nstopped; motors are off")
     except Exception as e:
