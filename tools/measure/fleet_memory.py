@@ -99,7 +99,7 @@ def run_once(micropython, board, config, heap_k, seconds, broker_url):
     return passed
 
 
-SHOW = []  # --show: print a failed run's output (tools/uplink_memory.py's too)
+SHOW = []  # --show: print a failed run's output (tools/measure/uplink_memory.py's too)
 
 
 def smallest_heap(passes, lo, hi):
