@@ -22,3 +22,5 @@ package("car", base_path="../lib")
 package("mqtt", base_path="../lib")
 # The WebSocket client: in flash, it costs a car that never dials out no RAM.
 package("wsclient", base_path="../lib")
+# The WebSocket URL parser (the client's handshake and the uplink's config check).
+module("wsurl.py", base_path="../lib")

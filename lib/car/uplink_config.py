@@ -1,7 +1,11 @@
 # The uplink's config.json section, checked (docs/protocol.md, "Uplink").
 # Imported by car.config only when config.json has `uplink`, and dropped with
 # it after start-up (car.load_config): a running car does not hold this code.
-from wsclient.handshake import parse_url
+import sys
+
+from wsurl import parse_url  # not from wsclient: that would load the client at boot
+
+sys.modules.pop("wsurl", None)  # freed with this module; the client loads it again to connect
 
 
 def _name(v, hi):

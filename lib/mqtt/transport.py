@@ -6,7 +6,17 @@
 # WebSocket frames (the WebSocket client provides the same three methods).
 import asyncio
 
-from mqtt.codec import _text  # error texts, loaded only to report one
+
+def _text(n, *args):
+    # An error text (mqtt/texts.py, through the codec's loader). The codec is
+    # imported here, not at the top: car.fleet_config checks fleet.url with
+    # split_url at boot, on top of the config checker, and the codec's code
+    # and names (~70) would push the qstr pool's next chunk (4.7 KB in one
+    # block) into that peak (docs/memory.md).
+    from mqtt.codec import _text as text
+
+    return text(n, *args)
+
 
 READ_SIZE = 512  # a car's messages are small; one read allocates this much at most
 

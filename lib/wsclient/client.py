@@ -53,6 +53,7 @@ def _handshake():
     from wsclient import handshake
 
     sys.modules.pop("wsclient.handshake", None)
+    sys.modules.pop("wsurl", None)  # its URL parser, imported by handshake.py
     try:
         del wsclient.handshake
     except AttributeError:

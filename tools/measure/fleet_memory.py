@@ -93,7 +93,13 @@ def run_once(micropython, board, config, heap_k, seconds, broker_url):
     finally:
         proc.terminate()
         out = proc.communicate(timeout=5)[0]
-    return ok and alive and "MemoryError" not in out and "Traceback" not in out
+    passed = ok and alive and "MemoryError" not in out and "Traceback" not in out
+    if SHOW and not passed:
+        print("--- %d KB failed; the car's last lines:\n%s" % (heap_k, "\n".join(out.splitlines()[-12:])), flush=True)
+    return passed
+
+
+SHOW = []  # --show: print a failed run's output (tools/measure/uplink_memory.py's too)
 
 
 def smallest_heap(passes, lo, hi):
@@ -126,7 +132,10 @@ def main():
     parser.add_argument("--check", action="store_true",
                         help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
+    if args.show:
+        SHOW.append(True)
     tmp = tempfile.mkdtemp(prefix="fleet-memory-")
     board = os.path.join(tmp, "board")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],

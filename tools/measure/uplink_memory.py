@@ -24,6 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
 from tools.common import ROOT, free_port, wait_port  # noqa: E402
+from fleet_memory import SHOW  # noqa: E402  (tools/measure is sys.path[0]: --show's switch, shared)
 
 
 async def exercise(port, seconds, uplink):
@@ -101,7 +102,10 @@ def run_once(micropython, board, config, heap_k, seconds, uplink):
     finally:
         proc.terminate()
         out = proc.communicate(timeout=5)[0]
-    return ok and alive and "MemoryError" not in out and "Traceback" not in out
+    passed = ok and alive and "MemoryError" not in out and "Traceback" not in out
+    if SHOW and not passed:
+        print("--- %d KB failed; the car's last lines:\n%s" % (heap_k, "\n".join(out.splitlines()[-12:])), flush=True)
+    return passed
 
 
 def edge(micropython, board, config, lo, hi, seconds, uplink):
@@ -119,7 +123,10 @@ def main():
     parser.add_argument("--hi", type=int, default=140)
     parser.add_argument("--only", choices=["plain", "uplink"])
     parser.add_argument("--romfs", action="store_true")
+    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
+    if args.show:
+        SHOW.append(True)
     tmp = tempfile.mkdtemp(prefix="uplink-memory-")
     board = os.path.join(tmp, "board")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
