@@ -11,11 +11,11 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, MicroPythonProcess, board_proxy, run_micropython
-from helpers_car import Client, run, write_config
+from support.micropython import ROOT, MicroPythonProcess, board_proxy, run_micropython, run_test_module
+from support.car import Client, run, write_config
 
 LIB = os.path.join(ROOT, "lib")
-FAKES = os.path.join(ROOT, "tests", "fakes")
+from support import FAKES  # noqa: E402
 
 
 def mp(code, proxy=None, path=LIB):
@@ -94,9 +94,7 @@ def test_firmware_checks_origins_on_the_esp8266_proxy(tmp_path):
 
 
 def test_codec_suite_passes_on_the_esp8266_proxy():
-    r = run_micropython("tests/mp_runner.py", "tests/test_codec.py", micropython=board_proxy("esp8266"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert int(r.stdout.strip().splitlines()[-1].split()[1]) >= 11, r.stdout
+    run_test_module("tests/codec/test_codec.py", micropython=board_proxy("esp8266"))  # every test_ in it
 
 
 # --- item 4: viper out of iRAM ---------------------------------------------
@@ -401,7 +399,7 @@ def make_image(tmp_path, parts, *args):
     import subprocess
     import sys
 
-    from helpers_tooling import synthetic_esp32_firmware
+    from support.tooling import synthetic_esp32_firmware
 
     fw, _, _ = synthetic_esp32_firmware(parts)
     fw_path = tmp_path / "ESP32_GENERIC-v1.28.0-like.bin"
@@ -417,7 +415,7 @@ def make_image(tmp_path, parts, *args):
 def test_image_puts_the_filesystem_where_a_v128_firmware_registers_vfs(tmp_path, flash_size, fs_size):
     # ports/esp32/main.c: no "vfs"/"ffat" partition -> "vfs" from the end of the last
     # partition (factory: 0x10000 + 0x1F0000 = 0x200000) to the end of the flash chip.
-    from test_tooling import lfs_listing
+    from support.tooling import lfs_listing
 
     r, fw, out = make_image(tmp_path, V128_PARTITIONS, "--flash-size", flash_size)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -508,7 +506,7 @@ def test_deploy_gets_in_while_boot_py_joins_unreachable_networks(tmp_path):
     import sys
     import time
 
-    from helpers_tooling import VirtualBoard, free_port
+    from support.tooling import VirtualBoard, free_port
 
     http_port = free_port()
     board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port)
@@ -609,7 +607,7 @@ print(json.dumps([asked, line.decode().strip(), hasattr(socket, "TCP_NODELAY")])
 def test_tcp_nodelay_uses_the_socket_modules_constants(lwip):
     # The handshake asks the socket module for IPPROTO_TCP and TCP_NODELAY (the
     # ESP8266's lwIP has TCP_NODELAY = 0x40; option 1 there is "not implemented").
-    from conftest import free_port
+    from support.micropython import free_port
 
     port = free_port()
     asked, status, unix_has_it = mp(NODELAY % (lwip, port, port))

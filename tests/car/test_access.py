@@ -10,14 +10,17 @@ import sys
 import pytest
 import websockets
 
-from conftest import ROOT, run_micropython
-from helpers_car import Client, moving, run, stopped, write_config
-from wsraw import raw_request, request, upgrade_headers
+from support.micropython import ROOT, run_micropython
+from support.car import Client, moving, run, stopped, write_config
+from support.wsraw import raw_request, request, upgrade_headers
+from support.wsraw import upgrade as handshake
 
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 from car import config as car_config  # noqa: E402
 from car.access import equal  # noqa: E402
 from wsserver import origin  # noqa: E402
+
+pytestmark = [pytest.mark.hardening]
 
 TOKEN = "s3cret-Token_42"
 
@@ -37,14 +40,6 @@ def open_car(start_micropython, tmp_path):
     def start(access=None, args=()):
         return start_micropython("main.py", args=["--config", car_config_file(tmp_path, access)] + list(args))
     return start
-
-
-def handshake(port, path="/ws", host=None, **headers):
-    h = upgrade_headers()
-    if host:
-        h["Host"] = host
-    h.update(headers)
-    return request(port, path, h)
 
 
 # ------------------------------------------------------------ pure logic

@@ -5,8 +5,8 @@ import json
 import subprocess
 import time
 
-from helpers_car import Client, moving, run, stopped, write_config
-from wsraw import request
+from support.car import Client, moving, run, stopped, write_config
+from support.wsraw import request
 
 TOKEN = "s3cret-Token_42"
 

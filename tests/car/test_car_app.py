@@ -5,7 +5,9 @@ import json
 import time
 import urllib.request
 
-from helpers_car import Client, moving, raw_websocket, run, send_queue, stopped, write_config
+from support import ROOT
+from support.car import Client, moving, raw_websocket, run, stopped, write_config
+from support.tcp import send_queue
 
 CONTROL_TICK_S = 0.020  # lib/car/app.py TICK_MS
 TELEMETRY_S = 0.020  # FAST_LIMITS telemetry_hz 50
@@ -407,7 +409,7 @@ def test_client_that_never_reads_delays_nobody(start_micropython, tmp_path):
         await driver.reply()
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:  # let its socket buffers fill
-            stuck.send_ping_message()
+            stuck.send_text('{"type":"ping","id":1}')
             await driver.drive(0.2, 0)
             await asyncio.sleep(0.01)
         # Proof that it is stuck: its receive buffer is full and the car's
@@ -424,7 +426,7 @@ def test_client_that_never_reads_delays_nobody(start_micropython, tmp_path):
             arrived, _ = await viewer.wait_for(
                 lambda m: abs(m["motor"]["left"] - throttle) < 1e-3, since=sent)
             latencies.append((arrived - sent) * 1000)
-            stuck.send_ping_message()
+            stuck.send_text('{"type":"ping","id":1}')
             await asyncio.sleep(0.1)
         rate = (len(viewer.telemetry) - n0) / (time.monotonic() - start)
         rtt = await driver.ping("after") * 1000
@@ -475,7 +477,7 @@ except RuntimeError as e:
 
 
 def test_a_crash_propagates_with_the_motors_stopped():
-    from conftest import free_port, run_micropython
+    from support.micropython import free_port, run_micropython
 
     result = run_micropython(CRASH_SCRIPT % free_port(), timeout=10)
     assert "before crash (0.625, 0.625)" in result.stdout, result.stdout + result.stderr
@@ -483,7 +485,7 @@ def test_a_crash_propagates_with_the_motors_stopped():
 
 
 def test_bad_command_line_prints_usage():
-    from conftest import run_micropython
+    from support.micropython import run_micropython
 
     result = run_micropython("main.py", "--port", "http")
     assert result.returncode == 2
@@ -494,7 +496,7 @@ def test_bad_command_line_prints_usage():
 
 def run_main(tmp_path, *args, config=None, timeout=10):
     import subprocess
-    from conftest import MICROPYTHON, ROOT
+    from support.micropython import MICROPYTHON, ROOT
     cfg = tmp_path / "mistake.json"
     cfg.write_text(json.dumps(config or {}))
     return subprocess.run([MICROPYTHON, "main.py", "--config", str(cfg)] + list(args), cwd=ROOT,
@@ -502,7 +504,7 @@ def run_main(tmp_path, *args, config=None, timeout=10):
 
 
 def test_real_hardware_on_a_computer_says_it_needs_a_board(tmp_path):
-    from conftest import free_port
+    from support.micropython import free_port
     r = run_main(tmp_path, "--port", str(free_port()), config={"hardware": {"mode": "real"}})
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "Traceback" not in out, out
@@ -560,7 +562,7 @@ def own_lan_address():
 def test_all_addresses_prints_urls_a_phone_can_open_and_accepts_their_origin(start_micropython, tmp_path):
     """make sim HOST=0.0.0.0: the printed URLs are this computer's own addresses (not
     0.0.0.0), and a page loaded from one of them may connect. Only loopback is used."""
-    from wsraw import request, upgrade_headers
+    from support.wsraw import request, upgrade_headers
     lan = own_lan_address()
     if lan is None:
         import pytest
@@ -596,7 +598,7 @@ def _bench():
     import os
     import sys
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, ROOT)
     from tools.measure import bench
 
     return bench
@@ -605,7 +607,7 @@ def _bench():
 def test_drive_reaches_the_motors_without_waiting_for_a_tick():
     # The control tick slowed to 1 s: a command that waited for a tick would
     # take 500 ms on average (and the 500 ms deadman would stop it first).
-    from conftest import MICROPYTHON
+    from support.micropython import MICROPYTHON
 
     bench = _bench()
     proc, port, _ = bench.start_car(MICROPYTHON, tick_ms=1000)
@@ -625,7 +627,7 @@ def test_an_immediate_motor_write_is_still_ramped():
     import os
     import selectors
 
-    from conftest import MICROPYTHON
+    from support.micropython import MICROPYTHON
 
     bench = _bench()
     proc, port, _ = bench.start_car(MICROPYTHON, limits={"slew": 1.0})

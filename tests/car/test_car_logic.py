@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, board_proxy, run_micropython
+from support.micropython import ROOT, board_proxy, run_micropython
 
 
 def mp(code):

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from helpers_car import Client, moving, run, stopped
-from helpers_ota import Car, install_app, ota, put, tree_hashes, update_body
-from wsraw import request
+from support.car import Client, moving, run, stopped
+from support.ota import Car, install_app, ota, put, tree_hashes, update_body
+from support.wsraw import request
 
 TOKEN = "s3cret-Token_42"
 
@@ -51,7 +51,7 @@ def fast_micropython():
     """The ESP32 board proxy when it is built: a native binary that starts in
     2 ms (the venv's micropython is a CPython wrapper, ~60 ms). The every-step
     tests start the car ~250 times."""
-    from conftest import PROXY_DIR
+    from support.micropython import PROXY_DIR
     path = os.path.join(PROXY_DIR, "micropython-esp32")
     return path if os.path.exists(path) else None
 
@@ -340,7 +340,7 @@ def test_disk_full_mid_upload_refused_cleanly(cars, tmp_path, update):
             pass
         assert os.statvfs(flash).f_bavail == 0
         s.sendall(body[starts[2]:])
-        from wsraw import read_response
+        from support.wsraw import read_response
         status, _, answer = read_response(s)
         s.close()
         assert status == 507 and b"flash full after" in answer and b"nothing was changed" in answer, answer
@@ -421,7 +421,7 @@ def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, t
     s = socket.create_connection(car.target, timeout=15)
     s.sendall(("PUT /api/update?token=%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nX-Tether-Manifest: %d\r\n\r\n"
                % (TOKEN, len(body), len(man))).encode() + body[:5000])
-    from wsraw import read_response
+    from support.wsraw import read_response
     status, _, answer = read_response(s)
     s.close()
     assert status == 408 and 4.5 < time.monotonic() - t < 7, (status, time.monotonic() - t)
@@ -453,7 +453,7 @@ def test_driving_refused_while_an_update_is_received(cars, tmp_path, update):
         _, msg = await viewer.wait_for(lambda m: True)
         assert stopped(msg)
         s.sendall(body[starts[3]:])
-        from wsraw import read_response
+        from support.wsraw import read_response
         status, _, answer = await asyncio.get_running_loop().run_in_executor(None, read_response, s)
         s.close()
         assert status == 200, answer
@@ -463,10 +463,11 @@ def test_driving_refused_while_an_update_is_received(cars, tmp_path, update):
     assert car.version() == version and car.serves_page()
 
 
+@pytest.mark.browser
 def test_page_shows_the_update_and_reconnects_on_the_new_version(cars, tmp_path, update):
     """In real headless Chromium: the page shows the version, the update in
     progress while it is received, and the new version after the restart."""
-    from test_web import CHROME_ARGS, find_chromium, missing, wait_online
+    from support.browser import CHROME_ARGS, find_chromium, missing, wait_online
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -511,7 +512,7 @@ def test_update_on_a_board_proxy(cars, tmp_path, chip):
     """The whole update on the 32-bit board proxies (the ESP8266's has no
     __file__, str.partition, ...): staged for the architecture the car
     reports, switched, confirmed."""
-    from conftest import board_proxy
+    from support.micropython import board_proxy
     exe = board_proxy(chip)
     car = cars(install_app(str(tmp_path / "app")), micropython=exe).boot()
     march = ota.march_for(car.info())
@@ -532,7 +533,7 @@ def test_a_plain_car_never_imports_the_update_code(tmp_path):
     """A car that has no update in flight boots without car.update,
     car.ota, car.rest or wsserver.body (their names and code stay out of
     its heap)."""
-    from conftest import free_port, run_micropython
+    from support.micropython import free_port, run_micropython
     root = install_app(str(tmp_path / "app"))
     probe = os.path.join(root, "probe.py")
     with open(probe, "w") as f:
@@ -573,7 +574,7 @@ def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
     import sys
     sys.path.insert(0, sys_path)
     from tools.measure import heap_report
-    from conftest import MicroPythonProcess
+    from support.micropython import MicroPythonProcess
     build = build_tree(str(tmp_path / "build"))
     dest = str(tmp_path / "car")
     os.makedirs(dest)

@@ -20,10 +20,13 @@ import time
 
 import pytest
 
-from conftest import ROOT
-from helpers_car import Client, moving, run, stopped, write_config
-from helpers_hardening import close_code, handshake
-from wsraw import frame
+from support.micropython import ROOT
+from support.car import Client, moving, run, stopped, write_config
+from support.wsraw import close_code
+from support.wsraw import open_socket as handshake
+from support.wsraw import frame
+
+pytestmark = [pytest.mark.hardening]
 
 DEADMAN_MS = 500
 TICK_MS = 20

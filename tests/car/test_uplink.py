@@ -15,10 +15,11 @@ import urllib.request
 
 import pytest
 
-from conftest import run_micropython
-from helpers_car import Client as WsClient
-from helpers_car import moving, send_queue, stopped
-from helpers_uplink import KINDS, RefServer, node_ready, start_car
+from support.micropython import run_micropython
+from support.car import Client as WsClient
+from support.car import moving, stopped
+from support.tcp import send_queue
+from support.uplink import KINDS, RefServer, node_ready, start_car
 
 
 @pytest.fixture(params=KINDS)

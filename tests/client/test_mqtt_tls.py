@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import free_port
-from helpers_mqtt import Broker, Client, have_mosquitto
+from support.micropython import free_port
+from support.mqtt import Broker, Client, have_mosquitto
 from mqtt.session import Session
 from mqtt.transport import opener
 

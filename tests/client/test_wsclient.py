@@ -1,7 +1,7 @@
 """The WebSocket client (lib/wsclient), under MicroPython and CPython, against real servers on
 loopback: CPython `websockets` servers started here, and the Tether server under MicroPython.
 
-Each scenario is tests/clients/ws_client_cases.py, run by both interpreters; it prints what
+Each scenario is tests/support/clients/ws_client_cases.py, run by both interpreters; it prints what
 happened and the servers record what they saw."""
 import asyncio
 import os
@@ -18,9 +18,9 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from conftest import MICROPYTHON, ROOT, free_port
+from support.micropython import MICROPYTHON, ROOT, free_port
 
-CASES = "tests/clients/ws_client_cases.py"
+CASES = "tests/support/clients/ws_client_cases.py"
 INTERPRETERS = {"micropython": [MICROPYTHON], "cpython": [sys.executable]}
 
 
@@ -332,12 +332,12 @@ def test_wss_refuses_a_certificate_for_another_name(tls_peer, interp):
     assert "certificate" in said.lower() or "CERT" in said, said
 
 
-# -- against the Tether server (tests/servers/app_server.py under MicroPython) ----------
+# -- against the Tether server (tests/support/servers/app_server.py under MicroPython) ----------
 
 @pytest.fixture(scope="module")
 def tether():
-    from conftest import MicroPythonProcess
-    p = MicroPythonProcess("tests/servers/app_server.py",
+    from support.micropython import MicroPythonProcess
+    p = MicroPythonProcess("tests/support/servers/app_server.py",
                            ["--max-message", "200000", "--ping-interval-ms", "200", "--ping-timeout-ms", "300",
                             "--max-clients", "8"])
     yield p
@@ -393,13 +393,13 @@ def test_tether_feed_over_max_message_closes_with_1009(tether, interp):
 # -- a plain car does not load the client -------------------------------------------
 
 def test_server_and_plain_car_do_not_import_the_client():
-    from conftest import run_micropython
+    from support.micropython import run_micropython
     for name in os.listdir(os.path.join(ROOT, "lib", "wsserver")):
         if name.endswith(".py"):
             with open(os.path.join(ROOT, "lib", "wsserver", name)) as f:
                 text = f.read()
                 assert "import wsclient" not in text and "from wsclient" not in text, name
-    result = run_micropython("import sys\nsys.path.insert(0, 'tests/fakes')\nsys.path.insert(0, 'lib')\n"
+    result = run_micropython("import sys\nsys.path.insert(0, 'tests/support/fakes')\nsys.path.insert(0, 'lib')\n"
                              "import wsserver, car.main, car.app\n"
                              "print(sorted(m for m in sys.modules if m.startswith('wsclient')))\n")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -410,18 +410,15 @@ def test_server_and_plain_car_do_not_import_the_client():
 
 @pytest.mark.parametrize("chip", [None, "esp32", "esp8266"])
 def test_client_codec_suite_under_micropython(chip):
-    from conftest import board_proxy, run_micropython
-    result = run_micropython("tests/mp_runner.py", "tests/test_wsclient_codec.py",
-                             micropython=board_proxy(chip) if chip else None)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "micropython: 12 passed, 0 failed", result.stdout
+    from support.micropython import board_proxy, run_test_module
+    run_test_module("tests/codec/test_wsclient_codec.py", micropython=board_proxy(chip) if chip else None)
 
 
 @pytest.mark.parametrize("chip", ["esp32", "esp8266"])
 def test_client_on_the_board_proxies(peer, chip):
     # The boards' object model and, on the esp8266 proxy, its missing language features.
     # Functional only: 256 KB of heap, the sources compiled in RAM (heap figures: docs/client.md).
-    from conftest import board_proxy
+    from support.micropython import board_proxy
     INTERPRETERS[chip] = [board_proxy(chip), "-X", "heapsize=256K"]
     try:
         assert lines(run_client(chip, "open", peer.url("/mqtt"), "mqtt")) == ["open mqtt", "closed 1000"]

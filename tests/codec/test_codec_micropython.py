@@ -1,12 +1,9 @@
 """The codec's unit tests again, inside MicroPython (viper unmask and UTF-8)."""
-from conftest import run_micropython
+from support.micropython import run_micropython, run_test_module
 
 
 def test_codec_suite_passes_under_micropython():
-    result = run_micropython("tests/mp_runner.py", "tests/test_codec.py")
-    assert result.returncode == 0, result.stdout + result.stderr
-    passed = int(result.stdout.strip().splitlines()[-1].split()[1])
-    assert passed >= 11, result.stdout
+    run_test_module("tests/codec/test_codec.py")  # every test_ function in it, none fewer
 
 
 def test_viper_paths_are_used_under_micropython():

@@ -1,5 +1,5 @@
 """MQTT codec unit tests. Plain asserts, no pytest features: this same file
-runs under CPython (pytest) and inside MicroPython (tests/mp_runner.py)."""
+runs under CPython (pytest) and inside MicroPython (tests/support/mp_runner.py)."""
 import sys
 
 if "lib" not in sys.path:

@@ -7,15 +7,18 @@ in pieces split at random points:
 - the parser never holds more than max_packet + 5 bytes;
 - a valid stream gives back exactly the packets that were built.
 """
-import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from support import LIB
+sys.path.insert(0, LIB)
 from mqtt import codec  # noqa: E402
 from mqtt.codec import MQTTError, Parser  # noqa: E402
+
+pytestmark = [pytest.mark.fuzz]
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

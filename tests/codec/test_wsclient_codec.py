@@ -1,5 +1,5 @@
 """The codec's client role and the client's masked frames. Plain asserts, no pytest
-features: this file runs under CPython (pytest) and inside MicroPython (tests/mp_runner.py,
+features: this file runs under CPython (pytest) and inside MicroPython (tests/support/mp_runner.py,
 from test_wsclient_micropython.py), board proxies included."""
 import sys
 

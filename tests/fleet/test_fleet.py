@@ -9,11 +9,11 @@ import urllib.request
 
 import pytest
 
-from conftest import run_micropython
-from helpers_car import Client as WsClient
-from helpers_car import moving, stopped
-from helpers_fleet import Commander, start_car
-from helpers_mqtt import Broker, have_mosquitto
+from support.micropython import run_micropython
+from support.car import Client as WsClient
+from support.car import moving, stopped
+from support.fleet import Commander, start_car
+from support.mqtt import Broker, have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 
@@ -302,7 +302,7 @@ def test_malformed_mqtt_from_the_broker_is_a_clear_error_and_the_car_keeps_runni
 def test_a_dead_broker_never_delays_the_control_loop_or_the_page(tmp_path, start_micropython):
     # Nothing listens at the broker's address: the link retries with backoff while
     # the car drives and serves as usual; its telemetry keeps 50 Hz without gaps.
-    from conftest import free_port
+    from support.micropython import free_port
     car = start_car(start_micropython, tmp_path, "car-d", "mqtt://127.0.0.1:%d" % free_port())
 
     async def main():

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from helpers_car import Client as WsClient
-from helpers_car import moving, stopped
-from helpers_fleet import Commander, start_car
-from helpers_mqtt import Broker, have_mosquitto
+from support.car import Client as WsClient
+from support.car import moving, stopped
+from support.fleet import Commander, start_car
+from support.mqtt import Broker, have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 

@@ -4,17 +4,14 @@ certificate, all made here by tools/board/cert.py. The good broker is reached; a
 wrong CA, a wrong hostname, an expired certificate and a wrong pin are each
 refused with the reason on the console and at the car's GET /fleet."""
 import datetime
-import json
 import os
-import time
-import urllib.request
 
 import pytest
 
-from conftest import free_port
-from helpers_fleet import car_config
-from helpers_mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
-from helpers_tls import cert
+from support.micropython import free_port
+from support.fleet import car_config, wait_status
+from support.mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
+from support.tls import cert
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
 
@@ -23,21 +20,6 @@ def broker_cert(out, name, **kw):
     """A broker certificate from tools/board/cert.py; the tests reach it as localhost."""
     d = cert.make(str(out), name, dns=["localhost"] if name == "broker" else [], **kw)
     return d
-
-
-def fleet_status(proc):
-    with urllib.request.urlopen("http://127.0.0.1:%d/fleet" % proc.port, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def wait_status(proc, predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = fleet_status(proc)
-        if predicate(s):
-            return s
-        time.sleep(0.1)
-    raise AssertionError("fleet status never matched; last %s; console:\n%s" % (s, proc.output()))
 
 
 def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, tmp_path):
@@ -92,7 +74,7 @@ def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, 
 @pytest.mark.skipif(not have_wsclient(), reason="needs lib/wsclient (MQTT over WebSocket)")
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare -n (mosquitto's WebSocket listener binds every interface)")
 def test_fleet_over_wss_in_a_network_namespace():
-    result = run_in_netns(os.path.join("tests", "netns", "test_fleet_wss_inside.py"))
+    result = run_in_netns(os.path.join("tests", "fleet", "netns", "test_fleet_wss_inside.py"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout, result.stdout[-2000:]
     for line in result.stdout.splitlines():

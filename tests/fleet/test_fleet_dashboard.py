@@ -1,14 +1,16 @@
 """The fleet dashboard in headless Chromium, served by mosquitto's http_dir.
 mosquitto 2.0.11 binds its WebSocket listener to every interface, so the
 broker, the cars and the browser run inside a private network namespace
-(tests/netns/test_fleet_dashboard_inside.py)."""
+(tests/fleet/netns/test_fleet_dashboard_inside.py)."""
 import os
 import shutil
 
 import pytest
 
-from conftest import ROOT
-from helpers_mqtt import can_unshare, have_mosquitto, run_in_netns
+from support.micropython import ROOT
+from support.mqtt import can_unshare, have_mosquitto, run_in_netns
+
+pytestmark = [pytest.mark.browser]
 
 
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare() or not shutil.which("npm")
@@ -19,6 +21,6 @@ def test_fleet_dashboard_in_chromium_in_a_network_namespace():
         if os.environ.get("CI"):
             pytest.fail("CI: no Chromium")
         pytest.skip("no Chromium (apt-get install chromium)")
-    result = run_in_netns(os.path.join("tests", "netns", "test_fleet_dashboard_inside.py"))
+    result = run_in_netns(os.path.join("tests", "fleet", "netns", "test_fleet_dashboard_inside.py"))
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout, result.stdout[-2000:]

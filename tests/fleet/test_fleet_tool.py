@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import MICROPYTHON, ROOT
-from helpers_mqtt import have_mosquitto
+from support.micropython import MICROPYTHON, ROOT
+from support.mqtt import have_mosquitto
 
 
 def can_unshare():

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from helpers_car import Client as WsClient
-from helpers_car import stopped
-from helpers_fleet import Commander, start_car
-from helpers_mqtt import Broker, have_mosquitto
+from support.car import Client as WsClient
+from support.car import stopped
+from support.fleet import Commander, start_car
+from support.mqtt import Broker, have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 CARS = ["car-%02d" % i for i in range(1, 21)]

@@ -2,7 +2,7 @@
 - against a scripted WebSocket server on loopback: a packet split across two
   frames and several packets in one frame are read alike;
 - against mosquitto's WebSocket listener, inside a private network namespace
-  (tests/netns/test_fleet_websocket_inside.py), because mosquitto 2.0.11 binds
+  (tests/fleet/netns/test_fleet_websocket_inside.py), because mosquitto 2.0.11 binds
   that listener to every interface."""
 import asyncio
 import os
@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from helpers_mqtt import can_unshare, have_mosquitto, have_wsclient, run_in_netns
+from support.mqtt import can_unshare, have_mosquitto, have_wsclient, run_in_netns
 from mqtt import codec
 from mqtt.session import Session
 from mqtt.transport import opener
@@ -55,7 +55,7 @@ def test_packets_split_across_frames_and_several_in_one_frame():
 @needs_wsclient
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare(), reason="needs mosquitto and unshare -n")
 def test_car_over_websocket_against_mosquitto_in_a_network_namespace():
-    inside = os.path.join("tests", "netns", "test_fleet_websocket_inside.py")
+    inside = os.path.join("tests", "fleet", "netns", "test_fleet_websocket_inside.py")
     result = run_in_netns(inside)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout, result.stdout[-2000:]

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from conftest import MICROPYTHON, ROOT
+from support.micropython import MICROPYTHON, ROOT
 
 LIB = os.path.join(ROOT, "lib")
-FAKES = os.path.join(ROOT, "tests", "fakes")
+from support import FAKES  # noqa: E402
 sys.path.insert(0, LIB)
 
 from hardware import DEFAULTS, validate  # noqa: E402  (CPython import of board code)

@@ -8,13 +8,13 @@ import time
 import pytest
 import websockets.sync.client
 
-from conftest import MicroPythonProcess
-from wsraw import read_response, request
+from support.micropython import MicroPythonProcess
+from support.wsraw import read_response, request
 
 
 @pytest.fixture(scope="module")
 def server():
-    p = MicroPythonProcess("tests/servers/app_server.py", ["--request-timeout-ms", "500"])
+    p = MicroPythonProcess("tests/support/servers/app_server.py", ["--request-timeout-ms", "500"])
     yield p
     p.stop()
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from conftest import MicroPythonProcess
-from wsraw import raw_request, request
+from support.micropython import MicroPythonProcess
+from support.wsraw import raw_request, request
 
 SECRET = b"top secret outside web root"
 
@@ -30,7 +30,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(site):
-    p = MicroPythonProcess("tests/servers/app_server.py",
+    p = MicroPythonProcess("tests/support/servers/app_server.py",
                            ["--static", str(site / "web"), "--request-timeout-ms", "500"])
     yield p
     p.stop()

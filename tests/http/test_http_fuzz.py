@@ -3,7 +3,6 @@ static.py) under CPython with Hypothesis: random and mutated request heads
 raise nothing but HTTPError (with a status we document), valid heads parse
 back to what was sent, and no path that leaves the static folder survives
 safe_relative_path. `-s` prints the example counts."""
-import os
 import sys
 from collections import Counter
 
@@ -11,11 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from support import LIB
+sys.path.insert(0, LIB)
 from wsserver.errors import HTTPError  # noqa: E402
 from wsserver.handshake import check_upgrade, choose_subprotocol  # noqa: E402
 from wsserver.http import find_head_end, parse_request  # noqa: E402
 from wsserver.static import safe_relative_path  # noqa: E402
+
+pytestmark = [pytest.mark.fuzz]
 
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

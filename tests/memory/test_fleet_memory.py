@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, board_proxy
-from helpers_mqtt import can_unshare, have_mosquitto, have_wsclient
+from support.micropython import ROOT, board_proxy
+from support.mqtt import can_unshare, have_mosquitto, have_wsclient
 
 
 @pytest.fixture(scope="module")

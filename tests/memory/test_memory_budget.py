@@ -27,9 +27,9 @@ import sys
 
 import pytest
 
-from conftest import board_proxy, free_port, run_micropython
+from support.micropython import board_proxy, free_port, run_micropython
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from support import FAKES, ROOT
 sys.path.insert(0, ROOT)
 from tools.measure import heap_report  # noqa: E402
 
@@ -184,7 +184,7 @@ from car import app, load_config
 import hardware
 cfg = load_config("config.example.json")[0]
 hardware.create(cfg["hardware"])
-hardware.create(dict(cfg["hardware"], mode="real"))  # on tests/fakes' machine
+hardware.create(dict(cfg["hardware"], mode="real"))  # on tests/support/fakes' machine
 print(" ".join(m for m in sys.modules if m.split(".")[0] in ("car", "hardware", "wsserver", "mqtt", "wsclient")))
 """
 
@@ -234,7 +234,7 @@ def test_the_constant_tuple_check_sees_what_micropython_folds():
 
 
 def test_resident_modules_hold_no_constant_tuples():
-    env = dict(os.environ, MICROPYPATH=".frozen:" + os.path.join(ROOT, "tests", "fakes") + ":"
+    env = dict(os.environ, MICROPYPATH=".frozen:" + FAKES + ":"
                + os.path.join(ROOT, "lib"))
     result = subprocess.run([heap_report.MICROPYTHON, "-c", RESIDENT_PROBE], capture_output=True,
                             text=True, timeout=30, cwd=ROOT, env=env)

@@ -15,11 +15,12 @@ import sys
 
 import pytest
 
-from helpers_tls import client_context, make_certs, tls_config
-from test_web import (CHROME_ARGS, IN_CI, Fingers, Observer, find_chromium, moving_forward,
-                      push_stick, stopped, text, wait_online)
+from support.tls import client_context, make_certs, tls_config
+from support import ROOT
+from support.browser import (CHROME_ARGS, IN_CI, Fingers, Observer, find_chromium, moving_forward,
+                             push_stick, stopped, text, wait_online)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [pytest.mark.browser]
 
 
 def need(what, why):

@@ -4,15 +4,17 @@ import time
 
 import pytest
 
-from conftest import MicroPythonProcess
-from wsraw import RawWS, frame, request, upgrade_headers
+from support.micropython import MicroPythonProcess
+from support.polling import wait_until
+from support.tcp import ESTABLISHED, tcp_state
+from support.wsraw import RawWS, frame, request, upgrade_headers
 
 PING, PONG = 9, 10
 
 
 @pytest.fixture
 def server():
-    p = MicroPythonProcess("tests/servers/app_server.py",
+    p = MicroPythonProcess("tests/support/servers/app_server.py",
                            ["--ping-interval-ms", "300", "--ping-timeout-ms", "300", "--max-pending", "4",
                             "--request-timeout-ms", "1500"])
     yield p
@@ -56,12 +58,24 @@ def test_peer_that_answers_pings_stays(server):
     ws.close()
 
 
+def dropped_by_server(s):
+    """True once the server answered 408 on `s` or closed it (peeked: the data stays)."""
+    try:
+        data = s.recv(100, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return data.startswith(b"HTTP/1.1 408") or data == b""
+
+
 def test_slow_sockets_cannot_lock_out_a_real_client(server):
     # Sockets that connect and never send a byte (slowloris). Past max_pending
     # the oldest is dropped to make room, so the held sockets stay bounded and
     # a real client that sends its request at once is still served.
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(12)]
-    time.sleep(0.3)
+    # Until the server has dropped the oldest past max_pending (408 or EOF on them).
+    wait_until(lambda: sum(map(dropped_by_server, idle)) >= 12 - 4, what="the oldest slow sockets dropped")
     assert request(server.port, "/echo", upgrade_headers())[0] == 101
     dropped = 0
     for s in idle:
@@ -81,14 +95,17 @@ def test_file_response_has_a_deadline(tmp_path):
     # A client that asks for a big file and never reads it is cut off after
     # request_timeout_ms, instead of holding the connection forever.
     (tmp_path / "big.bin").write_bytes(b"x" * (24 << 20))
-    p = MicroPythonProcess("tests/servers/app_server.py",
+    p = MicroPythonProcess("tests/support/servers/app_server.py",
                            ["--static", str(tmp_path), "--request-timeout-ms", "1000"])
     try:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", p.port))
         s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(2.5)  # never read: the server's writes stall
+        # Never read: the server's writes stall until request_timeout_ms cuts the
+        # response off, which takes its side of the connection out of ESTABLISHED.
+        wait_until(lambda: tcp_state(p.port, s.getsockname()[1]) != ESTABLISHED, timeout=10,
+                   what="the server giving up on the stalled response")
         s.settimeout(5)
         received = 0
         while True:

@@ -9,8 +9,12 @@ import time
 
 import pytest
 
-from helpers_hardening import SERVER, close_clean, echo, handshake, heap, http_get, reset, settle_heap
-from wsraw import frame
+from support.hardening import SERVER, heap, http_get, settle_heap
+from support.wsraw import close_clean, echo, reset
+from support.wsraw import open_socket as handshake
+from support.wsraw import frame
+
+pytestmark = [pytest.mark.hardening]
 
 FRAME = 60000  # declared payload; the server allocates this up front
 PEERS = 4

@@ -12,8 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers_hardening import echo, close_clean, fd_count, handshake, reset, settle_heap
-from test_fuzz_codec import mutate, mutations, random_frame, valid_stream
+from support.hardening import fd_count, settle_heap
+from support.wsraw import close_clean, echo, reset
+from support.wsraw import open_socket as handshake
+from support.fuzz import mutate, mutations, random_frame, valid_stream
+
+pytestmark = [pytest.mark.fuzz]
 
 SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -27,7 +31,7 @@ HEAP_SLACK = 1536
 
 @pytest.fixture(scope="module")
 def server():
-    from conftest import MicroPythonProcess
+    from support.micropython import MicroPythonProcess
     p = MicroPythonProcess("tools/measure/echo_server.py", ["--bench", "--max-message", "4096", "--static", "web"])
     s = handshake(p.port)
     assert echo(s, "warm") == "warm"

@@ -10,8 +10,14 @@ import os
 import threading
 import time
 
-from helpers_hardening import close_clean, echo, fd_count, handshake, heap, http_get, reset, settle_heap
-from wsraw import frame
+import pytest
+
+from support.hardening import fd_count, heap, http_get, settle_heap
+from support.wsraw import close_clean, echo, reset
+from support.wsraw import open_socket as handshake
+from support.wsraw import frame
+
+pytestmark = [pytest.mark.soak]
 
 CYCLES = int(os.environ.get("SOAK_CYCLES", "5000"))
 THREADS = 4

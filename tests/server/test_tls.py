@@ -13,10 +13,11 @@ import urllib.request
 import pytest
 import websockets
 
-from helpers_car import Client, moving, write_config
+from support.car import Client, moving, write_config
 import sys, os
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from helpers_tls import client_context, client_hello, make_certs, tls_config
+from support import ROOT
+sys.path.insert(0, ROOT)
+from support.tls import client_context, client_hello, make_certs, tls_config
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +215,7 @@ def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_
     two WSS clients in (one driving), the third refused 503 with Retry-After
     (the spare TLS session answers it), a burst of page loads beyond the
     sessions waits its turn and is served, and nothing runs out of memory."""
-    from conftest import board_proxy
+    from support.micropython import board_proxy
     ca, car_dir = certs
     proxy = board_proxy("esp32")
     proc = start_micropython("main.py", args=["--config", tls_config(tmp_path, car_dir, max_clients=2)],

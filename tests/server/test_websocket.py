@@ -2,21 +2,22 @@
 import asyncio
 import base64
 import hashlib
-import socket
 import time
 
 import pytest
 import websockets
 
-from conftest import MicroPythonProcess
-from wsraw import KEY, RawWS, close_frame, frame, request, upgrade_headers
+from support.micropython import MicroPythonProcess
+from support.polling import wait_steady, wait_until
+from support.tcp import send_queue
+from support.wsraw import KEY, RawWS, close_frame, frame, request, upgrade_headers
 
 TEXT, BINARY, CLOSE, PING, PONG, CONT = 1, 2, 8, 9, 10, 0
 
 
 @pytest.fixture(scope="module")
 def server():
-    p = MicroPythonProcess("tests/servers/app_server.py",
+    p = MicroPythonProcess("tests/support/servers/app_server.py",
                            ["--max-clients", "6", "--max-message", "1000", "--close-timeout-ms", "500"])
     yield p
     p.stop()
@@ -100,12 +101,34 @@ def test_max_clients_503(server):
     status, headers, _ = request(server.port, "/echo", upgrade_headers())
     assert status == 503
     conns.pop().close()
-    time.sleep(0.2)
-    extra = RawWS(server.port, "/echo")
-    assert extra.status == 101
+    extra = wait_until(lambda: accepted(server.port, "/echo"), what="a slot freed by the client that left")
     for c in conns + [extra]:
         c.close()
-    time.sleep(0.2)
+    # The next tests need slots: wait until all six are free again.
+    wait_until(lambda: all_slots_free(server.port, 6), what="every slot free again")
+
+
+def accepted(port, path):
+    """An open RawWS if the server let it in (101), else None (the refusal closed)."""
+    ws = RawWS(port, path)
+    if ws.status == 101:
+        return ws
+    ws.close()
+    return None
+
+
+def all_slots_free(port, n):
+    conns = []
+    try:
+        for _ in range(n):
+            ws = accepted(port, "/echo")
+            if ws is None:
+                return False
+            conns.append(ws)
+        return True
+    finally:
+        for c in conns:
+            c.close()
 
 
 # -- framing (§5) ---------------------------------------------------------------
@@ -126,7 +149,7 @@ def test_lengths_echo(server, size):
 
 
 def test_16_and_64_bit_lengths():
-    p = MicroPythonProcess("tests/servers/app_server.py", ["--max-message", "200000"])
+    p = MicroPythonProcess("tests/support/servers/app_server.py", ["--max-message", "200000"])
     try:
         ws = RawWS(p.port, "/echo")
         for n in (300, 70000):
@@ -298,7 +321,7 @@ def test_websockets_client_roundtrip(server):
 def big_feed():
     # 16 KB frames every 5 ms: enough to overflow the kernel's socket buffers
     # (up to 4 MB on Linux loopback) so our own queue has to act.
-    p = MicroPythonProcess("tests/servers/app_server.py", ["--feed-pad", "16000"])
+    p = MicroPythonProcess("tests/support/servers/app_server.py", ["--feed-pad", "16000"])
     yield p
     p.stop()
 
@@ -307,7 +330,9 @@ def test_broadcast_to_stalled_client_does_not_delay_reader(big_feed):
     """A client that never reads fills its socket; the broadcast keeps
     reaching a client that does read, at the full rate."""
     stalled = RawWS(big_feed.port, "/feed", rcvbuf=4096)
-    time.sleep(2.5)  # let the stalled socket fill up completely
+    # Until the stalled socket is full: the server's kernel send queue to it stops growing.
+    stalled_port = stalled.sock.getsockname()[1]
+    wait_steady(lambda: send_queue(big_feed.port, stalled_port), reads=6, what="the stalled client's send queue")
     reader = RawWS(big_feed.port, "/feed")
     seqs = []
     t0 = time.monotonic()

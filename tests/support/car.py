@@ -2,16 +2,12 @@
 keeps reading in the background, so telemetry is timestamped on arrival and
 replies (errors, pongs, roles) can be awaited separately."""
 import asyncio
-import base64
-import fcntl
 import json
-import os
-import socket
-import struct
-import termios
 import time
 
 import websockets
+
+from support.wsraw import RawWS
 
 # Fast settings so timing tests stay short: 50 Hz telemetry matches the
 # 50 Hz control loop, so a change shows up within one 20 ms period.
@@ -139,53 +135,9 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-class RawWebSocket:
-    """A client that completes the handshake and then never reads again."""
-
-    def __init__(self, sock):
-        self.sock = sock
-
-    def send_text(self, text):
-        payload = text.encode()
-        assert len(payload) < 126
-        mask = os.urandom(4)
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + body)
-
-    def send_ping_message(self):
-        self.send_text('{"type":"ping","id":1}')
-
-    def unread_bytes(self):
-        """Bytes waiting in our receive buffer (Linux SIOCINQ)."""
-        buf = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        return struct.unpack("i", buf)[0]
-
-    def close(self):
-        self.sock.close()
-
-
 def raw_websocket(port, rcvbuf=1024, path="/ws"):
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:  # read the 101 byte by byte: nothing more
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return RawWebSocket(sock)
-
-
-def send_queue(local_port, remote_port):
-    """Bytes the kernel holds unsent/unacknowledged on the loopback socket
-    local_port -> remote_port (Linux /proc/net/tcp tx_queue), or None."""
-    want = (":%04X" % local_port, ":%04X" % remote_port)
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(want[0]) and fields[2].endswith(want[1]):
-                return int(fields[4].split(":")[0], 16)
-    return None
+    """A car client that completes the handshake and then never reads again
+    (support.wsraw.RawWS with a small receive buffer)."""
+    ws = RawWS(port, path, rcvbuf=rcvbuf)
+    assert ws.status == 101, ws.head
+    return ws

@@ -3,9 +3,10 @@ speaks the fleet topic contract (docs/protocol.md)."""
 import asyncio
 import json
 import time
+import urllib.request
 
-from helpers_car import FAST_LIMITS
-from helpers_mqtt import Client
+from support.car import FAST_LIMITS
+from support.mqtt import Client
 
 
 def car_config(tmp_path, car_id, broker_url, fleet=None, limits=None, access=None, hostname=None):
@@ -77,3 +78,18 @@ class Commander(Client):
         while time.monotonic() < end:
             self.drive(car_id, throttle, **kw)
             await asyncio.sleep(every)
+
+
+def fleet_status(proc):
+    with urllib.request.urlopen("http://127.0.0.1:%d/fleet" % proc.port, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_status(proc, predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = fleet_status(proc)
+        if predicate(s):
+            return s
+        time.sleep(0.1)
+    raise AssertionError("fleet status never matched; last %s; console:\n%s" % (s, proc.output()))

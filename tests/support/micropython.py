@@ -1,14 +1,14 @@
-"""Shared harness: start the real firmware under the MicroPython Unix port on a
-free loopback port, and clean it up after each test."""
+"""The real firmware under the MicroPython Unix port: a process serving on a free
+loopback port (MicroPythonProcess), a script run to completion (run_micropython),
+and the 32-bit board proxies (board_proxy)."""
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from support import ROOT
+from support.processes import free_port, stop, wait_listening
 VENV_BIN = os.path.dirname(sys.executable)
 
 
@@ -36,24 +36,8 @@ def board_proxy(chip):
     return path
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_port(port, proc, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError("micropython exited (%s) before listening:\n%s" % (proc.returncode, out))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("nothing listening on port %d after %.0fs" % (port, timeout))
+    wait_listening(port, proc, timeout, what="micropython")
 
 
 class MicroPythonProcess:
@@ -104,29 +88,8 @@ class MicroPythonProcess:
         return "ws://127.0.0.1:%d" % self.port
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         self._log.close()
-
-
-@pytest.fixture
-def start_micropython():
-    """start_micropython(script, args=(), heapsize=None) -> MicroPythonProcess."""
-    procs = []
-
-    def start(script, args=(), **kw):
-        p = MicroPythonProcess(script, args, **kw)
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.stop()
 
 
 def run_micropython(code_or_path, *args, heapsize=None, timeout=60, cwd=ROOT, micropython=None):
@@ -142,3 +105,25 @@ def run_micropython(code_or_path, *args, heapsize=None, timeout=60, cwd=ROOT, mi
     cmd += list(args)
     env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "lib") + ":.frozen")
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_functions(path):
+    """Names of the module-level test_ functions in the file at `path` (read from its
+    source, so CPython need not import a module written for MicroPython)."""
+    import ast
+    with open(os.path.join(ROOT, path)) as f:
+        tree = ast.parse(f.read())
+    return sorted(node.name for node in tree.body
+                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"))
+
+
+def run_test_module(path, micropython=None, timeout=60):
+    """Run the plain-assert test module at `path` inside MicroPython (support/mp_runner.py)
+    and require every one of its test_ functions to pass: "N passed, 0 failed" with N
+    the number the file defines. Returns the CompletedProcess."""
+    result = run_micropython("tests/support/mp_runner.py", path, micropython=micropython, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    want = "micropython: %d passed, 0 failed" % len(test_functions(path))
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert last == want, result.stdout + result.stderr
+    return result

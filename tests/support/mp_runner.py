@@ -1,5 +1,5 @@
 # Runs a plain-assert test module inside MicroPython:
-#   micropython tests/mp_runner.py tests/test_codec.py
+#   micropython tests/support/mp_runner.py tests/codec/test_codec.py
 import sys
 
 path = sys.argv[1]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, free_port
+from support.micropython import ROOT, free_port
 
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 from mqtt.session import Session  # noqa: E402
@@ -57,7 +57,7 @@ class Broker:
         self.ws_port = ws_port
         if ws_port:
             # mosquitto 2.0.11 binds this to every interface: only inside a
-            # private network namespace (tests/netns/).
+            # private network namespace (tests/fleet/netns/).
             extra += "listener %d 127.0.0.1\nprotocol websockets\n" % ws_port
             if http_dir:
                 extra += "http_dir %s\n" % http_dir

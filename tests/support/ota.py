@@ -12,8 +12,8 @@ import sys
 import time
 import urllib.request
 
-from conftest import MICROPYTHON, ROOT, free_port
-from helpers_car import FAST_LIMITS
+from support.micropython import MICROPYTHON, ROOT, free_port
+from support.car import FAST_LIMITS
 
 sys.path.insert(0, ROOT)
 from tools.board import ota  # noqa: E402
@@ -199,7 +199,7 @@ def put(port, man, body, token=None, send=None, headers=None, timeout=30):
     s.sendall(head.encode() + body[:send])
     if send < len(body):
         s.shutdown(socket.SHUT_WR)
-    from wsraw import read_response
+    from support.wsraw import read_response
     try:
         status, _, answer = read_response(s)
     finally:

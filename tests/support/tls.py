@@ -4,7 +4,7 @@ import os
 import ssl
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from support import ROOT
 sys.path.insert(0, ROOT)
 from tools.board import cert  # noqa: E402  (tools/board/cert.py: what `make cert` runs)
 

@@ -11,14 +11,13 @@ The partition table is byte-compatible with ESP-IDF's gen_esp32part output
 """
 import hashlib
 import os
-import socket
 import struct
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(ROOT, "tools")
+from support import ROOT, TOOLS  # noqa: F401
+from support.processes import free_port, stop  # noqa: F401 (ROOT, free_port: the tests' imports)
 VENV_BIN = os.path.dirname(sys.executable)
 
 # MicroPython ports/esp32/partitions-4MiB.csv
@@ -70,12 +69,6 @@ def synthetic_esp32_firmware(parts=ESP32_PARTITIONS, flash_offset=0x1000, chip_i
     return bytes(blob) + app, bootloader, app
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class VirtualBoard:
     """tools/board/vboard.py running in the background on `root`; `.tty` is its port."""
 
@@ -102,11 +95,47 @@ class VirtualBoard:
             return ""
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, grace=5)
         self.proc.stdout.close()
+
+
+# Mounts an image file with MicroPython's own LittleFS driver (vfs.VfsLfs2) through
+# a block device reading the file, and prints "<path> <sha256>" for every file.
+MOUNT_AND_LIST = r"""
+import sys, os, vfs, hashlib, binascii
+class FileBlockDevice:
+    def __init__(self, path, start, size):
+        self.f = open(path, 'rb')
+        self.start = start
+        self.count = size // 4096
+    def readblocks(self, n, buf, off=0):
+        self.f.seek(self.start + n * 4096 + off)
+        self.f.readinto(buf)
+    def writeblocks(self, n, buf, off=0):
+        raise OSError(30)  # EROFS: the test only reads
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.count
+        if op == 5:
+            return 4096
+        return 0
+vfs.mount(vfs.VfsLfs2(FileBlockDevice(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))), '/fs', readonly=True)
+def walk(d):
+    for name, kind, *_ in os.ilistdir(d):
+        p = d + '/' + name
+        if kind == 0x4000:
+            walk(p)
+        else:
+            with open(p, 'rb') as f:
+                print(p[4:], binascii.hexlify(hashlib.sha256(f.read()).digest()).decode())
+walk('/fs')
+"""
+
+
+def lfs_listing(tmp_path, image, start, size):
+    script = tmp_path / "mount_and_list.py"
+    script.write_text(MOUNT_AND_LIST)
+    r = subprocess.run([os.path.join(VENV_BIN, "micropython"), str(script), str(image), str(start), str(size)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr + r.stdout
+    return dict(line.split(" ") for line in r.stdout.splitlines())

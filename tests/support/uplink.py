@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 
-from conftest import ROOT, free_port
-from helpers_car import FAST_LIMITS
+from support.micropython import ROOT, free_port
+from support.car import FAST_LIMITS
 
 UPLINK_DIR = os.path.join(ROOT, "tools", "uplink")
 KINDS = ["python", "node"]

@@ -1,7 +1,19 @@
-"""A deliberately raw WebSocket client for tests: it can break every rule."""
+"""The tests' one raw WebSocket client: it can break every rule.
+
+- frame()/close_frame(): client frames, any opcode, mask, RSV bits or lying length;
+- request()/raw_request()/read_response(), upgrade_headers(), upgrade(): raw HTTP and
+  handshakes that may be refused;
+- RawWS: an open WebSocket over a plain socket, read frame by frame (or never:
+  `rcvbuf` and unread_bytes() make a peer whose buffers fill up);
+- open_socket() and the socket-level echo/close_clean/close_code/reset: peers that
+  vanish in every way a real one does (the hardening, fuzz and soak tests).
+"""
 import base64
+import fcntl
 import os
 import socket
+import struct
+import termios
 import time
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -71,6 +83,15 @@ def read_response(s):
     return status, headers, body
 
 
+def upgrade(port, path="/ws", host=None, **headers):
+    """One upgrade request with `headers` (Origin=...): (status, headers, body)."""
+    h = upgrade_headers()
+    if host:
+        h["Host"] = host
+    h.update(headers)
+    return request(port, path, h)
+
+
 def upgrade_headers(**overrides):
     h = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": KEY,
          "Sec-WebSocket-Version": "13"}
@@ -98,10 +119,11 @@ class RawWS:
         head = "GET %s HTTP/1.1\r\n" % path + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
         self.sock.sendall(head.encode())
         buf = b""
-        while b"\r\n\r\n" not in buf:
+        while b"\r\n\r\n" not in buf:  # byte by byte: nothing after the response is read
             chunk = self.sock.recv(1)
             if not chunk:
-                raise ConnectionError("closed during handshake")
+                self.sock.close()
+                raise ConnectionError("closed during the handshake: %r" % buf)
             buf += chunk
         self.status = int(buf.split()[1])
         self.head = buf.decode()
@@ -109,6 +131,14 @@ class RawWS:
 
     def send(self, data):
         self.sock.sendall(data)
+
+    def send_text(self, text):
+        self.sock.sendall(frame(0x1, text, key=os.urandom(4)))
+
+    def unread_bytes(self):
+        """Bytes waiting in our receive buffer (Linux SIOCINQ)."""
+        buf = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return struct.unpack("i", buf)[0]
 
     def _need(self, n):
         while len(self.buf) < n:
@@ -162,3 +192,81 @@ class RawWS:
 
 def random_bytes(n):
     return os.urandom(n)
+
+
+# -- socket-level helpers: a plain socket with the WebSocket open ---------------------
+
+def open_socket(port, path="/", timeout=5.0, headers=None):
+    """A socket with the WebSocket open (the 101 read, nothing more)."""
+    ws = RawWS(port, path, headers, timeout=timeout)
+    if ws.status != 101:
+        ws.close()
+        raise ConnectionError("handshake refused: %r" % ws.head.split("\r\n")[0])
+    return ws.sock
+
+
+def read_frame(s, buf=b""):
+    """(opcode, payload, rest) of the next server frame; EOFError when closed."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+    need(2)
+    n = buf[1] & 0x7F
+    pos = 2
+    if n == 126:
+        need(4)
+        n, pos = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        need(10)
+        n, pos = int.from_bytes(buf[2:10], "big"), 10
+    need(pos + n)
+    return buf[0] & 0x0F, buf[pos:pos + n], buf[pos + n:]
+
+
+def echo(s, text):
+    """Send a text message and return the echo (skipping pings)."""
+    s.sendall(frame(1, text))
+    rest = b""
+    while True:
+        op, payload, rest = read_frame(s, rest)
+        if op == 1:
+            return payload.decode()
+        if op == 8:
+            raise EOFError("closed: %r" % payload)
+
+
+def close_clean(s):
+    """Client close handshake, wait for the server's close frame, then close."""
+    s.sendall(frame(8, (1000).to_bytes(2, "big")))
+    rest = b""
+    try:
+        while True:
+            op, payload, rest = read_frame(s, rest)
+            if op == 8:
+                break
+    except (EOFError, OSError):
+        pass
+    s.close()
+
+
+def reset(s):
+    """Vanish with a TCP RST (SO_LINGER 0): a peer that crashed or lost power."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def close_code(s, timeout=3.0):
+    """The code of the server's close frame (None if empty), or 'eof'."""
+    s.settimeout(timeout)
+    rest = b""
+    try:
+        while True:
+            op, payload, rest = read_frame(s, rest)
+            if op == 8:
+                return int.from_bytes(payload[:2], "big") if payload else None
+    except EOFError:
+        return "eof"

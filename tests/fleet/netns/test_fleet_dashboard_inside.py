@@ -1,4 +1,4 @@
-"""Run by tests/test_fleet_dashboard.py inside `unshare -n` (TETHER_IN_NETNS=1):
+"""Run by tests/fleet/test_fleet_dashboard.py inside `unshare -n` (TETHER_IN_NETNS=1):
 the fleet dashboard (fleet/, built by tools/web/build_fleet.py) served by
 mosquitto's http_dir on its WebSocket listener, in headless Chromium, with two
 simulated cars on the broker's TCP listener."""
@@ -10,14 +10,13 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import ROOT, free_port  # noqa: E402
-from helpers_car import Client as WsClient  # noqa: E402
-from helpers_car import moving, stopped  # noqa: E402
-from helpers_fleet import Commander, start_car  # noqa: E402
-from helpers_mqtt import IN_NETNS, Broker  # noqa: E402
+from support.micropython import ROOT, free_port  # noqa: E402
+from support.car import Client as WsClient  # noqa: E402
+from support.car import moving, stopped  # noqa: E402
+from support.fleet import Commander, start_car  # noqa: E402
+from support.mqtt import IN_NETNS, Broker  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not IN_NETNS, reason="runs inside unshare -n (tests/test_fleet_dashboard.py)")
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not IN_NETNS, reason="runs inside unshare -n (tests/fleet/test_fleet_dashboard.py)")]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 

@@ -1,23 +1,20 @@
-"""Run by tests/test_fleet_websocket.py inside `unshare -n` (TETHER_IN_NETNS=1);
+"""Run by tests/fleet/test_fleet_websocket.py inside `unshare -n` (TETHER_IN_NETNS=1);
 skipped anywhere else, because mosquitto's WebSocket listener binds every
 interface. A car whose fleet.url is ws:// (MQTT over WebSocket, subprotocol
 mqtt) comes online, is driven and stopped by a client on the TCP listener and
 by one on the WebSocket listener."""
 import asyncio
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import free_port  # noqa: E402
-from helpers_car import Client as WsClient  # noqa: E402
-from helpers_car import moving, stopped  # noqa: E402
-from helpers_fleet import Commander, start_car  # noqa: E402
-from helpers_mqtt import IN_NETNS, Broker, have_wsclient  # noqa: E402
+from support.micropython import free_port  # noqa: E402
+from support.car import Client as WsClient  # noqa: E402
+from support.car import moving, stopped  # noqa: E402
+from support.fleet import Commander, start_car  # noqa: E402
+from support.mqtt import IN_NETNS, Broker, have_wsclient  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not IN_NETNS or not have_wsclient(),
-                                reason="runs inside unshare -n (tests/test_fleet_websocket.py)")
+                                reason="runs inside unshare -n (tests/fleet/test_fleet_websocket.py)")
 
 
 def test_a_car_over_mqtt_over_websocket(tmp_path, start_micropython):

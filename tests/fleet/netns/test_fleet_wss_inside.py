@@ -1,22 +1,18 @@
-"""Run by tests/test_fleet_broker_tls.py inside `unshare -n` (TETHER_IN_NETNS=1):
+"""Run by tests/fleet/test_fleet_broker_tls.py inside `unshare -n` (TETHER_IN_NETNS=1):
 mosquitto's WebSocket listener binds every interface. MQTT over wss://: a car
 with fleet.ca = the broker's CA comes online; one trusting another CA is
 refused, naming the reason."""
-import os
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from conftest import free_port  # noqa: E402
-from helpers_fleet import car_config  # noqa: E402
-from helpers_mqtt import IN_NETNS, Broker, have_wsclient  # noqa: E402
-from helpers_tls import cert  # noqa: E402
-from test_fleet_broker_tls import wait_status  # noqa: E402
+from support.micropython import free_port  # noqa: E402
+from support.fleet import car_config, wait_status  # noqa: E402
+from support.mqtt import IN_NETNS, Broker, have_wsclient  # noqa: E402
+from support.tls import cert  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not IN_NETNS or not have_wsclient(),
-                                reason="runs inside unshare -n (tests/test_fleet_broker_tls.py)")
+                                reason="runs inside unshare -n (tests/fleet/test_fleet_broker_tls.py)")
 
 
 def test_fleet_over_wss_verifies_the_broker(tmp_path, start_micropython):

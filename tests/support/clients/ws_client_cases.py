@@ -1,6 +1,6 @@
 # WebSocket-client scenarios, the same code under MicroPython and CPython:
-#   micropython tests/clients/ws_client_cases.py CASE URL [ARG...]   (cwd: the repo)
-# Prints what happened, one fact per line, for tests/test_wsclient.py to check.
+#   micropython tests/support/clients/ws_client_cases.py CASE URL [ARG...]   (cwd: the repo)
+# Prints what happened, one fact per line, for tests/client/test_wsclient.py to check.
 import sys
 
 sys.path.insert(0, "lib")

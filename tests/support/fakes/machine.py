@@ -1,7 +1,7 @@
 # Stand-in for the ESP `machine` module, for testing lib/hardware/real.py on
 # the Unix port. It records everything written (pin numbers, modes, values,
 # PWM frequency and duty, ADC set-up) so a test can see a wrong pin or a
-# reversed motor. Only for tests: prepend tests/fakes to MICROPYPATH.
+# reversed motor. Only for tests: prepend tests/support/fakes to MICROPYPATH.
 #
 # Test knobs: PULSE_US[0] (what time_pulse_us returns), ADC_VOLTS (volts at an
 # ADC input, keyed by GPIO or 0 for the ESP8266 A0), and swapping the API

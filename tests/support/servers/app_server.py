@@ -1,8 +1,8 @@
 # A test application on the server package: every feature the tests need.
-#   micropython tests/servers/app_server.py --port N
+#   micropython tests/support/servers/app_server.py --port N
 import sys
 
-sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../../lib")
+sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../../../lib")
 
 import asyncio
 

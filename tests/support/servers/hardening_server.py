@@ -1,6 +1,6 @@
 # The real server (lib/wsserver) with every limit on the command line, for the
 # hardening tests (dead peers, floods, MemoryError). Runs under MicroPython:
-#   micropython tests/helpers_hardening_server.py --port N [--max-message B]
+#   micropython tests/support/servers/hardening_server.py --port N [--max-message B]
 #       [--max-clients N] [--max-pending N] [--ping-interval-ms MS] [--ping-timeout-ms MS]
 # WebSocket "/" echoes; the text "heap" answers gc.mem_alloc() after gc.collect().
 # "/alloc": a text "N" makes the handler allocate N bytes (a big allocation
@@ -8,7 +8,7 @@
 # GET /heap and GET /stats ("heap clients heads-pending") for the test to poll.
 import sys
 
-sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../lib")
+sys.path.insert(0, (__file__.rpartition("/")[0] or ".") + "/../../../lib")
 
 import gc
 
