@@ -5,12 +5,12 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
-from support.micropython import ROOT, free_port
+from support import ROOT
+from support.processes import free_port, kill, wait_listening
 
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 from mqtt.session import Session  # noqa: E402
@@ -80,21 +80,10 @@ class Broker:
     def start(self, timeout=10):
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mosquitto exited: %s" % self.proc.stderr.read().decode())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto not listening on %d" % self.port)
+        wait_listening(self.port, self.proc, timeout, what="mosquitto")
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill(self.proc)
 
     stop = kill
 

@@ -12,7 +12,8 @@ import sys
 import time
 import urllib.request
 
-from support.micropython import MICROPYTHON, ROOT, free_port
+from support.micropython import MICROPYTHON, ROOT
+from support.processes import free_port, kill, stop
 from support.car import FAST_LIMITS
 
 sys.path.insert(0, ROOT)
@@ -128,17 +129,10 @@ class Car:
         return rc
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill(self.proc)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop(self.proc)
         self.log.close()
 
     def output(self):

@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 
-from support.micropython import ROOT, free_port
+from support import ROOT
+from support.processes import free_port, kill
 from support.car import FAST_LIMITS
 
 UPLINK_DIR = os.path.join(ROOT, "tools", "uplink")
@@ -115,9 +116,7 @@ class RefServer:
         return time.monotonic()
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        kill(self.proc, wait=5)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
