@@ -506,7 +506,8 @@ def test_deploy_gets_in_while_boot_py_joins_unreachable_networks(tmp_path):
     import sys
     import time
 
-    from support.tooling import VirtualBoard, free_port
+    from support.processes import free_port
+    from support.tooling import VirtualBoard
 
     http_port = free_port()
     board = VirtualBoard(tmp_path, main_args="--port %d --host 127.0.0.1" % http_port)
@@ -607,7 +608,7 @@ print(json.dumps([asked, line.decode().strip(), hasattr(socket, "TCP_NODELAY")])
 def test_tcp_nodelay_uses_the_socket_modules_constants(lwip):
     # The handshake asks the socket module for IPPROTO_TCP and TCP_NODELAY (the
     # ESP8266's lwIP has TCP_NODELAY = 0x40; option 1 there is "not implemented").
-    from support.micropython import free_port
+    from support.processes import free_port
 
     port = free_port()
     asked, status, unix_has_it = mp(NODELAY % (lwip, port, port))

@@ -477,7 +477,8 @@ except RuntimeError as e:
 
 
 def test_a_crash_propagates_with_the_motors_stopped():
-    from support.micropython import free_port, run_micropython
+    from support.micropython import run_micropython
+    from support.processes import free_port
 
     result = run_micropython(CRASH_SCRIPT % free_port(), timeout=10)
     assert "before crash (0.625, 0.625)" in result.stdout, result.stdout + result.stderr
@@ -504,7 +505,7 @@ def run_main(tmp_path, *args, config=None, timeout=10):
 
 
 def test_real_hardware_on_a_computer_says_it_needs_a_board(tmp_path):
-    from support.micropython import free_port
+    from support.processes import free_port
     r = run_main(tmp_path, "--port", str(free_port()), config={"hardware": {"mode": "real"}})
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "Traceback" not in out, out

@@ -533,7 +533,8 @@ def test_a_plain_car_never_imports_the_update_code(tmp_path):
     """A car that has no update in flight boots without car.update,
     car.ota, car.rest or wsserver.body (their names and code stay out of
     its heap)."""
-    from support.micropython import free_port, run_micropython
+    from support.micropython import run_micropython
+    from support.processes import free_port
     root = install_app(str(tmp_path / "app"))
     probe = os.path.join(root, "probe.py")
     with open(probe, "w") as f:

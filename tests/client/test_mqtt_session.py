@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from support.micropython import free_port
+from support.processes import free_port
 from support.mqtt import Broker, Client, have_mosquitto
 from mqtt import codec
 from mqtt.session import Session

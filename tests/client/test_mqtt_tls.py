@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support.micropython import free_port
+from support.processes import free_port
 from support.mqtt import Broker, Client, have_mosquitto
 from mqtt.session import Session
 from mqtt.transport import opener

@@ -18,7 +18,8 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from support.micropython import MICROPYTHON, ROOT, free_port
+from support.micropython import MICROPYTHON, ROOT
+from support.processes import free_port
 
 CASES = "tests/support/clients/ws_client_cases.py"
 INTERPRETERS = {"micropython": [MICROPYTHON], "cpython": [sys.executable]}

@@ -302,7 +302,7 @@ def test_malformed_mqtt_from_the_broker_is_a_clear_error_and_the_car_keeps_runni
 def test_a_dead_broker_never_delays_the_control_loop_or_the_page(tmp_path, start_micropython):
     # Nothing listens at the broker's address: the link retries with backoff while
     # the car drives and serves as usual; its telemetry keeps 50 Hz without gaps.
-    from support.micropython import free_port
+    from support.processes import free_port
     car = start_car(start_micropython, tmp_path, "car-d", "mqtt://127.0.0.1:%d" % free_port())
 
     async def main():

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from support.micropython import free_port
+from support.processes import free_port
 from support.fleet import car_config, wait_status
 from support.mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
 from support.tls import cert

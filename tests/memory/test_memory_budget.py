@@ -27,7 +27,8 @@ import sys
 
 import pytest
 
-from support.micropython import board_proxy, free_port, run_micropython
+from support.micropython import board_proxy, run_micropython
+from support.processes import free_port
 
 from support import FAKES, ROOT
 sys.path.insert(0, ROOT)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,11 +14,11 @@ import urllib.request
 import pytest
 import websockets
 
-from support.car import Client, moving, write_config
-import sys, os
 from support import ROOT
-sys.path.insert(0, ROOT)
+from support.car import Client, moving, write_config
 from support.tls import client_context, client_hello, make_certs, tls_config
+
+sys.path.insert(0, ROOT)  # tools.board.stage
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from support import ROOT
+from support import ROOT  # noqa: F401 (also the tests' ROOT)
 from support.processes import free_port, stop, wait_listening
 VENV_BIN = os.path.dirname(sys.executable)
 

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
-from support import ROOT, TOOLS  # noqa: F401
-from support.processes import free_port, stop  # noqa: F401 (ROOT, free_port: the tests' imports)
+from support import TOOLS
+from support.processes import stop
 VENV_BIN = os.path.dirname(sys.executable)
 
 # MicroPython ports/esp32/partitions-4MiB.csv

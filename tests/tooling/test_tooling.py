@@ -19,8 +19,9 @@ import time
 
 import pytest
 
-from support.tooling import (ESP32_PARTITIONS, ROOT, TOOLS, VirtualBoard, free_port, lfs_listing,
-                             partition_table, synthetic_esp32_firmware)
+from support import ROOT, TOOLS
+from support.processes import free_port
+from support.tooling import ESP32_PARTITIONS, VirtualBoard, lfs_listing, partition_table, synthetic_esp32_firmware
 
 sys.path.insert(0, ROOT)
 from tools.board import fwstore  # noqa: E402

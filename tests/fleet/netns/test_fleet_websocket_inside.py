@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from support.micropython import free_port  # noqa: E402
+from support.processes import free_port  # noqa: E402
 from support.car import Client as WsClient  # noqa: E402
 from support.car import moving, stopped  # noqa: E402
 from support.fleet import Commander, start_car  # noqa: E402

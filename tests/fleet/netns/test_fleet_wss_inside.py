@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support.micropython import free_port  # noqa: E402
+from support.processes import free_port  # noqa: E402
 from support.fleet import car_config, wait_status  # noqa: E402
 from support.mqtt import IN_NETNS, Broker, have_wsclient  # noqa: E402
 from support.tls import cert  # noqa: E402
