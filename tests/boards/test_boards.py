@@ -39,6 +39,7 @@ def test_esp8266_proxy_lacks_what_the_esp8266_port_lacks():
     assert r.stdout.split() == ["False", "False", "False", "0"], r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_firmware_starts_and_drives_on_the_esp8266_proxy(tmp_path):
     proxy = board_proxy("esp8266")
     cfg = write_config(tmp_path)
@@ -93,6 +94,7 @@ def test_firmware_checks_origins_on_the_esp8266_proxy(tmp_path):
         car.stop()
 
 
+@pytest.mark.slow
 def test_codec_suite_passes_on_the_esp8266_proxy():
     run_test_module("tests/codec/test_codec.py", micropython=board_proxy("esp8266"))  # every test_ in it
 
@@ -160,6 +162,7 @@ print(json.dumps([t["uptime_ms"], car.up_s]))
 """
 
 
+@pytest.mark.slow
 def test_uptime_keeps_counting_past_the_ticks_wrap():
     for proxy in (None, board_proxy("esp8266")):
         got = mp(UPTIME, proxy=proxy)
@@ -193,6 +196,7 @@ print(json.dumps(asyncio.run(main())))
 """
 
 
+@pytest.mark.slow
 def test_close_waits_its_timeout_across_the_ticks_wrap():
     # ticks_ms() + timeout is past the ticks period (and not a small int on a
     # 32-bit board): ticks_diff of it is garbage and close() gave up at once.
@@ -411,6 +415,7 @@ def make_image(tmp_path, parts, *args):
     return r, fw, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flash_size, fs_size", [("4MB", 0x200000), ("8MB", 0x600000)])
 def test_image_puts_the_filesystem_where_a_v128_firmware_registers_vfs(tmp_path, flash_size, fs_size):
     # ports/esp32/main.c: no "vfs"/"ffat" partition -> "vfs" from the end of the last
@@ -427,6 +432,7 @@ def test_image_puts_the_filesystem_where_a_v128_firmware_registers_vfs(tmp_path,
     assert "main.py" in listing and "boot.py" in listing and "lib/car/main.mpy" in listing
 
 
+@pytest.mark.slow
 def test_image_after_a_romfs_partition(tmp_path):
     # partitions-4MiB-romfs.csv: factory 0x1D0000 then romfs 0x1E0000 + 0x20000.
     parts = V128_PARTITIONS[:2] + [("factory", 0x00, 0x00, 0x10000, 0x1D0000),
@@ -477,6 +483,7 @@ print(json.dumps(network.ACTIVE))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("joined", [True, False])
 def test_local_url_only_where_mdns_answers(tmp_path, joined):
     cfg = tmp_path / "config.json"
@@ -501,6 +508,7 @@ SLOW_NETWORK = '''# Test stand-in: a station that never connects, so boot.py's W
 ''' + open(os.path.join(FAKES, "network.py")).read().replace("CONNECTED = [True]", "CONNECTED = [False]")
 
 
+@pytest.mark.slow
 def test_deploy_gets_in_while_boot_py_joins_unreachable_networks(tmp_path):
     import subprocess
     import sys
@@ -633,6 +641,7 @@ def test_echo_timeout_is_short_on_the_esp8266(chip, expected):
 
 # --- must show: the ROMFS layout on the esp8266 proxy --------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heap_kb", [52])
 def test_firmware_drives_from_a_romfs_image_on_the_esp8266_proxy(tmp_path, heap_kb):
     # lib/ as x86 .mpy in a ROMFS image executed in place (tools/measure/heap_report.py's

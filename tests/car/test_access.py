@@ -250,6 +250,7 @@ def test_files_outside_web_are_never_served(open_car):
 
 # ------------------------------------------------------------- the page
 
+@pytest.mark.slow
 def test_page_passes_its_token_to_the_car(open_car):
     pytest.importorskip("playwright.sync_api")
     chromium = os.environ.get("CHROMIUM") or "/usr/bin/chromium"

@@ -5,6 +5,8 @@ import json
 import subprocess
 import time
 
+import pytest
+
 from support.car import Client, moving, run, stopped, write_config
 from support.wsraw import request
 
@@ -97,6 +99,7 @@ def test_same_origin_and_token_rules_as_the_websocket(start_micropython, tmp_pat
     assert request(p, "/api/stop", method="POST")[0] == 200
 
 
+@pytest.mark.slow
 def test_bad_api_requests_do_not_disturb_the_driver(start_micropython, tmp_path):
     car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 500})
 

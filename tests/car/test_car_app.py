@@ -5,6 +5,8 @@ import json
 import time
 import urllib.request
 
+import pytest
+
 from support import ROOT
 from support.car import Client, moving, raw_websocket, run, stopped, write_config
 from support.tcp import send_queue
@@ -50,6 +52,7 @@ def test_hello_and_telemetry_follow_the_protocol(start_micropython, tmp_path):
     assert 180 < t["distance_cm"] < 200  # nose 0.1 m ahead of the centre, wall at 4 m
 
 
+@pytest.mark.slow
 def test_forward_increases_x_and_positive_steer_turns_right(start_micropython, tmp_path):
     car = start_car(start_micropython, tmp_path)
 
@@ -146,6 +149,7 @@ def test_anyone_can_stop(start_micropython, tmp_path):
     assert t["motor"] == {"left": 0, "right": 0}
 
 
+@pytest.mark.slow
 def test_a_stop_latches_until_the_driver_resumes(start_micropython, tmp_path):
     car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
 
@@ -303,6 +307,7 @@ def test_actuators_and_speed_limit(start_micropython, tmp_path):
     assert limited["speed_limit"] == 0.5 and limited["motor"] == {"left": 0.5, "right": 0.5}
 
 
+@pytest.mark.slow
 def test_obstacle_guard_refuses_forward_near_a_wall(start_micropython, tmp_path):
     # A 1.2 m room: the wall ahead is 0.5 m from the car's nose.
     car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000, "stop_distance_cm": 20},
@@ -374,6 +379,7 @@ def test_unreadable_config_runs_on_defaults(start_micropython, tmp_path):
     assert "config error: %s: not valid JSON, using defaults" % path in car.output()
 
 
+@pytest.mark.slow
 def test_telemetry_rate_with_four_clients(start_micropython, tmp_path):
     hz = 20
     car = start_car(start_micropython, tmp_path, limits={"telemetry_hz": hz})
@@ -396,6 +402,7 @@ def test_telemetry_rate_with_four_clients(start_micropython, tmp_path):
         assert hz * 0.8 <= rate <= hz * 1.2
 
 
+@pytest.mark.slow
 def test_client_that_never_reads_delays_nobody(start_micropython, tmp_path):
     car = start_car(start_micropython, tmp_path, limits={"deadman_ms": 2000})
 

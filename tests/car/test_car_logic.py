@@ -146,6 +146,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text,code,field", BAD)
 def test_bad_messages_are_rejected_naming_the_field(text, code, field):
     got = mp("from car.protocol import parse\nprint(json.dumps(parse(%r)))" % text)

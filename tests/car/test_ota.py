@@ -79,6 +79,7 @@ def check_old_app(car, before):
     assert car.ota_state() is None
 
 
+@pytest.mark.slow
 def test_update_switches_confirms_and_shows_the_new_version(cars, tmp_path, update):
     files, version = update
     car = cars(install_app(str(tmp_path / "app"))).boot()
@@ -117,6 +118,7 @@ def test_update_switches_confirms_and_shows_the_new_version(cars, tmp_path, upda
     assert tree_hashes(car.root) == now
 
 
+@pytest.mark.slow
 def test_make_ota_tool_against_the_simulated_car(cars, tmp_path):
     car = cars(install_app(str(tmp_path / "app"))).boot()
     supervisor = [True]
@@ -147,6 +149,7 @@ def test_make_ota_tool_against_the_simulated_car(cars, tmp_path):
     assert car.serves_page()
 
 
+@pytest.mark.slow
 def test_upload_cut_at_many_offsets_keeps_the_old_app(cars, tmp_path, update):
     files, version = update
     car = cars(install_app(str(tmp_path / "app"))).boot()
@@ -199,6 +202,7 @@ def test_one_corrupted_byte_is_refused(cars, tmp_path, update):
     check_old_app(car, before)
 
 
+@pytest.mark.slow
 def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
     mp = fast_micropython()
     golden = install_app(str(tmp_path / "golden"))
@@ -231,6 +235,7 @@ def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
     assert step > 50, step  # renames of every file, the plan, the marker
 
 
+@pytest.mark.slow
 def test_new_app_that_crashes_on_import_rolls_back(cars, tmp_path, broken_update):
     files, version = broken_update
     car = cars(install_app(str(tmp_path / "app"))).boot()
@@ -244,6 +249,7 @@ def test_new_app_that_crashes_on_import_rolls_back(cars, tmp_path, broken_update
     check_old_app(car, before)
 
 
+@pytest.mark.slow
 def test_new_app_that_never_confirms_rolls_back(cars, tmp_path, update):
     # A power cut (or a hang the watchdog resets) before confirm_s: the next
     # boot does not keep the unconfirmed app.
@@ -259,6 +265,7 @@ def test_new_app_that_never_confirms_rolls_back(cars, tmp_path, update):
     assert "did not confirm itself" in car.output()
 
 
+@pytest.mark.slow
 def test_power_cut_at_every_step_of_the_rollback(cars, tmp_path, broken_update):
     mp = fast_micropython()
     golden = install_app(str(tmp_path / "golden"))
@@ -352,6 +359,7 @@ def test_disk_full_mid_upload_refused_cleanly(cars, tmp_path, update):
         car.stop()
 
 
+@pytest.mark.slow
 def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, tmp_path, update):
     files, version = update
     car = cars(install_app(str(tmp_path / "app"), access={"token": TOKEN},
@@ -428,6 +436,7 @@ def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, t
     check_old_app(car, before)
 
 
+@pytest.mark.slow
 def test_driving_refused_while_an_update_is_received(cars, tmp_path, update):
     files, version = update
     car = cars(install_app(str(tmp_path / "app"))).boot()
@@ -507,6 +516,7 @@ def test_page_shows_the_update_and_reconnects_on_the_new_version(cars, tmp_path,
             browser.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip", ["esp32", "esp8266"])
 def test_update_on_a_board_proxy(cars, tmp_path, chip):
     """The whole update on the 32-bit board proxies (the ESP8266's has no
@@ -567,6 +577,7 @@ main(".")
     assert not modules & {"car.ota", "car.update", "car.rest", "wsserver.body"}, modules
 
 
+@pytest.mark.slow
 def test_app_in_romfs_is_refused_and_the_tool_says_usb(tmp_path):
     """lib/ in a ROMFS image (mounted at /rom, as MicroPython does on a board
     with a ROMFS partition; tools/measure/heap_report.py's layout): the car refuses

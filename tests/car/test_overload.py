@@ -171,6 +171,7 @@ def summary(values):
         len(values), statistics.median(values), values[int(0.95 * (len(values) - 1))], values[-1])
 
 
+@pytest.mark.slow
 def test_flood_does_not_delay_driver_or_deadman(start_micropython, tmp_path):
     car = start_micropython("main.py", args=["--config", config(tmp_path, max_clients=3)])
 
@@ -236,6 +237,7 @@ app.run(config_path=%(config)r, host="127.0.0.1", port=port, static_dir=%(web)r)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heapsize", ["160K"])
 def test_memory_error_in_one_connection_spares_the_rest(start_micropython, tmp_path, heapsize):
     script = tmp_path / "big_frames_car.py"

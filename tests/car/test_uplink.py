@@ -71,6 +71,7 @@ def retry_delays(output):
     return [int(ms) for ms in re.findall(r"retrying in (\d+) ms", output)]
 
 
+@pytest.mark.slow
 def test_hello_first_then_telemetry_at_the_configured_rate(kind, servers, tmp_path, start_micropython):
     server = servers(kind)
     car = start_car(start_micropython, tmp_path, server.url, uplink={"telemetry_hz": 5})
@@ -93,6 +94,7 @@ def test_hello_first_then_telemetry_at_the_configured_rate(kind, servers, tmp_pa
     assert "uplink: connected to " + server.url in car.output()
 
 
+@pytest.mark.slow
 def test_drive_from_the_server_moves_the_car_stop_stops_it_and_it_is_one_control_client(
         kind, servers, tmp_path, start_micropython):
     server = servers(kind)
@@ -122,6 +124,7 @@ def test_drive_from_the_server_moves_the_car_stop_stops_it_and_it_is_one_control
     server.wait_line(lambda t: t == 'car 1 reply {"type":"role","role":"viewer"}', 3)
 
 
+@pytest.mark.slow
 def test_server_killed_stops_the_car_within_the_deadman_and_it_reconnects_within_the_backoff(
         kind, servers, tmp_path, start_micropython):
     deadman = 300
@@ -159,6 +162,7 @@ def test_server_killed_stops_the_car_within_the_deadman_and_it_reconnects_within
     assert again <= max(delays) / 1000 + 0.5, (again, delays)
 
 
+@pytest.mark.slow
 def test_a_burst_of_late_drive_commands_after_a_stall_does_not_move_the_car(kind, servers, tmp_path,
                                                                            start_micropython):
     # The car freezes (SIGSTOP) while the server keeps its 100 ms heartbeat
@@ -193,6 +197,7 @@ def test_a_burst_of_late_drive_commands_after_a_stall_does_not_move_the_car(kind
     assert after and all(stopped(m) for m in after)
 
 
+@pytest.mark.slow
 def test_refused_handshakes_are_named_in_the_log_and_retried_with_backoff(kind, servers, tmp_path,
                                                                          start_micropython):
     server = servers(kind, args=["--bearer", "s3cret-token", "--subprotocol", "tether.v1"])
@@ -233,6 +238,7 @@ def test_refused_handshakes_are_named_in_the_log_and_retried_with_backoff(kind, 
     assert "uplink: connected to %s (tether.v1)" % server.url in ok.output()
 
 
+@pytest.mark.slow
 def test_malformed_messages_from_the_server_get_error_replies_and_the_car_keeps_running(
         kind, servers, tmp_path, start_micropython):
     server = servers(kind)
@@ -274,6 +280,7 @@ def test_malformed_messages_from_the_server_get_error_replies_and_the_car_keeps_
     assert "connection closed (1009" in car.output(), car.output()
 
 
+@pytest.mark.slow
 def test_the_access_token_travels_in_the_command(servers, tmp_path, start_micropython):
     token = "uplink-secret-1"
     server = servers("python")
@@ -299,6 +306,7 @@ def test_the_access_token_travels_in_the_command(servers, tmp_path, start_microp
     assert forbidden[0]["field"] == "token", forbidden
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_reading_never_delays_the_control_loop_or_local_clients(tmp_path,
                                                                                  start_micropython):
     # A scripted server on loopback: it completes the handshake with a tiny

@@ -51,6 +51,7 @@ def test_publish_subscribe_qos0_qos1_and_retained(broker):
     run(main())
 
 
+@pytest.mark.slow
 def test_will_is_published_when_the_connection_dies_not_on_a_clean_close(broker):
     async def main():
         watcher = await Client(broker.url, "watcher", [("w/#", 1)]).start()
@@ -103,6 +104,7 @@ def test_a_refused_login_names_the_connack_code(tmp_path):
     assert s.connects == 0
 
 
+@pytest.mark.slow
 def test_keepalive_notices_a_silent_broker_and_reconnects_after_restart(broker):
     async def main():
         c = Client(broker.url, "k", [("k/#", 0)], keepalive_s=1)

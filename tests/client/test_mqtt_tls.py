@@ -30,6 +30,7 @@ def make_certs(d):
         "-days", "2", "-out", "server.crt", "-extfile", "ext.cnf")
 
 
+@pytest.mark.slow
 def test_mqtts_with_the_ca_connects_and_without_it_is_refused(tmp_path):
     make_certs(tmp_path)
     tls_port = free_port()

@@ -176,6 +176,7 @@ def wait_seen(peer, token, timeout=5.0):
 
 # -- against websockets ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_echo_text_binary_large_and_empty(peer, interp):
     out = lines(run_client(interp, "echo", peer.url("/echo")))
     assert out[0] == "subprotocol None"
@@ -189,6 +190,7 @@ def test_subprotocol_negotiated(peer, interp):
     assert lines(run_client(interp, "open", peer.url("/mqtt"), "mqtt")) == ["open mqtt", "closed 1000"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path,status,words", [
     ("/badaccept", "101", "Sec-WebSocket-Accept is 'dGhpcyBpcyBub3QgdGhlIGtleT0='"),
     ("/badproto", "101", "server chose subprotocol 'bogus'; we offered mqtt"),
@@ -208,6 +210,7 @@ def test_extra_headers_reach_the_server(peer, interp):
     assert f["first"] == "text 18 auth=Bearer sesame"
 
 
+@pytest.mark.slow
 def test_handshake_deadline_on_a_silent_server(interp):
     # A listener that accepts TCP and never answers the upgrade.
     with socket.socket() as listener:
@@ -238,6 +241,7 @@ def test_client_answers_the_servers_ping(peer, interp):
     assert out == ["message text 19 server got its pong", "closed 1000"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [1000, 1001, 4321])
 def test_client_close_handshake_sends_its_code(peer, interp, code):
     token = "close-%s-%d" % (interp, code)
@@ -272,6 +276,7 @@ def test_max_message_exceeded_closes_with_1009(peer, interp):
     assert wait_seen(peer, token)[0] == 1009
 
 
+@pytest.mark.slow
 def test_byte_stream_adapter_carries_binary_messages(peer, interp):
     out = lines(run_client(interp, "bytestream", peer.url("/mqtt")))
     assert out[0] == "subprotocol mqtt"
@@ -281,6 +286,7 @@ def test_byte_stream_adapter_carries_binary_messages(peer, interp):
     assert out[4].startswith("send after close raises OSError")
 
 
+@pytest.mark.slow
 def test_byte_stream_refuses_a_text_message_with_1003(peer, interp):
     token = "mqtttext-" + interp
     out = lines(run_client(interp, "bytestream_text", peer.url("/mqtttext?t=" + token)))
@@ -288,6 +294,7 @@ def test_byte_stream_refuses_a_text_message_with_1003(peer, interp):
     assert wait_seen(peer, token)[0] == 1003
 
 
+@pytest.mark.slow
 def test_bad_urls_are_named(interp):
     for url, words in [("http://127.0.0.1/", "must start with ws:// or wss://"),
                        ("ws://127.0.0.1:99999/", "bad port"),
@@ -317,6 +324,7 @@ def tls_peer(tmp_path_factory):
     p.stop()
 
 
+@pytest.mark.slow
 def test_wss_with_a_verified_certificate(tls_peer, interp):
     out = lines(run_client(interp, "wss", tls_peer.url("/echo", "wss"), tls_peer.cert, "tether-test.local"))
     assert out == ["echo text 8 over tls", "echo big True", "closed 1000"]
@@ -359,6 +367,7 @@ def test_tether_subprotocol_chosen_and_missing(tether, interp):
     assert f["error"] == "101" and "server chose no subprotocol; we need one of mqtt" in f["message"]
 
 
+@pytest.mark.slow
 def test_tether_refusals_name_the_status(tether, interp):
     f = facts(run_client(interp, "open", tether.ws_url + "/private"))
     assert f["error"] == "403" and f["message"] == "server answered 403 Forbidden, not 101 Switching Protocols"
@@ -368,6 +377,7 @@ def test_tether_refusals_name_the_status(tether, interp):
     assert out == ["message text 7 welcome", "closed 1000"]
 
 
+@pytest.mark.slow
 def test_tether_pings_an_idle_client_and_its_pongs_keep_it_open(tether, interp):
     # The server pings after 200 ms of silence and drops a client silent 300 ms more;
     # 1.5 s in recv() is five rounds of that.
@@ -375,11 +385,13 @@ def test_tether_pings_an_idle_client_and_its_pongs_keep_it_open(tether, interp):
     assert out == ["idle 1.5", "echo text 10 still here", "closed 1000"]
 
 
+@pytest.mark.slow
 def test_tether_ping_from_the_client(tether, interp):
     out = lines(run_client(interp, "ping", tether.ws_url + "/echo"))
     assert out == ["pong", "pong while reading", "reader text 11 after pings", "closed 1000"]
 
 
+@pytest.mark.slow
 def test_tether_server_close_code_reaches_the_client(tether, interp):
     out = lines(run_client(interp, "recv", tether.ws_url + "/closer", 1000, "close please"))
     assert out[:2] == ["message None", "closed 4000 asked to"]
@@ -409,12 +421,14 @@ def test_server_and_plain_car_do_not_import_the_client():
 
 # -- the codec's client role under MicroPython, and the client on the board proxies ----
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip", [None, "esp32", "esp8266"])
 def test_client_codec_suite_under_micropython(chip):
     from support.micropython import board_proxy, run_test_module
     run_test_module("tests/codec/test_wsclient_codec.py", micropython=board_proxy(chip) if chip else None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip", ["esp32", "esp8266"])
 def test_client_on_the_board_proxies(peer, chip):
     # The boards' object model and, on the esp8266 proxy, its missing language features.
@@ -485,6 +499,7 @@ def switching(accept):
             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
 
 
+@pytest.mark.slow
 def test_frames_in_the_same_packet_as_the_101_are_not_lost(interp):
     # 101, a text message and a close frame in one write: the client reads them in one go.
     url, received, thread = raw_peer(lambda accept: switching(accept) + b"\x81\x05early" + b"\x88\x02\x03\xe8")
@@ -503,6 +518,7 @@ def test_a_masked_frame_from_the_server_fails_with_1002(interp):
     assert (opcode, payload[:2]) == (0x8, b"\x03\xea")  # 1002
 
 
+@pytest.mark.slow
 def test_close_is_bounded_when_the_server_never_answers(interp):
     # The peer takes our close frame and neither answers it nor closes TCP.
     url, received, thread = raw_peer(switching, answer_close=False)
@@ -512,6 +528,7 @@ def test_close_is_bounded_when_the_server_never_answers(interp):
     assert unmask_client_frame(received)[0] == 0x8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reply,words", [
     (lambda a: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + a + b"\r\n\r\n",
      "101 without Upgrade: websocket"),

@@ -1,7 +1,10 @@
 """The codec's unit tests again, inside MicroPython (viper unmask and UTF-8)."""
+import pytest
+
 from support.micropython import run_micropython, run_test_module
 
 
+@pytest.mark.slow
 def test_codec_suite_passes_under_micropython():
     run_test_module("tests/codec/test_codec.py")  # every test_ function in it, none fewer
 

@@ -34,6 +34,7 @@ def page_ok(car):
         return r.status == 200 and b"<" in r.read()
 
 
+@pytest.mark.slow
 def test_status_telemetry_at_its_rate_and_ping(broker, tmp_path, start_micropython):
     car = start_car(start_micropython, tmp_path, "car-a", broker.url, fleet={"telemetry_hz": 5})
 
@@ -66,6 +67,7 @@ def test_status_telemetry_at_its_rate_and_ping(broker, tmp_path, start_micropyth
     assert "fleet: connected" in car.output()
 
 
+@pytest.mark.slow
 def test_drive_moves_only_its_car_stop_stops_it_and_the_link_is_a_control_client(broker, tmp_path,
                                                                                  start_micropython):
     a = start_car(start_micropython, tmp_path, "car-a", broker.url)
@@ -98,6 +100,7 @@ def test_drive_moves_only_its_car_stop_stops_it_and_the_link_is_a_control_client
     run(main())
 
 
+@pytest.mark.slow
 def test_commanding_client_killed_stops_the_car_within_the_deadman(broker, tmp_path, start_micropython):
     deadman = 300
     car = start_car(start_micropython, tmp_path, "car-a", broker.url, limits={"deadman_ms": deadman})
@@ -125,6 +128,7 @@ def test_commanding_client_killed_stops_the_car_within_the_deadman(broker, tmp_p
     assert took <= (deadman + 20 + 20 + 80) / 1000, took
 
 
+@pytest.mark.slow
 def test_car_killed_or_frozen_leaves_online_false_retained(broker, tmp_path, start_micropython):
     keepalive = 2
     killed = start_car(start_micropython, tmp_path, "car-k", broker.url, fleet={"keepalive_s": keepalive})
@@ -159,6 +163,7 @@ def test_car_killed_or_frozen_leaves_online_false_retained(broker, tmp_path, sta
     assert t_frozen <= 1.5 * keepalive + 5 + 0.5, t_frozen
 
 
+@pytest.mark.slow
 def test_stale_burst_of_drive_commands_does_not_move_the_car(broker, tmp_path, start_micropython):
     car = start_car(start_micropython, tmp_path, "car-a", broker.url, limits={"deadman_ms": 300})
 
@@ -268,6 +273,7 @@ def test_bad_json_and_bad_utf8_on_cmd_get_clear_errors_and_the_car_keeps_serving
     assert car.poll() is None
 
 
+@pytest.mark.slow
 def test_malformed_mqtt_from_the_broker_is_a_clear_error_and_the_car_keeps_running(tmp_path,
                                                                                    start_micropython):
     # A scripted broker on loopback: CONNACK, then a PUBLISH with the reserved QoS 3.
@@ -299,6 +305,7 @@ def test_malformed_mqtt_from_the_broker_is_a_clear_error_and_the_car_keeps_runni
     assert car.poll() is None
 
 
+@pytest.mark.slow
 def test_a_dead_broker_never_delays_the_control_loop_or_the_page(tmp_path, start_micropython):
     # Nothing listens at the broker's address: the link retries with backoff while
     # the car drives and serves as usual; its telemetry keeps 50 Hz without gaps.

@@ -30,6 +30,7 @@ topic read tether/+/telemetry
 """
 
 
+@pytest.mark.slow
 def test_the_documented_acl_with_logins(tmp_path, start_micropython):
     pw = tmp_path / "passwd"
     for i, (user, password) in enumerate([("car-1", "pw-car-1"), ("car-2", "pw-car-2"),

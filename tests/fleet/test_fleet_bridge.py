@@ -12,6 +12,7 @@ from support.mqtt import Broker, have_mosquitto
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 
 
+@pytest.mark.slow
 def test_a_client_on_broker_b_drives_a_car_on_broker_a(tmp_path, start_micropython):
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     a_dir.mkdir()

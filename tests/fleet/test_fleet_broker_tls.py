@@ -22,6 +22,7 @@ def broker_cert(out, name, **kw):
     return d
 
 
+@pytest.mark.slow
 def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, tmp_path):
     good_ca, other_ca = tmp_path / "ca", tmp_path / "other-ca"
     good = broker_cert(good_ca, "broker")
@@ -71,6 +72,7 @@ def test_broker_is_verified_and_bad_certificates_are_refused(start_micropython, 
         broker.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_wsclient(), reason="needs lib/wsclient (MQTT over WebSocket)")
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare -n (mosquitto's WebSocket listener binds every interface)")
 def test_fleet_over_wss_in_a_network_namespace():

@@ -19,6 +19,7 @@ def can_unshare():
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare(),
                     reason="needs mosquitto and unshare -n (root or user namespaces)")
 def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
@@ -42,6 +43,7 @@ def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
     assert "Opening websockets listen socket on port 9001" in log, log
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto")
 def test_bench_fleet_runs_and_reports_both_round_trips_and_the_telemetry_rate(tmp_path):
     result = subprocess.run([sys.executable, "tools/measure/bench_fleet.py", "--cars", "3", "--pings", "30",

@@ -18,6 +18,7 @@ CARS = ["car-%02d" % i for i in range(1, 21)]
 TELEMETRY_S = 5  # long enough to see the rate of each; kept short for the 2-core CI
 
 
+@pytest.mark.slow
 def test_twenty_cars_online_telemetry_and_a_broker_restart(tmp_path, start_micropython):
     broker = Broker(tmp_path)
     try:

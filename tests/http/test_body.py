@@ -94,6 +94,7 @@ def test_slow_body_408_at_the_deadline(server):
     assert 0.4 < elapsed < 1.5, elapsed  # request_timeout_ms is 500 here
 
 
+@pytest.mark.slow
 def test_trickled_body_408_even_though_each_piece_is_in_time(server):
     # Pieces every 200 ms keep the idle deadline alive; the whole body must
     # still arrive within the route's timeout (request_timeout_ms here).

@@ -135,6 +135,7 @@ def romfs_run(tmp_path, board, budget_text, micropython, gc_block, viewers, then
     return image, result
 
 
+@pytest.mark.slow
 def test_esp32_deploy_layout_runs_a_minute_in_its_first_heap():
     """The ESP32 port's heap starts at 56 KB: the stock layout (.mpy files on the
     filesystem, bytecode loaded into the heap), four clients."""
@@ -149,6 +150,7 @@ def test_esp32_deploy_layout_runs_a_minute_in_its_first_heap():
     check(viewer, driver, alive, errors, output)
 
 
+@pytest.mark.slow
 def test_x64_romfs_layout_runs_a_minute_within_the_heap_budget(tmp_path):
     budget = os.environ.get("TETHER_BUDGET_HEAP", "64K")
     board = staged(tmp_path, None, "x64", romfs=True)
@@ -158,6 +160,7 @@ def test_x64_romfs_layout_runs_a_minute_within_the_heap_budget(tmp_path):
     check(viewer, driver, alive, errors, output)
 
 
+@pytest.mark.slow
 def test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503(tmp_path):
     """ESP8266_GENERIC FLASH_2M_ROMFS: lib/ in ROMFS, the staged config (max_clients
     capped to 2), driver + 1 viewer; a third client is refused with 503."""

@@ -21,6 +21,7 @@ def server():
     p.stop()
 
 
+@pytest.mark.slow
 def test_silent_peer_is_pinged_then_dropped(server):
     ws = RawWS(server.port, "/feed")
     # /feed broadcasts constantly; look for the ping among the frames.
@@ -39,6 +40,7 @@ def test_silent_peer_is_pinged_then_dropped(server):
     assert time.monotonic() - t1 < 1.5  # dropped ~300 ms after the unanswered ping
 
 
+@pytest.mark.slow
 def test_peer_that_answers_pings_stays(server):
     ws = RawWS(server.port, "/echo")
     t0 = time.monotonic()
@@ -91,6 +93,7 @@ def test_slow_sockets_cannot_lock_out_a_real_client(server):
         s.close()
 
 
+@pytest.mark.slow
 def test_file_response_has_a_deadline(tmp_path):
     # A client that asks for a big file and never reads it is cut off after
     # request_timeout_ms, instead of holding the connection forever.

@@ -68,6 +68,7 @@ def wait_grown(port, base, at_least, timeout=3.0):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["payload", "fragment"])
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_peer_vanishing_mid_frame_frees_its_buffers(start_micropython, how, kind):
@@ -97,6 +98,7 @@ def clients(port):
     return int(body.split()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["payload", "header"])
 def test_silent_peer_mid_frame_is_dropped_and_freed(start_micropython, kind):
     # No FIN ever comes: only the server's idle ping/timeout can free it.

@@ -120,6 +120,7 @@ def test_tls_hello_on_a_plain_port_is_refused_within_a_second(start_micropython,
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.slow
 def test_stalled_handshakes_are_dropped_while_the_driver_drives(tls_car):
     """Two clients send half a ClientHello and stall: each is closed by the
     request deadline (5 s), while the driver's telemetry keeps flowing."""
@@ -171,6 +172,7 @@ def test_stalled_handshakes_are_dropped_while_the_driver_drives(tls_car):
           % (sorted(round(t, 2) for t in closed.values()), gap * 1000))
 
 
+@pytest.mark.slow
 def test_staged_board_tree_carries_the_certificate_and_serves_https(start_micropython, tmp_path, certs):
     """make deploy's file tree (tools/board/stage.py) with server.tls: the car's
     certificate from certs/<hostname>/ goes to tls/, and the firmware run from
@@ -211,6 +213,7 @@ def test_missing_certificate_boots_plain_and_says_why(start_micropython, tmp_pat
     assert "serving plain HTTP instead" in out and "Tether running at http://" in out
 
 
+@pytest.mark.slow
 def test_tls_client_limit_answers_503_on_the_esp32_proxy(start_micropython, tmp_path, certs):
     """The car on the esp32 board proxy (lib/ as .py source, compiled into a 128 KB heap), server.tls.max_clients 2:
     two WSS clients in (one driving), the third refused 503 with Retry-After

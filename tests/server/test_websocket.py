@@ -326,6 +326,7 @@ def big_feed():
     p.stop()
 
 
+@pytest.mark.slow
 def test_broadcast_to_stalled_client_does_not_delay_reader(big_feed):
     """A client that never reads fills its socket; the broadcast keeps
     reaching a client that does read, at the full rate."""

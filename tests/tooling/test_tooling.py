@@ -166,6 +166,7 @@ def esp32_image(tmp_path_factory, project):
             "fs": os.path.join(project, "build", "fs-esp32.bin"), "stdout": r.stdout}
 
 
+@pytest.mark.slow
 def test_image_filesystem_is_littlefs_that_micropython_mounts_with_exactly_the_app(esp32_image, project, tmp_path):
     fs = esp32_image["fs"]
     assert os.path.getsize(fs) == 0x200000  # the whole vfs partition: 512 blocks of 4096
@@ -174,6 +175,7 @@ def test_image_filesystem_is_littlefs_that_micropython_mounts_with_exactly_the_a
     assert not [p for p in listing if p.startswith("lib/") and p.endswith(".py")]
 
 
+@pytest.mark.slow
 def test_merged_image_has_each_part_at_its_offset(esp32_image, tmp_path):
     merged = read(esp32_image["out"])
     fw, fs = esp32_image["fw"], read(esp32_image["fs"])
@@ -201,6 +203,7 @@ def test_merged_image_has_each_part_at_its_offset(esp32_image, tmp_path):
     assert "invalid" in (info.stdout + info.stderr).lower()
 
 
+@pytest.mark.slow
 def test_esp32c3_image_reads_the_table_at_0x8000_and_starts_at_0(project, tmp_path):
     # An 8 MB-style table this time, so the filesystem really comes from the table.
     parts = ESP32_PARTITIONS[:3] + [("vfs", 0x01, 0x81, 0x300000, 0x100000)]
@@ -237,6 +240,7 @@ def romfs_listing(tmp_path, image_bytes):
     return dict(line.split(" ") for line in r.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_esp8266_image_puts_lib_in_romfs_and_the_rest_in_the_filesystem_at_1MiB(project, tmp_path):
     fw = bytes(range(256)) * 2400  # stands in for a ~600 KB ESP8266 firmware (not a real image)
     fw_path = tmp_path / "esp8266-synthetic.bin"
@@ -265,6 +269,7 @@ def test_esp8266_image_puts_lib_in_romfs_and_the_rest_in_the_filesystem_at_1MiB(
 
 # --- .mpy builds ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_board_architectures_compile_and_native_code_is_for_that_arch(project, tmp_path):
     native = "lib/wsserver/_native.mpy"  # viper: machine code, so the arch is in the header
     for march, code in (("xtensa", 9), ("xtensawin", 10), ("rv32imc", 11)):
@@ -283,6 +288,7 @@ def test_board_architectures_compile_and_native_code_is_for_that_arch(project, t
     assert "incompatible .mpy arch" in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_host_mpy_build_imports_every_module_and_serves_a_websocket(project, tmp_path, start_micropython):
     tree, files = stage.stage("x64", root=project, out_dir=str(tmp_path / "board"), log=lambda *a: None)
     assert not [p for p in files if p.startswith("lib/") and p.endswith(".py")]
@@ -369,6 +375,7 @@ def test_flash_refuses_an_unpinned_firmware_until_pinned(project, fake_release):
     assert "erase-flash" in r.stdout and "tools/board/deploy.py --port /dev/ttyUSB9" in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip,offset,extra", [("esp32", "0x1000", ""), ("esp32s3", "0x0", ""),
                                                ("esp32c3", "0x0", ""),
                                                ("esp8266", "0x0", "--flash-size detect --flash-mode dout ")])
@@ -383,6 +390,7 @@ def test_flash_writes_each_chip_at_its_offset(chip, offset, extra, project, tmp_
     assert "--chip %s --port /dev/ttyUSB0 --baud 460800 write-flash %s%s %s" % (chip, extra, offset, fw) in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chip,name", [("esp32", "ESP32"), ("esp32s3", "ESP32-S3"), ("esp32c3", "ESP32-C3"),
                                        ("esp8266", "ESP8266")])
 def test_esptool_accepts_the_write_command_and_talks_to_the_port(chip, name, tmp_path):
@@ -424,6 +432,7 @@ def board_state(root):
     return state
 
 
+@pytest.mark.slow
 def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_path):
     http_port = free_port()
     deploy_py = os.path.join(project, "tools", "board", "deploy.py")
@@ -482,6 +491,7 @@ def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_
     assert "KeyboardInterrupt" not in log
 
 
+@pytest.mark.slow
 def test_deploy_puts_lib_in_the_boards_romfs_partition_and_the_board_runs_it(project, tmp_path):
     """A board whose firmware has a ROMFS partition (the virtual board emulates
     vfs.rom_ioctl as ports/esp8266 does): lib/ goes into the partition through
@@ -561,6 +571,7 @@ def test_make_help_lists_every_target(project):
     assert "sim" in targets and "vboard" in targets and "web" in targets
 
 
+@pytest.mark.slow
 def test_config_json_is_made_from_the_example_on_first_use_and_never_tracked(project, tmp_path):
     """config.json holds WiFi passwords: git ignores it, make and tools/board/stage.py
     make it from config.example.json when it is missing and never overwrite it."""
@@ -636,6 +647,7 @@ def test_make_sim_installs_only_the_unix_port(project):
     assert "-r requirements.txt" in r.stdout
 
 
+@pytest.mark.slow
 def test_deploy_reports_an_app_that_fails_to_start_and_dry_run_writes_nothing(project, tmp_path):
     deploy_py = os.path.join(project, "tools", "board", "deploy.py")
     with socket.socket() as busy:                       # another program holds the app's port
@@ -673,6 +685,7 @@ def test_pin_changes_only_the_hash_in_the_manifest(tmp_path):
                for c in json.loads(original)["chips"] if c != "esp8266")
 
 
+@pytest.mark.slow
 def test_printed_commands_paste_and_run_as_they_are(tmp_path):
     """flash's dry run prints `would run: ...` lines: each runs in a shell as printed (here it
     reaches esptool / deploy, which then name the missing serial port)."""
