@@ -1,6 +1,6 @@
 """The codec's client role and the client's masked frames. Plain asserts, no pytest
 features: this file runs under CPython (pytest) and inside MicroPython (tests/support/mp_runner.py,
-from test_wsclient_micropython.py), board proxies included."""
+from tests/client/test_wsclient.py), board proxies included."""
 import sys
 
 if "lib" not in sys.path:
