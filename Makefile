@@ -21,6 +21,7 @@ VBOARD_PORT ?= 8081
 help:
 	@echo "make sim          run the firmware on this computer with a simulated car (http://$(HOST):$(SIM_PORT))"
 	@echo "make test         run the whole test suite (installs what it needs into $(VENV))"
+	@echo "make test-fast    the tests not marked slow, soak, fuzz or browser (under a minute)"
 	@echo "make conformance  run the Autobahn|Testsuite (cases 1-10) against the server"
 	@echo "make conformance-client  the same cases as a fuzzing server, against the WebSocket client"
 	@echo "make bench        benchmark the server against microdot, a raw TCP echo and CPython websockets (reports/bench.md), wss beside ws (reports/bench-tls.md); BOARD=esp32 runs them under the board proxy"
@@ -84,8 +85,16 @@ OTA_TARGET   = $(HOST)$(if $(findstring :,$(HOST)),,:$(if $(filter 127.0.0.1 loc
 ota: $(STAMP)
 	$(PY) tools/board/ota.py "$(OTA_TARGET)" $(if $(TOKEN),--token "$(TOKEN)") $(if $(CONFIG),--config "$(CONFIG)")
 
+# Every test (pytest.ini: tests/, --strict-markers). test-fast leaves out the marked
+# slow ones (the 60 s memory proofs, soak, fuzz, the browser, broker and board runs):
+# under a minute, for the edit-test loop; CI runs make test.
+FAST_MARKERS := not (slow or soak or fuzz or browser)
+.PHONY: test-fast
 test: $(STAMP) web maybe-proxies
 	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP) web maybe-proxies
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)" tests
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
 $(VENV2)/bin/wstest: tools/measure/requirements-conformance.txt

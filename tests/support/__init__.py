@@ -1,0 +1,18 @@
+"""What the tests share (tests import from here, never from conftest or another test):
+
+- micropython: the firmware under the MicroPython Unix port (MicroPythonProcess,
+  run_micropython, board_proxy) and mp_runner.py, which runs a plain-assert test
+  module inside MicroPython;
+- processes: free_port, wait_listening, stop (terminate, wait, kill);
+- wsraw: the one raw WebSocket client; car: the car's client (websockets) and config;
+- mqtt: mosquitto started per test (Broker), an MQTT client, unshare -n;
+- fleet, uplink, ota, tls, tooling, hardening, browser, fuzz: per-layer helpers;
+- servers/: the test servers run under MicroPython; clients/: the WebSocket client
+  scenarios; fakes/: machine and network modules for "real" hardware mode.
+"""
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIB = os.path.join(ROOT, "lib")
+TOOLS = os.path.join(ROOT, "tools")
+FAKES = os.path.join(ROOT, "tests", "support", "fakes")
