@@ -20,10 +20,14 @@ interpreter with the budget has.
   TETHER_BUDGET_HEAP     override every test's heap budget (e.g. 60K to find an edge)
 """
 import asyncio
+import concurrent.futures
+import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -107,13 +111,14 @@ def check(viewer, driver, alive, errors, output):
 
 def report(what, budget, viewer, image=0):
     alloc = [a - image for a in viewer.heap_alloc]  # the image's block is flash on a board
-    if alloc:
-        print("\n%s, heap %s: %.0f s, %d telemetry messages, largest gap %.0f ms; heap_alloc %d..%d B, "
-              "heap_free min %d B" % (what, budget, SECONDS, viewer.count, viewer.max_gap * 1000, min(alloc),
-                                      max(alloc), min(viewer.heap_free)))
+    if not alloc:
+        return []
+    return ["\n%s, heap %s: %.0f s, %d telemetry messages, largest gap %.0f ms; heap_alloc %d..%d B, "
+            "heap_free min %d B" % (what, budget, SECONDS, viewer.count, viewer.max_gap * 1000, min(alloc),
+                                    max(alloc), min(viewer.heap_free))]
 
 
-def romfs_run(tmp_path, board, budget_text, micropython, gc_block, viewers, then_refused=False):
+def romfs_run(board, budget_text, micropython, gc_block, viewers, then_refused=False):
     """Run a ROMFS-layout board tree: lib.romfs mounted at /rom from one block."""
     # Beside main.py, which finds config.json and web/ in its script's folder: the
     # one file that is not the board's, standing for the ROMFS partition's mount.
@@ -127,54 +132,95 @@ def romfs_run(tmp_path, board, budget_text, micropython, gc_block, viewers, then
     mounted = (fw.first("ROMFS") or "0 0").split()
     free_after_image = int(mounted[1])
     fresh = heap_report.free_at_start(budget, micropython)
-    print("\nROMFS image %d B; heap budget %s: %d B free after mounting (a fresh %s heap has %d)"
-          % (image, budget_text, free_after_image, budget_text, fresh))
+    lines = ["\nROMFS image %d B; heap budget %s: %d B free after mounting (a fresh %s heap has %d)"
+             % (image, budget_text, free_after_image, budget_text, fresh)]
     if free_after_image:  # 0: the firmware died before mounting; check() says why
         # The budget is real: the image's block gave the firmware nothing extra.
         assert free_after_image <= fresh
-    return image, result
+    return lines, image, result
 
 
-@pytest.mark.slow
-def test_esp32_deploy_layout_runs_a_minute_in_its_first_heap():
-    """The ESP32 port's heap starts at 56 KB: the stock layout (.mpy files on the
-    filesystem, bytecode loaded into the heap), four clients."""
+# The three runs: each stages its tree, drives its firmware for SECONDS and
+# returns what check() needs, plus its report line. They share nothing, so the
+# tests below run them side by side (see `proof`).
+
+def esp32_deploy_run():
     budget = os.environ.get("TETHER_BUDGET_HEAP", "72K")
     micropython = board_proxy("esp32")
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        board = staged(__import__("pathlib").Path(tmp), "esp32", "x86", romfs=False)
+        board = staged(pathlib.Path(tmp), "esp32", "x86", romfs=False)
         assert (board / "lib" / "car" / "app.mpy").exists() and not (board / "lib.romfs").exists()
         fw, viewer, driver, alive, errors, _, output = run_budget(board, "main.py", micropython, budget, 3)
-    report("esp32 proxy, .mpy on the filesystem, driver + 3 viewers", budget, viewer)
-    check(viewer, driver, alive, errors, output)
+    lines = report("esp32 proxy, .mpy on the filesystem, driver + 3 viewers", budget, viewer)
+    return lines, (viewer, driver, alive, errors, output), None
 
 
-@pytest.mark.slow
-def test_x64_romfs_layout_runs_a_minute_within_the_heap_budget(tmp_path):
+def x64_romfs_run():
     budget = os.environ.get("TETHER_BUDGET_HEAP", "64K")
-    board = staged(tmp_path, None, "x64", romfs=True)
-    image, (fw, viewer, driver, alive, errors, _, output) = romfs_run(
-        tmp_path, board, budget, heap_report.MICROPYTHON, heap_report.GC_BLOCK, 1)
-    report("x64, lib/ in ROMFS, driver + viewer", budget, viewer, image)
-    check(viewer, driver, alive, errors, output)
+    with tempfile.TemporaryDirectory() as tmp:
+        board = staged(pathlib.Path(tmp), None, "x64", romfs=True)
+        lines, image, (fw, viewer, driver, alive, errors, _, output) = romfs_run(
+            board, budget, heap_report.MICROPYTHON, heap_report.GC_BLOCK, 1)
+    lines += report("x64, lib/ in ROMFS, driver + viewer", budget, viewer, image)
+    return lines, (viewer, driver, alive, errors, output), None
 
 
-@pytest.mark.slow
-def test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503(tmp_path):
-    """ESP8266_GENERIC FLASH_2M_ROMFS: lib/ in ROMFS, the staged config (max_clients
-    capped to 2), driver + 1 viewer; a third client is refused with 503."""
+def esp8266_romfs_run():
     budget = os.environ.get("TETHER_BUDGET_HEAP", "36K")
     micropython = board_proxy("esp8266")
-    board = staged(tmp_path, "esp8266", "x86", romfs=True)
-    assert not (board / "lib").exists()  # nothing on the filesystem shadows /rom
-    with open(board / "config.json") as f:
-        assert __import__("json").load(f)["server"]["max_clients"] == 2
-    image, (fw, viewer, driver, alive, errors, refused, output) = romfs_run(
-        tmp_path, board, budget, micropython, 16, 1, then_refused=True)
-    report("esp8266 proxy, lib/ in ROMFS, driver + viewer", budget, viewer, image)
-    check(viewer, driver, alive, errors, output)
-    assert refused == 503, "the client after max_clients got %r, not 503" % refused
+    with tempfile.TemporaryDirectory() as tmp:
+        board = staged(pathlib.Path(tmp), "esp8266", "x86", romfs=True)
+        assert not (board / "lib").exists()  # nothing on the filesystem shadows /rom
+        with open(board / "config.json") as f:
+            assert json.load(f)["server"]["max_clients"] == 2
+        lines, image, (fw, viewer, driver, alive, errors, refused, output) = romfs_run(
+            board, budget, micropython, 16, 1, then_refused=True)
+    lines += report("esp8266 proxy, lib/ in ROMFS, driver + viewer", budget, viewer, image)
+    return lines, (viewer, driver, alive, errors, output), refused
+
+
+RUNS = {
+    "test_esp32_deploy_layout_runs_a_minute_in_its_first_heap": esp32_deploy_run,
+    "test_x64_romfs_layout_runs_a_minute_within_the_heap_budget": x64_romfs_run,
+    "test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503": esp8266_romfs_run,
+}
+_started = {}  # test name -> Future of its run
+
+
+@pytest.fixture
+def proof(request):
+    """This test's run. The first budget test to start starts the runs of every
+    budget test selected in this session, each in a thread with its own
+    firmware process, clients and event loop: three minutes of driving take
+    one. Each test still passes or fails on its own run alone."""
+    if not _started:
+        selected = [item.name for item in request.session.items if item.name in RUNS]
+        pool = concurrent.futures.ThreadPoolExecutor(len(selected))
+        for name in selected:
+            _started[name] = pool.submit(RUNS[name])
+        pool.shutdown(wait=False)
+    lines, result, refused = _started.pop(request.node.name).result()  # re-raises a skip or failure
+    print("".join(lines))
+    check(*result)
+    return refused
+
+
+@pytest.mark.slow
+def test_esp32_deploy_layout_runs_a_minute_in_its_first_heap(proof):
+    """The ESP32 port's heap starts at 56 KB: the stock layout (.mpy files on the
+    filesystem, bytecode loaded into the heap), four clients."""
+
+
+@pytest.mark.slow
+def test_x64_romfs_layout_runs_a_minute_within_the_heap_budget(proof):
+    """The venv's 64-bit Unix port, lib/ in ROMFS, driver + viewer."""
+
+
+@pytest.mark.slow
+def test_esp8266_romfs_layout_runs_a_minute_and_refuses_the_next_client_with_503(proof):
+    """ESP8266_GENERIC FLASH_2M_ROMFS: lib/ in ROMFS, the staged config (max_clients
+    capped to 2), driver + 1 viewer; a third client is refused with 503."""
+    assert proof == 503, "the client after max_clients got %r, not 503" % proof
 
 
 # --- no constant tuples in resident modules (docs/memory.md, section 3) ---
