@@ -2,6 +2,7 @@
 the car booting and serving its page. The car is the real firmware on the Unix
 port in its own folder; updates are built and sent by the real tools/board/ota.py."""
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
@@ -45,6 +46,28 @@ def cars():
     yield make
     for car in started:
         car.stop()
+
+
+def cut_at_every_step(cut_at, workers=2):
+    """Power-cut tests: cut_at(step) cuts the power at `step` (its own copy of the
+    tree, its own port) and checks the car recovers, returning True; False when
+    the work finished before the cut. Steps 1, 2, ... run `workers` at a time
+    until one finishes; every step before it must have been cut and checked.
+    Returns how many steps were cut."""
+    finished = None  # the first step whose work ended before its cut
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        running = {}
+        step = 0
+        while running or finished is None:
+            while finished is None and len(running) < workers:
+                step += 1
+                running[pool.submit(cut_at, step)] = step
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                n = running.pop(future)
+                if not future.result() and (finished is None or n < finished):  # raises a failed check
+                    finished = n
+    return finished - 1
 
 
 def fast_micropython():
@@ -213,16 +236,14 @@ def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
     assert car.wait_exit() == 75
     assert car.ota_state() == ["new", "pending"]
     new_tree = {rel: ota.hashlib.sha256(data).hexdigest() for rel, data in files}
-    work = str(tmp_path / "app")
-    step = 0
-    while True:
-        step += 1
-        shutil.rmtree(work, ignore_errors=True)
+
+    def cut_at(step):
+        work = str(tmp_path / ("app-%d" % step))
         shutil.copytree(golden, work)
-        trial = cars(work, port=car.port, micropython=mp)
+        trial = cars(work, micropython=mp)
         rc = trial.run_once(env={"TETHER_OTA_CUT": str(step)})
-        if rc == 75:  # the switch finished before the cut: every step was cut once
-            break
+        if rc == 75:  # the switch finished before the cut
+            return False
         assert rc == 9, (step, rc, trial.output()[-2000:])
         trial.boot()  # power back: the switch resumes, reboots, the new app runs on trial
         assert trial.version() == version, step
@@ -231,8 +252,12 @@ def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
         tree = tree_hashes(work)
         assert tree == new_tree, (step, set(tree) ^ set(new_tree))
         trial.stop()
-    print("switch: cut at each of %d steps" % (step - 1))
-    assert step > 50, step  # renames of every file, the plan, the marker
+        shutil.rmtree(work)
+        return True
+
+    steps = cut_at_every_step(cut_at)
+    print("switch: cut at each of %d steps" % steps)
+    assert steps > 50, steps  # renames of every file, the plan, the marker
 
 
 @pytest.mark.slow
@@ -282,22 +307,24 @@ def test_power_cut_at_every_step_of_the_rollback(cars, tmp_path, broken_update):
     assert car.ota_state() is None and tree_hashes(golden) == before
     shutil.rmtree(golden)
     shutil.copytree(str(tmp_path / "saved"), golden)
-    work = str(tmp_path / "app")
-    step = 0
-    while True:
-        step += 1
-        shutil.rmtree(work, ignore_errors=True)
+
+    def cut_at(step):
+        work = str(tmp_path / ("app-%d" % step))
         shutil.copytree(golden, work)
-        again = cars(work, port=car.port, micropython=mp)
+        again = cars(work, micropython=mp)
         rc = again.run_once(env={"TETHER_OTA_CUT": str(step)})
-        if rc == 75:  # the rollback finished before the cut: every step was cut once
-            break
+        if rc == 75:  # the rollback finished before the cut
+            return False
         assert rc == 9, (step, rc, again.output()[-2000:])
         again.boot()  # power back: the rollback resumes, reboots, the old app runs
         check_old_app(again, before)
         again.stop()
-    print("rollback: cut at each of %d steps" % (step - 1))
-    assert step > 40, step
+        shutil.rmtree(work)
+        return True
+
+    steps = cut_at_every_step(cut_at)
+    print("rollback: cut at each of %d steps" % steps)
+    assert steps > 40, steps
 
 
 def test_disk_full_mid_upload_refused_cleanly(cars, tmp_path, update):
