@@ -167,7 +167,7 @@ def shadowing_sources(t, files, remove, romfs_tree=None):
     lib/x.mpy; with lib/ in ROMFS (romfs_tree: the image's tree), lib/x.py and
     lib/x.mpy on the filesystem (/lib comes before /rom on sys.path)."""
     if romfs_tree:
-        mpys = ["lib/" + os.path.relpath(p, romfs_tree).replace(os.sep, "/") for p in stage._walk(romfs_tree)]
+        mpys = ["lib/" + os.path.relpath(p, romfs_tree).replace(os.sep, "/") for p in stage.walk(romfs_tree)]
         candidates = ["/" + p[:-4] + ext for p in mpys if p.endswith(".mpy") for ext in (".py", ".mpy")]
     else:
         candidates = ["/" + p[:-4] + ".py" for p in files if p.startswith("lib/") and p.endswith(".mpy")]

@@ -80,7 +80,8 @@ def compile_module(src, dest, march, source_name, mpy_cross=None):
         raise StageError("mpy-cross -march=%s failed on %s:\n%s" % (march, source_name, r.stderr or r.stdout))
 
 
-def _walk(top, skip_ext=()):
+def walk(top, skip_ext=()):
+    """Every file under top, sorted, without caches and hidden folders (also deploy.py's listing of a ROMFS tree)."""
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
         for name in sorted(filenames):
@@ -114,13 +115,13 @@ def web_assets(root, log):
         r = subprocess.run([sys.executable, builder, "--web", web], capture_output=True, text=True)
         if r.returncode != 0:
             raise StageError("tools/web/build_web.py failed:\n%s%s" % (r.stdout, r.stderr))
-        for path in _walk(web):
+        for path in walk(web):
             if path.endswith(".gz"):
                 with open(path, "rb") as f:
                     out["web/" + os.path.relpath(path, web).replace(os.sep, "/")] = f.read()
     else:
         log("stage: tools/web/build_web.py not found; gzipping web/ here")
-        for path in _walk(web, skip_ext=(".gz",)):
+        for path in walk(web, skip_ext=(".gz",)):
             with open(path, "rb") as f:
                 data = gzip.compress(f.read(), compresslevel=9, mtime=0)
             out["web/" + os.path.relpath(path, web).replace(os.sep, "/") + ".gz"] = data
@@ -229,7 +230,7 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
     lib = os.path.join(root, "lib")
     exe = mpy_cross_binary()
     shutil.rmtree(os.path.join(out_dir, ".romfs"), ignore_errors=True)  # rebuilt whole
-    for path in _walk(lib):
+    for path in walk(lib):
         rel = "lib/" + os.path.relpath(path, lib).replace(os.sep, "/")
         if path.endswith(".py"):
             rel = rel[:-3] + ".mpy"
@@ -261,7 +262,7 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
         log("stage: no %s; the board keeps its own config.json (or built-in defaults)" % config)
 
     # Outputs that no longer have a source (renamed modules) must not linger.
-    for path in _walk(out_dir):
+    for path in walk(out_dir):
         rel = os.path.relpath(path, out_dir).replace(os.sep, "/")
         if rel not in files:
             os.unlink(path)
