@@ -158,10 +158,13 @@ class Link(Remote):
 
     async def watch(self, ws):
         # A server that vanished without closing TCP sends nothing ever
-        # again; the deadman stops the car, this ends the connection.
+        # again; the deadman stops the car, this ends the connection. It
+        # wakes when the server has been quiet for _QUIET_MS, not later.
         while True:
-            await sleep_ms(_QUIET_MS // 2)
-            if ticks_diff(ticks_ms(), self.last_rx) >= _QUIET_MS:
+            wait = _QUIET_MS - ticks_diff(ticks_ms(), self.last_rx)
+            if wait > 0:
+                await sleep_ms(wait)
+            else:
                 try:
                     await ws.ping(None, _PONG_MS)
                     self.last_rx = ticks_ms()
