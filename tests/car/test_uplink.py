@@ -19,7 +19,8 @@ from support.micropython import run_micropython
 from support.car import Client as WsClient
 from support.car import moving, stopped
 from support.tcp import send_queue
-from support.uplink import KINDS, RefServer, node_ready, start_car
+from support.tls import cert
+from support.uplink import KINDS, RefServer, car_config, node_ready, start_car
 
 
 @pytest.fixture(params=KINDS)
@@ -399,6 +400,7 @@ import json
 from car.config import validate
 cfg, errors = validate({"limits": {"telemetry_hz": 10},
     "uplink": {"url": "wss://cars.example:8443/in", "telemetry_hz": 20, "colour": 1, "subprotocol": "a,b",
+               "ca": "certs/ca.crt.pem",
                "headers": {"Authorization": "Bearer x", "Bad Name": "1", "Host": "h", "X-Line": "a\\nb"}}})
 print(json.dumps([cfg["uplink"], errors]))
 cfg, errors = validate({"uplink": {"url": "http://b/"}})
@@ -407,13 +409,17 @@ cfg, errors = validate({"uplink": {"telemetry_hz": 1}})
 print(json.dumps([cfg["uplink"], errors]))
 cfg, errors = validate({})
 print(json.dumps(cfg["uplink"]))
+cfg, errors = validate({"uplink": {"url": "wss://b/x"}})
+print(json.dumps([cfg["uplink"], errors]))
+cfg, errors = validate({"uplink": {"url": "ws://b/x", "ca": 7}})
+print(json.dumps([cfg["uplink"], errors]))
 """
     result = run_micropython("import sys; sys.path.insert(0, 'lib')\n" + code)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     uplink, errors = lines[0]
     assert uplink == {"url": "wss://cars.example:8443/in", "headers": {"Authorization": "Bearer x"},
-                      "subprotocol": None, "telemetry_hz": 2}
+                      "subprotocol": None, "telemetry_hz": 2, "ca": "certs/ca.crt.pem"}
     assert "uplink.colour: unknown key (ignored)" in errors
     assert "uplink.telemetry_hz: must be an int between 1 and 10 (at most limits.telemetry_hz)" in errors
     assert any(e.startswith("uplink.subprotocol: must be null or 1 to 64") for e in errors), errors
@@ -425,6 +431,10 @@ print(json.dumps(cfg["uplink"]))
     assert lines[2][0] is None and lines[2][1] == [
         "uplink.url: missing; ws://host[:port]/path or wss://host[:port]/path (uplink off)"]
     assert lines[3] is None
+    assert lines[4] == [None, ["uplink.ca: needed for wss://: without it the server cannot be verified "
+                               "(uplink off)"]]
+    assert lines[5][0]["ca"] is None and lines[5][1] == [
+        "uplink.ca: must be a file name of 1 to 128 characters (the server's CA certificate on the board)"]
 
 
 def test_a_plain_car_does_not_import_the_uplink():
@@ -563,3 +573,48 @@ def test_a_quiet_server_is_pinged_and_an_unanswered_ping_ends_the_link_and_the_c
     assert PONG_MS / 1000 <= redialled <= PONG_MS / 1000 + 0.5 + 0.5, redialled
     assert "no pong within %d ms" % PONG_MS in log, log
     assert car.poll() is None
+
+
+@pytest.mark.slow
+def test_wss_uplink_verifies_the_servers_certificate(servers, tmp_path, start_micropython):
+    # The reference server on wss:// with a certificate for localhost from
+    # tools/board/cert.py; uplink.ca given relative to the config's folder.
+    conf = tmp_path / "conf"
+    good = cert.make(str(conf / "certs"), "uplink", dns=["localhost"])
+    cert.make(str(tmp_path / "other"), "uplink", dns=["localhost"])  # another CA, same names
+    server = servers("python", args=["--cert", os.path.join(good, "cert.pem"),
+                                     "--key", os.path.join(good, "key.pem")])
+    assert server.lines[0][1].startswith("listening on wss://"), server.lines[0]
+    url = "wss://localhost:%d/car" % server.port
+    trusted = start_micropython("main.py", ["--config", car_config(
+        conf, url, uplink={"ca": "certs/ca.crt.pem"}, name="car-good")])
+    synced(server, 1, timeout=20)  # hello, and the pong to the server's ping
+    hello = server.events("hello", 1)[0][1]
+    assert hello["device"] == "car-good", hello
+    wrong = start_micropython("main.py", ["--config", car_config(
+        conf, url, uplink={"ca": str(tmp_path / "other" / "ca.crt.pem")}, name="car-wrong")])
+
+    async def main():
+        w = await WsClient.connect(trusted)
+        server.command("drive 0.6 0")  # through TLS: the server drives the car
+        await w.wait_for(moving, 3)
+        server.command("stop")
+        await w.wait_for(stopped, 2)
+        await w.close()
+    run(main())
+    t0 = time.monotonic()
+    time.sleep(2)
+    rate = len(server.events("telemetry", 1, since=t0)) / (time.monotonic() - t0)
+    assert 1.5 <= rate <= 2.5, rate
+    # The car with the wrong CA is refused in the TLS handshake, says so, and retries.
+    deadline = time.monotonic() + 10
+    while len(retry_delays(wrong.output())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    refused = [line for line in wrong.output().splitlines() if line.startswith("uplink " + url)]
+    print("wss uplink: trusted car's telemetry %.2f Hz; wrong CA: %s" % (rate, refused[:1]))
+    assert len(refused) >= 2, wrong.output()
+    assert all(line.endswith("ValueError: The certificate is not correctly signed by the trusted CA; "
+                             "retrying in %s ms" % line.split()[-2]) for line in refused), refused
+    assert "uplink: connected" not in wrong.output()
+    assert not server.events("hello", 2)  # it never got as far as the WebSocket
+    assert trusted.poll() is None and wrong.poll() is None
