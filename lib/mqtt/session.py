@@ -281,7 +281,7 @@ class Session:
             quiet = ticks_diff(now, self.last_rx)
             if quiet >= period:
                 # no packet from the broker for %d ms (keepalive %d s)
-                self._end(_text(37, quiet, self.keepalive_s))
+                self._end(_text(37, quiet, period // 1000))  # fleet.keepalive_s, for the car
                 return
             if not self.ping_sent and (quiet >= period // 2
                                        or ticks_diff(now, self.last_tx) >= quiet_tx):
