@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from support.micropython import run_micropython
+from support.polling import wait_until
 from support.car import Client as WsClient
 from support.car import moving, stopped
 from support.tcp import send_queue
@@ -607,9 +608,7 @@ def test_wss_uplink_verifies_the_servers_certificate(servers, tmp_path, start_mi
     rate = len(server.events("telemetry", 1, since=t0)) / (time.monotonic() - t0)
     assert 1.5 <= rate <= 2.5, rate
     # The car with the wrong CA is refused in the TLS handshake, says so, and retries.
-    deadline = time.monotonic() + 10
-    while len(retry_delays(wrong.output())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(retry_delays(wrong.output())) >= 2, 10, what="two retries of the wrong-CA car")
     refused = [line for line in wrong.output().splitlines() if line.startswith("uplink " + url)]
     print("wss uplink: trusted car's telemetry %.2f Hz; wrong CA: %s" % (rate, refused[:1]))
     assert len(refused) >= 2, wrong.output()

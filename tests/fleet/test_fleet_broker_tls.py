@@ -5,9 +5,11 @@ wrong CA, a wrong hostname, an expired certificate and a wrong pin are each
 refused with the reason on the console and at the car's GET /fleet."""
 import datetime
 import os
+import urllib.request
 
 import pytest
 
+from support.polling import wait_until
 from support.processes import free_port
 from support.fleet import car_config, wait_status
 from support.mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
@@ -108,10 +110,7 @@ def test_a_relative_fleet_ca_is_read_from_the_config_files_folder(start_micropyt
             assert s["error"] is None and s["connects"] == 1, (car_id, s)
         # The error names the path it tried: the config's folder joined with fleet.ca.
         want = "config error: fleet.ca: cannot read %s/certs/none.pem (fleet link off)" % conf
-        deadline = time.monotonic() + 10
-        while want not in missing.output() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert want in missing.output(), missing.output()
+        wait_until(lambda: want in missing.output(), 10, what="%r on the console" % want)
         with urllib.request.urlopen("http://127.0.0.1:%d/" % missing.port, timeout=5) as r:
             assert r.status == 200  # the car runs on without its link
     finally:
