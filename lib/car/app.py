@@ -358,18 +358,19 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
                   errors)
         del errors
         attach(server, car)
+        # The config file's folder: a relative fleet.ca or uplink.ca is read from there.
+        folder = config_path[:config_path.rfind("/")] if "/" in config_path else ""
         if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
             from car import fleet
 
             try:
-                car.links.append(fleet.Link(car, cfg["fleet"], config_path[:config_path.rfind("/")]
-                                      if "/" in config_path else ""))
+                car.links.append(fleet.Link(car, cfg["fleet"], folder))
             except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
                 print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
         if cfg["uplink"]:  # the same: a plain car never loads the WebSocket client
             from car import uplink
 
-            car.links.append(uplink.Link(car, cfg["uplink"]))
+            car.links.append(uplink.Link(car, cfg["uplink"], folder))
         del cfg  # this frame lives as long as the car: don't pin the config
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

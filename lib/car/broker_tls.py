@@ -1,5 +1,6 @@
 # How the fleet link trusts its broker over mqtts:// and wss:// (config
-# fleet.ca; docs/security.md). Imported only by a car whose fleet URL is a
+# fleet.ca; docs/security.md), and how the uplink trusts a wss:// server
+# (uplink.ca, the same rules). Imported only by a car whose fleet URL is a
 # TLS one.
 #
 # fleet.ca: a CA certificate file on the board (PEM or DER). The broker's
@@ -24,23 +25,24 @@ REASONS = [
 ]
 
 
-def context(fleet, base=""):
-    """A client SSLContext for fleet.url's broker."""
+def context(fleet, base="", key="fleet.ca"):
+    """A client SSLContext for fleet.url's broker (or, key "uplink.ca", for
+    the uplink's server); base: the config file's folder, for a relative ca."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca = fleet.get("ca")
     if not ca:
-        raise ValueError("fleet.ca: needed for a TLS broker (its CA certificate, or its own)")
+        raise ValueError(key + ": needed for TLS (its CA certificate, or its own)")
     if base and ca[0] != "/":
         ca = base + "/" + ca
     try:
         with open(ca, "rb") as f:
             data = f.read()
     except OSError:
-        raise OSError("fleet.ca: cannot read %s" % ca)
+        raise OSError("%s: cannot read %s" % (key, ca))
     try:
         ctx.load_verify_locations(cadata=der(data))
     except ValueError:
-        raise ValueError("fleet.ca: %s is not a certificate (PEM or DER)" % ca)
+        raise ValueError("%s: %s is not a certificate (PEM or DER)" % (key, ca))
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 

@@ -47,7 +47,14 @@ class Link(Remote):
         car.server.route("/fleet")(self.status)
         self.session = Session(
             open_transport,
-            "tether-" + cfg["id"], cfg["keepalive_s"], cfg["username"], cfg["password"],
+            # CONNECT announces half of fleet.keepalive_s: a broker that
+            # checks keepalives coarsely (mosquitto 2.0.11 looks once every
+            # 6 s, in whole seconds) has the other 0.75 x keepalive_s for it,
+            # so a silent car is offline within 1.5 x keepalive_s (for
+            # keepalive_s >= 9 on mosquitto). The car bears a silent broker
+            # for the whole keepalive_s.
+            "tether-" + cfg["id"], cfg["keepalive_s"] // 2, cfg["username"], cfg["password"],
+            silent_ms=cfg["keepalive_s"] * 1000,
             will=(base + "status", OFFLINE, 1, True), subscriptions=[(base + "cmd", 0)], on_message=self.message,
             on_connect=self.connected, on_disconnect=self.lost, max_packet=2 * protocol.MAX_TEXT,
             # Retries at most ~8 s apart (4-8 s with jitter): a car is back

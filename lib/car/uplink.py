@@ -45,9 +45,13 @@ class Link(Remote):
     id = -1
     over = "the uplink"
 
-    def __init__(self, car, cfg):
+    def __init__(self, car, cfg, folder=""):
+        """folder: the config file's folder, for a relative uplink.ca."""
         Remote.__init__(self, car)
         self.url = cfg["url"]
+        # wss:// has uplink.ca (the config check asks for it); read on each
+        # connect, so an unreadable one is named in the log and retried.
+        self.ca = (cfg, folder) if self.url.startswith("wss:") else None
         self.headers = cfg["headers"]
         self.subprotocols = [cfg["subprotocol"]] if cfg["subprotocol"] else None
         self.period_ms = 1000 // cfg["telemetry_hz"]
@@ -106,7 +110,12 @@ class Link(Remote):
     async def serve_once(self):
         """One connection, from dialling to its end; returns why it ended."""
         try:
-            ws = await connect(self.url, self.subprotocols, self.headers,
+            ssl = None
+            if self.ca:
+                from car import broker_tls
+
+                ssl = broker_tls.context(self.ca[0], self.ca[1], "uplink.ca")
+            ws = await connect(self.url, self.subprotocols, self.headers, ssl,
                                open_timeout_ms=_OPEN_TIMEOUT_MS, close_timeout_ms=1000,
                                # as the car's own /ws: longer messages close with 1009
                                max_message=2 * protocol.MAX_TEXT, buffer_size=512)
@@ -158,10 +167,13 @@ class Link(Remote):
 
     async def watch(self, ws):
         # A server that vanished without closing TCP sends nothing ever
-        # again; the deadman stops the car, this ends the connection.
+        # again; the deadman stops the car, this ends the connection. It
+        # wakes when the server has been quiet for _QUIET_MS, not later.
         while True:
-            await sleep_ms(_QUIET_MS // 2)
-            if ticks_diff(ticks_ms(), self.last_rx) >= _QUIET_MS:
+            wait = _QUIET_MS - ticks_diff(ticks_ms(), self.last_rx)
+            if wait > 0:
+                await sleep_ms(wait)
+            else:
                 try:
                     await ws.ping(None, _PONG_MS)
                     self.last_rx = ticks_ms()
@@ -200,4 +212,4 @@ def describe(e):
         return "handshake refused: " + e.message
     if isinstance(e, OSError):
         return "network error: %s" % (e,)
-    return "%s: %s" % (name, e)
+    return "%s: %s" % (name, str(e).strip())  # mbedTLS's verdicts come wrapped in newlines

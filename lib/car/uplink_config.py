@@ -22,7 +22,7 @@ def settings(user, local_hz, errors):
     if type(user) is not dict:
         errors.append("uplink: must be an object with a url (uplink off)")
         return None
-    uplink = {"url": None, "headers": {}, "subprotocol": None, "telemetry_hz": min(2, local_hz)}
+    uplink = {"url": None, "headers": {}, "subprotocol": None, "telemetry_hz": min(2, local_hz), "ca": None}
     for key in user:
         if key not in uplink:
             errors.append("uplink.%s: unknown key (ignored)" % key)
@@ -39,6 +39,17 @@ def settings(user, local_hz, errors):
         errors.append("uplink.url: %s; ws://host[:port]/path or wss://host[:port]/path (uplink off)" % why)
         return None
     uplink["url"] = url
+    ca = user.get("ca")
+    if ca is not None:
+        if type(ca) is str and 0 < len(ca) <= 128:
+            uplink["ca"] = ca
+        else:
+            errors.append("uplink.ca: must be a file name of 1 to 128 characters (the server's CA "
+                          "certificate on the board)")
+    if url.startswith("wss:") and not uplink["ca"]:
+        errors.append("uplink.ca: needed for wss://: without it the server cannot be verified "
+                      "(uplink off)")
+        return None
     headers = user.get("headers", {})
     if type(headers) is not dict:
         errors.append('uplink.headers: must be an object like {"Authorization": "Bearer ..."}')

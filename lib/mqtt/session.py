@@ -38,13 +38,16 @@ class Session:
     def __init__(self, open_transport, client_id, keepalive_s=15, username=None, password=None,
                  will=None, subscriptions=None, on_message=None, on_connect=None,
                  on_disconnect=None, max_queue=8, max_packet=4096, connect_timeout_ms=5000,
-                 backoff_min_ms=500, backoff_max_ms=30000, log=print):
+                 backoff_min_ms=500, backoff_max_ms=30000, log=print, silent_ms=None):
         """will: (topic, payload, qos, retain) or None; subscriptions: list of
         (topic filter, qos), subscribed on every connect; on_message(topic,
-        payload bytes, retain) is called synchronously, in the reader task."""
+        payload bytes, retain) is called synchronously, in the reader task.
+        keepalive_s is what CONNECT announces (the broker drops us after 1.5 x
+        it in silence); silent_ms is how long a silent broker is borne
+        (default: the keepalive)."""
         self.open_transport = open_transport
         self.client_id = client_id
-        self.keepalive_ms = keepalive_s * 1000
+        self.keepalive_ms = silent_ms or keepalive_s * 1000
         self.keepalive_s = keepalive_s
         self.username = username
         self.password = password
@@ -264,10 +267,12 @@ class Session:
             self._end(describe(e))
 
     async def _keepalive(self):
-        # PINGREQ when nothing was sent or received for half the keepalive;
-        # the link is dead when nothing at all came back for a whole one
-        # (the broker itself waits 1.5 x keepalive before it gives up on us).
+        # PINGREQ when nothing was received for half of silent_ms or nothing
+        # sent for half the announced keepalive (the broker waits 1.5 x it
+        # before it gives up on us); the link is dead when nothing at all
+        # came back for silent_ms.
         period = self.keepalive_ms
+        quiet_tx = self.keepalive_s * 500
         if not period:
             return
         while True:
@@ -276,10 +281,10 @@ class Session:
             quiet = ticks_diff(now, self.last_rx)
             if quiet >= period:
                 # no packet from the broker for %d ms (keepalive %d s)
-                self._end(_text(37, quiet, self.keepalive_s))
+                self._end(_text(37, quiet, period // 1000))  # fleet.keepalive_s, for the car
                 return
             if not self.ping_sent and (quiet >= period // 2
-                                       or ticks_diff(now, self.last_tx) >= period // 2):
+                                       or ticks_diff(now, self.last_tx) >= quiet_tx):
                 self.ping_sent = True
                 self.urgent.append(codec.pingreq())
                 self.wake.set()

@@ -11,8 +11,8 @@
 import asyncio
 
 from wsserver.errors import ConnectionClosed, ProtocolError
-from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                             PING, PONG, TEXT, Codec)
+from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CONT,
+                             PING, PONG, TEXT, Codec, payload_view)
 
 from .frames import encode_close, encode_masked, masked_pieces
 
@@ -200,13 +200,19 @@ class ClientConnection:
 
     # -- sending ----------------------------------------------------------
 
-    async def send(self, message):
-        """Send a str as a text message, bytes-like as a binary one.
+    async def send(self, message, fragment=0):
+        """Send a str as a text message, bytes-like as a binary one; with
+        fragment > 0, one longer than that goes as frames of at most that
+        many payload bytes (RFC 6455 §5.4: for a peer with a frame limit).
         Raises ConnectionClosed once the connection is closing or closed."""
         if self._close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
-        if len(message) > LARGE:
+        if fragment:
+            message = payload_view(message)  # a str's UTF-8 bytes: the limit counts bytes
+        if 0 < fragment < len(message):
+            await self._send_pieces(opcode, message, fragment)
+        elif len(message) > LARGE:
             await self._send_pieces(opcode, message)
         else:
             await self._send_frame(encode_masked(opcode, message))
@@ -271,9 +277,19 @@ class ClientConnection:
                 self._lost()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
-    async def _send_pieces(self, opcode, message):
+    async def _send_pieces(self, opcode, message, fragment=0):
+        # Under the lock for the whole message: no other data frame may come
+        # between its fragments (§5.4).
         async with self._lock:
             try:
+                if fragment:  # message: bytes-like; a fragment may split a UTF-8 sequence
+                    n = len(message)
+                    view = memoryview(message)
+                    for at in range(0, n, fragment):
+                        self._w.write(encode_masked(opcode if at == 0 else CONT, view[at:at + fragment],
+                                                    at + fragment >= n))
+                        await self._w.drain()
+                    return
                 for piece in masked_pieces(opcode, message):
                     self._w.write(piece)
                     await self._w.drain()  # before the scratch buffer is reused

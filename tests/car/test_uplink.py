@@ -16,10 +16,12 @@ import urllib.request
 import pytest
 
 from support.micropython import run_micropython
+from support.polling import wait_until
 from support.car import Client as WsClient
 from support.car import moving, stopped
 from support.tcp import send_queue
-from support.uplink import KINDS, RefServer, node_ready, start_car
+from support.tls import cert
+from support.uplink import KINDS, RefServer, car_config, node_ready, start_car
 
 
 @pytest.fixture(params=KINDS)
@@ -399,6 +401,7 @@ import json
 from car.config import validate
 cfg, errors = validate({"limits": {"telemetry_hz": 10},
     "uplink": {"url": "wss://cars.example:8443/in", "telemetry_hz": 20, "colour": 1, "subprotocol": "a,b",
+               "ca": "certs/ca.crt.pem",
                "headers": {"Authorization": "Bearer x", "Bad Name": "1", "Host": "h", "X-Line": "a\\nb"}}})
 print(json.dumps([cfg["uplink"], errors]))
 cfg, errors = validate({"uplink": {"url": "http://b/"}})
@@ -407,13 +410,17 @@ cfg, errors = validate({"uplink": {"telemetry_hz": 1}})
 print(json.dumps([cfg["uplink"], errors]))
 cfg, errors = validate({})
 print(json.dumps(cfg["uplink"]))
+cfg, errors = validate({"uplink": {"url": "wss://b/x"}})
+print(json.dumps([cfg["uplink"], errors]))
+cfg, errors = validate({"uplink": {"url": "ws://b/x", "ca": 7}})
+print(json.dumps([cfg["uplink"], errors]))
 """
     result = run_micropython("import sys; sys.path.insert(0, 'lib')\n" + code)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     uplink, errors = lines[0]
     assert uplink == {"url": "wss://cars.example:8443/in", "headers": {"Authorization": "Bearer x"},
-                      "subprotocol": None, "telemetry_hz": 2}
+                      "subprotocol": None, "telemetry_hz": 2, "ca": "certs/ca.crt.pem"}
     assert "uplink.colour: unknown key (ignored)" in errors
     assert "uplink.telemetry_hz: must be an int between 1 and 10 (at most limits.telemetry_hz)" in errors
     assert any(e.startswith("uplink.subprotocol: must be null or 1 to 64") for e in errors), errors
@@ -425,6 +432,10 @@ print(json.dumps(cfg["uplink"]))
     assert lines[2][0] is None and lines[2][1] == [
         "uplink.url: missing; ws://host[:port]/path or wss://host[:port]/path (uplink off)"]
     assert lines[3] is None
+    assert lines[4] == [None, ["uplink.ca: needed for wss://: without it the server cannot be verified "
+                               "(uplink off)"]]
+    assert lines[5][0]["ca"] is None and lines[5][1] == [
+        "uplink.ca: must be a file name of 1 to 128 characters (the server's CA certificate on the board)"]
 
 
 def test_a_plain_car_does_not_import_the_uplink():
@@ -444,3 +455,165 @@ def test_the_uplink_config_checks_are_dropped_after_start_up(tmp_path):
                              "hasattr(car, 'uplink_config'))" % str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ws://127.0.0.1:9/car", "[]", "False", "False"]
+
+
+class QuietServer:
+    """A scripted uplink server on loopback: it completes each handshake,
+    sends what the test gives it, records every frame the car sends (time,
+    opcode, payload) and never answers a ping."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(2)
+        self.connections = []  # [socket, opened at, [(time, opcode, payload)]]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "ws://127.0.0.1:%d/car" % self.listener.getsockname()[1]
+
+    def accept(self):
+        import base64
+        import hashlib
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(1)
+            key = re.search(rb"Sec-WebSocket-Key: (\S+)", head).group(1)
+            accept_key = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept_key + b"\r\n\r\n")
+            frames = []
+            self.connections.append([conn, time.monotonic(), frames])
+            threading.Thread(target=self.read, args=(conn, frames), daemon=True).start()
+
+    @staticmethod
+    def read(conn, frames):
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = conn.recv(n - len(data))
+                if not chunk:
+                    raise EOFError
+                data += chunk
+            return data
+        try:
+            while True:
+                b0, b1 = exactly(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = int.from_bytes(exactly(2), "big")
+                elif n == 127:
+                    n = int.from_bytes(exactly(8), "big")
+                mask = exactly(4) if b1 & 0x80 else b"\0\0\0\0"
+                payload = bytes(b ^ mask[i & 3] for i, b in enumerate(exactly(n)))
+                frames.append((time.monotonic(), b0 & 0x0F, payload))
+        except (EOFError, OSError):
+            frames.append((time.monotonic(), None, b""))  # the car closed its end
+
+    def send_text(self, index, text):
+        data = text.encode()
+        self.connections[index][0].sendall(bytes((0x81, len(data))) + data)  # unmasked, < 126 bytes
+
+    def wait(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError("timed out waiting for %s" % what)
+
+    def close(self):
+        self.listener.close()
+        for conn, _, _ in self.connections:
+            conn.close()
+
+
+QUIET_MS, PONG_MS = 10000, 5000  # lib/car/uplink.py's _QUIET_MS and _PONG_MS (docs/protocol.md)
+
+
+@pytest.mark.slow
+def test_a_quiet_server_is_pinged_and_an_unanswered_ping_ends_the_link_and_the_car_reconnects(
+        tmp_path, start_micropython):
+    server = QuietServer()
+    car = start_car(start_micropython, tmp_path, server.url, uplink={"telemetry_hz": 1})
+    try:
+        server.wait(lambda: server.connections, 10, "the car to connect")
+        first = server.connections[0][2]
+        server.wait(lambda: first, 5, "the car's hello")
+        assert json.loads(first[0][2])["type"] == "hello"
+        # The server speaks once (a ping message, answered with a pong text),
+        # then stays quiet: the car's quiet clock starts at that message.
+        time.sleep(2)
+        spoke = time.monotonic()
+        server.send_text(0, '{"type":"ping","id":"q"}')
+        server.wait(lambda: any(op == 1 and b'"pong"' in p for t, op, p in first), 5, "the pong")
+        pings = lambda: [t for t, op, p in first if op == 0x9]
+        pinged = server.wait(pings, QUIET_MS / 1000 + 3, "a WebSocket ping")[0] - spoke
+        # Unanswered: the car ends this connection and dials again (backoff
+        # after the first failure: 250-500 ms).
+        server.wait(lambda: len(server.connections) >= 2, PONG_MS / 1000 + 3, "a second connection")
+        redialled = server.connections[1][1] - (spoke + pinged)
+        closed = [t for t, op, p in first if op in (0x8, None)]
+        second = server.connections[1][2]
+        server.wait(lambda: second, 5, "the second hello")
+        assert json.loads(second[0][2])["type"] == "hello"
+        log = car.output()
+    finally:
+        server.close()
+    print("quiet server pinged %.2f s after its last message (quiet %d ms); unanswered, the car "
+          "dialled again %.2f s after its ping (pong wait %d ms)" % (pinged, QUIET_MS, redialled, PONG_MS))
+    assert QUIET_MS / 1000 - 0.1 <= pinged <= QUIET_MS / 1000 + 0.5, pinged
+    assert closed and closed[0] - spoke - pinged >= PONG_MS / 1000 - 0.1, closed  # waited for the pong
+    assert PONG_MS / 1000 <= redialled <= PONG_MS / 1000 + 0.5 + 0.5, redialled
+    assert "no pong within %d ms" % PONG_MS in log, log
+    assert car.poll() is None
+
+
+@pytest.mark.slow
+def test_wss_uplink_verifies_the_servers_certificate(servers, tmp_path, start_micropython):
+    # The reference server on wss:// with a certificate for localhost from
+    # tools/board/cert.py; uplink.ca given relative to the config's folder.
+    conf = tmp_path / "conf"
+    good = cert.make(str(conf / "certs"), "uplink", dns=["localhost"])
+    cert.make(str(tmp_path / "other"), "uplink", dns=["localhost"])  # another CA, same names
+    server = servers("python", args=["--cert", os.path.join(good, "cert.pem"),
+                                     "--key", os.path.join(good, "key.pem")])
+    assert server.lines[0][1].startswith("listening on wss://"), server.lines[0]
+    url = "wss://localhost:%d/car" % server.port
+    trusted = start_micropython("main.py", ["--config", car_config(
+        conf, url, uplink={"ca": "certs/ca.crt.pem"}, name="car-good")])
+    synced(server, 1, timeout=20)  # hello, and the pong to the server's ping
+    hello = server.events("hello", 1)[0][1]
+    assert hello["device"] == "car-good", hello
+    wrong = start_micropython("main.py", ["--config", car_config(
+        conf, url, uplink={"ca": str(tmp_path / "other" / "ca.crt.pem")}, name="car-wrong")])
+
+    async def main():
+        w = await WsClient.connect(trusted)
+        server.command("drive 0.6 0")  # through TLS: the server drives the car
+        await w.wait_for(moving, 3)
+        server.command("stop")
+        await w.wait_for(stopped, 2)
+        await w.close()
+    run(main())
+    t0 = time.monotonic()
+    time.sleep(2)
+    rate = len(server.events("telemetry", 1, since=t0)) / (time.monotonic() - t0)
+    assert 1.5 <= rate <= 2.5, rate
+    # The car with the wrong CA is refused in the TLS handshake, says so, and retries.
+    wait_until(lambda: len(retry_delays(wrong.output())) >= 2, 10, what="two retries of the wrong-CA car")
+    refused = [line for line in wrong.output().splitlines() if line.startswith("uplink " + url)]
+    print("wss uplink: trusted car's telemetry %.2f Hz; wrong CA: %s" % (rate, refused[:1]))
+    assert len(refused) >= 2, wrong.output()
+    assert all(line.endswith("ValueError: The certificate is not correctly signed by the trusted CA; "
+                             "retrying in %s ms" % line.split()[-2]) for line in refused), refused
+    assert "uplink: connected" not in wrong.output()
+    assert not server.events("hello", 2)  # it never got as far as the WebSocket
+    assert trusted.poll() is None and wrong.poll() is None

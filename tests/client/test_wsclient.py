@@ -129,6 +129,11 @@ class Peer:
             if path in ("/echo", "/mqtt", "/badaccept", "/badproto", "/noproto"):
                 async for message in ws:
                     await ws.send(message)
+            elif path == "/fragsizes":  # each message's frame sizes, then the message
+                while True:
+                    parts = [part async for part in ws.recv_streaming(decode=False)]
+                    await ws.send(",".join(str(len(p)) for p in parts))
+                    await ws.send(b"".join(parts))
             elif path == "/auth":
                 await ws.send("auth=" + ws.request.headers.get("Authorization", "-"))
                 await ws.wait_closed()
@@ -266,6 +271,17 @@ def test_server_close_code_and_reason_reach_the_client(peer, interp):
 def test_fragmented_messages_are_reassembled(peer, interp):
     out = lines(run_client(interp, "take", peer.url("/fragments"), 2))
     assert out == ["message text 11 héllo wörld", "message binary 3 010203", "closed 1000"]
+
+
+def test_a_message_longer_than_fragment_goes_in_fragments(peer, interp):
+    out = lines(run_client(interp, "fragment", peer.url("/echo"), 1000))
+    # websockets reassembles them into the same message, of the same type.
+    assert out[:4] == ["echo str same", "echo bytes same", "echo str same", "echo str same"], out
+    # 6000 bytes of UTF-8 in frames of 1000 (a frame may end inside a
+    # character); 2500 binary bytes; messages up to the limit in one frame.
+    assert out[4:8] == ["frames 1000,1000,1000,1000,1000,1000 same", "frames 1000,1000,500 same",
+                        "frames 5 same", "frames 1000 same"], out
+    assert out[8] == "closed 1000", out
 
 
 def test_max_message_exceeded_closes_with_1009(peer, interp):

@@ -5,9 +5,11 @@ wrong CA, a wrong hostname, an expired certificate and a wrong pin are each
 refused with the reason on the console and at the car's GET /fleet."""
 import datetime
 import os
+import urllib.request
 
 import pytest
 
+from support.polling import wait_until
 from support.processes import free_port
 from support.fleet import car_config, wait_status
 from support.mqtt import Broker, can_unshare, have_mosquitto, have_wsclient, run_in_netns
@@ -82,3 +84,34 @@ def test_fleet_over_wss_in_a_network_namespace():
     for line in result.stdout.splitlines():
         if line.startswith("car "):
             print(line)
+
+
+@pytest.mark.slow
+def test_a_relative_fleet_ca_is_read_from_the_config_files_folder(start_micropython, tmp_path):
+    # The car runs with the repository as its working directory; its config
+    # sits elsewhere, and fleet.ca names the CA relative to the config's folder.
+    conf = tmp_path / "conf"
+    (conf / "certs").mkdir(parents=True)
+    good = broker_cert(conf / "certs", "broker")
+    port = free_port()
+    broker = Broker(tmp_path, extra="listener %d 127.0.0.1\ncertfile %s/cert.pem\nkeyfile %s/key.pem\n"
+                    % (port, good, good))
+    url = "mqtts://localhost:%d" % port
+    cases = {"below": "certs/ca.crt.pem", "beside": "../conf/certs/ca.crt.pem"}
+    try:
+        cars = {car_id: start_micropython("main.py", ["--config", car_config(
+            conf, car_id, url, fleet={"ca": ca})]) for car_id, ca in cases.items()}
+        # Not found from the car's own working directory: only the config's folder has it.
+        assert not os.path.exists(cases["below"]) and os.path.exists(conf / cases["below"])
+        missing = start_micropython("main.py", ["--config", car_config(
+            conf, "missing", url, fleet={"ca": "certs/none.pem"})])
+        for car_id, proc in cars.items():
+            s = wait_status(proc, lambda s: s["connected"])
+            assert s["error"] is None and s["connects"] == 1, (car_id, s)
+        # The error names the path it tried: the config's folder joined with fleet.ca.
+        want = "config error: fleet.ca: cannot read %s/certs/none.pem (fleet link off)" % conf
+        wait_until(lambda: want in missing.output(), 10, what="%r on the console" % want)
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % missing.port, timeout=5) as r:
+            assert r.status == 200  # the car runs on without its link
+    finally:
+        broker.kill()

@@ -5,6 +5,10 @@ and its replies, and drives one of them from the keyboard.
 
     python tools/uplink/uplink_server.py [--host 127.0.0.1] [--port 8765] [--path /car]
                                   [--bearer TOKEN] [--subprotocol NAME]
+                                  [--cert CERT.pem --key KEY.pem]
+
+With --cert and --key it serves wss:// (the car checks the certificate against
+its uplink.ca).
 
 At a terminal: w/s throttle up/down, a/d steer left/right (steps of 0.25), space
 stop, l light, p ping, 1-9 pick a car, q quit. While throttle or steer is not 0 it
@@ -243,14 +247,24 @@ async def main(argv=None):
     parser.add_argument("--path", default="/car")
     parser.add_argument("--bearer", help="refuse (401) a car without Authorization: Bearer <this>")
     parser.add_argument("--subprotocol", help="the subprotocol this server speaks")
+    parser.add_argument("--cert", help="serve wss://: this certificate (PEM, its chain after it)")
+    parser.add_argument("--key", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
+    if bool(args.cert) != bool(args.key):
+        parser.error("--cert and --key go together")
+    tls = None
+    if args.cert:
+        import ssl
+
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.cert, args.key)
     server = UplinkServer(args)
     async with serve(server.handle, args.host, args.port, process_request=server.process_request,
                      select_subprotocol=server.select_subprotocol,
                      subprotocols=[args.subprotocol] if args.subprotocol else None,
-                     max_size=4096) as ws_server:
+                     max_size=4096, ssl=tls) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
-        say("listening on ws://%s:%d%s" % (args.host, port, args.path))
+        say("listening on %s://%s:%d%s" % ("wss" if tls else "ws", args.host, port, args.path))
         beat = asyncio.ensure_future(server.heartbeat())
         await server.keys()
         beat.cancel()

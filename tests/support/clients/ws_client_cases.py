@@ -212,6 +212,32 @@ async def case_bad_url(url):
         print("ValueError", e)
 
 
+async def case_fragment(url, fragment):
+    # Messages sent with send(message, fragment): to /echo (reassembled by the
+    # server and sent back whole), then to /fragsizes (which answers with the
+    # payload size of each frame it got, then the joined payload as binary).
+    fragment = int(fragment)
+    base = url[:url.rfind("/")]
+    sent = ["é" * 3000, pattern(2500), "short", "x" * fragment]
+    ws = await connect(base + "/echo", max_message=20000)
+    for message in sent:
+        await ws.send(message, fragment)
+        reply = await ws.recv()
+        same = reply == message if isinstance(message, str) else bytes(reply) == message
+        print("echo", type(reply).__name__ if isinstance(reply, str) else "bytes",
+              "same" if same else "DIFFERENT")
+    await ws.close()
+    ws = await connect(base + "/fragsizes", max_message=20000)
+    for message in sent:
+        await ws.send(message, fragment)
+        sizes = await ws.recv()
+        joined = bytes(await ws.recv())
+        raw = message.encode() if isinstance(message, str) else message
+        print("frames", sizes, "same" if joined == raw else "DIFFERENT")
+    await ws.close()
+    print("closed", ws.close_code)
+
+
 async def main():
     case = globals()["case_" + sys.argv[1]]
     await case(*sys.argv[2:])
