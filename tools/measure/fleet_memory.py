@@ -135,17 +135,25 @@ def smallest_heap(passes, lo, hi):
     return hi
 
 
-def edge(micropython, board, config, lo, hi, seconds, broker_url):
-    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, broker_url), lo, hi)
+def edge(micropython, board, config, lo, hi, seconds, link, run=run_once):
+    """The smallest heap in which run(..., heap_k, seconds, link) passes (run:
+    this file's run_once or tools/measure/uplink_memory.py's)."""
+    return smallest_heap(lambda heap_k: run(micropython, board, config, heap_k, seconds, link), lo, hi)
 
 
-def main():
+def heap_arguments():
+    """The options this file and tools/measure/uplink_memory.py share."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
     parser.add_argument("--march", default="x86")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--lo", type=int, default=40)
     parser.add_argument("--hi", type=int, default=140)
+    return parser
+
+
+def main():
+    parser = heap_arguments()
     parser.add_argument("--ws", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)

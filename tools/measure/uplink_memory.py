@@ -14,7 +14,6 @@ ping over the uplink was answered at the end. --romfs puts lib/ in a ROMFS
 image executed in place (tools/measure/heap_report.py's layout: the heap is enlarged
 by exactly the image's block, so the figure is the heap besides the image).
 """
-import argparse
 import asyncio
 import json
 import os
@@ -24,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
 from tools.common import ROOT, free_port  # noqa: E402
-from fleet_memory import SHOW, drive_and_watch, run_car  # noqa: E402  (tools/measure is sys.path[0]: shared)
+from fleet_memory import SHOW, drive_and_watch, edge, heap_arguments, run_car  # noqa: E402  (tools/measure is sys.path[0]: shared, the same 2 KB bisection)
 
 
 async def exercise(port, seconds, uplink):
@@ -71,19 +70,8 @@ def run_once(micropython, board, config, heap_k, seconds, uplink):
                    heap=heap, script=script)
 
 
-def edge(micropython, board, config, lo, hi, seconds, uplink):
-    from fleet_memory import smallest_heap  # the same 2 KB bisection as the fleet link's
-
-    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, uplink), lo, hi)
-
-
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
-    parser.add_argument("--march", default="x86")
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--lo", type=int, default=40)
-    parser.add_argument("--hi", type=int, default=140)
+    parser = heap_arguments()
     parser.add_argument("--only", choices=["plain", "uplink"])
     parser.add_argument("--romfs", action="store_true")
     parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
@@ -109,7 +97,7 @@ def main():
     for name, config, port in configs:
         if args.only and name != args.only:
             continue
-        results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port)
+        results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port, run=run_once)
         print("%-8s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
               flush=True)
     if results.get("plain") and results.get("uplink"):
