@@ -16,6 +16,7 @@ import pytest
 
 from support.car import Client, kept_driving, run, stopped
 from support.ota import Car, install_app, ota, put, tree_hashes, update_body
+from support.processes import stopped_after
 from support.wsraw import request
 
 TOKEN = "s3cret-Token_42"
@@ -37,15 +38,7 @@ def broken_update():
 
 @pytest.fixture
 def cars():
-    started = []
-
-    def make(root, **kw):
-        car = Car(root, **kw)
-        started.append(car)
-        return car
-    yield make
-    for car in started:
-        car.stop()
+    yield from stopped_after(Car)
 
 
 def cut_at_every_step(cut_at, workers=2):

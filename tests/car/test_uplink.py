@@ -18,6 +18,7 @@ from support.micropython import run_micropython
 from support.polling import wait_until
 from support.car import Client as WsClient
 from support.car import moving, page_ok, stopped
+from support.processes import stopped_after
 from support.tcp import send_queue
 from support.tls import cert
 from support.uplink import KINDS, RefServer, car_config, node_ready, start_car
@@ -36,15 +37,7 @@ def kind(request):
 
 @pytest.fixture
 def servers():
-    made = []
-
-    def make(kind, **kw):
-        s = RefServer(kind, **kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from stopped_after(RefServer)
 
 
 def run(coro, timeout=60):

@@ -12,16 +12,9 @@ from support.micropython import run_micropython
 from support.car import Client as WsClient
 from support.car import moving, page_ok, stopped
 from support.fleet import Commander, start_car
-from support.mqtt import Broker, have_mosquitto
+from support.mqtt import have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
-    yield b
-    b.kill()
 
 
 def run(coro, timeout=60):

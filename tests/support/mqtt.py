@@ -165,3 +165,14 @@ class Client:
                 await asyncio.wait_for(self.task, 2)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self.task.cancel()
+
+
+async def until_logged(session, logs, timeout=5.0):
+    """Run `session` (logging into the list `logs`) until it logs its first line
+    or `timeout` s pass, then close it: what a refused connection says."""
+    task = asyncio.ensure_future(session.run())
+    deadline = time.monotonic() + timeout
+    while not logs and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await session.close()
+    await task
