@@ -115,6 +115,20 @@ def read_head(sock, data=b"", size=4096):
     return data
 
 
+def stop_all(procs, grace=3.0):
+    """Stop processes this tool started (not in their own session): SIGTERM to
+    each in the order given, then SIGKILL to any still running after grace s."""
+    procs = list(procs)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def stop(proc, grace=3.0):
     """Stop a process this tool started in its own session (start_new_session=True)
     and everything it started: SIGTERM to the group, SIGKILL after grace seconds."""
