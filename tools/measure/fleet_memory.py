@@ -149,7 +149,20 @@ def heap_arguments():
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--lo", type=int, default=40)
     parser.add_argument("--hi", type=int, default=140)
+    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     return parser
+
+
+def staged(args, prefix):
+    """(tmp, board): a temporary folder and the `make deploy` layout staged in
+    tmp/board for args.march; --show switched on if asked."""
+    if args.show:
+        SHOW.append(True)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    board = os.path.join(tmp, "board")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
+                   cwd=ROOT, check=True, capture_output=True)
+    return tmp, board
 
 
 def main():
@@ -158,14 +171,8 @@ def main():
     parser.add_argument("--check", action="store_true",
                         help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
-    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
-    if args.show:
-        SHOW.append(True)
-    tmp = tempfile.mkdtemp(prefix="fleet-memory-")
-    board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
-                   cwd=ROOT, check=True, capture_output=True)
+    tmp, board = staged(args, "fleet-memory-")
     tcp, ws = free_port(), free_port()
     conf = os.path.join(tmp, "mosquitto.conf")
     with open(conf, "w") as f:

@@ -17,13 +17,11 @@ by exactly the image's block, so the figure is the heap besides the image).
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import ROOT, free_port  # noqa: E402
-from fleet_memory import SHOW, drive_and_watch, edge, heap_arguments, run_car  # noqa: E402  (tools/measure is sys.path[0]: shared, the same 2 KB bisection)
+from tools.common import free_port  # noqa: E402
+from fleet_memory import drive_and_watch, edge, heap_arguments, run_car, staged  # noqa: E402  (tools/measure is sys.path[0]: shared, the same 2 KB bisection)
 
 
 async def exercise(port, seconds, uplink):
@@ -74,14 +72,8 @@ def main():
     parser = heap_arguments()
     parser.add_argument("--only", choices=["plain", "uplink"])
     parser.add_argument("--romfs", action="store_true")
-    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
-    if args.show:
-        SHOW.append(True)
-    tmp = tempfile.mkdtemp(prefix="uplink-memory-")
-    board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
-                   cwd=ROOT, check=True, capture_output=True)
+    tmp, board = staged(args, "uplink-memory-")
     if args.romfs:
         from tools.measure.heap_report import romfs_tree
 
