@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from support.processes import free_port
-from support.mqtt import Broker, Client, have_mosquitto, until_logged
+from support.mqtt import Broker, Client, have_mosquitto, run_until
 from mqtt.session import Session
 from mqtt.transport import opener
 
@@ -48,7 +48,7 @@ def test_mqtts_with_the_ca_connects_and_without_it_is_refused(tmp_path):
             await c.stop()
             logs = []
             s = Session(opener(url), "untrusted", log=logs.append, backoff_min_ms=50)
-            await until_logged(s, logs)
+            await run_until(s, lambda: logs)
             return logs, s.connects
         logs, connects = asyncio.run(asyncio.wait_for(main(), 30))
         assert connects == 0

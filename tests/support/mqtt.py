@@ -167,12 +167,12 @@ class Client:
                 self.task.cancel()
 
 
-async def until_logged(session, logs, timeout=5.0):
-    """Run `session` (logging into the list `logs`) until it logs its first line
-    or `timeout` s pass, then close it: what a refused connection says."""
+async def run_until(session, done, timeout=5.0):
+    """Run a Session until done() holds (its first log lines, its first
+    messages) or `timeout` s pass, then close it."""
     task = asyncio.ensure_future(session.run())
     deadline = time.monotonic() + timeout
-    while not logs and time.monotonic() < deadline:
+    while not done() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     await session.close()
     await task
