@@ -3,19 +3,22 @@ from here). Markers are registered in pytest.ini."""
 import pytest
 
 from support.micropython import MicroPythonProcess
+from support.processes import stopped_after
 
 
 @pytest.fixture
 def start_micropython():
     """start_micropython(script, args=(), heapsize=None) -> MicroPythonProcess,
     stopped after the test."""
-    procs = []
+    yield from stopped_after(MicroPythonProcess)
 
-    def start(script, args=(), **kw):
-        p = MicroPythonProcess(script, args, **kw)
-        procs.append(p)
-        return p
 
-    yield start
-    for p in procs:
-        p.stop()
+@pytest.fixture
+def broker(tmp_path):
+    """A mosquitto of this test's own (support.mqtt.Broker), killed after it;
+    the tests using it skip without mosquitto."""
+    from support.mqtt import Broker
+
+    b = Broker(tmp_path)
+    yield b
+    b.kill()

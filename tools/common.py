@@ -1,6 +1,6 @@
 """What several host tools need, in one place (CPython only): where the
 checkout is, which MicroPython runs, free loopback ports and waiting for a
-listener, stopping a process, sizes like "64K", mpy-cross.
+listener, reading a socket to its end or an HTTP head, stopping a process, sizes like "64K", mpy-cross.
 
 A tool run by its path (`python tools/board/stage.py`) has its own folder on
 sys.path, not the repository root; its first lines put the root there so that
@@ -92,6 +92,41 @@ def wait_port(port, proc=None, timeout=10.0, host=HOST):
         except OSError:
             time.sleep(0.02)
     return False
+
+
+def read_to_eof(sock, data=b"", size=65536):
+    """Everything the peer sends until it closes, after `data` (what was read
+    already)."""
+    while True:
+        chunk = sock.recv(size)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def read_head(sock, data=b"", size=4096):
+    """Read until an HTTP head's blank line or until the peer closes; returns
+    all that was read, which may go past the head."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(size)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def stop_all(procs, grace=3.0):
+    """Stop processes this tool started (not in their own session): SIGTERM to
+    each in the order given, then SIGKILL to any still running after grace s."""
+    procs = list(procs)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def stop(proc, grace=3.0):

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from support.car import Client, moving, run, stopped
+from support.car import Client, kept_driving, run, stopped
 from support.ota import Car, install_app, ota, put, tree_hashes, update_body
+from support.processes import stopped_after
 from support.wsraw import request
 
 TOKEN = "s3cret-Token_42"
@@ -37,15 +38,7 @@ def broken_update():
 
 @pytest.fixture
 def cars():
-    started = []
-
-    def make(root, **kw):
-        car = Car(root, **kw)
-        started.append(car)
-        return car
-    yield make
-    for car in started:
-        car.stop()
+    yield from stopped_after(Car)
 
 
 def cut_at_every_step(cut_at, workers=2):
@@ -397,15 +390,6 @@ def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, t
 
     async def scenario():
         driver = await Client.connect(car, "/ws?token=" + TOKEN)
-        stop = False
-
-        async def keep_driving():
-            while not stop:
-                await driver.drive(0.5)
-                await asyncio.sleep(0.05)
-        task = asyncio.ensure_future(keep_driving())
-        await driver.wait_for(moving)
-        start = time.monotonic()
         loop = asyncio.get_running_loop()
 
         def timed(fn):
@@ -417,14 +401,9 @@ def test_bad_update_requests_answered_at_once_and_the_driver_undisturbed(cars, t
             r, took = await loop.run_in_executor(None, timed, fn)
             results[name] = (r, max(took, results.get(name, (None, 0))[1]))
 
-        while time.monotonic() - start < 1.0:
-            await bad_round(bad)
-        stop = True
-        await task
-        seen = [m for t, m in driver.telemetry if t >= start]
-        assert seen and all(moving(m) for m in seen)
-        gaps = [b - a for (a, _), (b, _) in zip(driver.telemetry, driver.telemetry[1:]) if a >= start]
-        assert max(gaps) < 0.25, max(gaps)  # 50 Hz telemetry; the bound allows a loaded 2-core machine
+        async with kept_driving(driver) as start:  # the motors never stop meanwhile
+            while time.monotonic() - start < 1.0:
+                await bad_round(bad)
         await driver.close()
 
     async def bad_round(bad):

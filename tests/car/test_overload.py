@@ -24,7 +24,7 @@ from support.micropython import ROOT
 from support.car import Client, moving, run, stopped, write_config
 from support.wsraw import close_code
 from support.wsraw import open_socket as handshake
-from support.wsraw import frame
+from support.wsraw import frame, read_head, read_to_eof
 
 pytestmark = [pytest.mark.hardening]
 
@@ -75,12 +75,7 @@ def flood(port, seconds, out):
                 t0 = time.monotonic()
                 s.sendall(("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = s.recv(400)
-                    if not chunk:
-                        break
-                    head += chunk
+                head = read_head(s, size=400)
                 if head.startswith(b"HTTP/1.1 503"):
                     # 503 from max_clients ("server full") or from the cap on
                     # connections still sending their head ("too many").
@@ -98,12 +93,7 @@ def flood(port, seconds, out):
                     other_heads.append(head[:80])
             else:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_to_eof(s)
                 counts["page_200" if data.startswith(b"HTTP/1.1 200") else "page_other"] += 1
             s.close()
         except OSError:

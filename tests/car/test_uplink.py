@@ -11,14 +11,14 @@ import signal
 import socket
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from support.micropython import run_micropython
 from support.polling import wait_until
 from support.car import Client as WsClient
-from support.car import moving, stopped
+from support.car import moving, page_ok, stopped
+from support.processes import stopped_after
 from support.tcp import send_queue
 from support.tls import cert
 from support.uplink import KINDS, RefServer, car_config, node_ready, start_car
@@ -37,24 +37,11 @@ def kind(request):
 
 @pytest.fixture
 def servers():
-    made = []
-
-    def make(kind, **kw):
-        s = RefServer(kind, **kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from stopped_after(RefServer)
 
 
 def run(coro, timeout=60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def page_ok(car):
-    with urllib.request.urlopen(car.url + "/", timeout=3) as r:
-        return r.status == 200 and b"<" in r.read()
 
 
 def synced(server, car=1, timeout=10, since=0.0):

@@ -12,19 +12,12 @@ import time
 import pytest
 
 from support.processes import free_port
-from support.mqtt import Broker, Client, have_mosquitto
+from support.mqtt import Broker, Client, have_mosquitto, run_until
 from mqtt import codec
 from mqtt.session import Session
 from mqtt.transport import opener, split_url
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
-
-
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
-    yield b
-    b.kill()
 
 
 def run(coro):
@@ -86,12 +79,7 @@ def test_a_refused_login_names_the_connack_code(tmp_path):
     async def main():
         s = Session(opener(b.url), "x", username="car", password="wrong", log=logs.append,
                     backoff_min_ms=50)
-        task = asyncio.ensure_future(s.run())
-        deadline = time.monotonic() + 5
-        while not logs and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await s.close()
-        await task
+        await run_until(s, lambda: logs)
         ok = await Client(b.url, "y", username="car", password="secret").start()
         await ok.stop()
         return s
@@ -202,12 +190,7 @@ def test_a_malformed_packet_from_the_broker_ends_the_connection_with_a_clear_err
         port = server.sockets[0].getsockname()[1]
         logs = []
         s = Session(opener("mqtt://127.0.0.1:%d" % port), "m", log=logs.append, backoff_min_ms=50)
-        task = asyncio.ensure_future(s.run())
-        deadline = time.monotonic() + 5
-        while len(logs) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await s.close()
-        await task
+        await run_until(s, lambda: len(logs) >= 2)
         server.close()
         return s, logs
     s, logs = run(main())

@@ -5,12 +5,11 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-import time
 
 import pytest
 
 from support.processes import free_port
-from support.mqtt import Broker, Client, have_mosquitto
+from support.mqtt import Broker, Client, have_mosquitto, run_until
 from mqtt.session import Session
 from mqtt.transport import opener
 
@@ -49,12 +48,7 @@ def test_mqtts_with_the_ca_connects_and_without_it_is_refused(tmp_path):
             await c.stop()
             logs = []
             s = Session(opener(url), "untrusted", log=logs.append, backoff_min_ms=50)
-            task = asyncio.ensure_future(s.run())
-            deadline = time.monotonic() + 5
-            while not logs and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            await s.close()
-            await task
+            await run_until(s, lambda: logs)
             return logs, s.connects
         logs, connects = asyncio.run(asyncio.wait_for(main(), 30))
         assert connects == 0

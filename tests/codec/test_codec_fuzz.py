@@ -122,6 +122,16 @@ def decode(data, cuts=(), max_message=256, direct=False, bufsize=64):
     return Feeder(max_message, direct, bufsize).run(data, cuts)
 
 
+def assert_split_invariant(data, draw, max_messages):
+    """Decoded whole and decoded in drawn pieces (cuts, direct or buffered, a
+    drawn buffer size), data gives the same events, with a drawn max_message."""
+    max_message = draw.draw(st.sampled_from(max_messages))
+    whole = decode(data, max_message=max_message)
+    split = decode(data, draw.draw(cut_points(data)), max_message, draw.draw(st.booleans()),
+                   draw.draw(st.sampled_from([1, 7, 64])))
+    assert whole == split
+
+
 # ------------------------------------------------------------------ frames
 
 # ------------------------------------------------------------------ properties
@@ -130,11 +140,7 @@ def decode(data, cuts=(), max_message=256, direct=False, bufsize=64):
 @given(st.binary(max_size=600), st.data())
 def test_random_bytes_only_protocol_errors_and_split_invariant(data, draw):
     EXAMPLES["random_bytes"] += 1
-    max_message = draw.draw(st.sampled_from([16, 125, 256, 1024]))
-    whole = decode(data, max_message=max_message)
-    split = decode(data, draw.draw(cut_points(data)), max_message, draw.draw(st.booleans()),
-                   draw.draw(st.sampled_from([1, 7, 64])))
-    assert whole == split
+    assert_split_invariant(data, draw, [16, 125, 256, 1024])
 
 
 @SETTINGS
@@ -142,11 +148,7 @@ def test_random_bytes_only_protocol_errors_and_split_invariant(data, draw):
 def test_random_frames_only_protocol_errors_and_split_invariant(frames_, draw):
     EXAMPLES["random_frames"] += 1
     data = b"".join(frames_)
-    max_message = draw.draw(st.sampled_from([16, 125, 256, 4096]))
-    whole = decode(data, max_message=max_message)
-    split = decode(data, draw.draw(cut_points(data)), max_message, draw.draw(st.booleans()),
-                   draw.draw(st.sampled_from([1, 7, 64])))
-    assert whole == split
+    assert_split_invariant(data, draw, [16, 125, 256, 4096])
 
 
 @SETTINGS

@@ -5,33 +5,20 @@ import asyncio
 import json
 import signal
 import time
-import urllib.request
 
 import pytest
 
 from support.micropython import run_micropython
 from support.car import Client as WsClient
-from support.car import moving, stopped
+from support.car import moving, page_ok, stopped
 from support.fleet import Commander, start_car
-from support.mqtt import Broker, have_mosquitto
+from support.mqtt import have_mosquitto
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 
 
-@pytest.fixture
-def broker(tmp_path):
-    b = Broker(tmp_path)
-    yield b
-    b.kill()
-
-
 def run(coro, timeout=60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def page_ok(car):
-    with urllib.request.urlopen(car.url + "/", timeout=3) as r:
-        return r.status == 200 and b"<" in r.read()
 
 
 @pytest.mark.slow

@@ -6,12 +6,11 @@
   that listener to every interface."""
 import asyncio
 import os
-import time
 
 import pytest
 import websockets
 
-from support.mqtt import can_unshare, have_mosquitto, have_wsclient, run_in_netns
+from support.mqtt import can_unshare, have_mosquitto, have_wsclient, run_in_netns, run_until
 from mqtt import codec
 from mqtt.session import Session
 from mqtt.transport import opener
@@ -42,12 +41,7 @@ def test_packets_split_across_frames_and_several_in_one_frame():
             port = server.sockets[0].getsockname()[1]
             s = Session(opener("ws://127.0.0.1:%d/mqtt" % port), "w",
                         on_message=lambda t, p, r: got.append((t, bytes(p))), log=lambda *a: None)
-            task = asyncio.ensure_future(s.run())
-            deadline = time.monotonic() + 5
-            while len(got) < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            await s.close()
-            await task
+            await run_until(s, lambda: len(got) >= 2)
     asyncio.run(asyncio.wait_for(main(), 20))
     assert subprotocols == ["mqtt"]
     assert got == [("a/1", b"one"), ("a/2", b"two" * 100)]

@@ -122,6 +122,17 @@ def finish(s, how):
     return data
 
 
+def send_and_finish(s, data, how):
+    """Send data, then end the connection `how` (finish); None when the server
+    already refused mid-send or on "rst", else what it answered."""
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        s.close()
+        return None
+    return finish(s, how)
+
+
 @SETTINGS
 @given(st.one_of(st.lists(random_frame(), max_size=4).map(b"".join),
                  st.tuples(valid_stream(), mutations).map(lambda t: mutate(t[0][0], t[1])),
@@ -129,13 +140,7 @@ def finish(s, how):
        st.sampled_from(["fin", "rst"]))
 def test_random_frames_to_the_server(server, data, how):
     EXAMPLES["ws_" + how] += 1
-    s = handshake(server.port)
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        s.close()
-        return
-    out = finish(s, how)
+    out = send_and_finish(handshake(server.port), data, how)
     if out is not None:
         check_server_frames(out)
 
@@ -153,13 +158,7 @@ head_bytes = st.sampled_from([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
        st.sampled_from(["fin", "rst"]))
 def test_random_requests_to_the_server(server, data, how):
     EXAMPLES["http_" + how] += 1
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    try:
-        s.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        s.close()
-        return
-    out = finish(s, how)
+    out = send_and_finish(socket.create_connection(("127.0.0.1", server.port), timeout=5), data, how)
     if not out:
         return  # nothing to answer (e.g. no complete head before our FIN)
     assert out.startswith(b"HTTP/1.1 "), out[:60]

@@ -17,6 +17,7 @@ import websockets
 from support import ROOT
 from support.car import Client, moving, write_config
 from support.tls import client_context, client_hello, make_certs, tls_config
+from support.wsraw import read_to_eof
 
 sys.path.insert(0, ROOT)  # tools.board.stage
 
@@ -86,12 +87,7 @@ def test_plain_http_on_the_tls_port_is_refused_within_a_second(tls_car):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", tls_car.port), timeout=2) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        answer = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_to_eof(s)
     elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 400"), answer
     assert b"use https://" in answer
@@ -104,12 +100,7 @@ def test_tls_hello_on_a_plain_port_is_refused_within_a_second(start_micropython,
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", proc.port), timeout=2) as s:
         s.sendall(hello)
-        answer = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_to_eof(s)
     assert time.monotonic() - started < 1.0
     assert answer.startswith(b"HTTP/1.1 400") and b"not TLS" in answer, answer
     # A real TLS client gets an error at once, not a hang.

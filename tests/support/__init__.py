@@ -3,7 +3,8 @@
 - micropython: the firmware under the MicroPython Unix port (MicroPythonProcess,
   run_micropython, board_proxy) and mp_runner.py, which runs a plain-assert test
   module inside MicroPython;
-- processes: free_port, wait_listening, stop (terminate, wait, kill);
+- processes: free_port, wait_listening, stop (terminate, wait, kill), stopped_after
+  (the body of a factory fixture: stops what the test made);
 - wsraw: the one raw WebSocket client; car: the car's client (websockets) and config;
 - mqtt: mosquitto started per test (Broker), an MQTT client, unshare -n;
 - fleet, uplink, ota, tls, tooling, hardening, browser, fuzz: per-layer helpers;

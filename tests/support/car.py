@@ -2,8 +2,10 @@
 keeps reading in the background, so telemetry is timestamped on arrival and
 replies (errors, pongs, roles) can be awaited separately."""
 import asyncio
+import contextlib
 import json
 import time
+import urllib.request
 
 import websockets
 
@@ -131,8 +133,40 @@ def stopped(msg):
     return msg["applied"]["left"] == 0 and msg["applied"]["right"] == 0
 
 
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def page_ok(car):
+    """The car's page answers 200 with some HTML."""
+    with urllib.request.urlopen(car.url + "/", timeout=3) as r:
+        return r.status == 200 and b"<" in r.read()
+
+
+@contextlib.asynccontextmanager
+async def kept_driving(driver, throttle=0.5, every=0.05):
+    """`async with kept_driving(driver) as start:` the driver sends drive(throttle)
+    every `every` s; the block starts once the motors move (start: that
+    monotonic time). Leaving it, the telemetry since start must show the
+    motors moving throughout, frames at most 0.25 s apart."""
+    stop = False
+
+    async def keep_driving():
+        while not stop:
+            await driver.drive(throttle)
+            await asyncio.sleep(every)
+    task = asyncio.ensure_future(keep_driving())
+    await driver.wait_for(moving)
+    start = time.monotonic()
+    try:
+        yield start
+    finally:
+        stop = True
+        await task
+    seen = [m for t, m in driver.telemetry if t >= start]
+    assert seen and all(moving(m) for m in seen)
+    gaps = [b - a for (a, _), (b, _) in zip(driver.telemetry, driver.telemetry[1:]) if a >= start]
+    assert max(gaps) < 0.25, max(gaps)  # 50 Hz telemetry; the bound allows a loaded 2-core machine
 
 
 def raw_websocket(port, rcvbuf=1024, path="/ws"):

@@ -5,6 +5,8 @@ import os
 import socket
 import time
 
+from support.wsraw import read_to_eof
+
 SERVER = "tests/support/servers/hardening_server.py"
 
 
@@ -12,12 +14,7 @@ def http_get(port, path, timeout=5.0):
     """(status, body) of one GET; raises OSError if the server does not answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_eof(s)
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
 

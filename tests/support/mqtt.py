@@ -165,3 +165,14 @@ class Client:
                 await asyncio.wait_for(self.task, 2)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self.task.cancel()
+
+
+async def run_until(session, done, timeout=5.0):
+    """Run a Session until done() holds (its first log lines, its first
+    messages) or `timeout` s pass, then close it."""
+    task = asyncio.ensure_future(session.run())
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await session.close()
+    await task

@@ -1,8 +1,23 @@
 """Process plumbing every helper shares: a free loopback port, waiting for a
-listener, and stopping a child (terminate, wait, then kill)."""
+listener, stopping a child (terminate, wait, then kill), and the factory
+fixtures' stop-what-was-made (stopped_after)."""
 import socket
 import subprocess
 import time
+
+
+def stopped_after(make):
+    """The body of a factory fixture (`yield from stopped_after(Car)`): the test
+    gets make's twin, and every thing it made is stopped (.stop()) afterwards."""
+    made = []
+
+    def build(*args, **kw):
+        thing = make(*args, **kw)
+        made.append(thing)
+        return thing
+    yield build
+    for thing in made:
+        thing.stop()
 
 
 def free_port():

@@ -13,8 +13,16 @@ import fcntl
 import os
 import socket
 import struct
+import sys
 import termios
 import time
+
+from support import ROOT
+
+sys.path.insert(0, ROOT)
+from tools.common import read_head, read_to_eof  # noqa: E402,F401  (the tools' own: one copy of each loop)
+
+sys.path.pop(0)
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -56,12 +64,7 @@ def raw_request(port, data, timeout=5):
 
 
 def read_response(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
+    buf = read_head(s)
     head, _, body = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0

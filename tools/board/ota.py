@@ -31,6 +31,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
 from tools.board import stage  # noqa: E402
+from tools.common import read_to_eof  # noqa: E402
 
 ROOT = stage.ROOT
 MPY_VERSION = 6
@@ -78,11 +79,7 @@ def http(host, port, method, path, headers=None, body_parts=(), timeout=10.0, ex
                     s.sendall(part)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the car refused mid-body: its answer is waiting
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        buf = read_to_eof(s, buf)
     head, _, body = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     if not lines or len(lines[0].split()) < 2:

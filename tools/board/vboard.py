@@ -56,7 +56,7 @@ import time
 import tty
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import ROOT  # noqa: E402
+from tools.common import ROOT, stop_all  # noqa: E402
 READY = b"\x00VBOARD-READY\x00"      # end of boot.py/main.py; the REPL starts next
 RESET = b"\x00VBOARD-RESET\x00"      # SystemExit in boot.py/main.py: soft reset
 RAW_BANNER = b"raw REPL; CTRL-B to exit"
@@ -191,13 +191,7 @@ class Interpreter:
         self.started = time.monotonic()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_all([self.proc], 2)
         try:
             os.close(self.master)
         except OSError:

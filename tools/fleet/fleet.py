@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import LIB, ROOT  # noqa: E402
+from tools.common import LIB, ROOT, stop_all  # noqa: E402
 sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
@@ -108,13 +108,7 @@ def main():
     except KeyboardInterrupt:
         pass
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(3)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(reversed(procs))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import REPORTS, ROOT, free_port  # noqa: E402
+from tools.common import REPORTS, ROOT, free_port, read_to_eof, stop_all  # noqa: E402
 HOST = "127.0.0.1"
 MASK = b"\x37\xfa\x21\x3d"               # fixed: the client never spends time on randomness
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -416,13 +416,7 @@ class Server:
         return server_cpu(self.proc.pid)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_all([self.proc], 3)
         self.log.close()
 
 
@@ -747,12 +741,7 @@ def heap_trial(builds, name, build, heap_kb, timeout=2.0):
         for s in socks:
             s.sendall(req)
         for s in socks:
-            buf = b""
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                buf += data
+            buf = read_to_eof(s)
             s.close()
             head, _, body = buf.partition(b"\r\n\r\n")
             if b" 200 " not in head.split(b"\r\n")[0] or len(body) != PAGE_SIZE:

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import LIB, ROOT, free_port, wait_port as _listening  # noqa: E402
+from tools.common import LIB, ROOT, free_port, stop_all, wait_port as _listening  # noqa: E402
 sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
@@ -145,13 +145,7 @@ def main():
             wait_port(cp, p)
         r = asyncio.run(bench(args, "mqtt://127.0.0.1:%d" % port, car_ports))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(3)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     lines = [
         "# Fleet benchmark (make bench-fleet)",

@@ -194,17 +194,52 @@ def summarize(results, outdir=OUTDIR):
     return failed
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc, command, command_help, timeout, timeout_help):
+    """The options both sides take (this file and conformance_client.py): the
+    wstest and MicroPython to run, the command under test (`command`, e.g.
+    "--server-cmd"), the cases and the run's time limit."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wstest", default=os.path.join(ROOT, ".venv2", "bin", "wstest"))
     ap.add_argument("--micropython", default=os.path.join(ROOT, ".venv", "bin", "micropython"))
-    ap.add_argument("--server-cmd", help="command starting any echo server; {port} is replaced "
-                                         "(default: %s)" % DEFAULT_SERVER)
+    ap.add_argument(command, help=command_help)
     ap.add_argument("--cases", default=DEFAULT_CASES, help="comma separated, default %(default)s")
-    ap.add_argument("--timeout", type=float, default=1200, help="whole wstest run, seconds")
+    ap.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
     args = ap.parse_args()
-
     os.makedirs(REPORTS, exist_ok=True)
+    return args
+
+
+def write_spec(spec, name, outdir=OUTDIR):
+    """Write wstest's spec as reports/<name> and delete outdir's results from an
+    earlier run (stale results must not pass for this one); returns the path."""
+    spec_path = os.path.join(REPORTS, name)
+    with open(spec_path, "w") as f:
+        json.dump(spec, f, indent=2)
+    stale = os.path.join(ROOT, outdir, "index.json")
+    if os.path.exists(stale):
+        os.remove(stale)
+    return spec_path
+
+
+def verdict_status(results, failed, status, outdir, partial):
+    """Print the closing lines of a run and return its exit status: 0 all
+    passed, 1 some case FAILED, 2 the run broke (status 2 in, with `partial`
+    saying why the results may be incomplete)."""
+    print()
+    log("report: %s/index.html" % outdir)
+    if status == 2:
+        log(partial)
+    if failed:
+        log("%d case(s) FAILED" % len(failed))
+        status = status or 1
+    elif status == 0:
+        log("all %d cases passed (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED)" % len(results))
+    return status
+
+
+def main():
+    args = arguments(__doc__, "--server-cmd", "command starting any echo server; {port} is replaced "
+                                              "(default: %s)" % DEFAULT_SERVER, 1200, "whole wstest run, seconds")
     port = free_port()
     cmd = (args.server_cmd or DEFAULT_SERVER).format(port=port, micropython=shlex.quote(args.micropython))
     server_log_path = os.path.join(REPORTS, "conformance-server.log")
@@ -223,13 +258,7 @@ def main():
                 "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
                 "exclude-cases": [],
                 "exclude-agent-cases": {}}
-        spec_path = os.path.join(REPORTS, "fuzzingclient.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f, indent=2)
-        # Stale results from an earlier run must not pass for this one.
-        stale = os.path.join(ROOT, OUTDIR, "index.json")
-        if os.path.exists(stale):
-            os.remove(stale)
+        spec_path = write_spec(spec, "fuzzingclient.json")
 
         log("wstest fuzzingclient, cases %s (log: reports/wstest.log)" % ",".join(spec["cases"]))
         ran, reason = run_wstest(args.wstest, spec_path, server, args.timeout)
@@ -254,17 +283,8 @@ def main():
         log(err)
         return 2
     failed = summarize(results)
-    print()
-    log("report: %s/index.html" % OUTDIR)
-    if status == 2:
-        log("the results above are PARTIAL: %s" % (reason if not ran else "the server crashed"))
-    if failed:
-        log("%d case(s) FAILED" % len(failed))
-        status = status or 1
-    elif status == 0:
-        log("all %d cases passed (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED)" % len(results))
-    return status
-
+    return verdict_status(results, failed, status, OUTDIR,
+                          "the results above are PARTIAL: %s" % (reason if not ran else "the server crashed"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,8 +12,6 @@ every FAILED case with the suite's own explanation, the 9.7/9.8 durations.
 Exit status: 0 all cases pass, 1 some case FAILED, 2 the run itself broke
 (the fuzzing server did not start, the client crashed or timed out, no results).
 """
-import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -32,28 +30,15 @@ DEFAULT_CLIENT = ("{micropython} -X heapsize=64M tools/measure/echo_client.py"
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--wstest", default=os.path.join(ROOT, ".venv2", "bin", "wstest"))
-    ap.add_argument("--micropython", default=os.path.join(ROOT, ".venv", "bin", "micropython"))
-    ap.add_argument("--client-cmd", help="command running any echo client; {url} and {agent} are "
-                                         "replaced (default: %s)" % DEFAULT_CLIENT)
-    ap.add_argument("--cases", default=DEFAULT_CASES, help="comma separated, default %(default)s")
-    ap.add_argument("--timeout", type=float, default=900, help="whole client run, seconds")
-    args = ap.parse_args()
-
-    os.makedirs(REPORTS, exist_ok=True)
+    args = conformance.arguments(__doc__, "--client-cmd", "command running any echo client; {url} and {agent} are "
+                                                          "replaced (default: %s)" % DEFAULT_CLIENT,
+                                 900, "whole client run, seconds")
     port = free_port()
     url = "ws://127.0.0.1:%d" % port
     spec = {"url": url, "outdir": OUTDIR,
             "cases": [c.strip() for c in args.cases.split(",") if c.strip()],
             "exclude-cases": [], "exclude-agent-cases": {}}
-    spec_path = os.path.join(REPORTS, "fuzzingserver.json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f, indent=2)
-    # Stale results from an earlier run must not pass for this one.
-    stale = os.path.join(ROOT, OUTDIR, "index.json")
-    if os.path.exists(stale):
-        os.remove(stale)
+    spec_path = conformance.write_spec(spec, "fuzzingserver.json", OUTDIR)
 
     wlog_path = os.path.join(REPORTS, "wstest-fuzzingserver.log")
     wlog = open(wlog_path, "w")
@@ -100,17 +85,7 @@ def main():
         log(err)
         return 2
     failed = summarize(results, OUTDIR)
-    print()
-    log("report: %s/index.html" % OUTDIR)
-    if status == 2:
-        log("the results above may be PARTIAL")
-    if failed:
-        log("%d case(s) FAILED" % len(failed))
-        status = status or 1
-    elif status == 0:
-        log("all %d cases passed (OK / NON-STRICT / INFORMATIONAL / UNIMPLEMENTED)" % len(results))
-    return status
-
+    return conformance.verdict_status(results, failed, status, OUTDIR, "the results above may be PARTIAL")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,8 +34,6 @@ from mqtt.transport import opener  # noqa: E402
 
 
 async def exercise(port, seconds, broker_url):
-    import websockets
-
     fleet = {"online": False, "telemetry": 0}
     session = task = None
     if broker_url:
@@ -48,6 +46,22 @@ async def exercise(port, seconds, broker_url):
                                                                       ("tether/+/telemetry", 0)],
                           on_message=got, log=lambda *a: None, backoff_min_ms=100, backoff_max_ms=500)
         task = asyncio.ensure_future(session.run())
+    ok = await drive_and_watch(port, seconds)
+    if session:
+        await session.close()
+        await task
+    if broker_url:
+        ok = ok and fleet["online"] and fleet["telemetry"] >= seconds
+    return ok
+
+
+async def drive_and_watch(port, seconds, before_stop=None):
+    """A viewer and a driver (10 Hz) on the car's /ws for `seconds`; True when
+    both stayed connected and telemetry kept arriving with no gap over 1 s.
+    before_stop (a coroutine function) runs while both are still connected.
+    tools/measure/uplink_memory.py uses it too."""
+    import websockets
+
     times = []
     url = "ws://127.0.0.1:%d/ws" % port
 
@@ -67,28 +81,32 @@ async def exercise(port, seconds, broker_url):
     tasks.append(asyncio.ensure_future(driver()))
     await asyncio.sleep(seconds)
     failed = [t for t in tasks if t.done()]
+    if before_stop:
+        await before_stop()
     for t in tasks:
         t.cancel()
-    if session:
-        await session.close()
-        await task
     gaps = [b - a for a, b in zip(times, times[1:])]
     # Memory, not timing, decides: a shared machine's load can stall a
     # telemetry frame for a few hundred ms whatever the heap.
-    ok = not failed and len(times) > seconds * 5 and max(gaps or [9]) <= 1.0
-    if broker_url:
-        ok = ok and fleet["online"] and fleet["telemetry"] >= seconds
-    return ok
+    return not failed and len(times) > seconds * 5 and max(gaps or [9]) <= 1.0
 
 
 def run_once(micropython, board, config, heap_k, seconds, broker_url):
+    return run_car(micropython, board, config, heap_k, lambda port: exercise(port, seconds, broker_url))
+
+
+def run_car(micropython, board, config, heap_k, exercise, heap=None, script="main.py"):
+    """Start the car in `board` with `config` in a heap of heap_k KB (or `heap`
+    bytes), run exercise(port) against it; True when that passed and the car
+    is alive with no MemoryError and no traceback. tools/measure/uplink_memory.py
+    uses it too."""
     with open(os.path.join(board, "config.json"), "w") as f:
         json.dump(config, f)
     port = free_port()
-    proc = subprocess.Popen([micropython, "-X", "heapsize=%dK" % heap_k, "main.py", "--port", str(port)],
+    proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % (heap or heap_k * 1024), script, "--port", str(port)],
                             cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        ok = wait_port(port, proc) and asyncio.run(exercise(port, seconds, broker_url))
+        ok = wait_port(port, proc) and asyncio.run(exercise(port))
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -117,29 +135,44 @@ def smallest_heap(passes, lo, hi):
     return hi
 
 
-def edge(micropython, board, config, lo, hi, seconds, broker_url):
-    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, broker_url), lo, hi)
+def edge(micropython, board, config, lo, hi, seconds, link, run=run_once):
+    """The smallest heap in which run(..., heap_k, seconds, link) passes (run:
+    this file's run_once or tools/measure/uplink_memory.py's)."""
+    return smallest_heap(lambda heap_k: run(micropython, board, config, heap_k, seconds, link), lo, hi)
 
 
-def main():
+def heap_arguments():
+    """The options this file and tools/measure/uplink_memory.py share."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
     parser.add_argument("--march", default="x86")
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--lo", type=int, default=40)
     parser.add_argument("--hi", type=int, default=140)
+    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
+    return parser
+
+
+def staged(args, prefix):
+    """(tmp, board): a temporary folder and the `make deploy` layout staged in
+    tmp/board for args.march; --show switched on if asked."""
+    if args.show:
+        SHOW.append(True)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    board = os.path.join(tmp, "board")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
+                   cwd=ROOT, check=True, capture_output=True)
+    return tmp, board
+
+
+def main():
+    parser = heap_arguments()
     parser.add_argument("--ws", action="store_true")
     parser.add_argument("--check", action="store_true",
                         help="bisect the plain car only; run each link once at its edge + %d KB" % BUDGET_KB)
     parser.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
-    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
-    if args.show:
-        SHOW.append(True)
-    tmp = tempfile.mkdtemp(prefix="fleet-memory-")
-    board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
-                   cwd=ROOT, check=True, capture_output=True)
+    tmp, board = staged(args, "fleet-memory-")
     tcp, ws = free_port(), free_port()
     conf = os.path.join(tmp, "mosquitto.conf")
     with open(conf, "w") as f:

@@ -14,22 +14,17 @@ ping over the uplink was answered at the end. --romfs puts lib/ in a ROMFS
 image executed in place (tools/measure/heap_report.py's layout: the heap is enlarged
 by exactly the image's block, so the figure is the heap besides the image).
 """
-import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root: tools.*
-from tools.common import ROOT, free_port, wait_port  # noqa: E402
-from fleet_memory import SHOW  # noqa: E402  (tools/measure is sys.path[0]: --show's switch, shared)
+from tools.common import free_port  # noqa: E402
+from fleet_memory import drive_and_watch, edge, heap_arguments, run_car, staged  # noqa: E402  (tools/measure is sys.path[0]: shared, the same 2 KB bisection)
 
 
 async def exercise(port, seconds, uplink):
-    import time
-
     import websockets
     from websockets.asyncio.server import serve
 
@@ -43,40 +38,18 @@ async def exercise(port, seconds, uplink):
             if kind in seen:
                 seen[kind] += 1
 
+    async def ping():
+        if uplink and cars:
+            try:
+                await cars[-1].send('{"type":"ping","id":1}')
+                await asyncio.sleep(0.5)
+            except websockets.ConnectionClosed:
+                pass
+
     server = await serve(handler, "127.0.0.1", uplink) if uplink else None
-    times = []
-    url = "ws://127.0.0.1:%d/ws" % port
-
-    async def viewer():
-        async with websockets.connect(url, max_queue=None) as ws:
-            async for text in ws:
-                if '"telemetry"' in text:
-                    times.append(time.monotonic())
-
-    async def driver():
-        async with websockets.connect(url, max_queue=None) as ws:
-            while True:
-                await ws.send('{"type":"drive","throttle":0.4,"steer":0.1}')
-                await asyncio.sleep(0.1)
-    tasks = [asyncio.ensure_future(viewer())]
-    await asyncio.sleep(0.3)
-    tasks.append(asyncio.ensure_future(driver()))
-    await asyncio.sleep(seconds)
-    failed = [t for t in tasks if t.done()]
-    if uplink and cars:
-        try:
-            await cars[-1].send('{"type":"ping","id":1}')
-            await asyncio.sleep(0.5)
-        except websockets.ConnectionClosed:
-            pass
-    for t in tasks:
-        t.cancel()
+    ok = await drive_and_watch(port, seconds, before_stop=ping)
     if server:
         server.close()
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    # Memory, not timing, decides: a shared machine's load can stall a
-    # telemetry frame for a few hundred ms whatever the heap.
-    ok = not failed and len(times) > seconds * 5 and max(gaps or [9]) <= 1.0
     if uplink:
         ok = ok and seen["hello"] >= 1 and seen["telemetry"] >= seconds and seen["pong"] >= 1
     return ok
@@ -86,51 +59,21 @@ ROMFS = {}  # board dir -> image size, when lib/ is in a ROMFS image
 
 
 def run_once(micropython, board, config, heap_k, seconds, uplink):
-    with open(os.path.join(board, "config.json"), "w") as f:
-        json.dump(config, f)
-    port = free_port()
     heap, script = heap_k * 1024, "main.py"
     if board in ROMFS:
         from tools.measure.heap_report import romfs_heapsize
 
         heap, script = romfs_heapsize(heap, ROMFS[board]), "romfs_boot.py"
-    proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % heap, script, "--port", str(port)],
-                            cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        ok = wait_port(port, proc) and asyncio.run(exercise(port, seconds, uplink))
-        alive = proc.poll() is None
-    finally:
-        proc.terminate()
-        out = proc.communicate(timeout=5)[0]
-    passed = ok and alive and "MemoryError" not in out and "Traceback" not in out
-    if SHOW and not passed:
-        print("--- %d KB failed; the car's last lines:\n%s" % (heap_k, "\n".join(out.splitlines()[-12:])), flush=True)
-    return passed
-
-
-def edge(micropython, board, config, lo, hi, seconds, uplink):
-    from fleet_memory import smallest_heap  # the same 2 KB bisection as the fleet link's
-
-    return smallest_heap(lambda heap_k: run_once(micropython, board, config, heap_k, seconds, uplink), lo, hi)
+    return run_car(micropython, board, config, heap_k, lambda port: exercise(port, seconds, uplink),
+                   heap=heap, script=script)
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--micropython", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
-    parser.add_argument("--march", default="x86")
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--lo", type=int, default=40)
-    parser.add_argument("--hi", type=int, default=140)
+    parser = heap_arguments()
     parser.add_argument("--only", choices=["plain", "uplink"])
     parser.add_argument("--romfs", action="store_true")
-    parser.add_argument("--show", action="store_true", help="print the car's last lines when a run fails")
     args = parser.parse_args()
-    if args.show:
-        SHOW.append(True)
-    tmp = tempfile.mkdtemp(prefix="uplink-memory-")
-    board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
-                   cwd=ROOT, check=True, capture_output=True)
+    tmp, board = staged(args, "uplink-memory-")
     if args.romfs:
         from tools.measure.heap_report import romfs_tree
 
@@ -146,7 +89,7 @@ def main():
     for name, config, port in configs:
         if args.only and name != args.only:
             continue
-        results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port)
+        results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port, run=run_once)
         print("%-8s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
               flush=True)
     if results.get("plain") and results.get("uplink"):
