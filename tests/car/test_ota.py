@@ -41,12 +41,29 @@ def cars():
     yield from stopped_after(Car)
 
 
-def cut_at_every_step(cut_at, workers=2):
-    """Power-cut tests: cut_at(step) cuts the power at `step` (its own copy of the
-    tree, its own port) and checks the car recovers, returning True; False when
-    the work finished before the cut. Steps 1, 2, ... run `workers` at a time
-    until one finishes; every step before it must have been cut and checked.
-    Returns how many steps were cut."""
+def cut_at_every_step(golden, tmp_path, cars, micropython, recovered, workers=2):
+    """Power-cut tests: for step = 1, 2, ..., a copy of the `golden` tree boots with
+    the power cut at that step (its own folder and port); with the power back it
+    must boot again and pass `recovered(car, folder)`. Steps run `workers` at a
+    time until one boot ends before its cut; every step before that one must have
+    been cut and recovered. Returns how many steps were cut."""
+    def cut_at(step):
+        work = str(tmp_path / ("app-%d" % step))
+        shutil.copytree(golden, work)
+        car = cars(work, micropython=micropython)
+        rc = car.run_once(env={"TETHER_OTA_CUT": str(step)})
+        if rc == 75:  # the work finished before the cut
+            return False
+        assert rc == 9, (step, rc, car.output()[-2000:])
+        car.boot()  # power back: the work resumes, reboots, the app runs
+        try:
+            recovered(car, work)
+        except AssertionError as e:
+            raise AssertionError("power cut at step %d: %s" % (step, e)) from e
+        car.stop()
+        shutil.rmtree(work)
+        return True
+
     finished = None  # the first step whose work ended before its cut
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         running = {}
@@ -61,7 +78,6 @@ def cut_at_every_step(cut_at, workers=2):
                 if not future.result() and (finished is None or n < finished):  # raises a failed check
                     finished = n
     return finished - 1
-
 
 def fast_micropython():
     """The ESP32 board proxy when it is built: a native binary that starts in
@@ -230,25 +246,14 @@ def test_power_cut_at_every_step_of_the_switch(cars, tmp_path, update):
     assert car.ota_state() == ["new", "pending"]
     new_tree = {rel: ota.hashlib.sha256(data).hexdigest() for rel, data in files}
 
-    def cut_at(step):
-        work = str(tmp_path / ("app-%d" % step))
-        shutil.copytree(golden, work)
-        trial = cars(work, micropython=mp)
-        rc = trial.run_once(env={"TETHER_OTA_CUT": str(step)})
-        if rc == 75:  # the switch finished before the cut
-            return False
-        assert rc == 9, (step, rc, trial.output()[-2000:])
-        trial.boot()  # power back: the switch resumes, reboots, the new app runs on trial
-        assert trial.version() == version, step
+    def recovered(trial, work):  # the switch resumed: the new app runs on trial
+        assert trial.version() == version
         assert trial.serves_page()
         assert trial.ota_state() == ["booted", "old", "plan", "trial"], trial.ota_state()
         tree = tree_hashes(work)
-        assert tree == new_tree, (step, set(tree) ^ set(new_tree))
-        trial.stop()
-        shutil.rmtree(work)
-        return True
+        assert tree == new_tree, set(tree) ^ set(new_tree)
 
-    steps = cut_at_every_step(cut_at)
+    steps = cut_at_every_step(golden, tmp_path, cars, mp, recovered)
     print("switch: cut at each of %d steps" % steps)
     assert steps > 50, steps  # renames of every file, the plan, the marker
 
@@ -301,21 +306,10 @@ def test_power_cut_at_every_step_of_the_rollback(cars, tmp_path, broken_update):
     shutil.rmtree(golden)
     shutil.copytree(str(tmp_path / "saved"), golden)
 
-    def cut_at(step):
-        work = str(tmp_path / ("app-%d" % step))
-        shutil.copytree(golden, work)
-        again = cars(work, micropython=mp)
-        rc = again.run_once(env={"TETHER_OTA_CUT": str(step)})
-        if rc == 75:  # the rollback finished before the cut
-            return False
-        assert rc == 9, (step, rc, again.output()[-2000:])
-        again.boot()  # power back: the rollback resumes, reboots, the old app runs
+    def recovered(again, work):  # the rollback resumed: the old app runs
         check_old_app(again, before)
-        again.stop()
-        shutil.rmtree(work)
-        return True
 
-    steps = cut_at_every_step(cut_at)
+    steps = cut_at_every_step(golden, tmp_path, cars, mp, recovered)
     print("rollback: cut at each of %d steps" % steps)
     assert steps > 40, steps
 
