@@ -12,7 +12,7 @@ import websockets
 
 from support.micropython import ROOT, run_micropython
 from support.car import Client, moving, run, stopped, write_config
-from support.wsraw import raw_request, request, upgrade_headers
+from support.wsraw import raw_request, request
 from support.wsraw import upgrade as handshake
 
 sys.path.insert(0, os.path.join(ROOT, "lib"))

@@ -603,7 +603,6 @@ def test_hello_carries_the_config_errors_the_car_started_with(start_micropython,
 
 
 def _bench():
-    import os
     import sys
 
     sys.path.insert(0, ROOT)

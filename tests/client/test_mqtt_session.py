@@ -4,7 +4,6 @@ login named, keepalive, reconnect with backoff, QoS 1 redelivery after a
 reconnect, a bounded queue that never blocks the caller, and a malformed
 packet from the broker ending the connection with a clear error."""
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -13,7 +12,6 @@ import pytest
 
 from support.processes import free_port
 from support.mqtt import Broker, Client, have_mosquitto, run_until
-from mqtt import codec
 from mqtt.session import Session
 from mqtt.transport import opener, split_url
 

@@ -15,8 +15,6 @@ import urllib.parse
 import pytest
 import websockets
 from websockets.asyncio.server import serve
-from websockets.datastructures import Headers
-from websockets.http11 import Response
 
 from support.micropython import MICROPYTHON, ROOT
 from support.processes import free_port

@@ -349,13 +349,13 @@ def test_mouse_and_keyboard_drive_on_desktop(car, observer, open_page):
     time.sleep(0.5)                                     # the wheels spin down
     start = observer.latest()
     page.keyboard.down("w")
-    t = observer.wait(lambda t: moving_forward(t) and t["pose"]["x"] > start["pose"]["x"] + 0.03,
+    observer.wait(lambda t: moving_forward(t) and t["pose"]["x"] > start["pose"]["x"] + 0.03,
                       what="forward motion from W")
     page.keyboard.up("w")
     observer.wait(stopped, timeout=2.0, what="a stop on key release")
     page.keyboard.down("ArrowUp")
     page.keyboard.down("ArrowRight")                    # forward + right: left wheel faster
-    t = observer.wait(lambda t: t["motor"]["left"] > t["motor"]["right"] + 0.3, what="a right turn")
+    observer.wait(lambda t: t["motor"]["left"] > t["motor"]["right"] + 0.3, what="a right turn")
     page.keyboard.press("Space")                        # Space stops even with keys held
     observer.wait(stopped, timeout=2.0, what="a stop on Space")
     time.sleep(0.3)
@@ -698,7 +698,7 @@ def test_chart_map_and_readouts_a_driver_can_read(car, observer, open_page):
     fingers = Fingers(page)
     push_stick(page, fingers, throttle=0.6)                # straight ahead: both wheels equal
     start = observer.latest()["pose"]
-    t = observer.wait(lambda t: t["pose"]["x"] > start["x"] + 0.3, what="0.3 m travelled")
+    observer.wait(lambda t: t["pose"]["x"] > start["x"] + 0.3, what="0.3 m travelled")
     speed = float(text(page, "#spd"))
     assert 0.25 <= speed <= 0.45, speed                   # sim: 0.6 m/s x 0.6
     assert float(text(page, "#odo")) >= 0.3
