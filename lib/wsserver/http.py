@@ -46,6 +46,8 @@ def _is_token(name):
 
 
 class Request:
+    data = None  # the application's, for this request (ws.data for a WebSocket)
+
     def __init__(self, method, target, path, query, version, headers):
         self.method = method  # "GET"
         self.target = target  # "/ws?token=x", as sent

@@ -19,8 +19,8 @@ def test_server_uses_a_buffer_the_caller_allocated_early():
     # Server(buffer=...) is how a small board keeps its one large block: the
     # caller allocates it before imports fragment the heap (tools/measure/echo_server.py).
     result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import Server; "
-                             "b = bytearray(100); print(Server(buffer=b)._buf is b, len(Server()._buf), "
-                             "len(Server(buffer_size=512)._buf))")
+                             "b = bytearray(100); print(Server(buffer=b).buf is b, len(Server().buf), "
+                             "len(Server(buffer_size=512).buf))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "2048", "512"]
 
