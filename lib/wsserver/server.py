@@ -225,22 +225,22 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         method = None
-        heads = self.pending
-        if len(heads) >= self.max_pending:
+        pending = self.pending
+        if len(pending) >= self.max_pending:
             # A flood (or slowloris): make room by dropping the connection
             # that has been sending its head the longest. A real browser
             # sends its head in one go, so it is never the oldest for long,
             # and a trickle of slow sockets cannot lock the page out.
             oldest = None
-            for t, started in heads.items():
-                if oldest is None or ticks_diff(started, heads[oldest]) < 0:
+            for t, started in pending.items():
+                if oldest is None or ticks_diff(started, pending[oldest]) < 0:
                     oldest = t
-            del heads[oldest]
+            del pending[oldest]
             oldest.cancel()
         task = asyncio.current_task()
         tls = None  # the plain socket under a TLS session
         try:
-            heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
+            pending[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
                 if self.tls is not None:
                     tls = await self._tls_mod.start(self, stream)
@@ -253,7 +253,7 @@ class Server:
                     return
                 raise HTTPError(408, "request head not complete in time")
             finally:
-                heads.pop(task, None)
+                pending.pop(task, None)
             if request is None:
                 return  # the client went away before sending a request
             method = request.method
@@ -270,7 +270,7 @@ class Server:
             else:
                 # The response too must be taken within request_timeout_ms: a
                 # client that never reads must not hold a connection forever.
-                heads[task] = ticks_ms()
+                pending[task] = ticks_ms()
                 try:
                     if request.path in self.http_routes:
                         await self._serve_route(stream, request, self.http_routes[request.path], extra)
@@ -281,7 +281,7 @@ class Server:
                     if body is not None and body.left > 0:
                         raise HTTPError(408, "request body not complete in time")
                 finally:
-                    heads.pop(task, None)
+                    pending.pop(task, None)
         except HTTPError as e:
             await self._answer_error(stream, e, method == "HEAD")
         except OSError as e:

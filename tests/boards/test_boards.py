@@ -585,14 +585,14 @@ def test_deploy_ends_with_a_hard_reset_on_the_boards():
 
 NODELAY = """
 import asyncio, socket
-from wsserver import server as server_mod
+from wsserver import connection, server as server_mod
 
 asked = []
 class Lwip:  # extmod/modlwip.c's values: IP_PROTO_TCP 6, TCP_NODELAY = TF_NODELAY 0x40
     def __getattr__(self, name):
         asked.append(name)
         return {"IPPROTO_TCP": 6, "TCP_NODELAY": 0x40}[name]
-server_mod.socket = Lwip() if %r else socket
+connection.socket = Lwip() if %r else socket  # the stream adapter sets the option
 srv = server_mod.Server()
 
 @srv.websocket("/ws")
