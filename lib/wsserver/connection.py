@@ -385,7 +385,7 @@ class WebSocket(State):
                 await asyncio.wait_for_ms(self._drain_until_closed(), self.server.close_timeout_ms)
             except asyncio.TimeoutError:
                 pass
-        self.ended(code, reason)
+        self.closed(code, reason)  # no reply in time: our code
         await self._shutdown()
 
     async def _drain_until_closed(self):
@@ -394,7 +394,7 @@ class WebSocket(State):
 
     def _lose(self, code=CLOSE_ABNORMAL):
         """The TCP connection broke without a close handshake."""
-        self.lost(code)
+        self.closed(code)
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()

@@ -332,7 +332,7 @@ class Server:
                 # let it go now, even if something still holds `ws`
                 # (found by tests/test_hardening_dead_peers.py).
                 ws.codec = None
-                ws.lost()  # closed with 1006 unless it closed before
+                ws.closed()  # with 1006 unless it closed before
         except OSError:
             pass
         except Exception as e:  # a bug in closing: keep serving everyone else

@@ -51,20 +51,16 @@ class State:
         ours went out already); closed with `code` unless it closed before.
         No reply is awaited: TCP is closed next."""
         frame = self.close_frame(code, reason)
-        self.ended(code, reason)
+        self.closed(code, reason)
         return frame
 
-    def ended(self, code, reason=""):
-        """The close handshake ended without the peer's code (its reply did
-        not come in time): closed with ours, unless closed already."""
+    def closed(self, code=CLOSE_ABNORMAL, reason=""):
+        """The connection is over without the peer's close code: the TCP
+        connection broke (1006), or our close got no reply in time (our
+        code). Closed with `code` unless it closed before; nothing more is sent."""
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-
-    def lost(self, code=CLOSE_ABNORMAL):
-        """The TCP connection broke (or is dropped) without a close handshake."""
-        if self.close_code is None:
-            self.close_code = code
         self.close_sent = True
 
     def idle(self, silent_ms, interval_ms, timeout_ms):

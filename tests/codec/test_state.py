@@ -51,12 +51,12 @@ def test_the_peer_closing_first_is_echoed_with_its_code():
 def test_a_close_without_reply_ends_with_our_code():
     s = State()
     s.close_frame(1000, "bye")
-    s.ended(1000, "bye")
+    s.closed(1000, "bye")  # no reply in time: closed with our code
     assert (s.close_code, s.close_reason) == (1000, "bye")
     s = State()
     s.close_frame(1000, "bye")
     s.peer_closed(4000, "theirs")
-    s.ended(1000, "bye")  # the reply came: its code is kept
+    s.closed(1000, "bye")  # the reply came: its code is kept
     assert (s.close_code, s.close_reason) == (4000, "theirs")
 
 
@@ -78,17 +78,17 @@ def test_a_long_reason_is_trimmed_to_fit_a_control_frame():
 
 def test_a_lost_connection_sends_nothing_and_keeps_a_code_it_had():
     s = State()
-    s.lost()
+    s.closed()
     assert s.close_code == CLOSE_ABNORMAL and s.close_sent
     assert s.close_frame(1000) is None and s.fail(1002, "x") is None
     assert s.close_code == CLOSE_ABNORMAL
     s = State()
     s.peer_closed(1000, "")
-    s.lost()
+    s.closed()
     assert s.close_code == 1000
     s = State()
-    s.lost(1001)
-    assert s.close_code == 1001
+    s.closed(1001)  # abort(1001)
+    assert s.close_code == 1001 and s.close_reason == ""
 
 
 def test_a_silent_peer_is_pinged_once_then_dropped():
