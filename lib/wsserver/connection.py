@@ -30,18 +30,10 @@ LARGE = 8192  # bytes: a message this big is sent without copying it into a fram
 
 # -- the stream adapter -----------------------------------------------------
 # asyncio's Stream (extmod/asyncio/stream.py) keeps its socket in `.s` and
-# what write() could not send yet in `.out_buf`, neither documented. These
-# functions are the only code in wsserver that touches them.
-
-def write_now(stream, data):
-    """Write what the socket takes now, without waiting or copying; True if
-    part of `data` is left for stream.drain() to send."""
-    n = stream.s.write(data) or 0  # None: the socket takes nothing now
-    if n < len(data):
-        stream.out_buf = memoryview(data)[n:]  # kept where it is: Stream.write would copy it
-        return True
-    return False
-
+# what write() could not send yet in `.out_buf`, neither documented. Only
+# this file touches them: read_off() and nodelay() below, WebSocket._write
+# and abort(); and tls.start() puts a TLS session on `.s`. (Inline where
+# there is one caller: a function costs a board more heap than its lines.)
 
 def read_off(stream, buf):
     """Read and drop the input waiting now: unread input makes the kernel
@@ -65,22 +57,6 @@ def nodelay(stream):
         stream.s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
     except (OSError, AttributeError):  # a TLS socket has no setsockopt
         pass
-
-
-def close_now(stream):
-    """Close the socket at once (Stream.close() does nothing, wait_closed() waits)."""
-    try:
-        stream.s.close()
-    except OSError:
-        pass
-
-
-def wrap(stream, context):
-    """Put a server-side TLS session on the stream's socket (its handshake
-    runs in the first read); returns the plain socket under it."""
-    raw = stream.s
-    stream.s = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-    return raw
 
 
 class WebSocket(State):
@@ -293,7 +269,10 @@ class WebSocket(State):
     def abort(self, code=CLOSE_ABNORMAL):
         """Drop the connection now, without a close handshake (a dead peer)."""
         self._lose(code)
-        close_now(self.stream)
+        try:
+            self.stream.s.close()  # at once: Stream.close() does nothing, wait_closed() waits
+        except OSError:
+            pass
 
     # -- writing --------------------------------------------------------------
 
@@ -333,12 +312,18 @@ class WebSocket(State):
         return True
 
     def _write(self, frame):
-        """Write without waiting; True if part of it is still to be sent."""
+        """Write what the socket takes now, without waiting or copying; True
+        if part of it is left for stream.drain() (in _flush) to send."""
+        stream = self.stream
         try:
-            return write_now(self.stream, frame)  # the rest: stream.drain() in _flush
+            n = stream.s.write(frame) or 0  # None: the socket takes nothing now
         except OSError:
             self._lose()
             return False
+        if n < len(frame):
+            stream.out_buf = memoryview(frame)[n:]  # kept where it is: Stream.write would copy it
+            return True
+        return False
 
     async def _flush(self):
         # Runs while self._flushing: the only writer that waits on the socket.

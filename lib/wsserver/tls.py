@@ -2,7 +2,7 @@
 # server started with an SSLContext, so a plain one carries none of this.
 import asyncio
 
-from .connection import nodelay, read_off, wrap
+from .connection import nodelay, read_off
 from .http import error_response
 
 
@@ -14,8 +14,11 @@ async def start(server, stream):
         await asyncio.sleep_ms(20)
     server.tls_open += 1
     nodelay(stream)  # on the plain socket: a TLS socket has no setsockopt
+    raw = stream.s  # asyncio's Stream's socket (see connection.py, the stream adapter)
     try:
-        return wrap(stream, server.tls)
+        # A server-side session on it; its handshake runs in the first read.
+        stream.s = server.tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        return raw  # the plain socket under it
     except (OSError, MemoryError):
         server.tls_open -= 1
         raise OSError(12)  # ENOMEM: this connection is closed, the server goes on
