@@ -14,9 +14,13 @@ from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_
 from .state import State
 
 try:
+    from micropython import const
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython. The one fallback: car, hardware.sim and mqtt import it from here.
     import time
+
+    def const(value):
+        return value
 
     def ticks_ms():
         return int(time.monotonic() * 1000)
@@ -25,7 +29,7 @@ except ImportError:  # CPython. The one fallback: car, hardware.sim and mqtt imp
         return a - b
 
 
-LARGE = 8192  # bytes: a message this big is sent without copying it into a frame
+_LARGE = const(8192)  # bytes: a message this big is sent without copying it into a frame
 
 
 # -- the stream adapter -----------------------------------------------------
@@ -181,7 +185,7 @@ class WebSocket(State):
         # The byte length from the view: len() of a str counts characters,
         # a walk over all of it on MicroPython.
         payload = payload_view(message)
-        if len(payload) > LARGE:
+        if len(payload) > _LARGE:
             # Header and payload written apart: no copy of a large message.
             self._enqueue(header(opcode, len(payload)), False)
             self._enqueue(payload, False)
@@ -245,10 +249,10 @@ class WebSocket(State):
         if self.held:
             self._enqueue(self._with_held(None), droppable)
 
-    def watch(self, now, interval_ms, timeout_ms):
+    def watch(self, now, ping_interval_ms, ping_timeout_ms):
         """Called by the server's watcher: ping this connection when it has
         been silent, drop it when it stays so (the rule is State.idle's)."""
-        todo = self.idle(ticks_diff(now, self.last_seen), interval_ms, timeout_ms)
+        todo = self.idle(ticks_diff(now, self.last_seen), ping_interval_ms, ping_timeout_ms)
         if type(todo) is int:
             self.abort(todo)
         elif todo is not None:
@@ -291,9 +295,9 @@ class WebSocket(State):
     async def _release_soon(self):
         self.release()
 
-    def _enqueue(self, frame, droppable, closing=False):
-        # closing: our close frame, which State marked as sent already.
-        if not closing and (self.close_sent or self.close_code is not None):
+    def _enqueue(self, frame, droppable, close=False):
+        # close: our close frame, which State marked as sent already.
+        if not close and (self.close_sent or self.close_code is not None):
             return False
         if not self._flushing and not self._queue:
             if self._write(self._with_held(frame)):

@@ -63,14 +63,16 @@ class State:
             self.close_reason = reason
         self.close_sent = True
 
-    def idle(self, silent_ms, interval_ms, timeout_ms):
+    def idle(self, silent_ms, ping_interval_ms, ping_timeout_ms):
         """The peer has been silent for `silent_ms`. Returns None (nothing to
-        do), a ping frame to send (silent over interval_ms, once until the
-        peer is heard again: the reader clears `pinged`), or the close code
-        to drop the connection with (still silent timeout_ms after that)."""
-        if silent_ms > interval_ms + timeout_ms:
+        do), a ping frame to send (silent over ping_interval_ms, once until
+        the peer is heard again: the reader clears `pinged`), or the close
+        code to drop the connection with (still silent ping_timeout_ms after
+        that). The parameters are named as Server's attributes: each new name
+        is interned for good."""
+        if silent_ms > ping_interval_ms + ping_timeout_ms:
             return CLOSE_ABNORMAL
-        if silent_ms > interval_ms and not self.pinged:
+        if silent_ms > ping_interval_ms and not self.pinged:
             self.pinged = True
             if not self.close_sent and self.close_code is None:
                 return encode(PING, b"idle?")
