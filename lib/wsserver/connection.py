@@ -1,6 +1,6 @@
 # One open WebSocket connection: receiving, sending (with write coalescing
 # and a bounded queue for slow peers) and closing: the asyncio side of the
-# sans-I/O codec (frames.py) and connection state (state.py). The Server in
+# sans-I/O codec and connection state (frames.py: Codec, State). The Server in
 # server.py makes these and uses only the seam marked below (docs/server.md,
 # "Server and connection").
 
@@ -10,8 +10,7 @@ from asyncio import current_task
 
 from .errors import ConnectionClosed, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, TEXT, Codec, encode, encode_message, header, payload_view)
-from .state import State
+                     PING, PONG, TEXT, Codec, State, encode, encode_message, header, payload_view)
 
 try:
     from micropython import const

@@ -1,4 +1,4 @@
-"""The connection state machine (lib/wsserver/state.py): close handshake,
+"""The connection state machine (lib/wsserver/frames.py: State): close handshake,
 failing, loss, idle pings, with no socket and no clock. Plain asserts, no
 pytest features: this same file runs under CPython (pytest) and inside
 MicroPython (tests/support/mp_runner.py, from test_state_micropython.py)."""
@@ -7,8 +7,7 @@ import sys
 if "lib" not in sys.path:
     sys.path.insert(0, "lib")
 
-from wsserver.frames import CLOSE_ABNORMAL, PING, Codec, encode, encode_close
-from wsserver.state import State
+from wsserver.frames import CLOSE_ABNORMAL, PING, Codec, State, encode, encode_close
 
 INTERVAL = 10000
 TIMEOUT = 5000
