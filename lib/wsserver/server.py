@@ -12,12 +12,11 @@
 import asyncio
 import sys
 
-from . import static
 from .connection import WebSocket, nodelay, read_off, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import error_response, find_head_end, parse_request, response_head
+from .http import error_response, find, find_head_end, parse_request, response_head
 
 
 class Server:
@@ -431,7 +430,7 @@ class Server:
             raise HTTPError(404, "not found")
         if request.method != "GET" and request.method != "HEAD":
             raise HTTPError(405, "only GET and HEAD are allowed here", ["Allow: GET, HEAD"])
-        path, size, etag, ctype, gzipped = static.find(
+        path, size, etag, ctype, gzipped = find(
             self.static_dir, request.path, request.headers.get("accept-encoding", ""))
         headers = [("Content-Type", ctype), ("ETag", etag), "Cache-Control: no-cache",
                    "Vary: Accept-Encoding", "Connection: close"]

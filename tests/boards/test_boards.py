@@ -45,7 +45,7 @@ def test_firmware_starts_and_drives_on_the_esp8266_proxy(tmp_path):
     cfg = write_config(tmp_path)
     car = MicroPythonProcess("main.py", ["--host", "127.0.0.1", "--config", cfg], micropython=proxy)
     try:
-        # The page, with a query string and an ETag (http.py's request parsing, static.py's types).
+        # The page, with a query string and an ETag (http.py's request parsing and content types).
         with urllib.request.urlopen(car.url + "/?token=x&y") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
 

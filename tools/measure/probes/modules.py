@@ -8,7 +8,7 @@
 FILES = (
     "asyncio",
     "wsserver.errors", "wsserver._native", "wsserver.frames",
-    "wsserver.http", "wsserver.handshake", "wsserver.static", "wsserver.origin", "wsserver.server",
+    "wsserver.http", "wsserver.handshake", "wsserver.origin", "wsserver.server",
     "hardware.base", "hardware.sim",
     "car.protocol", "car.drive", "car.control", "car.access", "car.app",
 )
