@@ -61,7 +61,7 @@ def _unmask_py(buf, n, key):
 # overlong forms and code points above U+10FFFF. RFC 6455 §8.1 requires the
 # endpoint to fail a connection on any invalid text, so we check every byte.
 #
-# validate(buf, start, end, state) -> new state, or -1 (invalid).
+# utf8_validate(buf, start, end, state) -> new state, or -1 (invalid).
 # State 0 means "between characters": a message may end only there.
 # The state packs how many continuation bytes are still needed (bits 0-1) and
 # the allowed range of the next one (bits 8-15 low, 16-23 high), which is how
