@@ -12,6 +12,8 @@
 #   being let in as viewers.
 from wsserver.origin import checker
 
+DRIVER = "driver"  # the data accept() gives a client that brought the token
+
 
 def equal(given, secret):
     """Constant-time comparison of two str/bytes (no hmac.compare_digest on
@@ -62,19 +64,25 @@ class Access:
         self.origin_ok = checker(names, (port,), cfg["origins"], cfg["allow_no_origin"])
 
     def accept(self, request):
-        """The server's accept hook: None, or (403, reason)."""
+        """The server's accept hook (and the HTTP API's check): [403, reason]
+        to refuse, else the client's data for the server to keep as ws.data
+        (request.data for HTTP): DRIVER when it brought the token, None for
+        a viewer or when no token is configured (everyone drives)."""
         verdict = self.origin_ok(request)
         if verdict is not None:
             return verdict
         # Not kept in the connection's query dict: it would sit in the heap
         # (and in any debug print) for the connection's whole life.
         given = request.query.pop("token", None)
-        request.authorized = self.token is None or (given is not None and equal(given, self.token))
-        if self.viewers_need_token and not request.authorized:
-            reason = "access token missing or wrong (add ?token=... to the URL)"
-            return 403, reason  # (built here: a constant tuple would stay in the heap)
+        if self.token is None:
+            return None
+        if given is not None and equal(given, self.token):
+            return DRIVER
+        if self.viewers_need_token:
+            return [403, "access token missing or wrong (add ?token=... to the URL)"]
         return None
 
-    def authorized(self, ws):
-        """True if this connection may drive."""
-        return self.token is None or getattr(ws.request, "authorized", False)
+    def authorized(self, client):
+        """True if this client may drive: a WebSocket (ws.data from accept),
+        an HTTP request (request.data) or the link (car/remote.py)."""
+        return self.token is None or client.data == DRIVER

@@ -334,6 +334,10 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
     for error in errors:
         print("config error:", error)
     gc.collect()
+    # The server's receive buffer, the biggest block the car keeps: taken
+    # now, while the config checker's garbage has just gone, rather than
+    # after the hardware and the app have scattered their objects over it.
+    buf = bytearray(1024)
     hw = hardware.create(cfg["hardware"])
     car = None
     try:
@@ -350,8 +354,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
             tls, max_clients = setup(tls, config_path, max_clients)
         limits = {"max_tls": max_clients + 1} if tls else {}  # + 1: room to answer 503
         server = Server(static_dir=static_dir, max_clients=max_clients,
-                        max_message=2 * protocol.MAX_TEXT, buffer_size=1024, max_queue=4, **limits)
-        del limits
+                        max_message=2 * protocol.MAX_TEXT, buffer=buf, max_queue=4, **limits)
+        del limits, buf
         port = port or cfg["server"]["port"]
         hosts = own_hosts(host)
         car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts),

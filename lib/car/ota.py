@@ -146,7 +146,7 @@ async def put(car, request):
     global _busy
     root = app_root(car)
     access = car.access
-    if access is not None and access.token is not None and not getattr(request, "authorized", False):
+    if access is not None and not access.authorized(request):
         raise HTTPError(403, "token: an update needs the access token (?token=...)")
     body = request.body
     if not body.length:

@@ -13,7 +13,7 @@
 from time import ticks_ms
 
 from car import protocol
-from car.access import equal
+from car.access import DRIVER, equal
 
 
 class Remote:
@@ -22,11 +22,11 @@ class Remote:
 
     def __init__(self, car):
         self.car = car
-        # Access.authorized(client) reads client.request.authorized: set per
-        # message from the message's own "token" (a WebSocket client of /ws
-        # brings it once, in the URL; over a link every command carries it).
+        # Access.authorized(client) reads client.data (DRIVER or None): set
+        # per message from the message's own "token" (a WebSocket client of
+        # /ws brings it once, in the URL; over a link every command carries it).
         self.request = self
-        self.authorized = False
+        self.data = None
         self.token = car.access.token if car.access else None
         self.max_age_ms = car.limits["deadman_ms"]
         self.errors = 0  # commands refused (bad JSON, stale, ...), for tests and logs
@@ -40,7 +40,7 @@ class Remote:
         if type(msg) is dict:
             kind = msg.get("type")
             token = msg.get("token")
-            self.authorized = self.token is None or (type(token) is str and equal(token, self.token))
+            self.data = DRIVER if self.token is not None and type(token) is str and equal(token, self.token) else None
             if kind == "drive":
                 stale = self.stale(msg.get("at"))
                 if stale:

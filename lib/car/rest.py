@@ -10,8 +10,9 @@ def handle(car, request):
     access = car.access
     # A viewer's rules: the origin, and the token when viewers need it.
     verdict = access.accept(request) if access else None
-    if verdict is not None:
+    if isinstance(verdict, list) or isinstance(verdict, tuple):
         raise HTTPError(verdict[0], verdict[1])
+    request.data = verdict  # car.access.DRIVER when it brought the token
     request.id = 0  # the hello of a viewer that is not a WebSocket client
     if request.path == "/api/status":
         # One object; the telemetry is made now, with the last broadcast's seq.

@@ -143,7 +143,7 @@ class Link(Remote):
                     # is dropped), and only this task waits.
                     await ws.send(reply)
         except Exception as e:  # ConnectionClosed from a send, MemoryError
-            ws._lost()  # the socket is closed whatever happened
+            ws.abort()  # the socket is closed whatever happened
             return describe(e)
         finally:
             if writer:
@@ -179,7 +179,7 @@ class Link(Remote):
                     self.last_rx = ticks_ms()
                 except Exception:
                     print("uplink %s: no pong within %d ms" % (self.url, _PONG_MS))
-                    ws._lost()  # the reader's recv() returns None
+                    ws.abort()  # the reader's recv() returns None
                     return
 
     async def telemetry_loop(self):

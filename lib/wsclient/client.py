@@ -175,7 +175,7 @@ class ClientConnection:
             await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
             return
         except OSError:
-            self._lost()
+            self.abort()
             return
         # asyncio.CancelledError (a caller's wait_for(ws.recv(), ...)) is let
         # through: it comes while waiting for the socket, before any byte is
@@ -183,7 +183,7 @@ class ClientConnection:
         if n is None:
             return  # TLS: the socket was readable, but no whole record yet
         if not n:
-            self._lost()
+            self.abort()
             return
         if pings:
             for payload in pings:
@@ -255,7 +255,7 @@ class ClientConnection:
             try:
                 w.write(frame)  # whatever the socket does not take goes to out_buf
             except OSError:
-                self._lost()
+                self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
             if not w.out_buf:
                 return
@@ -265,7 +265,7 @@ class ClientConnection:
                 try:
                     await w.drain()
                 except OSError:
-                    self._lost()
+                    self.abort()
                     raise ConnectionClosed(CLOSE_ABNORMAL)
                 return
             if control and self._close_sent:
@@ -274,7 +274,7 @@ class ClientConnection:
                 self._w.write(frame)
                 await self._w.drain()
             except OSError:
-                self._lost()
+                self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
     async def _send_pieces(self, opcode, message, fragment=0):
@@ -294,7 +294,7 @@ class ClientConnection:
                     self._w.write(piece)
                     await self._w.drain()  # before the scratch buffer is reused
             except OSError:
-                self._lost()
+                self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
     # -- closing ----------------------------------------------------------
@@ -368,8 +368,9 @@ class ClientConnection:
             if n == 0:
                 return
 
-    def _lost(self):
-        """The TCP connection broke without a close handshake."""
+    def abort(self):
+        """Drop the connection now, without a close handshake (the TCP
+        connection broke, or the caller gives up on a silent server)."""
         if self.close_code is None:
             self.close_code = CLOSE_ABNORMAL
         self._close_sent = True

@@ -4,7 +4,7 @@
 from os import urandom
 
 from wsserver.frames import CLOSE, CLOSE_NO_STATUS, CLOSE_NORMAL, payload_view
-from wsserver.mask import unmask as apply_mask  # XOR: masking and unmasking are one operation
+from wsserver.frames import unmask as apply_mask  # XOR: masking and unmasking are one operation
 
 # A message longer than this is masked piece by piece through a scratch
 # buffer of this size (a multiple of 4, so every piece starts the key over),

@@ -1,11 +1,11 @@
 # Hot loops compiled to machine code with MicroPython's viper emitter.
-# Imported only where viper exists; mask.py and utf8.py fall back to Python.
+# Imported only where viper exists; frames.py falls back to Python.
 import micropython
 
 
-# The same state machine as utf8._validate_py (which documents it): viper
+# The same state machine as frames._validate_py (which documents it): viper
 # needs typed machine-word code, so the twin is deliberate. Keep them in step;
-# tests/test_codec.py runs both against the same cases.
+# tests/codec/test_codec.py runs both against the same cases.
 @micropython.viper
 def utf8_validate(buf: ptr8, start: int, end: int, state: int) -> int:
     need = state & 3

@@ -52,7 +52,7 @@ class Body:
         if left <= 0:
             return b""
         server = self._server
-        n = min(left, limit, len(server._buf))
+        n = min(left, limit, len(server.buf))
         extra = self._extra
         if extra:
             piece = memoryview(extra)[:n]
@@ -63,14 +63,14 @@ class Body:
                 self._continue = False
                 self._stream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await self._stream.drain()
-            got = await self._stream.readinto(server._view[:n])
+            got = await self._stream.readinto(server.view[:n])
             if not got:
                 raise HTTPError(400, "body ended after %d of %d bytes" % (self.length - left, self.length))
             now = ticks_ms()
             if ticks_diff(now, self._started) > self._timeout_ms:
                 raise HTTPError(408, "request body not complete within %d ms" % self._timeout_ms)
-            server._heads[self._task] = now  # it moves: the idle deadline starts again
-            piece = server._view[:got]
+            server.pending[self._task] = now  # it moves: the idle deadline starts again
+            piece = server.view[:got]
             n = got
         self.left = left - n
         return piece

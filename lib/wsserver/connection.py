@@ -1,19 +1,25 @@
 # One open WebSocket connection: receiving, sending (with write coalescing
-# and a bounded queue for slow peers) and closing. The asyncio side of the
-# codec in frames.py; the Server in server.py creates these.
+# and a bounded queue for slow peers) and closing: the asyncio side of the
+# sans-I/O codec and connection state (frames.py: Codec, State). The Server in
+# server.py makes these and uses only the seam marked below (docs/server.md,
+# "Server and connection").
 
 import asyncio
+import socket
 from asyncio import current_task
 
 from .errors import ConnectionClosed, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, TEXT, Codec, encode, encode_close, encode_message, header,
-                     payload_view)
+                     PING, PONG, TEXT, Codec, State, encode, encode_message, header, payload_view)
 
 try:
+    from micropython import const
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython. The one fallback: car, hardware.sim and mqtt import it from here.
     import time
+
+    def const(value):
+        return value
 
     def ticks_ms():
         return int(time.monotonic() * 1000)
@@ -22,36 +28,79 @@ except ImportError:  # CPython. The one fallback: car, hardware.sim and mqtt imp
         return a - b
 
 
-LARGE = 8192  # bytes: a message this big is sent without copying it into a frame
+_LARGE = const(8192)  # bytes: a message this big is sent without copying it into a frame
 
 
-class WebSocket:
-    """One open WebSocket connection, handed to the route's handler."""
+# -- the stream adapter -----------------------------------------------------
+# asyncio's Stream (extmod/asyncio/stream.py) keeps its socket in `.s` and
+# what write() could not send yet in `.out_buf`, neither documented. Only
+# this file touches them: read_off() and nodelay() below, WebSocket._write
+# and abort(); and tls.start() puts a TLS session on `.s`. (Inline where
+# there is one caller: a function costs a board more heap than its lines.)
+
+def read_off(stream, buf):
+    """Read and drop the input waiting now: unread input makes the kernel
+    answer our close with a reset, which can destroy the answer (or close
+    frame) still in flight to the peer. `stream`: a Stream or a socket."""
+    sock = getattr(stream, "s", stream)
+    try:
+        while sock.readinto(buf):
+            pass
+    except (OSError, AttributeError):
+        pass
+
+
+def nodelay(stream):
+    """Nagle off, for low latency on small frames."""
+    try:
+        # The socket module's own constants: extmod/modlwip.c (ESP8266)
+        # ignores the level and knows TCP_NODELAY as 0x40 (lwIP's TF_NODELAY),
+        # printing "lwip.setsockopt() not implemented" for any other option.
+        # The Unix port has neither constant: 6 and 1 are Linux's and the BSDs'.
+        stream.s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except (OSError, AttributeError):  # a TLS socket has no setsockopt
+        pass
+
+
+class WebSocket(State):
+    """One open WebSocket connection, handed to the route's handler.
+
+    close_code / close_reason (State): None / "" while open. `data`: the
+    application's per-connection value, returned by the route's accept hook
+    (None without one); the server never reads it.
+    """
 
     # Class-level defaults: an instance only pays for the attributes it changes
     # (MicroPython keeps instance attributes in a per-object hash table).
+    # The close and ping state (close_code, close_sent, pinged) is State's.
     subprotocol = None
-    close_code = None  # set once the connection is closed
-    close_reason = ""
+    data = None
     dropped = 0  # queued messages dropped because this client was too slow
+    held = None  # frames held back to be written together (see send, offer)
     _events = None  # received events not handed out yet
     _queue = None  # frames waiting behind a slow socket
     _flushing = False
     _flushed = None  # Event, made only when a sender must wait
-    _held = None  # replies held back to be written together (see send)
-    _close_sent = False
     _reader = None  # the task reading, while it waits for data
-    _pinged = False  # an idle ping is out
 
-    def __init__(self, server, stream, request, subprotocol, ws_id):
+    def __init__(self, server, stream, request, subprotocol, ws_id, head=None, extra=None, data=None):
+        """Made by the server once the handshake is accepted: `head` is the
+        101 response, sent first; `extra` the bytes that came after it;
+        `data` the accept hook's value."""
         self.server = server
         self.stream = stream
         self.request = request
         if subprotocol:
             self.subprotocol = subprotocol
+        if data is not None:
+            self.data = data
         self.id = ws_id
         self.codec = Codec(server.max_message)
         self.last_seen = ticks_ms()
+        if head:
+            self._enqueue(head, False)  # through the same ordered writer as frames
+        if extra:
+            self._events = self.codec.receive(extra)
 
     # -- receiving --------------------------------------------------------
 
@@ -81,13 +130,16 @@ class WebSocket:
                 if opcode == PING:
                     self._enqueue(encode(PONG, payload), False)
                 elif opcode == CLOSE:
-                    await self._closed_by_peer(payload[0], payload[1])
+                    reply = self.peer_closed(payload[0], payload[1])
+                    if reply is not None:
+                        self._enqueue(reply, False, True)
+                    await self._shutdown()
                     raise StopAsyncIteration
                 continue
             if self.close_code is not None:
                 raise StopAsyncIteration
-            if self._held:
-                self._release()
+            if self.held:
+                self.release()
             server = self.server
             codec = self.codec
             self._reader = current_task()
@@ -95,44 +147,44 @@ class WebSocket:
                 if codec.error is not None:
                     raise codec.error
                 big = codec.pending_payload()
-                if big is not None and len(big) > len(server._buf):
+                if big is not None and len(big) > len(server.buf):
                     n = await self.stream.readinto(big)  # straight into place, no copy
                     if n:
                         self._events = codec.payload_received(n)
                 else:
-                    n = await self.stream.readinto(server._buf)
+                    n = await self.stream.readinto(server.buf)
                     if n:
-                        self._events = codec.receive(server._view[:n], True)
+                        self._events = codec.receive(server.view[:n], True)
                 if n is None:
                     continue  # TLS: part of a record arrived, no data yet
                 self._reader = None
                 if not n:
-                    self._lost()
+                    self._lose()
                 else:
                     self.last_seen = ticks_ms()
-                    if self._pinged:
-                        self._pinged = False
+                    if self.pinged:
+                        self.pinged = False  # heard from: the next silence is pinged again
             except ProtocolError as e:
                 self._reader = None
-                await self._fail(e.code, e.reason)
+                await self.fail_connection(e.code, e.reason)
             except MemoryError:
                 self._reader = None
-                await self._fail(CLOSE_INTERNAL_ERROR, "out of memory")
+                await self.fail_connection(CLOSE_INTERNAL_ERROR, "out of memory")
             except (OSError, asyncio.CancelledError):
                 self._reader = None
-                self._lost()
+                self._lose()
 
     # -- sending ----------------------------------------------------------
 
     async def send(self, message):
         """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
-        if self._close_sent or self.close_code is not None:
+        if self.close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
         # The byte length from the view: len() of a str counts characters,
         # a walk over all of it on MicroPython.
         payload = payload_view(message)
-        if len(payload) > LARGE:
+        if len(payload) > _LARGE:
             # Header and payload written apart: no copy of a large message.
             self._enqueue(header(opcode, len(payload)), False)
             self._enqueue(payload, False)
@@ -167,29 +219,72 @@ class WebSocket:
         yields; broadcasts by the server at the end of the loop turn, and may
         be dropped like any broadcast if the client is slow.
         """
-        held = self._held
+        held = self.held
         if held is None:
-            self._held = [frame]
+            self.held = [frame]
             if not broadcast:
                 asyncio.create_task(self._release_soon())
         else:
             held.append(frame)
             if len(held) > (self.server.max_queue if broadcast else 15):
-                self._release(broadcast)
+                self.release(broadcast)
 
-    def _broadcast(self, frame):
-        """Take a broadcast frame; False if this connection is closed."""
-        if self._flushing or self._queue or self._close_sent or self.close_code is not None:
+    # -- the seam: what the server calls (docs/server.md) ---------------------
+    # Also `held`: Server.broadcast appends to a list it finds there, and
+    # State's attributes.
+
+    def offer(self, frame):
+        """Take a broadcast frame (encoded once for all clients): held to be
+        written at the end of the loop turn, or queued (droppable) behind a
+        slow socket. False if this connection is closing or closed."""
+        if self._flushing or self._queue or self.close_sent or self.close_code is not None:
             return self._enqueue(frame, True)  # queued behind a slow socket, or refused
         self._hold(frame, True)
         return True
 
+    def release(self, droppable=False):
+        """Write the held frames now: replies before the next read, and
+        broadcasts (`droppable`) at the end of the loop turn."""
+        if self.held:
+            self._enqueue(self._with_held(None), droppable)
+
+    def watch(self, now, ping_interval_ms, ping_timeout_ms):
+        """Called by the server's watcher: ping this connection when it has
+        been silent, drop it when it stays so (the rule is State.idle's)."""
+        todo = self.idle(ticks_diff(now, self.last_seen), ping_interval_ms, ping_timeout_ms)
+        if type(todo) is int:
+            self.abort(todo)
+        elif todo is not None:
+            self._enqueue(todo, False)
+
+    async def fail_connection(self, code, reason):
+        """Fail the connection for a protocol error (§7.1.7): send our close
+        frame and close TCP, without waiting for a reply we could not parse."""
+        if self.server.debug:
+            print("ws %d: failing with %d: %s" % (self.id, code, reason))
+        self._events = None
+        self.held = None
+        frame = self.fail(code, reason)
+        if frame is not None:
+            self._enqueue(frame, False, True)
+        await self._shutdown()
+
+    def abort(self, code=CLOSE_ABNORMAL):
+        """Drop the connection now, without a close handshake (a dead peer)."""
+        self._lose(code)
+        try:
+            self.stream.s.close()  # at once: Stream.close() does nothing, wait_closed() waits
+        except OSError:
+            pass
+
+    # -- writing --------------------------------------------------------------
+
     def _with_held(self, frame):
         """`frame`, preceded by any held frames, as one buffer."""
-        held = self._held
+        held = self.held
         if not held:
             return frame
-        self._held = None
+        self.held = None
         if frame is not None:
             held.append(frame)
         elif len(held) == 1:
@@ -197,15 +292,11 @@ class WebSocket:
         return b"".join(held)
 
     async def _release_soon(self):
-        self._release()
+        self.release()
 
-    def _release(self, droppable=False):
-        """Write the held frames now (called before waiting for input)."""
-        if self._held:
-            self._enqueue(self._with_held(None), droppable)
-
-    def _enqueue(self, frame, droppable):
-        if self._close_sent or self.close_code is not None:
+    def _enqueue(self, frame, droppable, close=False):
+        # close: our close frame, which State marked as sent already.
+        if not close and (self.close_sent or self.close_code is not None):
             return False
         if not self._flushing and not self._queue:
             if self._write(self._with_held(frame)):
@@ -215,7 +306,7 @@ class WebSocket:
         q = self._queue
         if q is None:
             self._queue = q = []
-        if self._held:
+        if self.held:
             q.append(self._with_held(None))
         q.append(frame)
         if droppable and len(q) > self.server.max_queue:
@@ -224,17 +315,16 @@ class WebSocket:
         return True
 
     def _write(self, frame):
-        """Write without waiting; True if part of it is still to be sent."""
+        """Write what the socket takes now, without waiting or copying; True
+        if part of it is left for stream.drain() (in _flush) to send."""
         stream = self.stream
         try:
             n = stream.s.write(frame) or 0  # None: the socket takes nothing now
         except OSError:
-            self._lost()
+            self._lose()
             return False
         if n < len(frame):
-            # Keep the rest where it is (asyncio's Stream.write would copy
-            # it); stream.drain() in _flush sends it.
-            stream.out_buf = memoryview(frame)[n:]
+            stream.out_buf = memoryview(frame)[n:]  # kept where it is: Stream.write would copy it
             return True
         return False
 
@@ -250,7 +340,7 @@ class WebSocket:
                 self._write(q.pop(0))
         except (OSError, asyncio.CancelledError):
             self._queue = None
-            self._lost()
+            self._lose()
         finally:
             self._flushing = False
             if self._flushed is not None:
@@ -268,9 +358,10 @@ class WebSocket:
 
     async def close(self, code=CLOSE_NORMAL, reason=""):
         """Start the close handshake and wait (up to close_timeout_ms) for the peer's reply."""
-        if self._close_sent or self.close_code is not None:
-            return
-        self._send_close(code, reason)
+        frame = self.close_frame(code, reason)
+        if frame is None:
+            return  # closing or closed already
+        self._enqueue(frame, False, True)
         started = ticks_ms()  # compared by ticks_diff: ticks wrap every 2^30 ms on a board
         if self._reader is not None:
             # Another task is reading: it will see the peer's close frame.
@@ -282,53 +373,16 @@ class WebSocket:
                 await asyncio.wait_for_ms(self._drain_until_closed(), self.server.close_timeout_ms)
             except asyncio.TimeoutError:
                 pass
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
+        self.closed(code, reason)  # no reply in time: our code
         await self._shutdown()
 
     async def _drain_until_closed(self):
         while await self.recv() is not None:
             pass  # data after our close frame is discarded (§5.5.1)
 
-    def _send_close(self, code, reason=""):
-        self._enqueue(encode_close(code, reason), False)
-        self._close_sent = True
-
-    async def _closed_by_peer(self, code, reason):
-        if not self._close_sent:
-            self._send_close(code, reason)  # echo the peer's code (§5.5.1)
-        self.close_code = code
-        self.close_reason = reason
-        await self._shutdown()
-
-    async def _fail(self, code, reason):
-        """Fail the connection for a protocol error (§7.1.7): send our close
-        frame and close TCP, without waiting for a reply we could not parse."""
-        if self.server.debug:
-            print("ws %d: failing with %d: %s" % (self.id, code, reason))
-        self._events = None
-        self._held = None
-        if not self._close_sent:
-            self._send_close(code, reason)
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-        await self._shutdown()
-
-    def abort(self, code=CLOSE_ABNORMAL):
-        """Drop the connection now, without a close handshake (a dead peer)."""
-        self._lost(code)
-        try:
-            self.stream.s.close()
-        except OSError:
-            pass
-
-    def _lost(self, code=CLOSE_ABNORMAL):
+    def _lose(self, code=CLOSE_ABNORMAL):
         """The TCP connection broke without a close handshake."""
-        if self.close_code is None:
-            self.close_code = code
-        self._close_sent = True
+        self.closed(code)
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
@@ -341,14 +395,7 @@ class WebSocket:
                 await asyncio.wait_for_ms(self._wait_flushed(), self.server.close_timeout_ms)
             except asyncio.TimeoutError:
                 pass
-        # Unread input would make the kernel answer our close with a reset,
-        # which can destroy the close frame still in flight to the peer.
-        sock = self.stream.s
-        try:
-            while sock.readinto(self.server._buf):
-                pass
-        except OSError:
-            pass
+        read_off(self.stream, self.server.buf)
         try:
             await self.stream.wait_closed()
         except OSError:

@@ -8,10 +8,9 @@
 #
 # Events: (TEXT, str), (BINARY, bytes), (PING, bytes), (PONG, bytes),
 # (CLOSE, (code, reason)). Broken rules raise ProtocolError(close_code, why).
+# State (below) keeps a connection's close and ping rules, sans-I/O too.
 
 from .errors import ProtocolError
-from .mask import unmask
-from .utf8 import validate as utf8_validate
 
 try:
     from micropython import const
@@ -38,6 +37,86 @@ CLOSE_INVALID_DATA = const(1007)
 CLOSE_POLICY = const(1008)
 CLOSE_TOO_BIG = const(1009)
 CLOSE_INTERNAL_ERROR = const(1011)
+
+
+# -- unmasking and UTF-8 validation ---------------------------------------------
+# Here rather than in modules of their own: each module costs a board's heap
+# its object, its globals and its interned file name, for two functions.
+# wsserver/_native.py has viper twins of both, used where viper exists.
+
+# Client-to-server payload unmasking (RFC 6455 §5.3).
+def _unmask_py(buf, n, key):
+    # Big-int XOR: one C-level operation instead of a Python loop per byte.
+    if n == 0:
+        return
+    reps = (n + 3) >> 2
+    k = bytes(key[:4]) * reps
+    x = int.from_bytes(bytes(buf[:n]), "little") ^ int.from_bytes(k[:n], "little")
+    buf[:n] = x.to_bytes(n, "little")
+
+
+# Incremental UTF-8 validation (RFC 3629), resumable across WebSocket fragments.
+#
+# MicroPython's bytes.decode() is not a validator: it accepts surrogates,
+# overlong forms and code points above U+10FFFF. RFC 6455 §8.1 requires the
+# endpoint to fail a connection on any invalid text, so we check every byte.
+#
+# utf8_validate(buf, start, end, state) -> new state, or -1 (invalid).
+# State 0 means "between characters": a message may end only there.
+# The state packs how many continuation bytes are still needed (bits 0-1) and
+# the allowed range of the next one (bits 8-15 low, 16-23 high), which is how
+# overlong forms, surrogates and > U+10FFFF are rejected at their 2nd byte.
+
+def _validate_py(buf, start, end, state):
+    need = state & 3
+    lo = (state >> 8) & 0xFF
+    hi = (state >> 16) & 0xFF
+    i = start
+    while i < end:
+        b = buf[i]
+        i += 1
+        if need == 0:
+            if b < 0x80:
+                continue
+            if b < 0xC2:
+                return -1
+            lo = 0x80
+            hi = 0xBF
+            if b < 0xE0:
+                need = 1
+            elif b < 0xF0:
+                need = 2
+                if b == 0xE0:
+                    lo = 0xA0
+                elif b == 0xED:
+                    hi = 0x9F
+            elif b < 0xF5:
+                need = 3
+                if b == 0xF0:
+                    lo = 0x90
+                elif b == 0xF4:
+                    hi = 0x8F
+            else:
+                return -1
+        else:
+            if b < lo or b > hi:
+                return -1
+            need -= 1
+            lo = 0x80
+            hi = 0xBF
+    if need == 0:
+        return 0
+    return need | (lo << 8) | (hi << 16)
+
+
+unmask = _unmask_py
+utf8_validate = _validate_py
+try:
+    from ._native import unmask, utf8_validate  # noqa: F811  viper: ~50x faster on the board
+except (ImportError, SyntaxError, AttributeError, NameError, MemoryError):
+    # MemoryError: the ESP8266 keeps viper code in a spare iRAM area of a few
+    # hundred bytes (ports/esp8266/modesp.c esp_native_code_commit), too small for _native
+    pass
 
 
 def valid_close_code(code):
@@ -108,6 +187,87 @@ def encode_close(code=CLOSE_NORMAL, reason=""):
     reason = reason.encode() if isinstance(reason, str) else reason
     # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
     return encode(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
+
+
+# -- connection state ---------------------------------------------------------
+# The rules of a WebSocket connection's life as a sans-I/O state machine
+# (like the closing state of aaugustin/websockets' Protocol): the close
+# handshake (RFC 6455 §7), failing on a protocol error (§7.1.7), loss of the
+# TCP connection, and idle pings. Events in, state and the bytes to send out;
+# no sockets, no asyncio, no clock (callers pass the times), so it is tested
+# alone under CPython and MicroPython (tests/codec/test_state.py). Here, not
+# in a module of its own: a module costs a board heap (its object, its
+# globals, its file name interned) for nothing the class needs.
+#
+#   state = State()
+#   frame = state.close_frame(1000, "bye")   # bytes to write, or None
+#   state.peer_closed(1000, "bye")           # their reply: closed
+#   state.close_code                         # 1000
+#
+# connection.WebSocket is a State (no second object per connection) whose
+# asyncio code writes what these methods return.
+
+class State:
+    """Close, fail, loss and idle-ping state of one connection.
+
+    close_code: None while open; the code it closed with once closed.
+    close_sent: our close frame went out (or can no longer go out): nothing
+    more may be sent. pinged: an idle ping is out, not answered yet.
+    """
+
+    close_code = None
+    close_reason = ""
+    close_sent = False
+    pinged = False
+
+    def close_frame(self, code, reason=""):
+        """We start the close handshake: the close frame to send, or None
+        when one went out already (or the connection is closed)."""
+        if self.close_sent or self.close_code is not None:
+            return None
+        self.close_sent = True
+        return encode_close(code, reason)
+
+    def peer_closed(self, code, reason):
+        """The peer's close frame arrived: the connection is closed with its
+        code. Returns our reply to send (its code echoed, §5.5.1), or None
+        when our close frame went out first."""
+        frame = self.close_frame(code, reason)
+        self.close_code = code
+        self.close_reason = reason
+        return frame
+
+    def fail(self, code, reason):
+        """Fail the connection (§7.1.7): the close frame to send (None if
+        ours went out already); closed with `code` unless it closed before.
+        No reply is awaited: TCP is closed next."""
+        frame = self.close_frame(code, reason)
+        self.closed(code, reason)
+        return frame
+
+    def closed(self, code=CLOSE_ABNORMAL, reason=""):
+        """The connection is over without the peer's close code: the TCP
+        connection broke (1006), or our close got no reply in time (our
+        code). Closed with `code` unless it closed before; nothing more is sent."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self.close_sent = True
+
+    def idle(self, silent_ms, ping_interval_ms, ping_timeout_ms):
+        """The peer has been silent for `silent_ms`. Returns None (nothing to
+        do), a ping frame to send (silent over ping_interval_ms, once until
+        the peer is heard again: the reader clears `pinged`), or the close
+        code to drop the connection with (still silent ping_timeout_ms after
+        that). The parameters are named as Server's attributes: each new name
+        is interned for good."""
+        if silent_ms > ping_interval_ms + ping_timeout_ms:
+            return CLOSE_ABNORMAL
+        if silent_ms > ping_interval_ms and not self.pinged:
+            self.pinged = True
+            if not self.close_sent and self.close_code is None:
+                return encode(PING, b"idle?")
+        return None
 
 
 class Codec:

@@ -13,9 +13,6 @@
 #
 # Sans-I/O, no knowledge of any application; runs under CPython too.
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
 def parse(value):
     """'http://Car.local:8080' -> ('http', 'car.local', 8080); None if malformed.
 
@@ -24,7 +21,15 @@ def parse(value):
     value = value.strip().lower()
     sep = value.find("://")  # no str.partition on the ESP8266
     scheme, rest = value[:sep], value[sep + 3:]
-    if sep < 0 or scheme not in DEFAULT_PORTS or not rest or "/" in rest or "@" in rest:
+    # The schemes and their default ports, compared inline: a dict of them
+    # would be built in the heap at import and kept.
+    if scheme == "http" or scheme == "ws":
+        default_port = 80
+    elif scheme == "https" or scheme == "wss":
+        default_port = 443
+    else:
+        return None
+    if sep < 0 or not rest or "/" in rest or "@" in rest:
         return None
     if rest.startswith("["):  # [v6]:port
         end = rest.find("]")
@@ -45,7 +50,7 @@ def parse(value):
             return None
         port = int(port)
     else:
-        port = DEFAULT_PORTS[scheme]
+        port = default_port
     return scheme, host, port
 
 

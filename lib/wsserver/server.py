@@ -10,15 +10,13 @@
 #   server.run("0.0.0.0", 80)
 
 import asyncio
-import socket
 import sys
 
-from . import static
-from .connection import WebSocket, ticks_diff, ticks_ms
+from .connection import WebSocket, nodelay, read_off, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
-from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, encode, encode_message
+from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import error_response, find_head_end, parse_request, response_head
+from .http import error_response, find, find_head_end, parse_request, response_head
 
 
 class Server:
@@ -53,6 +51,11 @@ class Server:
 
     start(host, port, ssl=context) serves HTTPS and WSS: `context` is an
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) with the certificate loaded.
+
+    For the connection, body and TLS code (docs/server.md, "Server and
+    connection"): `buf`/`view` is the one receive buffer, `pending` the HTTP
+    requests in progress (task -> ticks_ms when its deadline started),
+    `tls` the SSLContext or None, `tls_open` the TLS sessions in use.
     """
 
     # The limits' defaults live on the class: an instance stores only the
@@ -74,8 +77,8 @@ class Server:
     _next_id = 1
     _listener = None
     _release_pending = False
-    _tls = None  # the SSLContext, when serving TLS
-    _tls_open = 0  # TLS sessions in use
+    tls = None  # the SSLContext, when serving TLS
+    tls_open = 0  # TLS sessions in use
     _opening = 0  # WebSockets accepted whose task has not started yet
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
@@ -85,24 +88,27 @@ class Server:
                 raise TypeError("Server() has no limit named %r" % name)
             setattr(self, name, limits[name])
         self.static_dir = static_dir
-        self._heads = {}  # task -> start, for HTTP requests in progress (see _watch)
-        self.routes = {}  # WebSocket endpoints
-        self.http_routes = {}
+        self.pending = {}  # task -> start, for HTTP requests in progress (see _watch)
+        self.ws_routes = {}  # path -> (handler, subprotocols, accept)
+        self.http_routes = {}  # path -> (handler, methods, max_body, timeout_ms)
         self.clients = set()
         # One buffer for every connection: data is parsed (copied out) before
         # the next await, so no two connections ever use it at once.
-        self._buf = buffer if buffer is not None else bytearray(buffer_size)
-        self._view = memoryview(self._buf)
+        self.buf = buffer if buffer is not None else bytearray(buffer_size)
+        self.view = memoryview(self.buf)
 
     def websocket(self, path, subprotocols=None, accept=None):
         """Decorator: `handler(ws)` serves WebSocket connections at `path`.
 
         subprotocols: the ones we speak, in order of preference.
-        accept(request): return None to accept, or an HTTP status (int, or
-        (status, reason)) to refuse the handshake before the 101.
+        accept(request): return an HTTP status (int, or [status, reason])
+        to refuse the handshake before the 101; None or True to accept; or
+        any other value to accept and keep it on the connection as ws.data,
+        the application's per-connection slot (who the client is, what it
+        may do).
         """
         def register(handler):
-            self.routes[path] = (handler, subprotocols, accept)
+            self.ws_routes[path] = (handler, subprotocols, accept)
             return handler
         return register
 
@@ -138,12 +144,12 @@ class Server:
                 continue
             # Fast path, the common case of a burst: this client already holds
             # frames for this turn (so its socket was free and it is open),
-            # and has room: append, without the checks _broadcast repeats.
-            held = ws._held
+            # and has room: append, without the checks offer() repeats.
+            held = ws.held
             if held is not None and len(held) < room and ws.close_code is None:
                 held.append(frame)
                 count += 1
-            elif ws._broadcast(frame):
+            elif ws.offer(frame):
                 count += 1
         if count and not self._release_pending:
             self._release_pending = True
@@ -153,8 +159,8 @@ class Server:
     async def _release_all(self):
         self._release_pending = False
         for ws in self.clients:
-            if ws._held:
-                ws._release(True)
+            if ws.held:
+                ws.release(True)
 
     async def start(self, host="0.0.0.0", port=80, backlog=5, ssl=None):
         """Listen, and return once listening; connections are served in the background.
@@ -164,7 +170,7 @@ class Server:
         whose accept loop allocates the session before anything can count it
         and ends on a MemoryError: here max_tls is checked first and a
         MemoryError ends that one connection."""
-        self._tls = ssl
+        self.tls = ssl
         if ssl is not None:  # the TLS code is loaded only by a server that speaks it
             from . import tls
             self._tls_mod = tls
@@ -191,21 +197,17 @@ class Server:
         # stack slots as they were, so a connection handled there would stay
         # reachable for the conservative GC after it is dropped (found by
         # tests/test_hardening_dead_peers.py). This frame is gone on return.
-        # No copies of _heads or clients are iterated: cancel() and abort()
+        # No copies of pending or clients are iterated: cancel() and abort()
         # change neither at once (the tasks clean up when they next run).
-        for task in self._heads:
-            if ticks_diff(now, self._heads[task]) > self.request_timeout_ms:
+        pending = self.pending
+        for task in pending:
+            if ticks_diff(now, pending[task]) > self.request_timeout_ms:
                 task.cancel()
         interval = self.ping_interval_ms
         if not interval:
             return
         for ws in self.clients:
-            idle = ticks_diff(now, ws.last_seen)
-            if idle > interval + self.ping_timeout_ms:
-                ws.abort(CLOSE_ABNORMAL)
-            elif idle > interval and not ws._pinged:
-                ws._pinged = True
-                ws._enqueue(encode(PING, b"idle?"), False)
+            ws.watch(now, interval, self.ping_timeout_ms)
 
     async def serve(self, host="0.0.0.0", port=80, ssl=None):
         await self.start(host, port, ssl=ssl)
@@ -222,39 +224,39 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         method = None
-        heads = self._heads
-        if len(heads) >= self.max_pending:
+        pending = self.pending
+        if len(pending) >= self.max_pending:
             # A flood (or slowloris): make room by dropping the connection
             # that has been sending its head the longest. A real browser
             # sends its head in one go, so it is never the oldest for long,
             # and a trickle of slow sockets cannot lock the page out.
             oldest = None
-            for t, started in heads.items():
-                if oldest is None or ticks_diff(started, heads[oldest]) < 0:
+            for t, started in pending.items():
+                if oldest is None or ticks_diff(started, pending[oldest]) < 0:
                     oldest = t
-            del heads[oldest]
+            del pending[oldest]
             oldest.cancel()
         task = asyncio.current_task()
         tls = None  # the plain socket under a TLS session
         try:
-            heads[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
+            pending[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
             try:
-                if self._tls is not None:
+                if self.tls is not None:
                     tls = await self._tls_mod.start(self, stream)
                 request, extra = await self._read_request(stream)
             except asyncio.CancelledError:
-                if self._tls is not None:
+                if self.tls is not None:
                     # Waiting for a session or mid-handshake: nothing can be
                     # said to the peer (a write would wait for its next
                     # handshake message), so the connection is just closed.
                     return
                 raise HTTPError(408, "request head not complete in time")
             finally:
-                heads.pop(task, None)
+                pending.pop(task, None)
             if request is None:
                 return  # the client went away before sending a request
             method = request.method
-            route = self.routes.get(request.path)
+            route = self.ws_routes.get(request.path)
             if route is not None:
                 ws = self._accept_websocket(stream, request, route, extra)
                 # Served by a task of its own: this coroutine's frame (the
@@ -267,7 +269,7 @@ class Server:
             else:
                 # The response too must be taken within request_timeout_ms: a
                 # client that never reads must not hold a connection forever.
-                heads[task] = ticks_ms()
+                pending[task] = ticks_ms()
                 try:
                     if request.path in self.http_routes:
                         await self._serve_route(stream, request, self.http_routes[request.path], extra)
@@ -278,7 +280,7 @@ class Server:
                     if body is not None and body.left > 0:
                         raise HTTPError(408, "request body not complete in time")
                 finally:
-                    heads.pop(task, None)
+                    pending.pop(task, None)
         except HTTPError as e:
             await self._answer_error(stream, e, method == "HEAD")
         except OSError as e:
@@ -291,13 +293,7 @@ class Server:
         finally:
             if stream is not None:
                 if method == "POST" or method == "PUT":
-                    # A body we did not read would make the kernel answer our
-                    # close with a reset, which can destroy the answer in flight.
-                    try:
-                        while stream.s.readinto(self._buf):
-                            pass
-                    except (OSError, AttributeError):
-                        pass
+                    read_off(stream, self.buf)  # the body we did not read
                 await self._close(stream, tls)
 
     async def _close(self, stream, tls):
@@ -306,7 +302,7 @@ class Server:
         except (OSError, MemoryError):
             pass
         if tls is not None:
-            self._tls_open -= 1
+            self.tls_open -= 1
             # Closing a TLS socket whose read failed (plain HTTP on
             # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
             # plain one open (MicroPython 1.28, tested): close it too.
@@ -323,7 +319,7 @@ class Server:
             except ConnectionClosed:
                 pass
             except ProtocolError as e:
-                await ws._fail(e.code, e.reason)
+                await ws.fail_connection(e.code, e.reason)
             except Exception as e:  # the handler crashed: tell the peer, keep serving others
                 if self.debug:
                     sys.print_exception(e)
@@ -335,8 +331,7 @@ class Server:
                 # let it go now, even if something still holds `ws`
                 # (found by tests/test_hardening_dead_peers.py).
                 ws.codec = None
-                if ws.close_code is None:
-                    ws.close_code = CLOSE_ABNORMAL
+                ws.closed()  # with 1006 unless it closed before
         except OSError:
             pass
         except Exception as e:  # a bug in closing: keep serving everyone else
@@ -356,8 +351,8 @@ class Server:
         # Read into the shared buffer and keep only what arrived, so a request
         # costs the heap its head really takes, not max_head bytes up front
         # (on a fragmented board heap, that block is what fails first).
-        buf = self._buf
-        view = self._view
+        buf = self.buf
+        view = self.view
         data = b""
         while True:
             room = min(len(buf), self.max_head + 1 - len(data))
@@ -384,31 +379,23 @@ class Server:
             raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
                             ["Retry-After: 2"])
         subprotocols, accept = route[1], route[2]
+        data = None
         if accept is not None:
-            verdict = accept(request)
-            if verdict is not None and verdict is not True:
-                if isinstance(verdict, int):
-                    raise HTTPError(verdict, "handshake refused")
-                raise HTTPError(verdict[0], verdict[1])
+            data = accept(request)
+            if data is True:
+                data = None
+            elif isinstance(data, int):  # False too: a bool is an int
+                raise HTTPError(data, "handshake refused")
+            elif isinstance(data, list) or isinstance(data, tuple):
+                raise HTTPError(data[0], data[1])
         subprotocol = choose_subprotocol(request, subprotocols)
         response = switching_protocols(request, subprotocol)
-        try:
-            # Nagle off, for low latency on small frames, with the socket
-            # module's own constants: extmod/modlwip.c (ESP8266) ignores the
-            # level and knows TCP_NODELAY as 0x40 (lwIP's TF_NODELAY), printing
-            # "lwip.setsockopt() not implemented" for any other option. The
-            # Unix port has neither constant: 6 and 1 are Linux's and the BSDs'.
-            stream.s.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
-        except (OSError, AttributeError):
-            pass
+        nodelay(stream)
         # Headers were for the handshake (and the accept hook); an open
         # connection keeps only its path and query, to save heap.
         request.headers = None
-        ws = WebSocket(self, stream, request, subprotocol, self._next_id)
-        ws._enqueue(response, False)  # the 101, through the same ordered writer as frames
+        ws = WebSocket(self, stream, request, subprotocol, self._next_id, response, extra, data)
         self._next_id += 1
-        if extra:
-            ws._events = ws.codec.receive(extra)
         # In self.clients once its task starts, so nothing is broadcast to it
         # before its handler has run (a hello comes first); counted till then.
         self._opening += 1
@@ -443,7 +430,7 @@ class Server:
             raise HTTPError(404, "not found")
         if request.method != "GET" and request.method != "HEAD":
             raise HTTPError(405, "only GET and HEAD are allowed here", ["Allow: GET, HEAD"])
-        path, size, etag, ctype, gzipped = static.find(
+        path, size, etag, ctype, gzipped = find(
             self.static_dir, request.path, request.headers.get("accept-encoding", ""))
         headers = [("Content-Type", ctype), ("ETag", etag), "Cache-Control: no-cache",
                    "Vary: Accept-Encoding", "Connection: close"]
@@ -460,8 +447,8 @@ class Server:
             await stream.drain()
             return
         # Stream in chunks through the shared buffer: a file is never read whole.
-        buf = self._buf
-        view = self._view
+        buf = self.buf
+        view = self.view
         with open(path, "rb") as f:
             while True:
                 n = f.readinto(buf)

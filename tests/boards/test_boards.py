@@ -45,7 +45,7 @@ def test_firmware_starts_and_drives_on_the_esp8266_proxy(tmp_path):
     cfg = write_config(tmp_path)
     car = MicroPythonProcess("main.py", ["--host", "127.0.0.1", "--config", cfg], micropython=proxy)
     try:
-        # The page, with a query string and an ETag (http.py's request parsing, static.py's types).
+        # The page, with a query string and an ETag (http.py's request parsing and content types).
         with urllib.request.urlopen(car.url + "/?token=x&y") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
 
@@ -108,10 +108,10 @@ def test_codec_falls_back_to_python_when_viper_code_does_not_fit(tmp_path):
     shutil.copytree(os.path.join(LIB, "wsserver"), lib / "wsserver")
     (lib / "wsserver" / "_native.py").write_text(
         "raise MemoryError('memory allocation failed, allocating 1520 bytes for native code')\n")
-    got = mp("from wsserver import mask, utf8\n"
-             "b = bytearray(b'abcdef')\nmask.unmask(b, 6, b'\\x01\\x02\\x03\\x04')\n"
-             "print(json.dumps([mask.unmask is mask._unmask_py, utf8.validate is utf8._validate_py,"
-             " list(b), utf8.is_valid(b'\\xc3\\xa9'), utf8.is_valid(b'\\xc3')]))", path=str(lib))
+    got = mp("from wsserver import frames\n"
+             "b = bytearray(b'abcdef')\nframes.unmask(b, 6, b'\\x01\\x02\\x03\\x04')\n"
+             "print(json.dumps([frames.unmask is frames._unmask_py, frames.utf8_validate is frames._validate_py,"
+             " list(b), frames.utf8_validate(b'\\xc3\\xa9', 0, 2, 0) == 0, frames.utf8_validate(b'\\xc3', 0, 1, 0) == 0]))", path=str(lib))
     assert got == [True, True, [96, 96, 96, 96, 100, 100], True, False]
 
 
@@ -183,7 +183,7 @@ class Srv:
 
 ws = connection.WebSocket(Srv(), None, None, None, 1)
 ws._reader = object()  # another task is reading: close() polls for the peer's reply
-ws._send_close = lambda code, reason="": None
+ws._enqueue = lambda frame, droppable, closing=False: None  # no socket: the close frame goes nowhere
 async def shutdown(): pass
 ws._shutdown = shutdown
 
@@ -585,14 +585,14 @@ def test_deploy_ends_with_a_hard_reset_on_the_boards():
 
 NODELAY = """
 import asyncio, socket
-from wsserver import server as server_mod
+from wsserver import connection, server as server_mod
 
 asked = []
 class Lwip:  # extmod/modlwip.c's values: IP_PROTO_TCP 6, TCP_NODELAY = TF_NODELAY 0x40
     def __getattr__(self, name):
         asked.append(name)
         return {"IPPROTO_TCP": 6, "TCP_NODELAY": 0x40}[name]
-server_mod.socket = Lwip() if %r else socket
+connection.socket = Lwip() if %r else socket  # the stream adapter sets the option
 srv = server_mod.Server()
 
 @srv.websocket("/ws")

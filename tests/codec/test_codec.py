@@ -5,10 +5,16 @@ import sys
 if "lib" not in sys.path:
     sys.path.insert(0, "lib")
 
-from wsserver import frames, utf8
+from wsserver import frames
 from wsserver.errors import ProtocolError
 from wsserver.handshake import accept_key
-from wsserver.mask import _unmask_py, unmask
+from wsserver.frames import _unmask_py, unmask
+
+
+def is_valid(data):
+    """True when `data` is one complete, valid UTF-8 text."""
+    return frames.utf8_validate(data, 0, len(data), 0) == 0
+
 
 KEY = b"\x37\xfa\x21\x3d"
 
@@ -59,24 +65,24 @@ def test_unmask_matches_reference_for_all_lengths():
 def test_utf8_validator():
     good = ["", "ascii", "κόσμε", "🚗💨", "\u07ff\u0800\uffff", "\U00010000\U0010ffff"]
     for s in good:
-        assert utf8.is_valid(s.encode()), s
+        assert is_valid(s.encode()), s
     bad = [b"\x80", b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xed\xbf\xbf",
            b"\xf0\x80\x80\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\xce",
            b"a\xe2\x82", b"\xe2\x28\xa1"]
     for b in bad:
-        assert not utf8.is_valid(b), b
+        assert not is_valid(b), b
 
 
 def test_utf8_state_carries_across_chunks():
     data = "a€b🚗".encode()
     for cut in range(len(data) + 1):
-        state = utf8.validate(data, 0, cut, 0)
+        state = frames.utf8_validate(data, 0, cut, 0)
         assert state >= 0
-        assert utf8.validate(data, cut, len(data), state) == 0
+        assert frames.utf8_validate(data, cut, len(data), state) == 0
     # Fails at the first byte that cannot continue, even mid-sequence.
-    state = utf8.validate(b"\xf0\x9f", 0, 2, 0)
+    state = frames.utf8_validate(b"\xf0\x9f", 0, 2, 0)
     assert state > 0
-    assert utf8.validate(b"A", 0, 1, state) == -1  # invalid
+    assert frames.utf8_validate(b"A", 0, 1, state) == -1  # invalid
 
 
 def test_events_in_order_and_every_split_point():
@@ -243,14 +249,14 @@ def test_utf8_word_fast_path_sees_every_byte():
     for pos in range(16):
         for bad, valid in ((b"\xff", False), (b"\x80", False), (b"\xc3\xa9", True), (b"\xe2\x82", False)):
             data = bytearray(b"a" * pos + bad + b"b" * (20 - pos))
-            assert (utf8.validate(data, 0, len(data), 0) == 0) == valid, (pos, bad)
+            assert (frames.utf8_validate(data, 0, len(data), 0) == 0) == valid, (pos, bad)
 
 
 def test_reason_phrases_and_content_types_from_their_string_tables():
     # Both tables are one string each (they stay in flash); every entry must
     # come out whole, and anything else gets the fallback.
     from wsserver.http import reason_phrase
-    from wsserver.static import content_type
+    from wsserver.http import content_type
     assert reason_phrase(101) == "Switching Protocols"
     assert reason_phrase(200) == "OK"
     assert reason_phrase(431) == "Request Header Fields Too Large"

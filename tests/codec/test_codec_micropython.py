@@ -10,8 +10,8 @@ def test_codec_suite_passes_under_micropython():
 
 
 def test_viper_paths_are_used_under_micropython():
-    result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import mask, utf8; "
-                             "print(mask.unmask is not mask._unmask_py, utf8.validate is not utf8._validate_py)")
+    result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import frames; "
+                             "print(frames.unmask is not frames._unmask_py, frames.utf8_validate is not frames._validate_py)")
     assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr
 
 
@@ -19,8 +19,8 @@ def test_server_uses_a_buffer_the_caller_allocated_early():
     # Server(buffer=...) is how a small board keeps its one large block: the
     # caller allocates it before imports fragment the heap (tools/measure/echo_server.py).
     result = run_micropython("import sys; sys.path.insert(0, 'lib'); from wsserver import Server; "
-                             "b = bytearray(100); print(Server(buffer=b)._buf is b, len(Server()._buf), "
-                             "len(Server(buffer_size=512)._buf))")
+                             "b = bytearray(100); print(Server(buffer=b).buf is b, len(Server().buf), "
+                             "len(Server(buffer_size=512).buf))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "2048", "512"]
 

@@ -154,9 +154,9 @@ def test_request_and_response_checks():
 
 
 def test_masking_without_viper():
-    # The ESP8266 may have no room for viper code (wsserver/mask.py falls back to Python):
+    # The ESP8266 may have no room for viper code (wsserver/frames.py falls back to Python):
     # the client's frames must come out the same through the big-int XOR.
-    from wsserver.mask import _unmask_py
+    from wsserver.frames import _unmask_py
     native = cframes.apply_mask
     cframes.apply_mask = _unmask_py
     try:

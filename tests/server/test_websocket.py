@@ -95,6 +95,17 @@ def test_accept_hook_refuses_before_101(server):
     ws.close()
 
 
+def test_accept_hook_value_is_the_connections_data(server):
+    status, _, body = request(server.port, "/whoami", upgrade_headers())
+    assert status == 401 and b"name required" in body  # a [status, reason] list refuses
+    ws = RawWS(server.port, "/whoami?name=ada")
+    assert ws.status == 101 and ws.recv_frame()[2] == b"{'name': 'ada'}"
+    ws.close()
+    ws = RawWS(server.port, "/whoami?name=anon")  # True accepts and keeps nothing
+    assert ws.status == 101 and ws.recv_frame()[2] == b"None"
+    ws.close()
+
+
 def test_max_clients_503(server):
     conns = [RawWS(server.port, "/feed") for _ in range(6)]
     assert all(c.status == 101 for c in conns)

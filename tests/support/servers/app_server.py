@@ -40,6 +40,23 @@ async def private(ws):
         pass
 
 
+def who(request):
+    # The accept hook's value is the connection's ws.data.
+    name = request.query.get("name")
+    if name is None:
+        return [401, "name required"]
+    if name == "anon":
+        return True  # accepted, no data
+    return {"name": name}
+
+
+@server.websocket("/whoami", accept=who)
+async def whoami(ws):
+    await ws.send(repr(ws.data))
+    async for message in ws:
+        pass
+
+
 @server.websocket("/chat", subprotocols=("chat.v2", "chat.v1"))
 async def chat(ws):
     await ws.send(ws.subprotocol or "none")
@@ -84,7 +101,7 @@ async def upload(request):
         pieces += 1
         largest = max(largest, len(piece))
     return "%s %d %d %d %d" % (hexlify(h.digest()).decode(), body.length, pieces, largest,
-                               len(server._buf))
+                               len(server.buf))
 
 
 @server.route("/refuse", methods="POST", max_body=100000)

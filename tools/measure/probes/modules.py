@@ -7,8 +7,8 @@
 # Import order: dependencies first, so each row is that file's own cost.
 FILES = (
     "asyncio",
-    "wsserver.errors", "wsserver._native", "wsserver.utf8", "wsserver.mask", "wsserver.frames",
-    "wsserver.http", "wsserver.handshake", "wsserver.static", "wsserver.origin", "wsserver.server",
+    "wsserver.errors", "wsserver._native", "wsserver.frames",
+    "wsserver.http", "wsserver.handshake", "wsserver.origin", "wsserver.server",
     "hardware.base", "hardware.sim",
     "car.protocol", "car.drive", "car.control", "car.access", "car.app",
 )
