@@ -158,8 +158,9 @@ clean:
 
 # --- Board: flash MicroPython, deploy the app, one-file image, console, virtual board ---
 # make flash PORT=/dev/ttyUSB0 CHIP=esp32|esp32s3|esp32c3|esp8266 [FIRMWARE=my.bin] [PIN=1] [FLASH_MODE=dout] [DRY_RUN=1]
-# make deploy PORT=... [DRY_RUN=1] [FULL=1] [CONFIG=my-config.json]
-# make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB]     -> build/tether-$(CHIP).bin
+# make deploy PORT=... [DRY_RUN=1] [FULL=1] [CONFIG=my-config.json] [LINES=1]
+# make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB] [LINES=1]  -> build/tether-$(CHIP).bin
+# LINES=1: tracebacks with line numbers (lib/ is mpy-cross -O3 without them; docs/memory.md)
 # make repl|logs PORT=...       make vboard  (then PORT=build/vboard.tty)
 PORT        ?=
 CHIP        ?= esp32
@@ -179,10 +180,10 @@ flash: $(STAMP)
 
 deploy: $(STAMP) | config.json
 	$(NEED_PORT)
-	$(PY) tools/board/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)")
+	$(PY) tools/board/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINES),--lines)
 
 image: $(STAMP) | config.json
-	$(PY) tools/board/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)")
+	$(PY) tools/board/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINES),--lines)
 
 repl: $(STAMP)
 	$(NEED_PORT)

@@ -68,13 +68,21 @@ def read(path):
         return f.read()
 
 
-def expected_board_files(root, march, tmp_path, config=None):
+def expected_board_files(root, march, tmp_path, config=None, chip=None):
     """What must be on the board, computed independently of tools/board/stage.py:
-    sources as-is, every lib/*.py through mpy-cross, every web asset gzipped."""
+    sources as-is, every lib/*.py through mpy-cross (-O3 for a chip's tree: no
+    line numbers), every web asset gzipped; config.json.checked is the board's
+    checker's verdict on config.json (tests/tooling/test_config_stamp.py checks
+    what it holds) for the board the tree is for."""
     mpy_cross = stage.mpy_cross_binary()
+    config_data = read(config or os.path.join(root, "config.json"))
+    stamp, checked = stage.checked_config(root, config_data, stage.board_name(chip, march))
+    assert stamp.startswith("%s %s " % (sha(config_data), stage.board_name(chip, march)))
     files = {"boot.py": sha(read(os.path.join(root, "boot.py"))),
              "main.py": sha(read(os.path.join(root, "main.py"))),
-             "config.json": sha(read(config or os.path.join(root, "config.json")))}
+             "config.json": sha(config_data),
+             stage.CHECKED: sha((stamp + checked + "\n").encode())}
+    optimise = ["-O3"] if chip in stage.CHIP_MARCH else []
     for dirpath, dirnames, names in os.walk(os.path.join(root, "lib")):
         dirnames[:] = [d for d in dirnames if d != "__pycache__"]
         for name in names:
@@ -87,7 +95,8 @@ def expected_board_files(root, march, tmp_path, config=None):
             # the source name tracebacks give: the module's import name (interned anyway)
             name = rel[4:-3].replace("/", ".")
             name = name[:-len(".__init__")] if name.endswith(".__init__") else name
-            subprocess.run([mpy_cross, "-march=" + march, "-s", name, "-o", str(out), src], check=True)
+            subprocess.run([mpy_cross, "-march=" + march, "-s", name, "-o", str(out)] + optimise + [src],
+                           check=True)
             files[rel[:-3] + ".mpy"] = sha(read(out))
     for dirpath, dirnames, names in os.walk(os.path.join(root, "web")):
         for name in names:
@@ -97,6 +106,17 @@ def expected_board_files(root, march, tmp_path, config=None):
             rel = os.path.relpath(src, root).replace(os.sep, "/")
             files[rel + ".gz"] = sha(gzip.compress(read(src), compresslevel=9, mtime=0))
     return files
+
+
+def chip_config(project, tmp_path):
+    """The project's config.json without its hardware section (the ESP32 DevKit's pins):
+    the chip's default pins, which its checker passes (a config with ESP32 pins is
+    refused for another chip, tests/tooling/test_config_stamp.py)."""
+    cfg = json.loads(read(os.path.join(project, "config.json")))
+    del cfg["hardware"]
+    path = tmp_path / "chip-config.json"
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return str(path)
 
 
 def assert_serves_websocket(port, timeout=10):
@@ -171,7 +191,7 @@ def test_image_filesystem_is_littlefs_that_micropython_mounts_with_exactly_the_a
     fs = esp32_image["fs"]
     assert os.path.getsize(fs) == 0x200000  # the whole vfs partition: 512 blocks of 4096
     listing = lfs_listing(tmp_path, fs, 0, 0x200000)
-    assert listing == expected_board_files(project, "xtensawin", tmp_path)
+    assert listing == expected_board_files(project, "xtensawin", tmp_path, chip="esp32")
     assert not [p for p in listing if p.startswith("lib/") and p.endswith(".py")]
 
 
@@ -210,13 +230,14 @@ def test_esp32c3_image_reads_the_table_at_0x8000_and_starts_at_0(project, tmp_pa
     fw, _, _ = synthetic_esp32_firmware(parts, flash_offset=0x0, chip_id=5)
     fw_path = tmp_path / "c3-synthetic.bin"
     fw_path.write_bytes(fw)
-    r = make(project, "image", "CHIP=esp32c3", "FIRMWARE=%s" % fw_path)
+    config = chip_config(project, tmp_path)
+    r = make(project, "image", "CHIP=esp32c3", "FIRMWARE=%s" % fw_path, "CONFIG=%s" % config)
     assert r.returncode == 0, r.stdout + r.stderr
     merged = read(os.path.join(project, "build", "tether-esp32c3.bin"))
     assert merged[:len(fw)] == fw and len(merged) == 0x400000
     assert merged[0x300000:] == read(os.path.join(project, "build", "fs-esp32c3.bin"))
     listing = lfs_listing(tmp_path, os.path.join(project, "build", "tether-esp32c3.bin"), 0x300000, 0x100000)
-    assert listing == expected_board_files(project, "rv32imc", tmp_path)
+    assert listing == expected_board_files(project, "rv32imc", tmp_path, config=config, chip="esp32c3")
 
 
 def romfs_listing(tmp_path, image_bytes):
@@ -245,25 +266,30 @@ def test_esp8266_image_puts_lib_in_romfs_and_the_rest_in_the_filesystem_at_1MiB(
     fw = bytes(range(256)) * 2400  # stands in for a ~600 KB ESP8266 firmware (not a real image)
     fw_path = tmp_path / "esp8266-synthetic.bin"
     fw_path.write_bytes(fw)
-    r = make(project, "image", "CHIP=esp8266", "FLASH_SIZE=2MB", "FIRMWARE=%s" % fw_path)
+    config_path = chip_config(project, tmp_path)
+    r = make(project, "image", "CHIP=esp8266", "FLASH_SIZE=2MB", "FIRMWARE=%s" % fw_path, "CONFIG=%s" % config_path)
     assert r.returncode == 0, r.stdout + r.stderr
     merged = read(os.path.join(project, "build", "tether-esp8266.bin"))
     fs_size = 0x200000 - 20480 - 0x100000  # flash size - SDK parameters - filesystem start
     assert merged[:len(fw)] == fw and len(merged) == 0x100000 + fs_size
-    expected = expected_board_files(project, "xtensa", tmp_path)
+    expected = expected_board_files(project, "xtensa", tmp_path, config=config_path, chip="esp8266")
     lib = {p: h for p, h in expected.items() if p.startswith("lib/")}
     # lib/ in the FLASH_2M_ROMFS firmware's ROMFS area (0xb0000, 320 KiB), nowhere else
     rom = merged[0xB0000:0x100000]
     assert rom[:3] == b"\xd2\xcd\x31"  # the ROMFS header
     assert {"lib/" + p: h for p, h in romfs_listing(tmp_path, rom).items()} == lib
     listing = lfs_listing(tmp_path, os.path.join(project, "build", "tether-esp8266.bin"), 0x100000, fs_size)
-    config = listing.pop("config.json")
-    assert listing == {p: h for p, h in expected.items() if not p.startswith("lib/") and p != "config.json"}
-    # the staged config is the project's with the ESP8266's cap applied (4 clients -> 2)
-    with open(os.path.join(project, "config.json")) as f:
+    config, checked = listing.pop("config.json"), listing.pop(stage.CHECKED)
+    assert listing == {p: h for p, h in expected.items()
+                       if not p.startswith("lib/") and p not in ("config.json", stage.CHECKED)}
+    # the staged config is the given one with the ESP8266's cap applied (4 clients -> 2)
+    with open(config_path) as f:
         capped = json.load(f)
     capped["server"]["max_clients"] = min(capped["server"].get("max_clients", 4), 2)
-    assert config == sha(json.dumps(capped, indent=2).encode() + b"\n")
+    capped = json.dumps(capped, indent=2).encode() + b"\n"
+    assert config == sha(capped)
+    stamp, tree = stage.checked_config(project, capped, "esp8266")  # checked as capped
+    assert checked == sha((stamp + tree + "\n").encode())
     assert "server.max_clients 4 -> 2" in r.stdout
 
 
@@ -286,6 +312,26 @@ def test_board_architectures_compile_and_native_code_is_for_that_arch(project, t
     (probe / "native_probe.mpy").write_bytes(read(str(tmp_path / "xtensawin" / native)))
     r = subprocess.run([MICROPYTHON, "-c", "import native_probe"], cwd=probe, capture_output=True, text=True)
     assert "incompatible .mpy arch" in r.stdout + r.stderr
+
+
+def test_a_chips_tree_drops_line_numbers_and_lines_keeps_them(project, tmp_path):
+    """A chip's tree is mpy-cross -O3 (docs/memory.md: 1.7 KB less heap as .mpy files):
+    a traceback keeps the module and function, at line 1; --lines (make deploy LINES=1)
+    keeps the line numbers, as a tree for no chip does."""
+    probe = ("import sys\nsys.path.insert(0, 'lib')\nfrom car.main import option\n"
+             "try:\n option(['--port'], '--port', '80')\nexcept ValueError as e:\n sys.print_exception(e)\n")
+    with open(os.path.join(project, "lib", "car", "main.py")) as f:
+        line = [i + 1 for i, text in enumerate(f) if 'needs a value' in text][0]
+    frames = {}
+    for name, args in (("chip", ["--chip", "esp32"]), ("lines", ["--chip", "esp32", "--lines"]), ("host", [])):
+        out = tmp_path / name
+        r = run([sys.executable, os.path.join(project, "tools", "board", "stage.py"), "--march", "x64",
+                 "--out", str(out), "--no-romfs"] + args, cwd=project)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = run([MICROPYTHON, "-c", probe], cwd=str(out))
+        frames[name] = [l.strip() for l in (r.stdout + r.stderr).splitlines() if "car.main" in l]
+    assert frames["chip"] == ['File "car.main", line 1, in option']
+    assert frames["lines"] == frames["host"] == ['File "car.main", line %d, in option' % line]
 
 
 @pytest.mark.slow
@@ -463,12 +509,13 @@ def test_deploy_copies_only_what_changed_and_the_board_then_serves(project, tmp_
         settings["wifi"]["hostname"] = "tether-test-car"
         config.write_text(json.dumps(settings))
         r = run([sys.executable, deploy_py, "--port", board.tty, "--config", str(config), "--dry-run"])
-        assert "would copy config.json" in r.stdout and r.stdout.count("would copy") == 1
+        # config.json and its stamp (config.json.checked), nothing else
+        assert "would copy config.json" in r.stdout and r.stdout.count("would copy") == 2
         r = run([sys.executable, deploy_py, "--port", board.tty, "--config", str(config)])
-        assert r.returncode == 0 and deployed(r.stdout) == ["config.json"], r.stdout + r.stderr
+        assert r.returncode == 0 and deployed(r.stdout) == ["config.json", stage.CHECKED], r.stdout + r.stderr
         after = board_state(board.root)
         changed = sorted(p for p in after if after[p] != state[p])
-        assert changed == [".tether-manifest.json", "config.json"]
+        assert changed == [".tether-manifest.json", "config.json", stage.CHECKED]
 
         # mpremote itself (its CLI) sees the same files on the board.
         r = run([os.path.join(os.path.dirname(sys.executable), "mpremote"), "connect", board.tty,

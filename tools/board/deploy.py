@@ -67,10 +67,12 @@ def connect(port):
 
 
 def board_info(t):
+    """(sys.platform, .mpy version, mpy-cross arch, chip as the firmware's on_board() names it)."""
     t.exec("import sys")
-    platform, mpy = t.eval("(sys.platform, getattr(sys.implementation, '_mpy', 0))")
+    platform, mpy, machine = t.eval("(sys.platform, getattr(sys.implementation, '_mpy', 0), "
+                                    "getattr(sys.implementation, '_machine', ''))")
     version, arch = mpy & 0xFF, mpy >> 10
-    return platform, version, stage.ARCH_BY_CODE.get(arch)
+    return platform, version, stage.ARCH_BY_CODE.get(arch), stage.board_chip(stage.ROOT, platform, machine)
 
 
 def read_manifest(t):
@@ -254,7 +256,7 @@ def watch_start(t, timeout=20.0):
 
 
 def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None, chunk=256, log=print,
-           wait=True):
+           wait=True, lines=None):
     t, TransportError = connect(port)
     platform = None
     try:
@@ -263,7 +265,7 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
         except TransportError as e:
             raise DeployError("no MicroPython REPL on %s (%s). Is MicroPython flashed (make flash), "
                               "and is this the right port?" % (port, e))
-        platform, version, board_arch = board_info(t)
+        platform, version, board_arch, chip = board_info(t)
         feed = keep_watchdog_fed(t, platform)  # before staging: compiling takes seconds
         t.exec("import gc\ngc.collect()")  # the stopped app's heap
         if version != MPY_VERSION:
@@ -277,7 +279,10 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
         log("deploy: board %s on %s, mpy v%d, arch %s, %s" % (
             platform, port, version, march or "bytecode only",
             "lib/ in its %d KiB ROMFS partition" % (rom_size // 1024) if rom_size else "lib/ as .mpy files"))
-        out_dir, files = stage.stage(march, config=config, log=log, chip=platform, romfs=bool(rom_size))
+        # chip: "esp32s3", not the platform "esp32", so that config.json is checked by
+        # that chip's pin rules and its stamp (config.json.checked) matches the board
+        out_dir, files = stage.stage(march, config=config, log=log, chip=chip, romfs=bool(rom_size),
+                                     lines=lines)
         feed()
         old = read_manifest(t)
         image = files.pop(stage.ROMFS_IMAGE, None)  # goes into the partition, not the filesystem
@@ -360,6 +365,8 @@ def main(argv=None):
     ap.add_argument("--no-wait", action="store_true", help="don't wait for the app to say it runs")
     ap.add_argument("--config", help="config file to install as /config.json (default ./config.json)")
     ap.add_argument("--chunk", type=int, default=256, help="bytes per write on the board (default 256)")
+    ap.add_argument("--lines", action="store_true", default=None,
+                    help="keep line numbers in tracebacks (1.7 KB more heap as .mpy files; docs/memory.md)")
     args = ap.parse_args(argv)
     if not args.port:
         print("error: no port. Use PORT=/dev/ttyUSB0 (Linux), /dev/cu.usbserial-* (macOS), COM3 (Windows),\n"
@@ -367,7 +374,8 @@ def main(argv=None):
         return 2
     try:
         deploy(args.port, march=args.march, dry_run=args.dry_run, full=args.full,
-               reset=not args.no_reset, config=args.config, chunk=args.chunk, wait=not args.no_wait)
+               reset=not args.no_reset, config=args.config, chunk=args.chunk, wait=not args.no_wait,
+               lines=args.lines)
     except (DeployError, stage.StageError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

@@ -104,7 +104,8 @@ def merge(chip, out, offset, firmware, fs_offset, fs_path, romfs=None):
         raise FirmwareError("esptool merge-bin failed:\n%s%s" % (r.stdout, r.stderr))
 
 
-def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, config=None, log=print):
+def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, config=None, log=print,
+               lines=None):
     manifest = fwstore.load_manifest()
     entry = fwstore.chip_entry(manifest, chip)
     if chip in stage.ROMFS_CHIPS and "FLASH_2M_ROMFS" in entry.get("variants", {}):
@@ -119,7 +120,8 @@ def make_image(chip, firmware=None, out=None, flash_size="4MB", pin=False, confi
         raise FirmwareError("the firmware (%d bytes at 0x%x) runs into the filesystem at 0x%x"
                             % (len(fw), offset, fs_offset))
     area = romfs_area(chip, entry) if chip in stage.ROMFS_CHIPS else None
-    tree, files = stage.stage(entry["march"], config=config, log=log, chip=chip, romfs=bool(area))
+    tree, files = stage.stage(entry["march"], config=config, log=log, chip=chip, romfs=bool(area),
+                              lines=lines)
     romfs = None
     if area:
         rom_offset, rom_size = area
@@ -165,9 +167,11 @@ def main(argv=None):
                          "family (when the table has no vfs partition) and on the ESP8266")
     ap.add_argument("--config", help="config file to put in the image as /config.json")
     ap.add_argument("--pin", action="store_true", help="record the download's sha256 when none is pinned")
+    ap.add_argument("--lines", action="store_true", default=None,
+                    help="keep line numbers in tracebacks (1.7 KB more heap as .mpy files; docs/memory.md)")
     args = ap.parse_args(argv)
     try:
-        make_image(args.chip, args.firmware, args.out, args.flash_size, args.pin, args.config)
+        make_image(args.chip, args.firmware, args.out, args.flash_size, args.pin, args.config, lines=args.lines)
     except (FirmwareError, stage.StageError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2

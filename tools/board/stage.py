@@ -5,6 +5,11 @@
   web/**.gz               the control page, gzipped (tools/web/build_web.py when present)
   config.json             the car's configuration (CONFIG=path to use another file),
                           with the chip's caps applied (CHIP_CAPS: what fits its heap)
+  config.json.checked     the stamp (sha256 of config.json's bytes, the board it is for,
+                          car.VERSION) and the checked config: checked here, with the board's own
+                          checker (lib/car/config.py under CPython), and refused with
+                          its errors when it has any; a board whose config.json still
+                          matches the stamp boots without loading its checker
   tls/cert.der, key.der   when config.json has server.tls: certs/<wifi.hostname>/'s,
                           made by `make cert NAME=<hostname>` (tools/board/cert.py)
 
@@ -39,6 +44,10 @@ ARCH_BY_CODE = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "ar
 
 
 ROMFS_IMAGE = "lib.romfs"
+CHECKED = "config.json.checked"  # car.load_config reads it (lib/car/__init__.py)
+# Unix ports (the board proxies, the x64 port): trees for them run where the
+# firmware's on_board() is None, as it is in CPython.
+HOST_MARCHES = ("x86", "x64")
 # Chips whose stock firmware has a ROMFS partition for lib/ (ESP8266_GENERIC's
 # FLASH_2M_ROMFS variant; no ESP32 board enables MICROPY_VFS_ROM in v1.28).
 ROMFS_CHIPS = ("esp8266",)
@@ -69,9 +78,11 @@ def source_name(rel):
     return name[:-9] if name.endswith(".__init__") else name
 
 
-def compile_module(src, dest, march, source_name, mpy_cross=None):
+def compile_module(src, dest, march, source_name, mpy_cross=None, opt=0):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     cmd = [mpy_cross or mpy_cross_binary(), "-o", dest, "-s", source_name]
+    if opt:
+        cmd.append("-O%d" % opt)
     if march:
         cmd.append("-march=" + march)
     cmd.append(src)
@@ -189,6 +200,66 @@ def capped_config(data, chip, log):
     return json.dumps(cfg, indent=2).encode() + b"\n" if changed else data
 
 
+# Runs lib/car/config.py's load() under CPython as it runs on the board the tree is
+# for: on_board() (lib/hardware/defaults.py) reads sys.platform and the MCU name
+# of sys.implementation._machine ("<board> with ESP32S3"), set here to that board's.
+_CHECK = r"""
+import json, sys
+board = sys.argv[2]
+if board != "None":
+    sys.platform = "esp8266" if board == "esp8266" else "esp32"
+    sys.implementation._machine = "Tether stage with " + board.upper()
+sys.path.insert(0, sys.argv[1])
+from car import VERSION
+from car.config import load
+cfg, errors = load("config.json")
+print(json.dumps({"config": cfg, "errors": errors, "version": VERSION}))
+"""
+
+
+def board_chip(root, platform, machine):
+    """The chip a board reporting sys.platform and sys.implementation._machine is,
+    as the firmware's on_board() (lib/hardware/defaults.py, run here) names it:
+    "esp32s3" for "Generic ESP32S3 module with ESP32S3"; None off a board."""
+    code = ("import sys; sys.platform = sys.argv[1]; sys.implementation._machine = sys.argv[2]; "
+            "sys.path.insert(0, sys.argv[3]); from hardware.defaults import on_board; print(on_board())")
+    r = subprocess.run([sys.executable, "-c", code, platform, machine, os.path.join(root, "lib")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StageError("lib/hardware/defaults.py on_board() failed:\n" + r.stderr)
+    chip = r.stdout.strip()
+    return None if chip == "None" else chip
+
+
+def board_name(chip, march):
+    """What the firmware's on_board() says where this tree runs: None on a Unix port
+    (x86/x64: the proxies), else the chip ("esp32" from `make deploy` may be an
+    ESP32-S3 or -C3, whose stamp then does not match: that board checks its config)."""
+    return None if march in HOST_MARCHES else chip
+
+
+def checked_config(root, data, board):
+    """(stamp line, checked config as JSON text) for config.json's bytes on `board`;
+    StageError naming every error the board's checker finds."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "config.json"), "wb") as f:
+            f.write(data)
+        r = subprocess.run([sys.executable, "-c", _CHECK, os.path.join(root, "lib"), str(board)],
+                           cwd=tmp, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StageError("the config check (lib/car/config.py) failed:\n" + r.stdout + r.stderr)
+    result = json.loads(r.stdout)
+    if result["errors"]:
+        raise StageError("config.json: %d error%s (the board would boot with defaults in their place):\n  %s\n"
+                         "fix config.json (docs/wiring.md, docs/security.md) and run again"
+                         % (len(result["errors"]), "" if len(result["errors"]) == 1 else "s",
+                            "\n  ".join(result["errors"])))
+    # car.load_config (lib/car/__init__.py) builds the same line on the board
+    stamp = "%s %s %s\n" % (hashlib.sha256(data).hexdigest(), board, result["version"])
+    return stamp, json.dumps(result["config"], separators=(",", ":"))
+
+
 def romfs_image(tree):
     """A ROMFS image (bytes) of the directory tree, as `mpremote romfs build` makes it."""
     import contextlib
@@ -202,12 +273,17 @@ def romfs_image(tree):
 
 
 def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, chip=None,
-          romfs=None):
+          romfs=None, lines=None):
     """Build the board tree; returns (out_dir, {board path: sha256}) for every file
     that goes on the filesystem. romfs (default: the chip has a ROMFS partition):
-    lib/ goes into out_dir/lib.romfs instead (also in the dict, under that name)."""
+    lib/ goes into out_dir/lib.romfs instead (also in the dict, under that name).
+    lines (default: unless chip is one of CHIP_MARCH's boards): keep the
+    line-number tables; a board's tree is compiled -O3 without them
+    (docs/memory.md: tracebacks then name the module and function, at line 1)."""
     if romfs is None:
         romfs = chip in ROMFS_CHIPS
+    if lines is None:
+        lines = chip not in CHIP_MARCH
     out_dir = out_dir or os.path.join(root, "build", "board-%s%s" % (march or "bytecode",
                                                                      "-romfs" if romfs else ""))
     files = {}
@@ -237,7 +313,7 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
             # Always recompile (about 5 ms a module): a cache keyed on mtimes would miss
             # a changed mpy-cross or option.
             tmp = os.path.join(out_dir, ".compiling.mpy")
-            compile_module(path, tmp, march, source_name(rel[4:-4] + ".py"), exe)
+            compile_module(path, tmp, march, source_name(rel[4:-4] + ".py"), exe, opt=0 if lines else 3)
             with open(tmp, "rb") as f:
                 data = f.read()
             os.unlink(tmp)
@@ -256,6 +332,8 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
         with open(config, "rb") as f:
             data = capped_config(f.read(), chip, log)
         put("config.json", data)
+        stamp, checked = checked_config(root, data, board_name(chip, march))
+        put(CHECKED, (stamp + checked + "\n").encode())
         for rel, cert_data in tls_files(certs or os.path.join(root, "certs"), data).items():
             put(rel, cert_data)
     else:
@@ -278,13 +356,15 @@ def main(argv=None):
     ap.add_argument("--romfs", action="store_true", default=None,
                     help="lib/ in a ROMFS image (default for --chip esp8266)")
     ap.add_argument("--no-romfs", dest="romfs", action="store_false", help="lib/ as .mpy files")
+    ap.add_argument("--lines", action="store_true", default=None,
+                    help="keep line numbers in tracebacks (a chip's tree is -O3 without them)")
     ap.add_argument("--out")
     ap.add_argument("--config")
     args = ap.parse_args(argv)
     march = args.march or CHIP_MARCH.get(args.chip, "xtensawin")
     try:
         out, files = stage(march, out_dir=args.out, config=args.config, chip=args.chip,
-                           romfs=args.romfs)
+                           romfs=args.romfs, lines=args.lines)
     except StageError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
