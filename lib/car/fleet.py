@@ -42,8 +42,8 @@ class Link(Remote):
         # A WebSocket message may hold several MQTT packets: room for a few.
         open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 1024})
         if ssl_context is not None:
-            from mqtt.transport import split_url
-            open_transport = broker_tls.checked(open_transport, split_url(url)[1])
+            from mqtt.codec import _load
+            open_transport = broker_tls.checked(open_transport, _load("dial").split_url(url)[1])
         car.server.route("/fleet")(self.status)
         self.session = Session(
             open_transport,
