@@ -33,18 +33,23 @@ class MQTTError(Exception):
     session ends on it and reconnects."""
 
 
-def _load(name):
+def _load(name, keep=False):
     """mqtt.<name>, imported for one use and dropped from sys.modules again
     (its code is freed once the caller lets go of it): mqtt/texts.py, the
     error texts, so a running car does not hold ~2.5 KB of strings it shows
-    only when something is wrong, and mqtt/dial.py, the code of a connect."""
+    only when something is wrong, and mqtt/dial.py, the code of a connect.
+    keep: leave it in sys.modules (a later _load drops it), so that what
+    runs inside a connect uses the one copy instead of loading another."""
     import sys
 
     import mqtt
 
     __import__("mqtt." + name)
-    mqtt.__dict__.pop(name, None)
-    return sys.modules.pop("mqtt." + name)
+    module = sys.modules["mqtt." + name]
+    if not keep:
+        sys.modules.pop("mqtt." + name)
+        mqtt.__dict__.pop(name, None)
+    return module
 
 
 def _texts():

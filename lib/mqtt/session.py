@@ -157,8 +157,12 @@ class Session:
         self.ended.clear()
         self.error = None
         # The connect's code (dial.py: the transport, CONNECT, CONNACK,
-        # SUBSCRIBE) is loaded for it and dropped after it.
-        parser, packets = await _load("dial").handshake(self)
+        # SUBSCRIBE) is loaded for it and dropped after it; the transport's
+        # opener, called inside, uses the same copy.
+        try:
+            parser, packets = await _load("dial", True).handshake(self)
+        finally:
+            _load("dial")
         self.connected = True
         self.failures = 0
         self.connects += 1

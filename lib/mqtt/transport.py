@@ -54,9 +54,10 @@ def opener(url, ssl_context=None, ws_options=None):
     certificates where the platform has CA data). ws_options: extra
     arguments for the WebSocket client (max_message, buffer_size, ...).
     A bad url raises ValueError here, naming what is wrong. The code that
-    opens (dial.py) is loaded for each call and dropped again."""
+    opens (dial.py) is the session's connect's, loaded for it alone."""
     _load("dial").split_url(url)
 
     async def open_transport():
-        return await _load("dial").open_transport(url, ssl_context, ws_options)
+        # Inside the session's connect, which loaded dial.py and drops it after.
+        return await _load("dial", True).open_transport(url, ssl_context, ws_options)
     return open_transport
