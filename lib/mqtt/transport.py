@@ -7,7 +7,7 @@
 # Opening one (the URL, TCP, TLS, the WebSocket) is dial.py's.
 from mqtt.codec import _load
 
-READ_SIZE = 512  # a car's messages are small: the most one read takes
+READ_SIZE = 256  # a car's messages are small (a longer packet comes in several reads)
 
 
 class StreamTransport:
@@ -15,9 +15,9 @@ class StreamTransport:
 
     recv() reads into one buffer of READ_SIZE made with the transport and
     returns a view of it, valid until the next recv() (the session's parser
-    copies it at once): a read that allocated its READ_SIZE + 1 bytes anew
-    each time needed a 513-byte free block in a running car's fragmented
-    heap, and that was where the TCP link's edge failed (esp32 proxy)."""
+    copies it at once): a read that allocates its buffer anew each time
+    needs a free block of that size in a running car's fragmented heap, and
+    a 513-byte one was where the TCP link failed first (esp32 proxy)."""
 
     def __init__(self, reader, writer):
         self.reader = reader
