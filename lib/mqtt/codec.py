@@ -38,18 +38,24 @@ def _load(name, keep=False):
     (its code is freed once the caller lets go of it): mqtt/texts.py, the
     error texts, so a running car does not hold ~2.5 KB of strings it shows
     only when something is wrong, and mqtt/dial.py, the code of a connect.
-    keep: leave it in sys.modules (a later _load drops it), so that what
-    runs inside a connect uses the one copy instead of loading another."""
+    keep: leave it in sys.modules (_drop drops it), so that what runs
+    inside a connect uses the one copy instead of loading another."""
     import sys
-
-    import mqtt
 
     __import__("mqtt." + name)
     module = sys.modules["mqtt." + name]
     if not keep:
-        sys.modules.pop("mqtt." + name)
-        mqtt.__dict__.pop(name, None)
+        _drop(name)
     return module
+
+
+def _drop(name):
+    import sys
+
+    import mqtt
+
+    sys.modules.pop("mqtt." + name, None)
+    mqtt.__dict__.pop(name, None)
 
 
 def _texts():

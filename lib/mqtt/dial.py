@@ -1,5 +1,7 @@
-# Connecting a session (session.py): the URL, the transport (TCP, TLS or
-# WebSocket), CONNECT and the CONNACK that answers it, SUBSCRIBE. Needed
+# Connecting a session (session.py): the URL, TCP and TLS (a WebSocket is
+# opened by transport.opener alone, so the WebSocket handshake's code is
+# never loaded together with this), CONNECT and the CONNACK that answers
+# it, SUBSCRIBE. Needed
 # only while connecting, so it is loaded for each connect and dropped from
 # sys.modules at once (codec._load), as the WebSocket client drops its
 # handshake: a connected car does not hold this code. car.fleet_config
@@ -64,35 +66,24 @@ def split_url(url):
     return scheme, host, port, path
 
 
-async def open_tcp(host, port, ssl=None):
-    """A transport.StreamTransport over TCP, or TLS with an ssl.SSLContext
-    (its certificate checks are the context's). The host name is looked up
-    by the socket layer, which blocks on a board: give a numeric address
-    there or keep the lookup fast."""
+async def open_tcp(host, port, ssl=None, secure=False):
+    """A transport.StreamTransport over TCP, or TLS (secure) with an
+    ssl.SSLContext (default: a new client context, which checks certificates
+    where the platform has CA data; its checks are the context's). The host
+    name is looked up by the socket layer, which blocks on a board: give a
+    numeric address there or keep the lookup fast."""
     from mqtt.transport import StreamTransport
 
-    if ssl is None:
-        reader, writer = await asyncio.open_connection(host, port)
-    else:
+    if secure or ssl is not None:
+        if ssl is None:
+            import ssl as tls
+
+            ssl = tls.create_default_context() if hasattr(tls, "create_default_context") \
+                else tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
         reader, writer = await asyncio.open_connection(host, port, ssl=ssl, server_hostname=host)
+    else:
+        reader, writer = await asyncio.open_connection(host, port)
     return StreamTransport(reader, writer)
-
-
-async def open_transport(url, ssl_context=None, ws_options=None):
-    """A new transport to url (transport.opener's): TCP or TLS, or MQTT over
-    WebSocket (binary messages, subprotocol "mqtt", through the WebSocket
-    client's byte stream, which has the same three methods)."""
-    scheme, host, port, path = split_url(url)
-    if scheme[0] == "w":  # ws://, wss://
-        from wsclient.bytestream import open_byte_stream
-
-        return await open_byte_stream(url, subprotocol="mqtt", ssl=ssl_context, **(ws_options or {}))
-    if scheme == "mqtts" and ssl_context is None:
-        import ssl
-
-        ssl_context = ssl.create_default_context() if hasattr(ssl, "create_default_context") \
-            else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return await open_tcp(host, port, ssl_context)
 
 
 # --- the packets of a connect ------------------------------------------
@@ -177,20 +168,19 @@ async def _first(t, parser):
 
 
 async def handshake(s):
-    """Connect session s: open its transport (s.transport), send CONNECT,
-    wait for the CONNACK (s.connect_timeout_ms for each step) and queue in
-    s.urgent the unacknowledged QoS 1 messages (DUP, spec 4.4) and the
-    SUBSCRIBE. Returns (parser, the packets that came behind the CONNACK);
-    raises MQTTError (refused(): the broker said no), OSError or TimeoutError."""
+    """Connect session s on its open transport (s.transport): send CONNECT,
+    wait for the CONNACK (up to s.connect_timeout_ms) and queue in s.urgent
+    the unacknowledged QoS 1 messages (DUP, spec 4.4) and the SUBSCRIBE.
+    Returns (parser, the packets that came behind the CONNACK); raises
+    MQTTError (refused(): the broker said no), OSError or TimeoutError."""
     from mqtt.codec import Parser, _fail, publish
 
-    timeout = s.connect_timeout_ms / 1000
-    t = s.transport = await asyncio.wait_for(s.open_transport(), timeout)
+    t = s.transport
     will = s.will or (None, b"", 0, False)
     await t.send(connect(s.client_id, s.keepalive_s, True, s.username, s.password,
                          will[0], will[1], will[2], will[3]))
     parser = Parser(s.max_packet)
-    packets = await asyncio.wait_for(_first(t, parser), timeout)
+    packets = await asyncio.wait_for(_first(t, parser), s.connect_timeout_ms / 1000)
     ack = packets.pop(0)
     if ack.type != 2:  # CONNACK
         raise _fail(33, ack.type)  # expected CONNACK, got packet type %d

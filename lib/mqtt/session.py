@@ -12,7 +12,7 @@ import asyncio
 from random import getrandbits
 
 from mqtt import codec
-from mqtt.codec import MQTTError, _fail, _load, _text
+from mqtt.codec import MQTTError, _drop, _fail, _load, _text
 
 try:
     from asyncio import sleep_ms
@@ -156,13 +156,14 @@ class Session:
     async def _serve_once(self):
         self.ended.clear()
         self.error = None
-        # The connect's code (dial.py: the transport, CONNECT, CONNACK,
-        # SUBSCRIBE) is loaded for it and dropped after it; the transport's
-        # opener, called inside, uses the same copy.
+        # The connect's code (dial.py: TCP, TLS, CONNECT, CONNACK, SUBSCRIBE)
+        # is loaded for it and dropped after it; a TCP opener loads it first,
+        # and the CONNECT uses that copy.
         try:
+            self.transport = await asyncio.wait_for(self.open_transport(), self.connect_timeout_ms / 1000)
             parser, packets = await _load("dial", True).handshake(self)
         finally:
-            _load("dial")
+            _drop("dial")
         self.connected = True
         self.failures = 0
         self.connects += 1

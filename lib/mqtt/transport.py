@@ -53,11 +53,21 @@ def opener(url, ssl_context=None, ws_options=None):
     mqtts:// and wss:// (default: a new client context, which checks
     certificates where the platform has CA data). ws_options: extra
     arguments for the WebSocket client (max_message, buffer_size, ...).
-    A bad url raises ValueError here, naming what is wrong. The code that
-    opens (dial.py) is the session's connect's, loaded for it alone."""
-    _load("dial").split_url(url)
+    A bad url raises ValueError here, naming what is wrong. TCP and TLS
+    are opened by dial.py, which the session loads for its connect alone."""
+    scheme, host, port, path = _load("dial").split_url(url)
+    if scheme[0] == "w":  # ws://, wss://
+        async def open_ws():
+            # MQTT over WebSocket: binary messages, subprotocol "mqtt", through
+            # the WebSocket client's byte stream (the same three methods). Not
+            # through dial.py: the handshake's code and dial's would be in the
+            # heap together, at the connect's peak.
+            from wsclient.bytestream import open_byte_stream
 
-    async def open_transport():
-        # Inside the session's connect, which loaded dial.py and drops it after.
-        return await _load("dial", True).open_transport(url, ssl_context, ws_options)
-    return open_transport
+            return await open_byte_stream(url, subprotocol="mqtt", ssl=ssl_context, **(ws_options or {}))
+        return open_ws
+
+    async def open_stream():
+        # Inside the session's connect, which loads dial.py and drops it after.
+        return await _load("dial", True).open_tcp(host, port, ssl_context, scheme == "mqtts")
+    return open_stream
