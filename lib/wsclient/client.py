@@ -77,6 +77,10 @@ class ClientConnection:
     _pong = None  # [payload, Event] of the ping waiting for its pong
     _early = b""  # bytes that came right behind the 101, in the same read
     _finished = False  # TCP closed: the connection is over
+    # One frame at a time on the wire: made by the first write the socket
+    # does not take at once (_wire), so a connection whose frames always go
+    # straight out never loads asyncio's Lock (~430 bytes with its module).
+    _lock = None
 
     def __init__(self, reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size,
                  early=b""):
@@ -88,7 +92,6 @@ class ClientConnection:
         self.codec = Codec(max_message, client=True)
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
-        self._lock = asyncio.Lock()  # one frame at a time on the wire
         if early:
             self._early = early
 
@@ -245,7 +248,8 @@ class ClientConnection:
 
     async def _send_frame(self, frame, control=False):
         w = self._w
-        if not self._lock.locked() and not getattr(w, "out_buf", True):
+        lock = self._lock
+        if (lock is None or not lock.locked()) and not getattr(w, "out_buf", True):
             # MicroPython, nothing queued and no one mid-write: the socket
             # takes the frame now, so skip the lock and drain()'s yield.
             if control and self._close_sent:
@@ -258,7 +262,7 @@ class ClientConnection:
             if not w.out_buf:
                 return
             frame = None  # the rest is in out_buf: drain it under the lock
-        async with self._lock:
+        async with self._wire():
             if frame is None:
                 try:
                     await w.drain()
@@ -275,10 +279,16 @@ class ClientConnection:
                 self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
+    def _wire(self):
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        return lock
+
     async def _send_pieces(self, opcode, message, fragment=0):
         # Under the lock for the whole message: no other data frame may come
         # between its fragments (§5.4).
-        async with self._lock:
+        async with self._wire():
             try:
                 if fragment:  # message: bytes-like; a fragment may split a UTF-8 sequence
                     n = len(message)
