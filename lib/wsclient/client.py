@@ -333,17 +333,22 @@ class ClientConnection:
 
     def _abort(self):
         self._finished = True
+        shut(self._w)
+
+
+def shut(writer):
+    """Close a connection's socket now (also handshake.py's, when a connect fails)."""
+    try:
+        writer.close()
+    except OSError:
+        pass
+    # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
+    sock = getattr(writer, "s", None)
+    if sock is not None:
         try:
-            self._w.close()
+            sock.close()
         except OSError:
             pass
-        # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
-        sock = getattr(self._w, "s", None)
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
 
 async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
@@ -367,5 +372,12 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
-    return await _load("handshake").open_connection(url, subprotocols, headers, ssl, server_hostname,
-                                              open_timeout_ms, close_timeout_ms, max_message, buffer_size)
+    reader, writer, subprotocol, early = await _load("handshake").open_connection(
+        url, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
+    # Made here, once handshake.py's code can be freed: its buffer and codec
+    # are not allocated on top of it, at the connect's peak.
+    try:
+        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size, early)
+    except MemoryError:
+        shut(writer)
+        raise

@@ -10,8 +10,8 @@ import os
 
 from wsserver.handshake import accept_key
 
-# HandshakeError is defined in client.py: it outlives this module (see client._handshake).
-from .client import MAX_HEAD, ClientConnection, HandshakeError
+# HandshakeError is defined in client.py: it outlives this module (see client._load).
+from .client import MAX_HEAD, HandshakeError, shut
 from wsurl import parse_url  # noqa: F401  (here too: the handshake's callers and tests use it)
 
 
@@ -132,8 +132,7 @@ def check_response(status, reason, headers, key, subprotocols=None):
     return None
 
 
-async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                max_message, close_timeout_ms, buffer_size):
+async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname):
     key = new_key()
     req = request(host, port, target, key, secure, subprotocols, headers)
     if secure:
@@ -165,22 +164,16 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
         subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
         # The response's headers are dropped here, as the server drops a
         # request's: an open connection keeps only what it uses (~340 bytes).
-        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
-                                buffer_size, head[end + 4:])
+        return reader, writer, subprotocol, head[end + 4:]
     except BaseException:
-        try:
-            writer.close()
-            sock = getattr(writer, "s", None)
-            if sock is not None:
-                sock.close()
-        except OSError:
-            pass
+        shut(writer)
         raise
 
 
-async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms, close_timeout_ms,
-                          max_message, buffer_size):
-    """client.connect()'s work (its docstring says what each argument does)."""
+async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms):
+    """client.connect()'s work up to the open connection (its docstring says
+    what each argument does): (reader, writer, the subprotocol chosen, the
+    bytes that came behind the 101 in the same read)."""
     secure, host, port, target = parse_url(url)
     if not secure and ssl is not None:
         raise ValueError(_text(15))  # ssl= given for a ws:// URL; use wss:// for TLS
@@ -190,8 +183,8 @@ async def open_connection(url, subprotocols, headers, ssl, server_hostname, open
             else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     try:
         return await asyncio.wait_for(
-            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                  max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
+            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname),
+            open_timeout_ms / 1000)
     except asyncio.TimeoutError:
         # no WebSocket handshake from %s within %d ms
         raise HandshakeError(None, _text(16, url, open_timeout_ms))
