@@ -30,10 +30,10 @@ def check():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 18): the plain car's edge is 70-72 KB (its boot), the "
-                                       "uplink's 88 KB (its connect: the WebSocket handshake's code on top of "
-                                       "the running car, 4.7 KB of it the sixth qstr pool chunk); "
-                                       "docs/fleet.md, Memory")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 18): the plain car's edge is 72 KB (its boot), the "
+                                       "uplink's 86-88 KB (its connect: the WebSocket handshake's code on top "
+                                       "of the running car, +18 KB of which 4.5 KB the sixth qstr pool chunk); "
+                                       "docs/protocol.md, Uplink")
 def test_uplink_runs_in_the_plain_cars_heap_plus_8_kb(check):
     lines, out = check
     assert "(plain + 8 KB): runs" in lines.get("uplink", ""), out
