@@ -40,10 +40,12 @@ class Link(Remote):
             from car import broker_tls  # only for a TLS broker
             ssl_context = broker_tls.context(cfg, folder)
         # A WebSocket message may hold several MQTT packets: room for a few.
-        open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 1024})
+        # The receive buffer is the uplink's 512 bytes: a car's packets are
+        # small, and a longer frame is read straight into a buffer of its own.
+        open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 512})
         if ssl_context is not None:
-            from mqtt.transport import split_url
-            open_transport = broker_tls.checked(open_transport, split_url(url)[1])
+            from mqtt.codec import _load
+            open_transport = broker_tls.checked(open_transport, _load("dial").split_url(url)[1])
         car.server.route("/fleet")(self.status)
         self.session = Session(
             open_transport,

@@ -23,11 +23,16 @@ def check(user, cfg, errors):
     url = user.get("url")
     why = None
     try:
-        from mqtt.transport import split_url
+        from mqtt.dial import split_url  # not the codec (docs/fleet.md, Memory)
 
         split_url(url)
     except ValueError as e:
         why = str(e)
+    finally:
+        import sys
+
+        sys.modules.pop("mqtt.dial", None)
+        sys.modules["mqtt"].__dict__.pop("dial", None)  # the import set mqtt.dial
     if why:
         errors.append("fleet.url: %s; mqtt://host[:port], mqtts://, ws://host:port/path or wss:// "
                       "(fleet link off)" % why)

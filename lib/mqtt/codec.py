@@ -6,26 +6,23 @@
 #   for packet in parser.feed(data): ...       # raises MQTTError on bad input
 #   wire = publish("tether/car-1/telemetry", b"{...}", qos=1, packet_id=7)
 #
-# Only what a client needs: it builds CONNECT, PUBLISH, PUBACK, SUBSCRIBE,
-# PINGREQ and DISCONNECT and reads every packet a broker sends a client
-# (CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP). QoS 2 is not
-# spoken: the client never asks for it, so a broker never sends it.
+# Only what a client needs: it builds PUBLISH, PUBACK, PINGREQ and
+# DISCONNECT (CONNECT and SUBSCRIBE, sent only while connecting, are
+# dial.py's) and reads every packet a broker sends a client (CONNACK,
+# PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP). QoS 2 is not spoken: the
+# client never asks for it, so a broker never sends it.
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(value):
         return value
 
-CONNECT = const(1)
 CONNACK = const(2)
 PUBLISH = const(3)
 PUBACK = const(4)
-SUBSCRIBE = const(8)
 SUBACK = const(9)
 UNSUBACK = const(11)
-PINGREQ = const(12)
 PINGRESP = const(13)
-DISCONNECT = const(14)
 
 MAX_REMAINING = const(268435455)  # 4-byte remaining length (spec 2.2.3)
 MAX_TOPIC = const(65535)  # a 16-bit length prefix
@@ -36,31 +33,33 @@ class MQTTError(Exception):
     session ends on it and reconnects."""
 
 
-class Refused(MQTTError):
-    """The broker answered CONNACK with a non-zero return code."""
+def _load(name, keep=False):
+    """mqtt.<name>, imported for one use and dropped from sys.modules again
+    (its code is freed once the caller lets go of it): mqtt/texts.py, the
+    error texts, so a running car does not hold ~2.5 KB of strings it shows
+    only when something is wrong, and mqtt/dial.py, the code of a connect.
+    keep: leave it in sys.modules (_drop drops it), so that what runs
+    inside a connect uses the one copy instead of loading another."""
+    import sys
 
-    def __init__(self, code):
-        names = _texts().REFUSED
-        name = names[code - 1] if 1 <= code <= 5 else "unknown return code"
-        super().__init__("CONNACK return code %d: %s" % (code, name))
-        self.code = code
+    __import__("mqtt." + name)
+    module = sys.modules["mqtt." + name]
+    if not keep:
+        _drop(name)
+    return module
 
 
-def _texts():
-    # The error texts live in mqtt/texts.py, loaded only to report an error
-    # and dropped from sys.modules again, so a running car does not hold
-    # ~2.5 KB of strings it shows only when something is wrong.
+def _drop(name):
     import sys
 
     import mqtt
-    from mqtt import texts
 
-    sys.modules.pop("mqtt.texts", None)
-    try:
-        del mqtt.texts
-    except AttributeError:
-        pass
-    return texts
+    sys.modules.pop("mqtt." + name, None)
+    mqtt.__dict__.pop(name, None)
+
+
+def _texts():
+    return _load("texts")
 
 
 def _text(n, *args):
@@ -119,8 +118,8 @@ def _bytes(value, what):
 
 
 def check_topic(topic, wildcards=False):
-    """Raise MQTTError unless topic is a topic name (or, with wildcards,
-    a topic filter) MQTT allows."""
+    """Raise MQTTError unless topic is a topic name MQTT allows (with
+    wildcards, only the checks a topic filter shares: dial.check_filter)."""
     if type(topic) is not str:
         raise _fail(2)  # topic must be a string
     if not topic:
@@ -129,41 +128,8 @@ def check_topic(topic, wildcards=False):
         raise _fail(4)  # topic longer than 65535 bytes
     if "\x00" in topic:
         raise _fail(5)  # topic contains U+0000
-    if not wildcards:
-        if "+" in topic or "#" in topic:
-            raise _fail(6, topic)  # topic %r: wildcards + and # are only allowed in subscriptions
-        return
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise _fail(7, topic)  # topic filter %r: # must be a whole last level
-        if "+" in level and level != "+":
-            raise _fail(8, topic)  # topic filter %r: + must be a whole level
-
-
-def connect(client_id, keepalive_s=60, clean=True, username=None, password=None,
-            will_topic=None, will_payload=b"", will_qos=0, will_retain=False):
-    if keepalive_s < 0 or keepalive_s > 65535:
-        raise _fail(9)  # keepalive must be 0 to 65535 s
-    flags = 0x02 if clean else 0
-    body = bytearray(b"\x00\x04MQTT\x04")
-    payload = _bytes(client_id, "client id")
-    if will_topic is not None:
-        check_topic(will_topic)
-        flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
-        payload += _bytes(will_topic, "will topic") + _bytes(will_payload, "will message")
-    if username is not None:
-        flags |= 0x80
-        payload += _bytes(username, "user name")
-    if password is not None:
-        if username is None:
-            raise _fail(10)  # a password needs a user name (MQTT 3.1.1 3.1.2.9)
-        flags |= 0x40
-        payload += _bytes(password, "password")
-    body.append(flags)
-    body.append(keepalive_s >> 8)
-    body.append(keepalive_s & 0xFF)
-    return _packet(CONNECT << 4, body + payload)
+    if not wildcards and ("+" in topic or "#" in topic):
+        raise _fail(6, topic)  # topic %r: wildcards + and # are only allowed in subscriptions
 
 
 def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
@@ -187,18 +153,6 @@ def _id(packet_id):
 
 def puback(packet_id):
     return _packet(PUBACK << 4, _id(packet_id))
-
-
-def subscribe(packet_id, topics):
-    """topics: list of (topic filter, qos)."""
-    if not topics:
-        raise _fail(13)  # SUBSCRIBE needs at least one topic filter
-    body = _id(packet_id)
-    for topic, qos in topics:
-        check_topic(topic, wildcards=True)
-        body += _bytes(topic, "topic filter")
-        body.append(qos)
-    return _packet((SUBSCRIBE << 4) | 2, body)
 
 
 def pingreq():

@@ -12,7 +12,7 @@ import asyncio
 from random import getrandbits
 
 from mqtt import codec
-from mqtt.codec import MQTTError, Refused, _fail, _text
+from mqtt.codec import MQTTError, _drop, _fail, _load, _text
 
 try:
     from asyncio import sleep_ms
@@ -156,34 +156,24 @@ class Session:
     async def _serve_once(self):
         self.ended.clear()
         self.error = None
-        t = await asyncio.wait_for(self.open_transport(), self.connect_timeout_ms / 1000)
-        self.transport = t
-        will = self.will or (None, b"", 0, False)
-        await t.send(codec.connect(self.client_id, self.keepalive_s, True, self.username,
-                                   self.password, will[0], will[1], will[2], will[3]))
-        parser = codec.Parser(self.max_packet)
-        packets = await asyncio.wait_for(self._first(t, parser), self.connect_timeout_ms / 1000)
-        ack = packets.pop(0)
-        if ack.type != codec.CONNACK:
-            raise _fail(33, ack.type)  # expected CONNACK, got packet type %d
-        if ack.return_code:
-            raise Refused(ack.return_code)
+        # The connect's code (dial.py: TCP, TLS, CONNECT, CONNACK, SUBSCRIBE)
+        # is loaded for it and dropped after it; a TCP opener loads it first,
+        # and the CONNECT uses that copy.
+        try:
+            self.transport = await asyncio.wait_for(self.open_transport(), self.connect_timeout_ms / 1000)
+            parser, packets = await _load("dial", True).handshake(self)
+        finally:
+            _drop("dial")
         self.connected = True
         self.failures = 0
         self.connects += 1
         self.last_rx = self.last_tx = ticks_ms()
         self.ping_sent = False
-        # Unacknowledged QoS 1 messages go first, flagged DUP (spec 4.4).
-        self.urgent = []
-        for pid in sorted(self.inflight):
-            topic, payload, qos, retain = self.inflight[pid]
-            self.urgent.append(codec.publish(topic, payload, qos, retain, pid, dup=True))
-        if self.subscriptions:
-            self.urgent.append(codec.subscribe(self._new_id(), self.subscriptions))
         if self.on_connect:
             self.on_connect()
         for p in packets:
             self._handle(p)
+        t = self.transport
         tasks = [asyncio.create_task(self._reader(t, parser)),
                  asyncio.create_task(self._writer(t)),
                  asyncio.create_task(self._keepalive())]
@@ -193,15 +183,6 @@ class Session:
             for task in tasks:
                 task.cancel()
             self.connected = False
-
-    async def _first(self, t, parser):
-        while True:
-            data = await t.recv()
-            if not data:
-                raise _fail(34)  # broker closed the connection before CONNACK
-            packets = parser.feed(data)
-            if packets:
-                return packets
 
     def _end(self, why):
         if self.error is None:

@@ -1,7 +1,8 @@
 # The client connection: the shared codec (wsserver.frames.Codec, client
 # role) and the masked frames of frames.py on an open socket. Opening it (the
 # URL, TCP/TLS, the handshake's request and checks) is handshake.py's, which
-# connect() imports for the connect only.
+# connect() imports for the connect only; closing it is closing.py's,
+# imported for a close only.
 #
 #   ws = await connect("ws://127.0.0.1:8080/ws", subprotocols=["mqtt"])
 #   await ws.send("hello")
@@ -14,7 +15,7 @@ from wsserver.errors import ConnectionClosed, ProtocolError
 from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CONT,
                              PING, PONG, TEXT, Codec, payload_view)
 
-from .frames import encode_close, encode_masked, masked_pieces
+from .frames import encode_masked, masked_pieces
 
 try:
     from asyncio import current_task
@@ -41,24 +42,21 @@ class HandshakeError(Exception):
         self.headers = headers
 
 
-def _handshake():
-    # The opening handshake's code (handshake.py: URL, TCP/TLS, request,
-    # response checks) is needed only while connecting: connect() imports it
-    # and drops it from sys.modules at once, so an open connection does not
-    # keep ~4.5 KB of it in the heap (HandshakeError, which callers catch,
-    # stays here: one class, however often handshake.py is loaded).
+def _load(name):
+    """wsclient.<name>, imported for one use and dropped from sys.modules at
+    once: handshake.py (the URL, TCP/TLS, the request and the response
+    checks; ~4 KB, with the URL parser it imports) for a connect, closing.py
+    (the close handshakes, ~1 KB) for a close, so an open connection does
+    not keep their code in the heap (HandshakeError, which callers catch,
+    stays here: one class, however often handshake.py is loaded)."""
     import sys
 
     import wsclient
-    from wsclient import handshake
 
-    sys.modules.pop("wsclient.handshake", None)
-    sys.modules.pop("wsurl", None)  # its URL parser, imported by handshake.py
-    try:
-        del wsclient.handshake
-    except AttributeError:
-        pass
-    return handshake
+    __import__("wsclient." + name)
+    wsclient.__dict__.pop(name, None)
+    sys.modules.pop("wsurl", None)  # handshake.py's URL parser
+    return sys.modules.pop("wsclient." + name)
 
 
 class ClientConnection:
@@ -79,6 +77,10 @@ class ClientConnection:
     _pong = None  # [payload, Event] of the ping waiting for its pong
     _early = b""  # bytes that came right behind the 101, in the same read
     _finished = False  # TCP closed: the connection is over
+    # One frame at a time on the wire: made by the first write the socket
+    # does not take at once (_wire), so a connection whose frames always go
+    # straight out never loads asyncio's Lock (~430 bytes with its module).
+    _lock = None
 
     def __init__(self, reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size,
                  early=b""):
@@ -90,7 +92,6 @@ class ClientConnection:
         self.codec = Codec(max_message, client=True)
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
-        self._lock = asyncio.Lock()  # one frame at a time on the wire
         if early:
             self._early = early
 
@@ -113,7 +114,7 @@ class ClientConnection:
             if events:
                 opcode, payload = events.pop(0)
                 if opcode == CLOSE:
-                    await self._closed_by_peer(payload[0], payload[1])
+                    await _load("closing").closed_by_peer(self, payload[0], payload[1])
                     return None
                 return payload
             if self.close_code is not None:
@@ -247,7 +248,8 @@ class ClientConnection:
 
     async def _send_frame(self, frame, control=False):
         w = self._w
-        if not self._lock.locked() and not getattr(w, "out_buf", True):
+        lock = self._lock
+        if (lock is None or not lock.locked()) and not getattr(w, "out_buf", True):
             # MicroPython, nothing queued and no one mid-write: the socket
             # takes the frame now, so skip the lock and drain()'s yield.
             if control and self._close_sent:
@@ -260,7 +262,7 @@ class ClientConnection:
             if not w.out_buf:
                 return
             frame = None  # the rest is in out_buf: drain it under the lock
-        async with self._lock:
+        async with self._wire():
             if frame is None:
                 try:
                     await w.drain()
@@ -277,10 +279,16 @@ class ClientConnection:
                 self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
+    def _wire(self):
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = asyncio.Lock()
+        return lock
+
     async def _send_pieces(self, opcode, message, fragment=0):
         # Under the lock for the whole message: no other data frame may come
         # between its fragments (§5.4).
-        async with self._lock:
+        async with self._wire():
             try:
                 if fragment:  # message: bytes-like; a fragment may split a UTF-8 sequence
                     n = len(message)
@@ -297,76 +305,23 @@ class ClientConnection:
                 self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
-    # -- closing ----------------------------------------------------------
+    # -- closing: closing.py's, loaded for it ----------------------------
 
     async def close(self, code=CLOSE_NORMAL, reason=""):
         """Start the close handshake: send our close frame, wait (up to
         close_timeout_ms) for the server's and for it to close TCP."""
-        if self._close_sent or self.close_code is not None:
-            return
-        await self._send_close(code, reason)
-        try:
-            if self._reader is not None:
-                # Another task is reading: it sees the server's close frame.
-                await asyncio.wait_for(self._wait_closed_by_reader(), self.close_timeout_ms / 1000)
-            else:
-                await asyncio.wait_for(self._drain_until_closed(), self.close_timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            pass
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-        self._abort()
-
-    async def _wait_closed_by_reader(self):
-        # Until the reader has seen the server's close and its TCP close.
-        while not self._finished:
-            await asyncio.sleep(0.01)
-
-    async def _drain_until_closed(self):
-        while await self.recv() is not None:
-            pass  # data after our close frame is discarded (§5.5.1)
-
-    async def _send_close(self, code, reason=""):
-        if self._close_sent:
-            return
-        self._close_sent = True  # before the await: no second close frame, no data after it
-        try:
-            await self._send_frame(encode_close(code, reason))
-        except ConnectionClosed:
-            pass
-
-    async def _closed_by_peer(self, code, reason):
-        if not self._close_sent:
-            await self._send_close(code, reason)  # echo the server's code (§5.5.1)
-        self.close_code = code
-        self.close_reason = reason
-        await self._wait_for_eof()
+        if not self._close_sent and self.close_code is None:  # else nothing to load it for
+            await _load("closing").close(self, code, reason)
 
     async def _fail(self, code, reason):
-        """Fail the connection (§7.1.7): our close frame with `code`, then
-        wait a bounded time for the server to close TCP."""
-        self._events = None
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-        await self._send_close(code, reason)
-        await self._wait_for_eof()
-
-    async def _wait_for_eof(self):
-        # The server closes TCP first (§7.1.1); we wait for that, bounded,
-        # discarding what still arrives, then close our end.
+        # Fail the connection (§7.1.7, closing.fail). With no room even for
+        # that code (MemoryError), the connection is dropped instead.
         try:
-            await asyncio.wait_for(self._discard_until_eof(), self.close_timeout_ms / 1000)
-        except (asyncio.TimeoutError, OSError):
-            pass
-        self._abort()
-
-    async def _discard_until_eof(self):
-        while True:
-            n = await self._readinto(self._buf)
-            if n == 0:
-                return
+            closing = _load("closing")
+        except MemoryError:
+            self._lost()
+            return
+        await closing.fail(self, code, reason)
 
     def abort(self):
         """Drop the connection now, without a close handshake (the TCP
@@ -378,17 +333,22 @@ class ClientConnection:
 
     def _abort(self):
         self._finished = True
+        shut(self._w)
+
+
+def shut(writer):
+    """Close a connection's socket now (also handshake.py's, when a connect fails)."""
+    try:
+        writer.close()
+    except OSError:
+        pass
+    # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
+    sock = getattr(writer, "s", None)
+    if sock is not None:
         try:
-            self._w.close()
+            sock.close()
         except OSError:
             pass
-        # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
-        sock = getattr(self._w, "s", None)
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
 
 async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
@@ -412,5 +372,12 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
-    return await _handshake().open_connection(url, subprotocols, headers, ssl, server_hostname,
-                                              open_timeout_ms, close_timeout_ms, max_message, buffer_size)
+    reader, writer, subprotocol, early = await _load("handshake").open_connection(
+        url, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
+    # Made here, once handshake.py's code can be freed: its buffer and codec
+    # are not allocated on top of it, at the connect's peak.
+    try:
+        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size, early)
+    except MemoryError:
+        shut(writer)
+        raise

@@ -1,7 +1,8 @@
 # The opening handshake, client side (RFC 6455 §4.1): sans-I/O functions (a
 # URL in, request bytes out; response-head bytes in, the subprotocol or an
 # error naming what is wrong out) and open_connection(), which runs them on
-# a new TCP/TLS connection for client.connect(). Loaded only to connect.
+# a new TCP/TLS connection for client.connect(). Loaded only to connect;
+# its error texts (texts.py) only to word an error.
 
 import asyncio
 import binascii
@@ -9,9 +10,23 @@ import os
 
 from wsserver.handshake import accept_key
 
-# HandshakeError is defined in client.py: it outlives this module (see client._handshake).
-from .client import MAX_HEAD, ClientConnection, HandshakeError
+# HandshakeError is defined in client.py: it outlives this module (see client._load).
+from .client import MAX_HEAD, HandshakeError, shut
 from wsurl import parse_url  # noqa: F401  (here too: the handshake's callers and tests use it)
+
+
+def _text(n, *args):
+    # Error text number n of wsclient/texts.py, formatted with args: the
+    # texts are loaded only to word an error, and dropped again.
+    import sys
+
+    import wsclient
+    from wsclient import texts
+
+    sys.modules.pop("wsclient.texts", None)
+    wsclient.__dict__.pop("texts", None)
+    text = texts.TEXTS[n]
+    return text % args if args else text
 
 
 def new_key():
@@ -41,9 +56,9 @@ def request(host, port, target, key, secure=False, subprotocols=None, headers=No
         # A CR or LF would end the header and let a value inject others.
         for c in "\r\n":
             if c in name or c in value:
-                raise ValueError("header %r contains a line break" % name)
+                raise ValueError(_text(0, name))  # header %r contains a line break
         if not name or ":" in name or " " in name:
-            raise ValueError("bad header name %r" % name)
+            raise ValueError(_text(1, name))  # bad header name %r
         lines.append("%s: %s\r\n" % (name, value))
     lines.append("\r\n")
     return "".join(lines).encode()
@@ -54,7 +69,7 @@ def parse_response(head):
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise HandshakeError(None, "not an HTTP response: %r" % bytes(lines[0][:80]))
+        raise HandshakeError(None, _text(2, bytes(lines[0][:80])))  # not an HTTP response: %r
     status = int(parts[1])
     try:
         reason = str(parts[2], "utf-8") if len(parts) > 2 else ""
@@ -66,12 +81,12 @@ def parse_response(head):
             continue
         colon = line.find(b":")
         if colon <= 0:
-            raise HandshakeError(status, "malformed header line in the response: %r" % bytes(line[:80]))
+            raise HandshakeError(status, _text(3, bytes(line[:80])))  # malformed header line in the response
         try:
             name = str(line[:colon], "utf-8").lower()
             value = str(line[colon + 1:].strip(), "utf-8")
         except UnicodeError:
-            raise HandshakeError(status, "response header is not valid UTF-8")
+            raise HandshakeError(status, _text(4))  # response header is not valid UTF-8
         if name in headers:
             value = headers[name] + ", " + value
         headers[name] = value
@@ -89,35 +104,35 @@ def check_response(status, reason, headers, key, subprotocols=None):
         what = ("%d %s" % (status, reason)) if reason else str(status)
         if 300 <= status < 400:
             where = headers.get("location")
-            raise HandshakeError(status, "server answered %s, a redirect%s; redirects are not followed"
-                                 % (what, " to " + where if where else ""), headers)
-        raise HandshakeError(status, "server answered %s, not 101 Switching Protocols" % what, headers)
+            # server answered %s, a redirect%s; redirects are not followed
+            raise HandshakeError(status, _text(5, what, " to " + where if where else ""), headers)
+        raise HandshakeError(status, _text(6, what), headers)  # server answered %s, not 101 ...
     if "websocket" not in _tokens(headers.get("upgrade", "")):
-        raise HandshakeError(101, "101 without Upgrade: websocket", headers)
+        raise HandshakeError(101, _text(7), headers)  # 101 without Upgrade: websocket
     if "upgrade" not in _tokens(headers.get("connection", "")):
-        raise HandshakeError(101, "101 without Connection: Upgrade", headers)
+        raise HandshakeError(101, _text(8), headers)  # 101 without Connection: Upgrade
     accept = headers.get("sec-websocket-accept")
     expected = accept_key(key)
     if accept != expected:
-        raise HandshakeError(101, "Sec-WebSocket-Accept is %r, expected %r (RFC 6455 §4.1)"
-                             % (accept, expected), headers)
+        # Sec-WebSocket-Accept is %r, expected %r (RFC 6455 §4.1)
+        raise HandshakeError(101, _text(9, accept, expected), headers)
     if headers.get("sec-websocket-extensions"):
-        raise HandshakeError(101, "server chose extension %r, which we did not offer"
-                             % headers["sec-websocket-extensions"], headers)
+        # server chose extension %r, which we did not offer
+        raise HandshakeError(101, _text(10, headers["sec-websocket-extensions"]), headers)
     chosen = headers.get("sec-websocket-protocol")
     if chosen is not None:
         if not subprotocols or chosen not in subprotocols:
-            raise HandshakeError(101, "server chose subprotocol %r; we offered %s"
-                                 % (chosen, ", ".join(subprotocols) if subprotocols else "none"), headers)
+            # server chose subprotocol %r; we offered %s
+            raise HandshakeError(101, _text(11, chosen, ", ".join(subprotocols) if subprotocols else "none"),
+                                 headers)
         return chosen
     if subprotocols:
-        raise HandshakeError(101, "server chose no subprotocol; we need one of %s" % ", ".join(subprotocols),
-                             headers)
+        # server chose no subprotocol; we need one of %s
+        raise HandshakeError(101, _text(12, ", ".join(subprotocols)), headers)
     return None
 
 
-async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                max_message, close_timeout_ms, buffer_size):
+async def _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname):
     key = new_key()
     req = request(host, port, target, key, secure, subprotocols, headers)
     if secure:
@@ -137,43 +152,39 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
             if chunk is None:
                 continue  # TLS: no whole record yet
             if not chunk:
-                raise HandshakeError(None, "%s closed the connection before answering the handshake" % url)
+                # %s closed the connection before answering the handshake
+                raise HandshakeError(None, _text(13, url))
             head += chunk
             end = head.find(b"\r\n\r\n")
             if end >= 0:
                 break
             if len(head) > MAX_HEAD:
-                raise HandshakeError(None, "handshake response head over %d bytes" % MAX_HEAD)
+                raise HandshakeError(None, _text(14, MAX_HEAD))  # handshake response head over %d bytes
         status, reason, resp_headers = parse_response(head[:end])
         subprotocol = check_response(status, reason, resp_headers, key, subprotocols)
         # The response's headers are dropped here, as the server drops a
         # request's: an open connection keeps only what it uses (~340 bytes).
-        return ClientConnection(reader, writer, subprotocol, max_message, close_timeout_ms,
-                                buffer_size, head[end + 4:])
+        return reader, writer, subprotocol, head[end + 4:]
     except BaseException:
-        try:
-            writer.close()
-            sock = getattr(writer, "s", None)
-            if sock is not None:
-                sock.close()
-        except OSError:
-            pass
+        shut(writer)
         raise
 
 
-async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms, close_timeout_ms,
-                          max_message, buffer_size):
-    """client.connect()'s work (its docstring says what each argument does)."""
+async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms):
+    """client.connect()'s work up to the open connection (its docstring says
+    what each argument does): (reader, writer, the subprotocol chosen, the
+    bytes that came behind the 101 in the same read)."""
     secure, host, port, target = parse_url(url)
     if not secure and ssl is not None:
-        raise ValueError("ssl= given for a ws:// URL; use wss:// for TLS")
+        raise ValueError(_text(15))  # ssl= given for a ws:// URL; use wss:// for TLS
     if secure and ssl is None:
         import ssl as _ssl
         ssl = _ssl.create_default_context() if hasattr(_ssl, "create_default_context") \
             else _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     try:
         return await asyncio.wait_for(
-            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname,
-                  max_message, close_timeout_ms, buffer_size), open_timeout_ms / 1000)
+            _open(secure, host, port, target, url, subprotocols, headers, ssl, server_hostname),
+            open_timeout_ms / 1000)
     except asyncio.TimeoutError:
-        raise HandshakeError(None, "no WebSocket handshake from %s within %d ms" % (url, open_timeout_ms))
+        # no WebSocket handshake from %s within %d ms
+        raise HandshakeError(None, _text(16, url, open_timeout_ms))

@@ -13,7 +13,8 @@ import pytest
 from support.processes import free_port
 from support.mqtt import Broker, Client, have_mosquitto, run_until
 from mqtt.session import Session
-from mqtt.transport import opener, split_url
+from mqtt.dial import split_url
+from mqtt.transport import opener
 
 pytestmark = pytest.mark.skipif(not have_mosquitto(), reason="needs mosquitto (apt install mosquitto)")
 

@@ -5,8 +5,8 @@ import sys
 if "lib" not in sys.path:
     sys.path.insert(0, "lib")
 
-from mqtt import codec
-from mqtt.codec import MQTTError, Parser, Refused
+from mqtt import codec, dial
+from mqtt.codec import MQTTError, Parser
 
 
 def expect_error(data, *words):
@@ -27,7 +27,7 @@ def one(data, **kw):
 
 def test_connect_bytes_match_the_spec_layout():
     # MQTT 3.1.1 3.1: protocol name, level 4, flags, keepalive, then the payload in order.
-    wire = codec.connect("car-1", keepalive_s=15, username="u", password="pw",
+    wire = dial.connect("car-1", keepalive_s=15, username="u", password="pw",
                          will_topic="tether/car-1/status", will_payload=b'{"online": false}',
                          will_qos=1, will_retain=True)
     assert wire[0] == 0x10
@@ -43,13 +43,13 @@ def test_connect_bytes_match_the_spec_layout():
 
 
 def test_connect_without_will_or_login():
-    wire = codec.connect("x", keepalive_s=0, clean=False)
+    wire = dial.connect("x", keepalive_s=0, clean=False)
     assert wire == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x00\x00\x01x"
 
 
 def test_password_without_user_name_is_refused():
     try:
-        codec.connect("x", password="p")
+        dial.connect("x", password="p")
     except MQTTError as e:
         assert "user name" in str(e)
         return
@@ -101,18 +101,18 @@ def test_several_packets_in_one_piece():
 def test_connack_and_its_return_codes():
     p = one(b"\x20\x02\x01\x00")
     assert p.type == codec.CONNACK and p.session_present and p.return_code == 0
-    assert "not authorized" in str(Refused(5))
-    assert "bad user name or password" in str(Refused(4))
-    assert "identifier rejected" in str(Refused(2))
-    assert "server unavailable" in str(Refused(3))
-    assert "unacceptable protocol version" in str(Refused(1))
-    assert "CONNACK return code 9: unknown" in str(Refused(9))
+    assert "not authorized" in str(dial.refused(5))
+    assert "bad user name or password" in str(dial.refused(4))
+    assert "identifier rejected" in str(dial.refused(2))
+    assert "server unavailable" in str(dial.refused(3))
+    assert "unacceptable protocol version" in str(dial.refused(1))
+    assert "CONNACK return code 9: unknown" in str(dial.refused(9))
 
 
 def test_puback_subscribe_ping_disconnect_bytes():
     assert codec.puback(513) == b"\x40\x02\x02\x01"
     assert one(b"\x40\x02\x02\x01").packet_id == 513
-    assert codec.subscribe(1, [("tether/+/status", 1)]) == b"\x82\x14\x00\x01\x00\x0ftether/+/status\x01"
+    assert dial.subscribe(1, [("tether/+/status", 1)]) == b"\x82\x14\x00\x01\x00\x0ftether/+/status\x01"
     assert codec.pingreq() == b"\xc0\x00" and codec.disconnect() == b"\xe0\x00"
     assert one(b"\xb0\x02\x00\x05").packet_id == 5  # UNSUBACK
 
@@ -127,12 +127,12 @@ def test_topic_limits():
             raise AssertionError("no error for %r" % bad)
     for bad in ("a/#/b", "a/b#", "a+/b"):
         try:
-            codec.subscribe(1, [(bad, 0)])
+            dial.subscribe(1, [(bad, 0)])
         except MQTTError as e:
             assert "topic filter" in str(e)
         else:
             raise AssertionError("no error for %r" % bad)
-    codec.subscribe(1, [("#", 0), ("+/x/+", 0), ("a/#", 1)])
+    dial.subscribe(1, [("#", 0), ("+/x/+", 0), ("a/#", 1)])
     try:
         codec.publish("x" * 65536, b"")
     except MQTTError as e:

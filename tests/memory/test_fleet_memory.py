@@ -32,8 +32,8 @@ def check():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): the plain car's edge is 70-72 KB (its boot), the TCP "
-                                       "link's 92 KB (its running heap: +21 KB, 4.7 KB of it the sixth qstr "
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): the plain car's edge is 72 KB (its boot), the TCP "
+                                       "link's 88-90 KB (its running heap: +21 KB, 4.5 KB of it the sixth qstr "
                                        "pool chunk); docs/fleet.md, Memory")
 def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
@@ -41,8 +41,8 @@ def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 102-104 KB, plain + "
-                                       "30 KB (docs/fleet.md, Memory)")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 98 KB, plain + "
+                                       "26 KB (its running heap: +29 KB; docs/fleet.md, Memory)")
 def test_fleet_link_over_websocket_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
     assert "(plain + 12 KB): runs" in lines.get("fleet link over WebSocket", ""), out

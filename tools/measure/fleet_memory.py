@@ -11,7 +11,7 @@ MemoryError, no traceback and no telemetry gap over 1 s, and (fleet) its
 status is online on a real mosquitto on 127.0.0.1 with its telemetry arriving.
 --ws adds the link over MQTT over WebSocket (needs lib/wsclient; the broker's
 WebSocket listener binds every interface, so run that inside `unshare -n`).
---check is the budget test (tests/test_fleet_memory.py, under a minute): the
+--check is the budget test (tests/memory/test_fleet_memory.py, under a minute): the
 plain car's edge is bisected as above, then each link runs once in that heap
 + BUDGET_KB; the exit status is 1 when one fails there.
 """
