@@ -38,6 +38,14 @@ _LARGE = const(8192)  # bytes: a message this big is sent without copying it int
 # and abort(); and tls.start() puts a TLS session on `.s`. (Inline where
 # there is one caller: a function costs a board more heap than its lines.)
 
+def read_now(stream, buf):
+    """Read what has arrived, without waiting: the byte count, 0 at the end
+    of the stream, None when nothing is there yet. (Stream.readinto always
+    waits for the poller first: a turn of the event loop and a poll() call
+    even when the bytes are there.)"""
+    return stream.s.readinto(buf)
+
+
 def read_off(stream, buf):
     """Read and drop the input waiting now: unread input makes the kernel
     answer our close with a reset, which can destroy the answer (or close
