@@ -186,7 +186,7 @@ class WebSocket(State):
 
     async def send(self, message):
         """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
-        if self.close_sent or self.close_code is not None:
+        if self.close_sent:  # also set whenever close_code is (State)
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
         # The byte length from the view: len() of a str counts characters,
@@ -209,9 +209,12 @@ class WebSocket(State):
             # More input is already here (a pipelining client): hold the reply
             # and answer the whole batch with one write before the next read.
             self._hold(frame)
-        elif self._write(self._with_held(frame)):
-            self._flushing = True
-            await self._flush()
+        else:
+            if self.held:
+                frame = self._with_held(frame)
+            if self._write(frame):
+                self._flushing = True
+                await self._flush()
         if self.close_code == CLOSE_ABNORMAL:
             raise ConnectionClosed(CLOSE_ABNORMAL)
 
@@ -304,7 +307,7 @@ class WebSocket(State):
 
     def _enqueue(self, frame, droppable, close=False):
         # close: our close frame, which State marked as sent already.
-        if not close and (self.close_sent or self.close_code is not None):
+        if self.close_sent and not close:  # close_sent: set whenever close_code is
             return False
         if not self._flushing and not self._queue:
             if self._write(self._with_held(frame)):

@@ -212,7 +212,8 @@ class State:
 
     close_code: None while open; the code it closed with once closed.
     close_sent: our close frame went out (or can no longer go out): nothing
-    more may be sent. pinged: an idle ping is out, not answered yet.
+    more may be sent; True whenever close_code is set, so a sender checks
+    this one attribute. pinged: an idle ping is out, not answered yet.
     """
 
     close_code = None
@@ -311,16 +312,18 @@ class Codec:
         if self.error is not None:
             raise self.error
         events = []
-        mv = memoryview(data)
+        # A writable `data` is the caller's memoryview already: no second view.
+        mv = data if writable else memoryview(data)
         end = len(mv)
         pos = 0
-        # The fast path below is for a server's buffer it may write in.
-        fast = writable and not self.client
         limit = self.max_message
         try:
             while pos < end:
-                if fast and end - pos >= 6 and mv[pos] == 0x81 and self._frame is None \
-                        and not self._head and not self._msg_op:
+                # The fast path below is for a server's buffer it may write
+                # in, between messages; checked again after any other frame.
+                fast = writable and not self.client and self._frame is None \
+                    and not self._head and not self._msg_op
+                while fast and end - pos >= 6 and mv[pos] == 0x81:
                     # The common frame, in a few lines: a whole, unfragmented,
                     # masked text message (what _parse would do, minus its
                     # general checks; anything unusual goes to _parse).
@@ -329,14 +332,16 @@ class Codec:
                     if n == 126 and end - pos >= 8:
                         n = (mv[pos + 2] << 8) | mv[pos + 3]
                         start = pos + 8
-                    if 0 <= n < 65536 and n != 126 and n != 127 and n <= limit and end - start >= n:
-                        view = mv[start:start + n]
-                        unmask(view, n, mv[start - 4:start])
-                        if utf8_validate(view, 0, n, 0):
-                            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
-                        events.append((TEXT, str(view, "utf-8")))
-                        pos = start + n
-                        continue
+                    if n < 0 or n >= 65536 or n == 126 or n == 127 or n > limit or end - start < n:
+                        break
+                    view = mv[start:start + n]
+                    unmask(view, n, mv[start - 4:start])
+                    if utf8_validate(view, 0, n, 0):
+                        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                    events.append((TEXT, str(view, "utf-8")))
+                    pos = start + n
+                if pos >= end:
+                    break
                 if self._frame is not None:
                     pos = self._fill(mv, pos, end)
                     if self._have == len(self._frame):
