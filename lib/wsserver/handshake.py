@@ -11,12 +11,8 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 def accept_key(key):
     """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (§4.2.2)."""
-    return _accept(key).decode()
-
-
-def _accept(key):
-    # The bytes of Sec-WebSocket-Accept: b2a_base64 ends them with b"\n".
-    return binascii.b2a_base64(hashlib.sha1(key.encode() + GUID).digest())[:-1]
+    digest = hashlib.sha1(key.encode() + GUID).digest()
+    return binascii.b2a_base64(digest).strip().decode()
 
 
 def _valid_key(key):
@@ -72,7 +68,7 @@ def switching_protocols(request, subprotocol=None):
     """The 101 response, as bytes: built by concatenation, not by
     response_head's formatting (the handshake's hottest step after parsing)."""
     head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + _accept(request.headers["sec-websocket-key"]))
+            b"Sec-WebSocket-Accept: " + accept_key(request.headers["sec-websocket-key"]).encode())
     if subprotocol:
         head += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode()
     return head + b"\r\n\r\n"
