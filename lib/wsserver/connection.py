@@ -34,7 +34,7 @@ _LARGE = const(8192)  # bytes: a message this big is sent without copying it int
 # -- the stream adapter -----------------------------------------------------
 # asyncio's Stream (extmod/asyncio/stream.py) keeps its socket in `.s` and
 # what write() could not send yet in `.out_buf`, neither documented. Only
-# this file touches them: read_off() and nodelay() below, WebSocket._write
+# this file touches them: read_now(), read_off() and nodelay() below, WebSocket._write
 # and abort(); and tls.start() puts a TLS session on `.s`. (Inline where
 # there is one caller: a function costs a board more heap than its lines.)
 
@@ -184,35 +184,63 @@ class WebSocket(State):
 
     # -- sending ----------------------------------------------------------
 
-    async def send(self, message):
-        """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
-        if self.close_sent:  # also set whenever close_code is (State)
-            raise ConnectionClosed(self.close_code)
-        opcode = TEXT if isinstance(message, str) else BINARY
+    def send(self, message):
+        """Send a str (text frame) or bytes (binary frame); await it: it waits
+        while the peer is slow.
+
+        A plain function, not a coroutine: when the frame goes out at once
+        (or is held for a pipelining client's batch), as it nearly always
+        does, it returns an empty tuple, which `await` takes without a
+        coroutine being made and run (on MicroPython that costs more than
+        the rest of a small echo). Every case that waits is `_send`.
+        """
+        if self._flushing or self._queue or self.close_sent:
+            return self._send(message)  # waits, or raises ConnectionClosed when awaited
         # The byte length from the view: len() of a str counts characters,
         # a walk over all of it on MicroPython.
         payload = payload_view(message)
         if len(payload) > _LARGE:
-            # Header and payload written apart: no copy of a large message.
-            self._enqueue(header(opcode, len(payload)), False)
-            self._enqueue(payload, False)
-            if self._flushing:
-                await self._wait_flushed()
-            return
-        frame = encode(opcode, payload)
-        if self._flushing or self._queue:
-            if self._queue is None:
-                self._queue = []
-            self._queue.append(frame)  # in order, never dropped: we wait instead
-            await self._wait_flushed()
-        elif self._events:
+            return self._send(message)
+        frame = encode(TEXT if isinstance(message, str) else BINARY, payload)
+        if self._events:
             # More input is already here (a pipelining client): hold the reply
             # and answer the whole batch with one write before the next read.
             self._hold(frame)
+            return ()
+        if self.held:
+            frame = self._with_held(frame)
+        if self._write(frame):
+            self._flushing = True
+            return self._send(None)  # the rest of it, as the socket takes it
+        if self.close_code == CLOSE_ABNORMAL:
+            raise ConnectionClosed(CLOSE_ABNORMAL)  # the write failed: connection lost
+        return ()  # the empty tuple is a constant of the VM, not a heap object
+
+    async def _send(self, message):
+        # send() when it has to wait: the socket is busy with earlier frames,
+        # the message is large, or (message None) the frame send() wrote is
+        # still going out; and the ConnectionClosed of a closed connection.
+        if message is None:
+            await self._flush()
         else:
-            if self.held:
-                frame = self._with_held(frame)
-            if self._write(frame):
+            if self.close_sent:  # also set whenever close_code is (State)
+                raise ConnectionClosed(self.close_code)
+            opcode = TEXT if isinstance(message, str) else BINARY
+            payload = payload_view(message)
+            if len(payload) > _LARGE:
+                # Header and payload written apart: no copy of a large message.
+                self._enqueue(header(opcode, len(payload)), False)
+                self._enqueue(payload, False)
+                if self._flushing:
+                    await self._wait_flushed()
+                return
+            frame = encode(opcode, payload)
+            if self._flushing or self._queue:
+                if self._queue is None:
+                    self._queue = []
+                self._queue.append(frame)  # in order, never dropped: we wait instead
+                await self._wait_flushed()
+            elif self._write(self._with_held(frame)):  # the socket took the earlier frames meanwhile
                 self._flushing = True
                 await self._flush()
         if self.close_code == CLOSE_ABNORMAL:
