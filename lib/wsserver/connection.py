@@ -10,7 +10,7 @@ from asyncio import current_task
 
 from .errors import ConnectionClosed, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, TEXT, Codec, State, encode, encode_message, header, payload_view)
+                     PING, PONG, STR_IS_BUFFER, TEXT, Codec, State, encode, encode_message, header, payload_view)
 
 try:
     from micropython import const
@@ -160,8 +160,19 @@ class WebSocket(State):
                     if n:
                         self._events = codec.payload_received(n)
                 else:
-                    n = await self.stream.readinto(server.buf)
+                    buf = server.buf
+                    n = await self.stream.readinto(buf)
                     if n:
+                        # One small text message, alone in the read (a phone's
+                        # command, an echo): its str straight back, no events list.
+                        if 5 < n < 132 and buf[0] == 0x81 and buf[1] == n + 0x7A:
+                            text = codec.lone_text(server.view, n)
+                            if text is not None:
+                                self._reader = None
+                                self.last_seen = ticks_ms()
+                                if self.pinged:
+                                    self.pinged = False
+                                return text
                         self._events = codec.receive(server.view[:n], True)
                 if n is None:
                     continue  # TLS: part of a record arrived, no data yet
@@ -198,10 +209,24 @@ class WebSocket(State):
             return self._send(message)  # waits, or raises ConnectionClosed when awaited
         # The byte length from the view: len() of a str counts characters,
         # a walk over all of it on MicroPython.
-        payload = payload_view(message)
-        if len(payload) > _LARGE:
+        if isinstance(message, str):
+            b0 = 0x81  # FIN, text (numbers: TEXT and BINARY are globals here, not const)
+            payload = memoryview(message) if STR_IS_BUFFER else message.encode()  # payload_view's work
+        else:
+            b0 = 0x82  # FIN, binary
+            payload = message
+        n = len(payload)
+        if n < 126:
+            # A small frame built here, encode()'s work without its calls
+            # and branches: header and payload in one buffer.
+            frame = bytearray(n + 2)
+            frame[0] = b0
+            frame[1] = n
+            frame[2:] = payload
+        elif n > _LARGE:
             return self._send(message)
-        frame = encode(TEXT if isinstance(message, str) else BINARY, payload)
+        else:
+            frame = encode(b0 & 0x0F, payload)
         if self._events:
             # More input is already here (a pipelining client): hold the reply
             # and answer the whole batch with one write before the next read.
@@ -209,11 +234,17 @@ class WebSocket(State):
             return ()
         if self.held:
             frame = self._with_held(frame)
-        if self._write(frame):
+        # _write's work, inline: the reply's one call on the way out.
+        stream = self.stream
+        try:
+            n = stream.s.write(frame)  # None: the socket takes nothing now
+        except OSError:
+            self._lose()
+            raise ConnectionClosed(CLOSE_ABNORMAL)  # the write failed: connection lost
+        if n != len(frame):
+            stream.out_buf = memoryview(frame)[n or 0:]
             self._flushing = True
             return self._send(None)  # the rest of it, as the socket takes it
-        if self.close_code == CLOSE_ABNORMAL:
-            raise ConnectionClosed(CLOSE_ABNORMAL)  # the write failed: connection lost
         return ()  # the empty tuple is a constant of the VM, not a heap object
 
     async def _send(self, message):

@@ -126,15 +126,15 @@ def valid_close_code(code):
 
 try:
     memoryview("")
-    _STR_IS_BUFFER = True  # MicroPython: a str's UTF-8 bytes can be viewed, no copy
+    STR_IS_BUFFER = True  # MicroPython: a str's UTF-8 bytes can be viewed, no copy
 except TypeError:
-    _STR_IS_BUFFER = False  # CPython
+    STR_IS_BUFFER = False  # CPython
 
 
 def payload_view(payload):
     """A str's UTF-8 bytes, without a copy where the port allows it."""
     if isinstance(payload, str):
-        return memoryview(payload) if _STR_IS_BUFFER else payload.encode()
+        return memoryview(payload) if STR_IS_BUFFER else payload.encode()
     return payload
 
 
@@ -356,6 +356,22 @@ class Codec:
             # Hand out what came before the broken frame first; fail after.
             self.error = e
         return events
+
+    def lone_text(self, mv, n):
+        """receive()'s result for the commonest read, as the str itself: mv[:n]
+        is one whole masked text frame with a 7-bit length (the caller saw
+        mv[0] == 0x81 and mv[1] == 0x80 | n - 6). None when a message or
+        frame is in progress or the size is over the limit: then receive()
+        takes the bytes. No list, no tuple, no frame loop: an echo's read
+        costs its str and two memoryviews."""
+        n -= 6
+        if self._frame is not None or self._head or self._msg_op or n > self.max_message:
+            return None
+        text = mv[6:n + 6]
+        unmask(text, n, mv[2:6])
+        if utf8_validate(text, 0, n, 0):
+            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+        return str(text, "utf-8")
 
     def pending_payload(self):
         """Writable memoryview of the part of a large frame still to arrive, or None.
