@@ -693,8 +693,8 @@ def measure_interleaved(servers, rtt_count, duration, blocks=20):
     any moment weighs on every server alike. The figures are still each
     server's own: p50 and p99 over its rtt_count round trips, and its
     handshakes over its share of `duration`. (One server after another,
-    5 rounds of 20,000 round trips gave Tether/raw 1.29x while single
-    rounds ranged 0.8-1.7x under a load of 4.) -> {name: figures}."""
+    5 rounds of 20,000 round trips gave a median Tether/raw of 1.29x while
+    single rounds ranged 0.77-1.87x, at a load of 0-4.) -> {name: figures}."""
     protos = {name: WSProto() if name != "raw" else RawProto() for name in servers}
     conns = {name: protos[name].open(servers[name].port) for name in servers}
     samples = {name: [] for name in servers}
