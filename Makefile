@@ -118,7 +118,7 @@ conformance-client: $(STAMP) $(VENV2)/bin/wstest
 BOARD ?=
 bench: $(STAMP)
 	$(PY) tools/measure/bench.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
-	$(PY) tools/measure/bench_tls.py --micropython $(MICROPYTHON)
+	$(PY) tools/measure/bench_tls.py --micropython $(MICROPYTHON) $(if $(BOARD),--board $(BOARD))
 
 # Where the firmware's heap goes (tools/measure/heap_report.py; BOARD as for bench,
 # x64 without it; ROMFS=1: the run-time table with lib/ in ROMFS).

@@ -10,7 +10,7 @@ from asyncio import current_task
 
 from .errors import ConnectionClosed, ProtocolError
 from .frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
-                     PING, PONG, TEXT, Codec, State, encode, encode_message, header, payload_view)
+                     PING, PONG, STR_IS_BUFFER, TEXT, Codec, State, encode, encode_message, header, payload_view)
 
 try:
     from micropython import const
@@ -34,9 +34,17 @@ _LARGE = const(8192)  # bytes: a message this big is sent without copying it int
 # -- the stream adapter -----------------------------------------------------
 # asyncio's Stream (extmod/asyncio/stream.py) keeps its socket in `.s` and
 # what write() could not send yet in `.out_buf`, neither documented. Only
-# this file touches them: read_off() and nodelay() below, WebSocket._write
+# this file touches them: read_now(), read_off() and nodelay() below, WebSocket._write
 # and abort(); and tls.start() puts a TLS session on `.s`. (Inline where
 # there is one caller: a function costs a board more heap than its lines.)
+
+def read_now(stream, buf):
+    """Read what has arrived, without waiting: the byte count, 0 at the end
+    of the stream, None when nothing is there yet. (Stream.readinto always
+    waits for the poller first: a turn of the event loop and a poll() call
+    even when the bytes are there.)"""
+    return stream.s.readinto(buf)
+
 
 def read_off(stream, buf):
     """Read and drop the input waiting now: unread input makes the kernel
@@ -152,8 +160,19 @@ class WebSocket(State):
                     if n:
                         self._events = codec.payload_received(n)
                 else:
-                    n = await self.stream.readinto(server.buf)
+                    buf = server.buf
+                    n = await self.stream.readinto(buf)
                     if n:
+                        # One small text message, alone in the read (a phone's
+                        # command, an echo): its str straight back, no events list.
+                        if 5 < n < 132 and buf[0] == 0x81 and buf[1] == n + 0x7A:
+                            text = codec.lone_text(server.view, n)
+                            if text is not None:
+                                self._reader = None
+                                self.last_seen = ticks_ms()
+                                if self.pinged:
+                                    self.pinged = False
+                                return text
                         self._events = codec.receive(server.view[:n], True)
                 if n is None:
                     continue  # TLS: part of a record arrived, no data yet
@@ -176,34 +195,85 @@ class WebSocket(State):
 
     # -- sending ----------------------------------------------------------
 
-    async def send(self, message):
-        """Send a str (text frame) or bytes (binary frame); waits while the peer is slow."""
-        if self.close_sent or self.close_code is not None:
-            raise ConnectionClosed(self.close_code)
-        opcode = TEXT if isinstance(message, str) else BINARY
+    def send(self, message):
+        """Send a str (text frame) or bytes (binary frame); await it: it waits
+        while the peer is slow.
+
+        A plain function, not a coroutine: when the frame goes out at once
+        (or is held for a pipelining client's batch), as it nearly always
+        does, it returns an empty tuple, which `await` takes without a
+        coroutine being made and run (on MicroPython that costs more than
+        the rest of a small echo). Every case that waits is `_send`.
+        """
+        if self._flushing or self._queue or self.close_sent:
+            return self._send(message)  # waits, or raises ConnectionClosed when awaited
         # The byte length from the view: len() of a str counts characters,
         # a walk over all of it on MicroPython.
-        payload = payload_view(message)
-        if len(payload) > _LARGE:
-            # Header and payload written apart: no copy of a large message.
-            self._enqueue(header(opcode, len(payload)), False)
-            self._enqueue(payload, False)
-            if self._flushing:
-                await self._wait_flushed()
-            return
-        frame = encode(opcode, payload)
-        if self._flushing or self._queue:
-            if self._queue is None:
-                self._queue = []
-            self._queue.append(frame)  # in order, never dropped: we wait instead
-            await self._wait_flushed()
-        elif self._events:
+        if isinstance(message, str):
+            b0 = 0x81  # FIN, text (numbers: TEXT and BINARY are globals here, not const)
+            payload = memoryview(message) if STR_IS_BUFFER else message.encode()  # payload_view's work
+        else:
+            b0 = 0x82  # FIN, binary
+            payload = message
+        n = len(payload)
+        if n < 126:
+            # A small frame built here, encode()'s work without its calls
+            # and branches: header and payload in one buffer.
+            frame = bytearray(n + 2)
+            frame[0] = b0
+            frame[1] = n
+            frame[2:] = payload
+        elif n > _LARGE:
+            return self._send(message)
+        else:
+            frame = encode(b0 & 0x0F, payload)
+        if self._events:
             # More input is already here (a pipelining client): hold the reply
             # and answer the whole batch with one write before the next read.
             self._hold(frame)
-        elif self._write(self._with_held(frame)):
+            return ()
+        if self.held:
+            frame = self._with_held(frame)
+        # _write's work, inline: the reply's one call on the way out.
+        stream = self.stream
+        try:
+            n = stream.s.write(frame)  # None: the socket takes nothing now
+        except OSError:
+            self._lose()
+            raise ConnectionClosed(CLOSE_ABNORMAL)  # the write failed: connection lost
+        if n != len(frame):
+            stream.out_buf = memoryview(frame)[n or 0:]
             self._flushing = True
+            return self._send(None)  # the rest of it, as the socket takes it
+        return ()  # the empty tuple is a constant of the VM, not a heap object
+
+    async def _send(self, message):
+        # send() when it has to wait: the socket is busy with earlier frames,
+        # the message is large, or (message None) the frame send() wrote is
+        # still going out; and the ConnectionClosed of a closed connection.
+        if message is None:
             await self._flush()
+        else:
+            if self.close_sent:  # also set whenever close_code is (State)
+                raise ConnectionClosed(self.close_code)
+            opcode = TEXT if isinstance(message, str) else BINARY
+            payload = payload_view(message)
+            if len(payload) > _LARGE:
+                # Header and payload written apart: no copy of a large message.
+                self._enqueue(header(opcode, len(payload)), False)
+                self._enqueue(payload, False)
+                if self._flushing:
+                    await self._wait_flushed()
+                return
+            frame = encode(opcode, payload)
+            if self._flushing or self._queue:
+                if self._queue is None:
+                    self._queue = []
+                self._queue.append(frame)  # in order, never dropped: we wait instead
+                await self._wait_flushed()
+            elif self._write(self._with_held(frame)):  # the socket took the earlier frames meanwhile
+                self._flushing = True
+                await self._flush()
         if self.close_code == CLOSE_ABNORMAL:
             raise ConnectionClosed(CLOSE_ABNORMAL)
 
@@ -296,7 +366,7 @@ class WebSocket(State):
 
     def _enqueue(self, frame, droppable, close=False):
         # close: our close frame, which State marked as sent already.
-        if not close and (self.close_sent or self.close_code is not None):
+        if self.close_sent and not close:  # close_sent: set whenever close_code is
             return False
         if not self._flushing and not self._queue:
             if self._write(self._with_held(frame)):

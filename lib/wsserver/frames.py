@@ -126,15 +126,15 @@ def valid_close_code(code):
 
 try:
     memoryview("")
-    _STR_IS_BUFFER = True  # MicroPython: a str's UTF-8 bytes can be viewed, no copy
+    STR_IS_BUFFER = True  # MicroPython: a str's UTF-8 bytes can be viewed, no copy
 except TypeError:
-    _STR_IS_BUFFER = False  # CPython
+    STR_IS_BUFFER = False  # CPython
 
 
 def payload_view(payload):
     """A str's UTF-8 bytes, without a copy where the port allows it."""
     if isinstance(payload, str):
-        return memoryview(payload) if _STR_IS_BUFFER else payload.encode()
+        return memoryview(payload) if STR_IS_BUFFER else payload.encode()
     return payload
 
 
@@ -212,7 +212,8 @@ class State:
 
     close_code: None while open; the code it closed with once closed.
     close_sent: our close frame went out (or can no longer go out): nothing
-    more may be sent. pinged: an idle ping is out, not answered yet.
+    more may be sent; True whenever close_code is set, so a sender checks
+    this one attribute. pinged: an idle ping is out, not answered yet.
     """
 
     close_code = None
@@ -311,16 +312,18 @@ class Codec:
         if self.error is not None:
             raise self.error
         events = []
-        mv = memoryview(data)
+        # A writable `data` is the caller's memoryview already: no second view.
+        mv = data if writable else memoryview(data)
         end = len(mv)
         pos = 0
-        # The fast path below is for a server's buffer it may write in.
-        fast = writable and not self.client
         limit = self.max_message
         try:
             while pos < end:
-                if fast and end - pos >= 6 and mv[pos] == 0x81 and self._frame is None \
-                        and not self._head and not self._msg_op:
+                # The fast path below is for a server's buffer it may write
+                # in, between messages; checked again after any other frame.
+                fast = writable and not self.client and self._frame is None \
+                    and not self._head and not self._msg_op
+                while fast and end - pos >= 6 and mv[pos] == 0x81:
                     # The common frame, in a few lines: a whole, unfragmented,
                     # masked text message (what _parse would do, minus its
                     # general checks; anything unusual goes to _parse).
@@ -329,14 +332,16 @@ class Codec:
                     if n == 126 and end - pos >= 8:
                         n = (mv[pos + 2] << 8) | mv[pos + 3]
                         start = pos + 8
-                    if 0 <= n < 65536 and n != 126 and n != 127 and n <= limit and end - start >= n:
-                        view = mv[start:start + n]
-                        unmask(view, n, mv[start - 4:start])
-                        if utf8_validate(view, 0, n, 0):
-                            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
-                        events.append((TEXT, str(view, "utf-8")))
-                        pos = start + n
-                        continue
+                    if n < 0 or n >= 65536 or n == 126 or n == 127 or n > limit or end - start < n:
+                        break
+                    view = mv[start:start + n]
+                    unmask(view, n, mv[start - 4:start])
+                    if utf8_validate(view, 0, n, 0):
+                        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                    events.append((TEXT, str(view, "utf-8")))
+                    pos = start + n
+                if pos >= end:
+                    break
                 if self._frame is not None:
                     pos = self._fill(mv, pos, end)
                     if self._have == len(self._frame):
@@ -351,6 +356,22 @@ class Codec:
             # Hand out what came before the broken frame first; fail after.
             self.error = e
         return events
+
+    def lone_text(self, mv, n):
+        """receive()'s result for the commonest read, as the str itself: mv[:n]
+        is one whole masked text frame with a 7-bit length (the caller saw
+        mv[0] == 0x81 and mv[1] == 0x80 | n - 6). None when a message or
+        frame is in progress or the size is over the limit: then receive()
+        takes the bytes. No list, no tuple, no frame loop: an echo's read
+        costs its str and two memoryviews."""
+        n -= 6
+        if self._frame is not None or self._head or self._msg_op or n > self.max_message:
+            return None
+        text = mv[6:n + 6]
+        unmask(text, n, mv[2:6])
+        if utf8_validate(text, 0, n, 0):
+            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+        return str(text, "utf-8")
 
     def pending_payload(self):
         """Writable memoryview of the part of a large frame still to arrive, or None.

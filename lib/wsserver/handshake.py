@@ -4,7 +4,7 @@ import binascii
 import hashlib
 
 from .errors import HTTPError
-from .http import header_tokens, response_head
+from .http import header_tokens
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -37,14 +37,18 @@ def check_upgrade(request):
         raise HTTPError(400, "WebSocket handshake needs HTTP/1.1")
     if "host" not in h:
         raise HTTPError(400, "missing Host header")
-    if "websocket" not in header_tokens(h.get("upgrade", "")):
+    # The values as browsers send them are compared first: splitting a list
+    # into tokens makes a str per token (each one looked up in the qstr pool).
+    value = h.get("upgrade", "")
+    if value != "websocket" and "websocket" not in header_tokens(value):
         raise HTTPError(400, "Upgrade header must contain 'websocket'")
-    if "upgrade" not in header_tokens(h.get("connection", "")):
+    value = h.get("connection", "")
+    if value != "Upgrade" and "upgrade" not in header_tokens(value):
         raise HTTPError(400, "Connection header must contain 'upgrade'")
-    if h.get("sec-websocket-version", "").strip() != "13":
+    if h.get("sec-websocket-version") != "13":  # parse_request strips values
         raise HTTPError(426, "Sec-WebSocket-Version must be 13",
                         ["Sec-WebSocket-Version: 13"])
-    if not _valid_key(h.get("sec-websocket-key", "").strip()):
+    if not _valid_key(h.get("sec-websocket-key", "")):
         raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
 
 
@@ -61,8 +65,10 @@ def choose_subprotocol(request, supported):
 
 
 def switching_protocols(request, subprotocol=None):
-    headers = ["Upgrade: websocket", "Connection: Upgrade",
-               ("Sec-WebSocket-Accept", accept_key(request.headers["sec-websocket-key"].strip()))]
+    """The 101 response, as bytes: built by concatenation, not by
+    response_head's formatting (the handshake's hottest step after parsing)."""
+    head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(request.headers["sec-websocket-key"]).encode())
     if subprotocol:
-        headers.append(("Sec-WebSocket-Protocol", subprotocol))
-    return response_head(101, headers)
+        head += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode()
+    return head + b"\r\n\r\n"

@@ -143,11 +143,11 @@ def parse_request(head, max_uri=512, max_headers=32):
     if target[0] != 0x2F:  # '/': origin-form only
         raise HTTPError(400, "request target must start with /")
     headers = {}
-    count = 0
-    for line in lines[1:]:
-        if not line:
-            continue
+    count = -1  # the request line is lines[0]: counted, not copied off
+    for line in lines:
         count += 1
+        if not line or not count:
+            continue
         if count > max_headers:
             raise HTTPError(431, "more than %d header fields" % max_headers)
         colon = line.find(b":")
@@ -156,8 +156,10 @@ def parse_request(head, max_uri=512, max_headers=32):
         name = line[:colon]
         if not _is_token(name):
             raise HTTPError(400, "malformed header name")
+        # Lower-cased as bytes: a str is made once (a token is ASCII), and
+        # the common names are interned already, so no new str at all.
+        key = str(name.lower(), "utf-8")
         try:
-            key = str(name, "utf-8").lower()
             value = str(line[colon + 1:].strip(), "utf-8")
         except UnicodeError:
             raise HTTPError(400, "header is not valid UTF-8")

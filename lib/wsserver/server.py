@@ -12,7 +12,7 @@
 import asyncio
 import sys
 
-from .connection import WebSocket, nodelay, read_off, ticks_diff, ticks_ms
+from .connection import WebSocket, nodelay, read_now, read_off, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
 from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
@@ -356,7 +356,13 @@ class Server:
         data = b""
         while True:
             room = min(len(buf), self.max_head + 1 - len(data))
-            n = await stream.readinto(view[:room])
+            n = None
+            if self.tls is None:
+                # A client sends its head right after connecting: it is
+                # usually here by the time the connection is accepted.
+                n = read_now(stream, view[:room])
+            if n is None:
+                n = await stream.readinto(view[:room])
             if n is None:
                 continue  # TLS: a handshake message or part of a record, no data yet
             if not n:

@@ -162,6 +162,29 @@ def test_invalid_utf8_in_a_whole_frame_fails_in_place_too():
             assert e.code == 1007
 
 
+def test_lone_text_is_receive_for_one_small_text_frame():
+    # The connection's short path for a read holding one small text frame:
+    # the same str as receive(), the same 1007 for bad UTF-8, and None
+    # (receive() then takes the bytes) over the limit or mid-message.
+    for text in (b"", b"x", b"drive \xc3\xa9" * 9, b"y" * 125):
+        data = bytearray(client_frame(1, text))
+        assert data[0] == 0x81 and data[1] == len(data) + 0x7A
+        got = frames.Codec(1 << 16).lone_text(memoryview(data), len(data))
+        assert got == frames.Codec(1 << 16).receive(client_frame(1, text))[0][1] == text.decode()
+    data = bytearray(client_frame(1, b"ok\xff"))
+    try:
+        frames.Codec(1 << 16).lone_text(memoryview(data), len(data))
+        raise AssertionError("no ProtocolError")
+    except ProtocolError as e:
+        assert e.code == 1007
+    data = bytearray(client_frame(1, b"z" * 65))
+    assert frames.Codec(64).lone_text(memoryview(data), len(data)) is None
+    codec = frames.Codec(1 << 16)
+    assert codec.receive(client_frame(1, b"part", fin=False)) == []
+    data = bytearray(client_frame(1, b"new"))
+    assert codec.lone_text(memoryview(data), len(data)) is None  # receive() names the broken rule
+
+
 def test_text_split_anywhere_still_decodes():
     # The piecewise check unmasks in place: the text handed out must be exact.
     text = ("κόσμε 🚗 " * 40).encode()

@@ -179,6 +179,8 @@ def test_16_and_64_bit_lengths():
 
 @pytest.mark.parametrize("bad", [
     frame(TEXT, b"hi", mask=False),                    # unmasked client frame
+    bytes((0x81, 0x7C)),                               # the same, 2 bytes read alone (124 = 2 + 0x7A:
+                                                       # not the short path's lone frame)
     frame(TEXT, b"hi", rsv=1),                         # RSV1 without extension
     frame(TEXT, b"hi", rsv=4),
     frame(3, b"x"),                                    # reserved data opcode

@@ -4,9 +4,11 @@
     python tools/measure/bench.py [--micropython .venv/bin/micropython] [--quick] [--servers tether,microdot,raw]
                           [--rounds 3] [--skip-minheap]
 
-Each round starts every server in turn (fresh process each time), rotating the order
-(A B C, B C A, C A B, ...) so drift of the machine hits all of them alike; medians over the
-rounds are reported. The load client is this CPython process: raw sockets, hand-written
+Each round first starts every server afresh, all at once, and measures RTT and handshakes
+in alternating blocks (measure_interleaved: the load on the machine at any moment weighs on
+every server alike); then it starts each server in turn for the throughput, fan-out and heap
+figures, rotating the order (A B C, B C A, C A B, ...) so drift hits all of them alike;
+medians over the rounds are reported. The load client is this CPython process: raw sockets, hand-written
 minimal WebSocket framing (fixed mask, frames built once), so it is not the bottleneck;
 its own CPU share (process_time / wall) is printed next to each figure.
 Server CPU comes from /proc/<pid>/stat (utime+stime). Loopback only; every loop is bounded
@@ -441,27 +443,6 @@ def measure_heap(proto, server):
     return {"heap_idle": idle, "heap_1ws": h1, "heap_8ws": h8, "heap_per_ws": (h8 - h1) / 7}
 
 
-def measure_rtt(proto, server, count):
-    conn = proto.open(server.port)
-    wire = proto.wire(MSG32)
-    samples = []
-    try:
-        conn.sock.sendall(wire)
-        if proto.recv_one(conn) != MSG32:
-            raise RuntimeError("echo payload differs")
-        clock = time.perf_counter_ns
-        for _ in range(count):
-            t0 = clock()
-            conn.sock.sendall(wire)
-            proto.recv_one(conn)
-            samples.append(clock() - t0)
-    finally:
-        proto.close(conn, wait=False)
-    samples.sort()
-    return {"rtt_p50_us": samples[len(samples) // 2] / 1000,
-            "rtt_p99_us": samples[min(len(samples) - 1, int(len(samples) * 0.99))] / 1000}
-
-
 # Command-to-motor latency: the car firmware with the simulated car
 # (tools/measure/bench_servers/car_motor.py) prints the time of every motor write;
 # ticks_us on the Unix port is CLOCK_MONOTONIC in µs, the clock behind
@@ -705,15 +686,58 @@ def measure_fanout(proto, server, clients, duration):
             "fanout_server_cpu_pct": 100 * cpu / elapsed}
 
 
-def measure_handshakes(proto, server, duration, max_count=100_000):
-    count = 0
-    t0 = time.perf_counter()
-    stop_at = t0 + duration
-    while count < max_count and time.perf_counter() < stop_at:
-        conn = proto.open(server.port)
-        proto.close(conn, wait=True)
-        count += 1
-    return {"handshakes_per_s": count / (time.perf_counter() - t0)}
+def measure_interleaved(servers, rtt_count, duration, blocks=20):
+    """RTT and handshakes of every server of the round, all running at once,
+    in `blocks` alternating blocks (rotated order): each block of one server
+    sits between blocks of the others, so the load the machine carries at
+    any moment weighs on every server alike. The figures are still each
+    server's own: p50 and p99 over its rtt_count round trips, and its
+    handshakes over its share of `duration`. (One server after another,
+    5 rounds of 20,000 round trips gave a median Tether/raw of 1.29x while
+    single rounds ranged 0.77-1.87x, at a load of 0-4.) -> {name: figures}."""
+    protos = {name: WSProto() if name != "raw" else RawProto() for name in servers}
+    conns = {name: protos[name].open(servers[name].port) for name in servers}
+    samples = {name: [] for name in servers}
+    shakes = {name: [0, 0.0] for name in servers if name != "raw"}
+    names = list(servers)
+    per_block = max(1, rtt_count // blocks)
+    clock = time.perf_counter_ns
+    try:
+        for name in names:  # one echo each before timing: checks the payload, warms the path
+            proto, conn = protos[name], conns[name]
+            conn.sock.sendall(proto.wire(MSG32))
+            if proto.recv_one(conn) != MSG32:
+                raise RuntimeError("%s: echo payload differs" % name)
+        for b in range(blocks):
+            for name in names[b % len(names):] + names[:b % len(names)]:
+                proto, conn = protos[name], conns[name]
+                wire, got = proto.wire(MSG32), samples[name]
+                sock, recv_one = conn.sock, proto.recv_one
+                for _ in range(per_block):
+                    t0 = clock()
+                    sock.sendall(wire)
+                    recv_one(conn)
+                    got.append(clock() - t0)
+                if name in shakes:
+                    stop_at = time.perf_counter() + duration / blocks
+                    t0 = time.perf_counter()
+                    count = 0
+                    while time.perf_counter() < stop_at:
+                        proto.close(proto.open(servers[name].port), wait=True)
+                        count += 1
+                    shakes[name][0] += count
+                    shakes[name][1] += time.perf_counter() - t0
+    finally:
+        for name in names:
+            protos[name].close(conns[name], wait=False)
+    out = {}
+    for name in names:
+        got = sorted(samples[name])
+        out[name] = {"rtt_p50_us": got[len(got) // 2] / 1000,
+                     "rtt_p99_us": got[min(len(got) - 1, int(len(got) * 0.99))] / 1000}
+        if name in shakes:
+            out[name]["handshakes_per_s"] = shakes[name][0] / shakes[name][1]
+    return out
 
 
 def with_client_cpu(fn, *args):
@@ -908,19 +932,43 @@ def build_table(servers, med, client_cpu, notes):
 
 # ---------------------------------------------------------------- main
 
+def run_interleaved(builds, names, cfg, pin_cpu, results, shares):
+    """RTT and handshakes of this round: every server started afresh, measured together."""
+    servers = {}
+    try:
+        for name in names:
+            try:
+                servers[name] = Server(builds, name, pin_cpu=pin_cpu)
+            except RuntimeError as exc:
+                log("    %s cannot start: %s" % (LABELS[name], exc))
+        try:
+            got, share = with_client_cpu(measure_interleaved, servers, cfg["rtt_count"], cfg["duration"])
+        except Exception as exc:
+            log("    interleaved FAILED: %s: %s" % (type(exc).__name__, exc))
+            return
+        for name, figures in got.items():
+            for k, v in figures.items():
+                results.setdefault(name, {}).setdefault(k, []).append(v)
+                shares.setdefault(k, []).append(share)
+            log("    %-10s %s   (client CPU %.0f%%)" % (
+                LABELS[name], "  ".join("%s=%s" % (k, fmt(v)) for k, v in figures.items()), share * 100))
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 def run_round(builds, name, cfg, pin_cpu, results, shares):
     proto = WSProto() if name != "raw" else RawProto()
     server = Server(builds, name, pin_cpu=pin_cpu)
     figures = {}
     try:
+        # RTT and handshakes: run_interleaved, all servers at once.
         steps = [
             ("heap", lambda: measure_heap(proto, server), "heap_"),
-            ("rtt", lambda: measure_rtt(proto, server, cfg["rtt_count"]), "rtt_"),
             ("pipe32", lambda: measure_pipelined(proto, server, MSG32, cfg["duration"]), "pipe32_"),
             ("pipe1k", lambda: measure_pipelined(proto, server, MSG1K, cfg["duration"]), "pipe1k_"),
             ("fan4", lambda: measure_fanout(proto, server, 4, cfg["duration"]), "fan4_"),
             ("fan8", lambda: measure_fanout(proto, server, 8, cfg["duration"]), "fan8_"),
-            ("handshakes", lambda: measure_handshakes(proto, server, cfg["duration"]), ""),
         ]
         if name == "websockets":  # no heap figures on CPython
             steps = steps[1:]
@@ -1007,6 +1055,8 @@ def main():
         for r in range(rounds):
             order = servers[r % len(servers):] + servers[:r % len(servers)]
             log("round %d/%d: %s" % (r + 1, rounds, " ".join(order)))
+            log("  RTT and handshakes, interleaved")
+            run_interleaved(builds, order, cfg, pin_cpu, results, shares)
             for name in order:
                 log("  %s" % LABELS[name])
                 try:

@@ -3,9 +3,10 @@
 second, heap per client. `make bench` runs it after tools/measure/bench.py.
 
     python tools/measure/bench_tls.py [--micropython PATH] [--proxy build/proxy/micropython-esp32]
-                              [--clients 3] [--echoes 300] [--seconds 3]
+                              [--board esp32|esp8266] [--clients 3] [--echoes 300] [--seconds 3]
 
-Each interpreter (the Unix port, and the esp32 board proxy when built) runs
+Each interpreter (the Unix port, and the esp32 board proxy when built; with
+--board, as `make bench BOARD=...` passes it, that board's proxy alone) runs
 tools/measure/echo_server.py --bench twice, plain and with --tls (a certificate made
 here by tools/board/cert.py: EC P-256, the car's kind). The client is CPython
 (websockets' sync client), verifying the certificate against the test CA.
@@ -158,16 +159,24 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--micropython", default=os.path.join(ROOT, ".venv", "bin", "micropython"))
     ap.add_argument("--proxy", default=os.path.join(ROOT, "build", "proxy", "micropython-esp32"))
+    ap.add_argument("--board", choices=["esp32", "esp8266"],
+                    help="only that board proxy (build/proxy/micropython-BOARD, make proxies), as bench.py --board")
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--echoes", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--report", default=os.path.join(ROOT, "reports", "bench-tls.md"))
     args = ap.parse_args(argv)
-    interpreters = [("Unix port (x86-64)", args.micropython)]
-    if os.path.exists(args.proxy):
-        interpreters.append(("esp32 proxy (32-bit)", args.proxy))
+    if args.board:
+        args.proxy = os.path.join(ROOT, "build", "proxy", "micropython-" + args.board)
+        if not os.path.exists(args.proxy):
+            ap.error("%s is missing: make proxies" % os.path.relpath(args.proxy, ROOT))
+        interpreters = [("%s proxy (32-bit)" % args.board, args.proxy)]
     else:
-        print("note: no %s (make proxies): Unix port only" % args.proxy)
+        interpreters = [("Unix port (x86-64)", args.micropython)]
+        if os.path.exists(args.proxy):
+            interpreters.append(("%s proxy (32-bit)" % os.path.basename(args.proxy).split("-")[-1], args.proxy))
+        else:
+            print("note: no %s (make proxies): Unix port only" % args.proxy)
     lines = ["# wss beside ws", "",
              "tools/measure/bench_tls.py: the echo server, plain and TLS (EC P-256 certificate, TLS 1.2,"
              " mbedTLS), CPython client on loopback, one run. The GC heap rows are gc.mem_alloc();"
