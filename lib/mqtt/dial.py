@@ -192,5 +192,5 @@ async def handshake(s):
         topic, payload, qos, retain = inflight[pid]
         urgent.append(publish(topic, payload, qos, retain, pid, dup=True))
     if s.subscriptions:
-        urgent.append(subscribe(s._new_id(), s.subscriptions))
+        urgent.append(subscribe(s.new_id(), s.subscriptions))
     return parser, packets

@@ -189,7 +189,7 @@ class Session:
             self.error = why
         self.ended.set()
 
-    def _new_id(self):
+    def new_id(self):
         self.next_id = self.next_id % 65535 + 1
         return self.next_id
 
@@ -232,7 +232,7 @@ class Session:
                     topic, payload, qos, retain = item = self.queue.pop(0)
                     pid = None
                     if qos:
-                        pid = self._new_id()
+                        pid = self.new_id()
                         self.inflight[pid] = item
                         if len(self.inflight) > self.max_queue:  # never acked: bounded too
                             self.inflight.pop(min(self.inflight))

@@ -65,18 +65,22 @@ class ClientConnection:
     recv() hands out messages and, while it reads, answers pings and
     completes a close handshake the server starts: keep calling it (or
     `async for`) even on a connection you only send to.
+
+    closing.py, loaded only for a close, works on `pending`, `close_sent`,
+    `reading`, `finished`, `buf`, read(), readinto(), send_frame() and
+    abort(): that is its interface to the connection.
     """
 
     # Class-level defaults: an instance pays only for the ones it changes.
     subprotocol = None  # the one the server chose
     close_code = None  # set once the connection is closed
     close_reason = ""
-    _events = None  # received events not handed out yet
-    _close_sent = False
-    _reader = None  # the task reading, while it waits for data
+    pending = None  # received events not handed out yet
+    close_sent = False
+    reading = None  # the task reading, while it waits for data
     _pong = None  # [payload, Event] of the ping waiting for its pong
     _early = b""  # bytes that came right behind the 101, in the same read
-    _finished = False  # TCP closed: the connection is over
+    finished = False  # TCP closed: the connection is over
     # One frame at a time on the wire: made by the first write the socket
     # does not take at once (_wire), so a connection whose frames always go
     # straight out never loads asyncio's Lock (~430 bytes with its module).
@@ -90,8 +94,8 @@ class ClientConnection:
             self.subprotocol = subprotocol
         self.close_timeout_ms = close_timeout_ms
         self.codec = Codec(max_message, client=True)
-        self._buf = bytearray(buffer_size)
-        self._view = memoryview(self._buf)
+        self.buf = bytearray(buffer_size)
+        self._view = memoryview(self.buf)
         if early:
             self._early = early
 
@@ -110,7 +114,7 @@ class ClientConnection:
         """The next message (str for text, bytes-like for binary), or None
         once the connection is closed (close_code says how)."""
         while True:
-            events = self._events
+            events = self.pending
             if events:
                 opcode, payload = events.pop(0)
                 if opcode == CLOSE:
@@ -119,7 +123,7 @@ class ClientConnection:
                 return payload
             if self.close_code is not None:
                 return None
-            await self._read()
+            await self.read()
 
     def _take(self, data):
         """Feed received bytes to the codec; keep messages and closes, and
@@ -140,17 +144,17 @@ class ClientConnection:
                     self._pong = None
                     pong[1].set()
             else:
-                if self._events is None:
-                    self._events = []
-                self._events.append(event)
+                if self.pending is None:
+                    self.pending = []
+                self.pending.append(event)
                 if opcode == CLOSE:
                     break  # nothing after the server's close frame counts (§5.5.1)
         return pings
 
-    async def _read(self):
+    async def read(self):
         """One read from the socket into the codec."""
         codec = self.codec
-        self._reader = current_task()
+        self.reading = current_task()
         try:
             try:
                 if codec.error is not None:
@@ -161,14 +165,14 @@ class ClientConnection:
                     self._early = b""
                     n = len(early)
                     pings = self._take(early)
-                elif big is not None and len(big) > len(self._buf):
-                    n = await self._readinto(big)  # a large payload straight into place
+                elif big is not None and len(big) > len(self.buf):
+                    n = await self.readinto(big)  # a large payload straight into place
                     pings = self._sort(codec.payload_received(n)) if n else None
                 else:
-                    n = await self._readinto(self._buf)
+                    n = await self.readinto(self.buf)
                     pings = self._take(self._view[:n]) if n else None
             finally:
-                self._reader = None
+                self.reading = None
         except ProtocolError as e:
             await self._fail(e.code, e.reason)
             return
@@ -189,9 +193,9 @@ class ClientConnection:
         if pings:
             for payload in pings:
                 # A pong answers the ping it follows (§5.5.3): in order.
-                await self._send_frame(encode_masked(PONG, payload), True)
+                await self.send_frame(encode_masked(PONG, payload), True)
 
-    async def _readinto(self, buf):
+    async def readinto(self, buf):
         readinto = getattr(self._r, "readinto", None)
         if readinto is not None:  # MicroPython's Stream: no copy
             return await readinto(buf)
@@ -206,7 +210,7 @@ class ClientConnection:
         fragment > 0, one longer than that goes as frames of at most that
         many payload bytes (RFC 6455 §5.4: for a peer with a frame limit).
         Raises ConnectionClosed once the connection is closing or closed."""
-        if self._close_sent or self.close_code is not None:
+        if self.close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
         if fragment:
@@ -216,7 +220,7 @@ class ClientConnection:
         elif len(message) > LARGE:
             await self._send_pieces(opcode, message)
         else:
-            await self._send_frame(encode_masked(opcode, message))
+            await self.send_frame(encode_masked(opcode, message))
 
     async def ping(self, data=None, timeout_ms=None):
         """Send a ping and wait for its pong (up to timeout_ms, default
@@ -233,26 +237,26 @@ class ClientConnection:
             raise ValueError("ping payload over 125 bytes (RFC 6455 §5.5)")
         event = asyncio.Event()
         self._pong = [data, event]
-        await self._send_frame(encode_masked(PING, data))
+        await self.send_frame(encode_masked(PING, data))
         await asyncio.wait_for(self._await_pong(event),
                                (timeout_ms if timeout_ms is not None else self.close_timeout_ms) / 1000)
 
     async def _await_pong(self, event):
         while not event.is_set():
-            if self.close_code is not None or (self._events and self._events[-1][0] == CLOSE):
+            if self.close_code is not None or (self.pending and self.pending[-1][0] == CLOSE):
                 raise ConnectionClosed(self.close_code)
-            if self._reader is None:
-                await self._read()
+            if self.reading is None:
+                await self.read()
             else:
                 await event.wait()
 
-    async def _send_frame(self, frame, control=False):
+    async def send_frame(self, frame, control=False):
         w = self._w
         lock = self._lock
         if (lock is None or not lock.locked()) and not getattr(w, "out_buf", True):
             # MicroPython, nothing queued and no one mid-write: the socket
             # takes the frame now, so skip the lock and drain()'s yield.
-            if control and self._close_sent:
+            if control and self.close_sent:
                 return
             try:
                 w.write(frame)  # whatever the socket does not take goes to out_buf
@@ -270,7 +274,7 @@ class ClientConnection:
                     self.abort()
                     raise ConnectionClosed(CLOSE_ABNORMAL)
                 return
-            if control and self._close_sent:
+            if control and self.close_sent:
                 return  # nothing may follow our close frame (§5.5.1)
             try:
                 self._w.write(frame)
@@ -310,7 +314,7 @@ class ClientConnection:
     async def close(self, code=CLOSE_NORMAL, reason=""):
         """Start the close handshake: send our close frame, wait (up to
         close_timeout_ms) for the server's and for it to close TCP."""
-        if not self._close_sent and self.close_code is None:  # else nothing to load it for
+        if not self.close_sent and self.close_code is None:  # else nothing to load it for
             await _load("closing").close(self, code, reason)
 
     async def _fail(self, code, reason):
@@ -328,11 +332,11 @@ class ClientConnection:
         connection broke, or the caller gives up on a silent server)."""
         if self.close_code is None:
             self.close_code = CLOSE_ABNORMAL
-        self._close_sent = True
+        self.close_sent = True
         self._abort()
 
     def _abort(self):
-        self._finished = True
+        self.finished = True
         shut(self._w)
 
 

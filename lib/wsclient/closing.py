@@ -13,11 +13,11 @@ from .frames import encode_close
 async def close(ws, code=CLOSE_NORMAL, reason=""):
     """Start the close handshake: send our close frame, wait (up to
     close_timeout_ms) for the server's and for it to close TCP."""
-    if ws._close_sent or ws.close_code is not None:
+    if ws.close_sent or ws.close_code is not None:
         return
     await send_close(ws, code, reason)
     try:
-        if ws._reader is not None:
+        if ws.reading is not None:
             # Another task is reading: it sees the server's close frame.
             await asyncio.wait_for(_wait_closed_by_reader(ws), ws.close_timeout_ms / 1000)
         else:
@@ -27,12 +27,12 @@ async def close(ws, code=CLOSE_NORMAL, reason=""):
     if ws.close_code is None:
         ws.close_code = code
         ws.close_reason = reason
-    ws._abort()
+    ws.abort()
 
 
 async def _wait_closed_by_reader(ws):
     # Until the reader has seen the server's close and its TCP close.
-    while not ws._finished:
+    while not ws.finished:
         await asyncio.sleep(0.01)
 
 
@@ -40,27 +40,27 @@ async def _drain_until_closed(ws):
     # recv()'s loop, data after our close frame discarded (§5.5.1), and the
     # server's close frame taken here (recv() would load this module again).
     while ws.close_code is None:
-        events = ws._events
+        events = ws.pending
         if events:
             opcode, payload = events.pop(0)
             if opcode == CLOSE:
                 await closed_by_peer(ws, payload[0], payload[1])
         else:
-            await ws._read()
+            await ws.read()
 
 
 async def send_close(ws, code, reason=""):
-    if ws._close_sent:
+    if ws.close_sent:
         return
-    ws._close_sent = True  # before the await: no second close frame, no data after it
+    ws.close_sent = True  # before the await: no second close frame, no data after it
     try:
-        await ws._send_frame(encode_close(code, reason))
+        await ws.send_frame(encode_close(code, reason))
     except ConnectionClosed:
         pass
 
 
 async def closed_by_peer(ws, code, reason):
-    if not ws._close_sent:
+    if not ws.close_sent:
         await send_close(ws, code, reason)  # echo the server's code (§5.5.1)
     ws.close_code = code
     ws.close_reason = reason
@@ -70,7 +70,7 @@ async def closed_by_peer(ws, code, reason):
 async def fail(ws, code, reason):
     """Fail the connection (§7.1.7): our close frame with `code`, then
     wait a bounded time for the server to close TCP."""
-    ws._events = None
+    ws.pending = None
     if ws.close_code is None:
         ws.close_code = code
         ws.close_reason = reason
@@ -85,11 +85,11 @@ async def _wait_for_eof(ws):
         await asyncio.wait_for(_discard_until_eof(ws), ws.close_timeout_ms / 1000)
     except (asyncio.TimeoutError, OSError):
         pass
-    ws._abort()
+    ws.abort()
 
 
 async def _discard_until_eof(ws):
     while True:
-        n = await ws._readinto(ws._buf)
+        n = await ws.readinto(ws.buf)
         if n == 0:
             return
