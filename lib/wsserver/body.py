@@ -38,7 +38,7 @@ class Body:
 
     def __init__(self, server, stream, request, max_body, extra, timeout_ms):
         headers = request.headers
-        self.left = self.length = length = body_length(headers, max_body)  # left: bytes still to come
+        self.left = self.length = body_length(headers, max_body)  # left: bytes still to come
         self._server = server
         self._stream = stream
         self._extra = extra  # body bytes that came with the head

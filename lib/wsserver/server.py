@@ -14,7 +14,7 @@ import sys
 
 from .connection import WebSocket, nodelay, read_now, read_off, ticks_diff, ticks_ms
 from .errors import ConnectionClosed, HTTPError, ProtocolError
-from .frames import CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
+from .frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
 from .http import error_response, find, find_head_end, parse_request, response_head
 
@@ -196,7 +196,7 @@ class Server:
         # on the heap as long as it does, and MicroPython leaves popped value
         # stack slots as they were, so a connection handled there would stay
         # reachable for the conservative GC after it is dropped (found by
-        # tests/test_hardening_dead_peers.py). This frame is gone on return.
+        # tests/server/test_dead_peers.py). This frame is gone on return.
         # No copies of pending or clients are iterated: cancel() and abort()
         # change neither at once (the tasks clean up when they next run).
         pending = self.pending
@@ -329,7 +329,7 @@ class Server:
                 self.clients.discard(ws)
                 # The codec may hold a half-received frame (up to max_message):
                 # let it go now, even if something still holds `ws`
-                # (found by tests/test_hardening_dead_peers.py).
+                # (found by tests/server/test_dead_peers.py).
                 ws.codec = None
                 ws.closed()  # with 1006 unless it closed before
         except OSError:

@@ -16,7 +16,6 @@ in count and time. Writes the table to reports/bench.md and every raw figure to
 reports/bench.json.
 """
 import argparse
-import glob
 import json
 import os
 import platform
