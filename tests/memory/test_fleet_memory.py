@@ -7,26 +7,17 @@ telemetry arriving). mosquitto 2.0.11 binds its WebSocket listener to every
 interface, so the run is inside a private network namespace (unshare -n,
 loopback up). That a plain car never imports the link is
 test_fleet.py::test_a_plain_car_does_not_import_the_fleet_link."""
-import subprocess
-import sys
-
 import pytest
 
-from support.micropython import ROOT, board_proxy
-from support.mqtt import can_unshare, have_mosquitto, have_wsclient
+from support.memory_checks import finished, fleet_ready
 
 
 @pytest.fixture(scope="module")
-def check():
-    proxy = board_proxy("esp32")
-    if not have_mosquitto() or not can_unshare() or not have_wsclient():
+def check(link_memory_runs):
+    if not fleet_ready():
         pytest.skip("needs mosquitto, unshare -n (root or user namespaces) and lib/wsclient")
-    script = ("ip link set lo up && exec %s tools/measure/fleet_memory.py --check --ws --seconds 5 --lo 56 --hi 100 "
-              "--micropython %s" % (sys.executable, proxy))
-    run = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
-                         timeout=240)
-    out = run.stdout + run.stderr
-    lines = {line[:28].strip(): line[28:] for line in run.stdout.splitlines() if line[:28].strip()}
+    stdout, out = finished(link_memory_runs, "fleet")
+    lines = {line[:28].strip(): line[28:] for line in stdout.splitlines() if line[:28].strip()}
     assert "smallest heap" in lines.get("plain car", ""), out
     return lines, out
 

@@ -6,24 +6,17 @@ a driver at 10 Hz and a viewer on its /ws, its hello and telemetry arriving
 at a websockets server on 127.0.0.1 and a ping over the uplink answered).
 That a plain car never imports the uplink is
 test_uplink.py::test_a_plain_car_does_not_import_the_uplink."""
-import subprocess
-import sys
-
 import pytest
 
-from support.micropython import ROOT, board_proxy
+from support.memory_checks import finished
 
 
 @pytest.fixture(scope="module")
-def check():
+def check(link_memory_runs):
     # A broken measurement (the plain car not bisected) is an error here, in
     # the fixture, not an expected failure of the budget test below.
-    proxy = board_proxy("esp32")
-    run = subprocess.run([sys.executable, "tools/measure/uplink_memory.py", "--check", "--seconds", "5",
-                          "--lo", "56", "--hi", "100", "--micropython", proxy],
-                         cwd=ROOT, capture_output=True, text=True, timeout=240)
-    out = run.stdout + run.stderr
-    lines = {line[:8].strip(): line[8:] for line in run.stdout.splitlines() if line[:8].strip()}
+    stdout, out = finished(link_memory_runs, "uplink")
+    lines = {line[:8].strip(): line[8:] for line in stdout.splitlines() if line[:8].strip()}
     assert "smallest heap" in lines.get("plain", ""), out
     assert "(plain + 8 KB)" in lines.get("uplink", ""), out
     return lines, out

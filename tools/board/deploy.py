@@ -337,13 +337,16 @@ def deploy(port, march=None, dry_run=False, full=False, reset=True, config=None,
                 # After a dry run too: reading the board stopped its app, and on a
                 # board its watchdog would reset it unannounced a few seconds later.
                 log(restart(t, platform))
+                # On an error (a refused config, a failed copy) the error is the news:
+                # the maker gets it at once, not after watching the board start.
+                waiting = wait and sys.exc_info()[0] is None
                 try:
-                    started, out = watch_start(t) if wait else (None, b"")
+                    started, out = watch_start(t) if waiting else (None, b"")
                 except OSError:  # the port went away with the reset (native USB): cannot tell
                     started, out = None, b""
                 if started:
                     log("deploy: the app is running")
-                elif started is None:
+                elif started is None and waiting:
                     log("deploy: the app has not said it is running yet; watch it with make logs PORT=%s" % port)
                 else:
                     failed = out.decode("utf-8", "replace").strip()
