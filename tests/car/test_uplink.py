@@ -4,6 +4,8 @@ processes: tools/uplink/uplink_server.py (CPython websockets) and tools/uplink/u
 MicroPython Unix port, a simulated car; the car's own /ws watches its motors at
 50 Hz."""
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import re
@@ -58,6 +60,18 @@ async def in_thread(function, *args, **kw):
 
 def retry_delays(output):
     return [int(ms) for ms in re.findall(r"retrying in (\d+) ms", output)]
+
+
+def answer_upgrade(conn):
+    """The scripted servers' side of the handshake: read the car's request,
+    answer 101 with its Sec-WebSocket-Accept (RFC 6455 §4.2.2)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(1)
+    key = re.search(rb"Sec-WebSocket-Key: (\S+)", head).group(1)
+    accept_key = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept_key + b"\r\n\r\n")
 
 
 @pytest.mark.slow
@@ -300,9 +314,6 @@ def test_a_server_that_stops_reading_never_delays_the_control_loop_or_local_clie
                                                                                  start_micropython):
     # A scripted server on loopback: it completes the handshake with a tiny
     # receive buffer and never reads again, while the car sends 50 Hz telemetry.
-    import base64
-    import hashlib
-
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     listener.bind(("127.0.0.1", 0))
@@ -311,13 +322,7 @@ def test_a_server_that_stops_reading_never_delays_the_control_loop_or_local_clie
 
     def accept():
         conn, _ = listener.accept()
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += conn.recv(1)
-        key = re.search(rb"Sec-WebSocket-Key: (\S+)", head).group(1)
-        accept_key = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: " + accept_key + b"\r\n\r\n")
+        answer_upgrade(conn)
         held.append(conn)  # and never read
     threading.Thread(target=accept, daemon=True).start()
     url = "ws://127.0.0.1:%d/car" % listener.getsockname()[1]
@@ -461,20 +466,12 @@ class QuietServer:
         return "ws://127.0.0.1:%d/car" % self.listener.getsockname()[1]
 
     def accept(self):
-        import base64
-        import hashlib
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(1)
-            key = re.search(rb"Sec-WebSocket-Key: (\S+)", head).group(1)
-            accept_key = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept_key + b"\r\n\r\n")
+            answer_upgrade(conn)
             frames = []
             self.connections.append([conn, time.monotonic(), frames])
             threading.Thread(target=self.read, args=(conn, frames), daemon=True).start()
