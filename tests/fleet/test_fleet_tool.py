@@ -9,20 +9,15 @@ import sys
 import pytest
 
 from support.micropython import MICROPYTHON, ROOT
-from support.mqtt import have_mosquitto
-
-
-def can_unshare():
-    try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+from support.fleet import need_dashboard_packages
+from support.mqtt import can_unshare, have_mosquitto
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have_mosquitto() or not can_unshare(),
                     reason="needs mosquitto and unshare -n (root or user namespaces)")
 def test_make_fleet_starts_a_broker_and_three_cars_that_come_online(tmp_path):
+    need_dashboard_packages()
     web = tmp_path / "web"
     built = subprocess.run([sys.executable, "tools/web/build_fleet.py", "--out", str(web)], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)

@@ -41,9 +41,7 @@ def can_unshare():
 def run_in_netns(test_path, timeout=240):
     """Run a pytest file inside a private network namespace (loopback only:
     nothing a listener there binds is reachable from outside)."""
-    # npm (tools/build_fleet.py's first run) finds no registry in here: from its cache at
-    # once (npm_config_offline) rather than after minutes of fetch retries.
-    env = dict(os.environ, TETHER_IN_NETNS="1", npm_config_offline="true")
+    env = dict(os.environ, TETHER_IN_NETNS="1")
     script = "ip link set lo up && exec %s -m pytest -q -s -p no:cacheprovider %s" % (sys.executable, test_path)
     return subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env)

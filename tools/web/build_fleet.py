@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Build the fleet dashboard into build/fleet-web/ (what mosquitto's http_dir
 serves): fleet/index.html, fleet.js, fleet.css and MQTT.js's browser bundle
-from npm (`mqtt`, pinned in fleet/package.json, installed by `npm ci` /
-`npm install` into fleet/node_modules on first use). No CDN: the page loads
-nothing from anywhere but the broker that serves it.
+from npm (`mqtt`, pinned in fleet/package-lock.json, installed into
+fleet/node_modules by `make node-deps`, which `make fleet` and `make test` run).
+No CDN: the page loads nothing from anywhere but the broker that serves it.
 
   python tools/web/build_fleet.py [--out build/fleet-web]
 """
@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,15 +28,8 @@ def main(argv=None):
     installed = os.path.join(FLEET, "node_modules", "mqtt", "package.json")
     version = json.load(open(installed))["version"] if os.path.exists(installed) else None
     if version != pinned:
-        npm = shutil.which("npm")
-        if not npm:
-            sys.exit("npm not found: install Node.js (apt-get install npm) to build the fleet dashboard")
-        lock = os.path.exists(os.path.join(FLEET, "package-lock.json"))
-        subprocess.run([npm, "ci" if lock else "install", "--ignore-scripts", "--no-audit", "--no-fund"],
-                       cwd=FLEET, check=True)
-        version = json.load(open(installed))["version"]
-    if version != pinned:
-        sys.exit("fleet/node_modules has mqtt %s, package.json pins %s" % (version, pinned))
+        sys.exit("fleet/node_modules has mqtt %s, fleet/package.json pins %s: run make node-deps"
+                 " (npm ci in fleet/; needs Node.js and npm)" % (version or "(none)", pinned))
     os.makedirs(args.out, exist_ok=True)
     for name in PAGE:
         shutil.copyfile(os.path.join(FLEET, name), os.path.join(args.out, name))
