@@ -173,7 +173,9 @@ clean:
 # make flash PORT=/dev/ttyUSB0 CHIP=esp32|esp32s3|esp32c3|esp8266 [FIRMWARE=my.bin] [PIN=1] [FLASH_MODE=dout] [DRY_RUN=1]
 # make deploy PORT=... [DRY_RUN=1] [FULL=1] [CONFIG=my-config.json] [LINES=1]
 # make image CHIP=... [FIRMWARE=my.bin] [FLASH_SIZE=4MB] [LINES=1]  -> build/tether-$(CHIP).bin
-# LINES=1: tracebacks with line numbers (lib/ is mpy-cross -O3 without them; docs/memory.md)
+# LINES=1: tracebacks with line numbers (lib/ is mpy-cross -O3 without them; docs/memory.md).
+# Taken from make's command line only: a shell may export LINES (the terminal's height).
+LINE_NUMBERS := $(if $(filter command line,$(origin LINES)),$(LINES))
 # make repl|logs PORT=...       make vboard  (then PORT=build/vboard.tty)
 PORT        ?=
 CHIP        ?= esp32
@@ -193,10 +195,10 @@ flash: $(STAMP)
 
 deploy: $(STAMP) | config.json
 	$(NEED_PORT)
-	$(PY) tools/board/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINES),--lines)
+	$(PY) tools/board/deploy.py --port "$(PORT)" $(if $(DRY_RUN),--dry-run) $(if $(FULL),--full) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINE_NUMBERS),--lines)
 
 image: $(STAMP) | config.json
-	$(PY) tools/board/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINES),--lines)
+	$(PY) tools/board/image.py --chip $(CHIP) --flash-size $(FLASH_SIZE) $(BOARD_FLAGS) $(if $(CONFIG),--config "$(CONFIG)") $(if $(LINE_NUMBERS),--lines)
 
 repl: $(STAMP)
 	$(NEED_PORT)

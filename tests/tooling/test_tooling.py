@@ -683,6 +683,15 @@ def test_sim_and_vboard_default_ports_differ(project):
     assert (sim_port, vboard_port) == ("8080", "8081")
 
 
+def test_line_numbers_only_when_asked_on_makes_command_line(project):
+    """LINES=1 on make's command line keeps line numbers; a LINES that a shell or a
+    test runner exports (the terminal's height) does not."""
+    exported = make(project, "-n", "image", "CHIP=esp32", env={"LINES": "50"}).stdout
+    asked = make(project, "-n", "image", "CHIP=esp32", "LINES=1").stdout
+    assert "tools/board/image.py" in exported and "--lines" not in exported, exported
+    assert "--lines" in asked, asked
+
+
 def test_make_sim_installs_only_the_unix_port(project):
     """make sim's prerequisites install requirements-sim.txt alone; the rest is make test's."""
     sim = read(os.path.join(project, "requirements-sim.txt")).decode()
