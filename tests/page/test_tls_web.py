@@ -17,16 +17,15 @@ import pytest
 
 from support.tls import client_context, make_certs, tls_config
 from support import ROOT
-from support.browser import (CHROME_ARGS, IN_CI, Fingers, Observer, find_chromium, moving_forward,
+from support import unavailable
+from support.browser import (CHROME_ARGS, Fingers, Observer, find_chromium, moving_forward,
                              push_stick, stopped, text, wait_online)
 
 pytestmark = [pytest.mark.browser]
 
 
 def need(what, why):
-    if IN_CI:
-        pytest.fail("CI=true but %s (%s)" % (what, why), pytrace=False)
-    pytest.skip("%s (%s)" % (what, why))
+    unavailable("%s (%s)" % (what, why))
 
 
 class TLSObserver(Observer):
