@@ -70,6 +70,23 @@ def nodelay(stream):
         pass
 
 
+class Request:
+    """A parsed request head (http.parse_request). An open WebSocket keeps
+    this one, headers dropped: its class lives here, with the connection's
+    code, not with the parser, which is loaded only while requests are in
+    progress."""
+
+    data = None  # the application's, for this request (ws.data for a WebSocket)
+
+    def __init__(self, method, target, path, query, version, headers):
+        self.method = method  # "GET"
+        self.target = target  # "/ws?token=x", as sent
+        self.path = path  # "/ws", percent-decoded
+        self.query = query  # {"token": "x"}
+        self.version = version  # "HTTP/1.1"
+        self.headers = headers  # {"host": "car.local"}, names lower-case
+
+
 class WebSocket(State):
     """One open WebSocket connection, handed to the route's handler.
 

@@ -1,4 +1,5 @@
-# The asyncio server: HTTP requests, static files, WebSocket routes.
+# The asyncio server: connections, WebSocket routes, deadlines, broadcast.
+# Each request is answered by exchange.py (loaded per request).
 #
 #   server = Server(static_dir="web")
 #
@@ -12,11 +13,9 @@
 import asyncio
 import sys
 
-from .connection import WebSocket, nodelay, read_now, read_off, ticks_diff, ticks_ms
-from .errors import ConnectionClosed, HTTPError, ProtocolError
+from .connection import ticks_diff, ticks_ms
+from .errors import ConnectionClosed, ProtocolError
 from .frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
-from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import error_response, find, find_head_end, parse_request, response_head
 
 
 class Server:
@@ -48,6 +47,14 @@ class Server:
                            request_timeout_ms. Keep it above max_clients, so
                            the client past max_clients can still be told 503
       debug=False          print handler crashes and protocol failures
+      unload_http=...      drop the HTTP side's code (exchange.py, answer.py,
+                           http.py, handshake.py, body.py: ~10 KB of heap as
+                           .mpy files) whenever no request is in progress, and
+                           import it again for the next one. On by default
+                           where wsserver runs from .mpy files (on the
+                           filesystem or in ROMFS), which import without
+                           compiling; off where it runs from .py sources or
+                           is frozen into the firmware (its code in flash)
 
     start(host, port, ssl=context) serves HTTPS and WSS: `context` is an
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) with the certificate loaded.
@@ -74,12 +81,17 @@ class Server:
     ping_timeout_ms = 5000
     max_tls = 3
     debug = False
-    _next_id = 1
+    # The module's own file tells how it was loaded: only a .py source would
+    # be compiled again by each re-import. (No __file__ on the ESP8266, whose
+    # firmware cannot compile this code in its heap anyway.)
+    unload_http = not globals().get("__file__", ".mpy").endswith(".py")
+    next_id = 1  # the next WebSocket's id
     _listener = None
     _release_pending = False
     tls = None  # the SSLContext, when serving TLS
     tls_open = 0  # TLS sessions in use
-    _opening = 0  # WebSockets accepted whose task has not started yet
+    opening = 0  # WebSockets accepted whose task has not started yet
+    _requests = 0  # connections whose request is in progress
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
         for name in limits:
@@ -172,8 +184,7 @@ class Server:
         MemoryError ends that one connection."""
         self.tls = ssl
         if ssl is not None:  # the TLS code is loaded only by a server that speaks it
-            from . import tls
-            self._tls_mod = tls
+            from . import tls  # noqa: F401  (now, not inside a connection's first request)
         self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog)
         asyncio.create_task(self._watch())
         return self._listener
@@ -223,78 +234,45 @@ class Server:
     # -- one TCP connection -------------------------------------------------
 
     async def _serve_connection(self, stream, _writer=None):
-        method = None
-        pending = self.pending
-        if len(pending) >= self.max_pending:
-            # A flood (or slowloris): make room by dropping the connection
-            # that has been sending its head the longest. A real browser
-            # sends its head in one go, so it is never the oldest for long,
-            # and a trickle of slow sockets cannot lock the page out.
-            oldest = None
-            for t, started in pending.items():
-                if oldest is None or ticks_diff(started, pending[oldest]) < 0:
-                    oldest = t
-            del pending[oldest]
-            oldest.cancel()
-        task = asyncio.current_task()
-        tls = None  # the plain socket under a TLS session
+        # The request's code (exchange.py and what it imports: the head,
+        # the upgrade, routes, files, error answers) is loaded here, at the
+        # first request, and with unload_http dropped after the last one.
+        self._requests += 1
+        tls = ws = None
         try:
-            pending[task] = ticks_ms()  # _watch cancels us past request_timeout_ms
+            from . import exchange
+            tls, ws = await exchange.serve(self, stream)
+        except MemoryError:
+            # No room to load that code (exchange.serve answers its own
+            # MemoryErrors): the answer is one constant, from here.
             try:
-                if self.tls is not None:
-                    tls = await self._tls_mod.start(self, stream)
-                request, extra = await self._read_request(stream)
-            except asyncio.CancelledError:
-                if self.tls is not None:
-                    # Waiting for a session or mid-handshake: nothing can be
-                    # said to the peer (a write would wait for its next
-                    # handshake message), so the connection is just closed.
-                    return
-                raise HTTPError(408, "request head not complete in time")
-            finally:
-                pending.pop(task, None)
-            if request is None:
-                return  # the client went away before sending a request
-            method = request.method
-            route = self.ws_routes.get(request.path)
-            if route is not None:
-                ws = self._accept_websocket(stream, request, route, extra)
-                # Served by a task of its own: this coroutine's frame (the
-                # biggest, it holds the request parsing's slots) ends here
-                # instead of staying in the heap as long as the WebSocket is open.
-                asyncio.create_task(self._serve_websocket(stream, ws, route[0], tls))
-                stream = tls = None  # closed by _serve_websocket
-            elif "upgrade" in request.headers:
-                raise HTTPError(404, "no WebSocket endpoint at %s" % request.path)
-            else:
-                # The response too must be taken within request_timeout_ms: a
-                # client that never reads must not hold a connection forever.
-                pending[task] = ticks_ms()
-                try:
-                    if request.path in self.http_routes:
-                        await self._serve_route(stream, request, self.http_routes[request.path], extra)
-                    else:
-                        await self._serve_file(stream, request)
-                except asyncio.CancelledError:
-                    body = getattr(request, "body", None)
-                    if body is not None and body.left > 0:
-                        raise HTTPError(408, "request body not complete in time")
-                finally:
-                    pending.pop(task, None)
-        except HTTPError as e:
-            await self._answer_error(stream, e, method == "HEAD")
-        except OSError as e:
-            if tls is not None and e.args[0] == -29184:  # MBEDTLS_ERR_SSL_INVALID_RECORD
-                self._tls_mod.not_tls(self, tls)
-        except Exception as e:  # a bug: answer 500, keep serving everyone else
-            if self.debug:
-                sys.print_exception(e)
-            await self._answer_error(stream, HTTPError(500, "internal error"), False)
+                stream.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nConnection: close\r\n"
+                             b"Content-Type: text/plain\r\n\r\nserver out of memory: retry\n")
+                await stream.drain()
+            except OSError:
+                pass
         finally:
-            if stream is not None:
-                if method == "POST" or method == "PUT":
-                    read_off(stream, self.buf)  # the body we did not read
-                await self._close(stream, tls)
+            self._requests -= 1
+            if not self._requests and self.unload_http:
+                self._unload_http()
+        if ws is None:
+            await self._close(stream, tls)
+        else:
+            # Served by a task of its own, so no frame that held the
+            # request's code stays in the heap as long as the WebSocket is open.
+            asyncio.create_task(self._serve_websocket(stream, ws, tls))
+
+    def _unload_http(self):
+        # The next request imports these again, from .mpy or ROMFS without
+        # compiling (unload_http's default is on only there). Every holder
+        # of their functions is gone by now: the exchange's coroutines have
+        # ended, and its module objects are held by sys.modules and the
+        # package alone (the names stay interned).
+        modules = sys.modules
+        package = modules["wsserver"]
+        for name in "exchange answer http handshake body".split():
+            if modules.pop("wsserver." + name, None) is not None:
+                delattr(package, name)
 
     async def _close(self, stream, tls):
         try:
@@ -308,12 +286,12 @@ class Server:
             # plain one open (MicroPython 1.28, tested): close it too.
             tls.close()
 
-    async def _serve_websocket(self, stream, ws, handler, tls):
-        self._opening -= 1
+    async def _serve_websocket(self, stream, ws, tls):
+        self.opening -= 1
         self.clients.add(ws)
         try:
             try:
-                await handler(ws)
+                await self.ws_routes[ws.request.path][0](ws)
                 if ws.close_code is None:
                     await ws.close(CLOSE_NORMAL)
             except ConnectionClosed:
@@ -339,126 +317,3 @@ class Server:
                 sys.print_exception(e)
         finally:
             await self._close(stream, tls)
-
-    async def _answer_error(self, stream, e, head_only):
-        try:
-            stream.write(error_response(e.status, e.reason, e.headers, head_only))
-            await stream.drain()
-        except OSError:
-            pass
-
-    async def _read_request(self, stream):
-        # Read into the shared buffer and keep only what arrived, so a request
-        # costs the heap its head really takes, not max_head bytes up front
-        # (on a fragmented board heap, that block is what fails first).
-        buf = self.buf
-        view = self.view
-        data = b""
-        while True:
-            room = min(len(buf), self.max_head + 1 - len(data))
-            n = None
-            if self.tls is None:
-                # A client sends its head right after connecting: it is
-                # usually here by the time the connection is accepted.
-                n = read_now(stream, view[:room])
-            if n is None:
-                n = await stream.readinto(view[:room])
-            if n is None:
-                continue  # TLS: a handshake message or part of a record, no data yet
-            if not n:
-                return None, data  # no request (data: whatever came; a (None, None) would be a constant tuple)
-            if not data and buf[0] == 22:
-                # A TLS record (handshake, 0x16) on a plain port: say so at
-                # once rather than wait for a head that never ends.
-                raise HTTPError(400, "this port speaks plain HTTP, not TLS: use http://")
-            data += view[:n]  # copied before the next await: the buffer is shared
-            end = find_head_end(data, self.max_uri)
-            if end >= 0:
-                return parse_request(data[:end], self.max_uri, self.max_headers), data[end:]
-            if len(data) > self.max_head:
-                raise HTTPError(431, "request head over %d bytes" % self.max_head)
-
-    def _accept_websocket(self, stream, request, route, extra):
-        """Check the handshake, answer 101, and return the new WebSocket."""
-        check_upgrade(request)
-        if len(self.clients) + self._opening >= self.max_clients:
-            raise HTTPError(503, "server full: %d WebSocket clients connected" % self.max_clients,
-                            ["Retry-After: 2"])
-        subprotocols, accept = route[1], route[2]
-        data = None
-        if accept is not None:
-            data = accept(request)
-            if data is True:
-                data = None
-            elif isinstance(data, int):  # False too: a bool is an int
-                raise HTTPError(data, "handshake refused")
-            elif isinstance(data, list) or isinstance(data, tuple):
-                raise HTTPError(data[0], data[1])
-        subprotocol = choose_subprotocol(request, subprotocols)
-        response = switching_protocols(request, subprotocol)
-        nodelay(stream)
-        # Headers were for the handshake (and the accept hook); an open
-        # connection keeps only its path and query, to save heap.
-        request.headers = None
-        ws = WebSocket(self, stream, request, subprotocol, self._next_id, response, extra, data)
-        self._next_id += 1
-        # In self.clients once its task starts, so nothing is broadcast to it
-        # before its handler has run (a hello comes first); counted till then.
-        self._opening += 1
-        return ws
-
-    async def _serve_route(self, stream, request, route, extra):
-        handler, methods, max_body, timeout_ms = route
-        method = request.method
-        if (" " + methods.replace(",", " ") + " ").find(" " + method + " ") < 0:
-            raise HTTPError(405, "allowed here: " + methods, [("Allow", methods)])
-        if method == "POST" or method == "PUT":
-            # Imported by the first body: a server without them never loads
-            # the module (nor interns its names).
-            from .body import Body
-            request.body = Body(self, stream, request, max_body, extra, timeout_ms or self.request_timeout_ms)
-        result = handler(request)
-        if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
-            result = await result
-        status = 200
-        ctype = "text/plain; charset=utf-8"
-        if isinstance(result, tuple) or isinstance(result, list):
-            status, result, ctype = result
-        body = result.encode() if isinstance(result, str) else result
-        stream.write(response_head(status, [("Content-Type", ctype), ("Content-Length", len(body)),
-                                            "Cache-Control: no-store", "Connection: close"]))
-        if request.method != "HEAD":
-            stream.write(body)
-        await stream.drain()
-
-    async def _serve_file(self, stream, request):
-        if self.static_dir is None:
-            raise HTTPError(404, "not found")
-        if request.method != "GET" and request.method != "HEAD":
-            raise HTTPError(405, "only GET and HEAD are allowed here", ["Allow: GET, HEAD"])
-        path, size, etag, ctype, gzipped = find(
-            self.static_dir, request.path, request.headers.get("accept-encoding", ""))
-        headers = [("Content-Type", ctype), ("ETag", etag), "Cache-Control: no-cache",
-                   "Vary: Accept-Encoding", "Connection: close"]
-        if gzipped:
-            headers.append("Content-Encoding: gzip")
-        match = request.headers.get("if-none-match")
-        if match and (etag in match or match.strip() == "*"):  # "*": any current version
-            stream.write(response_head(304, headers))
-            await stream.drain()
-            return
-        headers.append(("Content-Length", size))
-        stream.write(response_head(200, headers))
-        if request.method == "HEAD":
-            await stream.drain()
-            return
-        # Stream in chunks through the shared buffer: a file is never read whole.
-        buf = self.buf
-        view = self.view
-        with open(path, "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                stream.write(view[:n])  # whatever the socket doesn't take now is copied
-                await stream.drain()

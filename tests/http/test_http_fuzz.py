@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the HTTP side (lib/wsserver/http.py with its static
+"""Property-based fuzzing of the HTTP side (lib/wsserver/http.py, and answer.py's static
 files, handshake.py) under CPython with Hypothesis: random and mutated request heads
 raise nothing but HTTPError (with a status we document), valid heads parse
 back to what was sent, and no path that leaves the static folder survives
@@ -15,7 +15,7 @@ sys.path.insert(0, LIB)
 from wsserver.errors import HTTPError  # noqa: E402
 from wsserver.handshake import check_upgrade, choose_subprotocol  # noqa: E402
 from wsserver.http import find_head_end, parse_request  # noqa: E402
-from wsserver.http import safe_relative_path  # noqa: E402
+from wsserver.answer import safe_relative_path  # noqa: E402
 
 pytestmark = [pytest.mark.fuzz]
 

@@ -1,10 +1,12 @@
 # Echo server for conformance runs and benchmarks:
 #   micropython tools/measure/echo_server.py --port N [--host H] [--max-message BYTES] [--bench]
-#                                    [--tls CERT_DIR [--max-tls N]]
+#                                    [--tls CERT_DIR [--max-tls N]] [--unload-http]
 # Text is echoed as text, binary as binary, at WebSocket path "/".
 # --bench adds: GET /heap and the text "heap" on "/" answer gc.mem_alloc() after
-# gc.collect(); at "/bcast" the text "start" pushes ~80-byte JSON frames to every
+# gc.collect(); the text "modules" on "/" the wsserver modules loaded; at "/bcast" the text "start" pushes ~80-byte JSON frames to every
 # client there as fast as possible until "stop".
+# --unload-http drops the HTTP side's code between requests (Server(unload_http=True),
+# the default only where wsserver runs from .mpy files).
 # --tls serves wss:// and https:// with CERT_DIR/cert.der and key.der (tools/board/cert.py).
 import sys
 
@@ -22,11 +24,11 @@ from wsserver import Server
 
 def parse_args(argv):
     opts = {"host": "127.0.0.1", "port": 8765, "max-message": 65536, "max-clients": 64,
-            "bench": False, "static": None, "debug": False, "tls": None, "max-tls": 3}
+            "bench": False, "static": None, "debug": False, "unload-http": False, "tls": None, "max-tls": 3}
     i = 1
     while i < len(argv):
         name = argv[i].lstrip("-")
-        if name in ("bench", "debug"):
+        if name in ("bench", "debug", "unload-http"):
             opts[name] = True
         elif name in opts:
             i += 1
@@ -47,6 +49,8 @@ def main():
     server = Server(static_dir=opts["static"], max_clients=opts["max-clients"],
                     max_message=opts["max-message"], debug=opts["debug"],
                     buffer=BUFFER, max_queue=64, max_tls=opts["max-tls"])
+    if opts["unload-http"]:
+        server.unload_http = True
     ctx = None
     if opts["tls"]:
         import ssl
@@ -59,6 +63,8 @@ def main():
         async for message in ws:
             if bench and message == "heap":
                 await ws.send(str(heap()))
+            elif bench and message == "modules":  # the server's own, loaded now
+                await ws.send(" ".join(sorted(m for m in sys.modules if m.startswith("wsserver."))))
             else:
                 await ws.send(message)
 

@@ -229,11 +229,11 @@ def print_modules(ram_files, ram_pkgs, rom_files, rom_pkgs, image_size):
     rest_rom = rom_pkgs["total-resident"] - rom_pkgs["asyncio"] - listed_rom
     print("   %-24s %10s %8s" % ("qstr pool chunks, " + "/".join(EMPTIED) + "/__init__",
                                  kb(rest), kb(rest_rom)))
-    print("   boot only, then dropped:")
+    print("   loaded for one use (the boot's config check, each HTTP request), then dropped:")
     for f in TRANSIENT:
         print("   %-24s %10s %8s %6d" % (f, kb(ram_files[f]), kb(rom_files[f]),
                                         ram_files.get("qstrs:" + f, 0)))
-    print("   %-24s %10s %8s" % ("left after unloading them", kb(ram_files["transient-unloaded"]),
+    print("   %-24s %10s %8s" % ("left after unloading them (names stay interned)", kb(ram_files["transient-unloaded"]),
                                  kb(rom_files["transient-unloaded"])))
     print("   ROMFS image of lib/: %d bytes (flash on a board; subtracted above)" % image_size)
 
@@ -433,7 +433,7 @@ def print_runtime(r, heapsize, romfs=False):
             kb(min(v.heap_alloc)).strip(), kb(max(v.heap_alloc)).strip(),
             kb(min(v.heap_free)).strip()))
     transient = [m for m in TRANSIENT if m in r["loaded"]]
-    print("   boot-only modules still loaded: %s" % (", ".join(transient) or "none"))
+    print("   one-use modules still loaded (none expected between requests): %s" % (", ".join(transient) or "none"))
     print("   process alive at the end: %s; MemoryError in output: %s" % (
         r["alive"], "MemoryError" in r["output"]))
     print()

@@ -7,8 +7,7 @@
 # Import order: dependencies first, so each row is that file's own cost.
 FILES = (
     "asyncio",
-    "wsserver.errors", "wsserver._native", "wsserver.frames",
-    "wsserver.http", "wsserver.handshake", "wsserver.origin", "wsserver.server",
+    "wsserver.errors", "wsserver._native", "wsserver.frames", "wsserver.origin", "wsserver.server",
     "hardware.base", "hardware.sim",
     "car.protocol", "car.drive", "car.control", "car.access", "car.app",
 )
@@ -16,9 +15,11 @@ PACKAGES = ("wsserver", "hardware", "car")
 # Package whose __init__ imports its files: emptied in the per-file tree, its
 # exports put back (outside the measurement) for the packages that use them.
 EMPTIED = {"wsserver": ("wsserver.server", "wsserver.errors")}
-# Loaded at boot only, then dropped: measured after the rest, and again after
-# unloading, to show they really go.
-TRANSIENT = ("hardware.defaults", "hardware.config", "car.config")
+# Loaded for one use, then dropped: at boot (the config check) and for each
+# HTTP request (Server.unload_http: the head, the upgrade, routes, files).
+# Measured after the rest, and again after unloading, to show they really go.
+TRANSIENT = ("hardware.defaults", "hardware.config", "car.config",
+             "wsserver.http", "wsserver.handshake", "wsserver.exchange", "wsserver.answer")
 
 import gc, sys
 tree, image, mode = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -83,10 +84,15 @@ for name in (PACKAGES + FILES if mode == "files" else ()):
                             setattr(sys.modules[pkg], k, v)
 gc.collect(); print("ROW total-resident", gc.mem_alloc() - start)
 if mode == "files":
-    for name in TRANSIENT:
-        measure(name)
     gc.collect(); a = gc.mem_alloc()
     for name in TRANSIENT:
+        measure(name)
+    for name in TRANSIENT:
         del sys.modules[name]
+        dot = name.rfind(".")
+        try:
+            delattr(sys.modules[name[:dot]], name[dot + 1:])
+        except AttributeError:
+            pass
     gc.collect(); print("ROW transient-unloaded", gc.mem_alloc() - a)
 print("ROW image-held", held)

@@ -1,0 +1,156 @@
+# The answers to a plain HTTP request: a route's handler, or a static file
+# from one folder (the page in web/), found safely by os.stat and streamed
+# through the server's buffer. Loaded by exchange.py for a request that is
+# not a WebSocket upgrade, so a WebSocket's connect never loads it.
+
+import os
+
+from .errors import HTTPError
+from .http import response_head, table_lookup, unquote
+
+
+async def route(server, stream, request, route, extra):
+    handler, methods, max_body, timeout_ms = route
+    method = request.method
+    if (" " + methods.replace(",", " ") + " ").find(" " + method + " ") < 0:
+        raise HTTPError(405, "allowed here: " + methods, [("Allow", methods)])
+    if method == "POST" or method == "PUT":
+        # Imported by the first body: a server without them never loads
+        # the module (nor interns its names).
+        from .body import Body
+        request.body = Body(server, stream, request, max_body, extra, timeout_ms or server.request_timeout_ms)
+    result = handler(request)
+    if hasattr(result, "send"):  # a coroutine (a generator on MicroPython)
+        result = await result
+    status = 200
+    ctype = "text/plain; charset=utf-8"
+    if isinstance(result, tuple) or isinstance(result, list):
+        status, result, ctype = result
+    body = result.encode() if isinstance(result, str) else result
+    stream.write(response_head(status, [("Content-Type", ctype), ("Content-Length", len(body)),
+                                        "Cache-Control: no-store", "Connection: close"]))
+    if request.method != "HEAD":
+        stream.write(body)
+    await stream.drain()
+
+
+async def file(server, stream, request):
+    if server.static_dir is None:
+        raise HTTPError(404, "not found")
+    if request.method != "GET" and request.method != "HEAD":
+        raise HTTPError(405, "only GET and HEAD are allowed here", ["Allow: GET, HEAD"])
+    path, size, etag, ctype, gzipped = find(
+        server.static_dir, request.path, request.headers.get("accept-encoding", ""))
+    headers = [("Content-Type", ctype), ("ETag", etag), "Cache-Control: no-cache",
+               "Vary: Accept-Encoding", "Connection: close"]
+    if gzipped:
+        headers.append("Content-Encoding: gzip")
+    match = request.headers.get("if-none-match")
+    if match and (etag in match or match.strip() == "*"):  # "*": any current version
+        stream.write(response_head(304, headers))
+        await stream.drain()
+        return
+    headers.append(("Content-Length", size))
+    stream.write(response_head(200, headers))
+    if request.method == "HEAD":
+        await stream.drain()
+        return
+    # Stream in chunks through the shared buffer: a file is never read whole.
+    buf = server.buf
+    view = server.view
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            stream.write(view[:n])  # whatever the socket doesn't take now is copied
+            await stream.drain()
+
+
+# A table string, as _REASONS (see table_lookup): it stays in flash.
+_TYPES = ("|html text/html; charset=utf-8|js text/javascript; charset=utf-8"
+          "|css text/css; charset=utf-8|json application/json|svg image/svg+xml"
+          "|png image/png|jpg image/jpeg|ico image/x-icon|txt text/plain; charset=utf-8"
+          "|webmanifest application/manifest+json|wasm application/wasm|")
+
+
+def content_type(name):
+    return table_lookup(_TYPES, name[name.rfind(".") + 1:].lower(), "application/octet-stream")
+
+
+def safe_relative_path(raw_path):
+    """'/css/app.css' -> 'css/app.css'; raises HTTPError for anything that could leave the folder.
+
+    Checked on the raw path before decoding, then on each decoded segment, so
+    '..', '%2e%2e', '%2f', backslashes and NUL never reach the filesystem.
+    """
+    if "\\" in raw_path or "%2f" in raw_path.lower() or "%5c" in raw_path.lower():
+        raise HTTPError(400, "encoded or back slashes are not allowed in paths")
+    path = unquote(raw_path)
+    if path.endswith("/"):
+        path += "index.html"
+    segments = path.split("/")[1:]
+    for seg in segments:
+        if not seg or seg[0] == "." or "\x00" in seg or "\\" in seg:
+            # '', '.', '..', hidden files: never served.
+            raise HTTPError(404, "not found")
+    return "/".join(segments)
+
+
+def _stat(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st[0] & 0o170000 != 0o100000:  # regular files only
+        return None
+    return st
+
+
+def find(root, raw_path, accept_encoding=""):
+    """Resolve a request path to (fs_path, size, etag, content_type, gzipped).
+
+    Prefers 'X.gz' when the client accepts gzip, so the board can ship only
+    compressed assets.
+    """
+    rel = safe_relative_path(raw_path)
+    full = root + "/" + rel
+    ctype = content_type(rel)
+    # Does Accept-Encoding let us send gzip: "gzip" (or "*" when gzip is not
+    # named) with a q-value above 0 (RFC 9110 12.5.3)? Inline, not a function
+    # of its own: one interned name fewer.
+    gzip = star = False
+    for item in accept_encoding.lower().split(","):
+        parts = item.split(";")
+        name = parts[0].strip()
+        if name != "gzip" and name != "*":
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            param = param.strip()
+            if param[:2] == "q=":
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if name == "*":
+            star = q > 0
+        else:
+            gzip = q > 0
+            break
+    else:
+        gzip = star
+    if gzip:
+        st = _stat(full + ".gz")
+        if st:
+            return full + ".gz", st[6], _etag(st, "g"), ctype, True
+    st = _stat(full)
+    if st:
+        return full, st[6], _etag(st, ""), ctype, False
+    if _stat(full + ".gz"):
+        raise HTTPError(406, "only a gzip-compressed copy exists and the client does not accept gzip")
+    raise HTTPError(404, "not found")
+
+
+def _etag(st, suffix):
+    return '"%x-%x%s"' % (st[6], st[8], suffix)
