@@ -14,12 +14,9 @@ import sys
 from micropython import const
 from time import ticks_add, ticks_diff, ticks_ms, ticks_us
 
-import hardware
-from wsserver import Server
 from wsserver.errors import HTTPError
 
-from car import VERSION, load_config, protocol
-from car.access import Access
+from car import VERSION, protocol
 from car.control import Control
 from car.drive import Drive
 
@@ -305,77 +302,23 @@ def attach(server, car):
     server.route("/api/update", methods="GET, HEAD, PUT", max_body=4 << 20, timeout_ms=120000)(handler)
 
 
-def own_hosts(host):
-    """Names a page served by us may have, besides the hostname and (on a
-    board) its WiFi addresses: on a computer the loopback names, the address
-    we listen on when it is a specific one, and the computer's own addresses
-    when we listen on all of them."""
-    if sys.platform.startswith("esp"):
-        return []
-    hosts = ["127.0.0.1", "localhost", "::1"]
-    if host and host != "0.0.0.0" and host != "::":
-        hosts.append(host)
-    else:
-        from car import lan
-
-        hosts += lan.addresses()
-    return hosts
-
-
 def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", watchdog=None):
     """Start the car and serve until a crash (which propagates, motors off).
     watchdog: optional factory, watchdog(timeout_ms) -> object with feed()
     (called every control tick; a new app on trial confirms itself through
     it, car/update.py)."""
-    # Compiling the modules so far (from source) left garbage spread over the
-    # heap; the config checker is the next big compile and needs room.
-    gc.collect()
-    cfg, errors = load_config(config_path)
-    for error in errors:
-        print("config error:", error)
-    gc.collect()
-    # The server's receive buffer, the biggest block the car keeps: taken
-    # now, while the config checker's garbage has just gone, rather than
-    # after the hardware and the app have scattered their objects over it.
-    buf = bytearray(1024)
-    hw = hardware.create(cfg["hardware"])
-    car = None
+    from car import boot
+
     try:
-        hw.stop()
-        if watchdog:
-            watchdog = watchdog(cfg["limits"]["watchdog_ms"])
-        # Sized for a board (docs/memory.md): client messages are < 512
-        # bytes, static files stream through the buffer in 1 KB pieces, and
-        # a slow client is better served the newest telemetry than 8 old ones.
-        max_clients = cfg["server"]["max_clients"]
-        tls = cfg["server"]["tls"]
-        if tls is not None:
-            from car.tls import setup  # only for a car with server.tls: loads ssl
-            tls, max_clients = setup(tls, config_path, max_clients)
-        limits = {"max_tls": max_clients + 1} if tls else {}  # + 1: room to answer 503
-        server = Server(static_dir=static_dir, max_clients=max_clients,
-                        max_message=2 * protocol.MAX_TEXT, buffer=buf, max_queue=4, **limits)
-        del limits, buf
-        port = port or cfg["server"]["port"]
-        hosts = own_hosts(host)
-        car = Car(cfg, hw, server, watchdog, Access(cfg["access"], cfg["wifi"]["hostname"], port, hosts),
-                  errors)
-        del errors
-        attach(server, car)
-        # The config file's folder: a relative fleet.ca or uplink.ca is read from there.
-        folder = config_path[:config_path.rfind("/")] if "/" in config_path else ""
-        if cfg["fleet"]:  # imported only when configured: a plain car never loads MQTT
-            from car import fleet
-
-            try:
-                car.links.append(fleet.Link(car, cfg["fleet"], folder))
-            except (OSError, ValueError) as e:  # fleet.ca unreadable: the car runs without the link
-                print("config error: %s (fleet link off)" % (e.args[0] if e.args else e))
-        if cfg["uplink"]:  # the same: a plain car never loads the WebSocket client
-            from car import uplink
-
-            car.links.append(uplink.Link(car, cfg["uplink"], folder))
-        del cfg  # this frame lives as long as the car: don't pin the config
+        car, port, tls, urls = boot.build(config_path, host, port, static_dir, watchdog)
+    finally:
+        boot = None
+        # Start-up code, run once: car.boot (and car.lan, which it loads on
+        # a computer) go now, and the heap they took with them.
+        for name in ["boot", "lan"]:  # a list: no constant tuple kept
+            if sys.modules.pop("car." + name, None) is not None:
+                delattr(sys.modules["car"], name)
+    try:
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not
         # when it is all gone: telemetry and the control tick make ~40 KB/s
@@ -384,12 +327,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         # block of a few hundred bytes is then free (docs/memory.md: 64K runs
         # with it; without it, 62K failed).
         gc.threshold(max(2048, gc.mem_free() // 4))
-        # Listening on every address of a computer: print the URLs of its own
-        # addresses (0.0.0.0 is not one a phone can open).
-        urls = hosts[3:] + ["127.0.0.1"] if (host == "0.0.0.0" or host == "::") and hosts else None
-        del hosts
         asyncio.run(car.serve(host, port, tls, urls))
     finally:
-        hw.stop()
-        for link in car.links if car else []:
+        car.hw.stop()
+        for link in car.links:
             link.stop()  # fleet: {"online": false}; uplink: close 1001

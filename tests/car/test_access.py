@@ -147,7 +147,7 @@ def test_origin_allow_list_and_clients_without_origin(open_car):
 def test_listen_host_counts_as_our_name():
     # main.py --host H adds H to our names (the harness always listens on
     # 127.0.0.1, so this is checked on own_hosts itself, on the Unix port).
-    code = ("import json\nfrom car.app import own_hosts\nfrom car import lan\n"
+    code = ("import json\nfrom car.boot import own_hosts\nfrom car import lan\n"
             "print(json.dumps([own_hosts('192.168.1.7'), own_hosts('0.0.0.0'), lan.addresses()]))")
     out = run_micropython(code)
     assert out.returncode == 0, out.stderr

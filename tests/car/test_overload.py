@@ -221,7 +221,7 @@ class BigMessages(wsserver.Server):
         super().__init__(**kw)
 
 
-app.Server = BigMessages
+wsserver.Server = BigMessages  # car.boot, imported by app.run, builds the car's server from it
 port = int(sys.argv[sys.argv.index("--port") + 1])
 app.run(config_path=%(config)r, host="127.0.0.1", port=port, static_dir=%(web)r)
 """
