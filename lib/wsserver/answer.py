@@ -1,12 +1,59 @@
-# The answers to a plain HTTP request: a route's handler, or a static file
-# from one folder (the page in web/), found safely by os.stat and streamed
-# through the server's buffer. Loaded by exchange.py for a request that is
-# not a WebSocket upgrade, so a WebSocket's connect never loads it.
+# HTTP responses: a route's handler, a static file from one folder (the page
+# in web/, found safely by os.stat and streamed through the server's
+# buffer), and the error answers. Loaded by exchange.py for a request that is
+# not a WebSocket upgrade, or for an error: a WebSocket's accepted upgrade
+# (its 101 is handshake.py's) never loads it.
 
 import os
 
 from .errors import HTTPError
-from .http import response_head, table_lookup, unquote
+from .http import unquote
+
+# Lookup tables as one string each ("|key value|key value|") rather than
+# dicts: a string constant stays in flash (frozen or ROMFS), where a dict
+# would be built in the heap at import.
+_REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
+            "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
+            "|409 Conflict|411 Length Required|413 Content Too Large|414 URI Too Long"
+            "|426 Upgrade Required|431 Request Header Fields Too Large"
+            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported"
+            "|507 Insufficient Storage|")
+
+
+def table_lookup(table, key, default):
+    """The value for `key` in a "|key value|..." table string, else `default`."""
+    if "|" in key:
+        return default
+    start = table.find("|" + key + " ")
+    if start < 0:
+        return default
+    start += len(key) + 2
+    return table[start:table.find("|", start)]
+
+
+def reason_phrase(status):
+    """The standard reason phrase for `status` ("Unknown" for codes we never send)."""
+    return table_lookup(_REASONS, str(status), "Unknown")
+
+
+def response_head(status, headers=()):
+    """headers: (name, value) pairs, or "Name: value" strings for fixed ones
+    (one long string stays out of the qstr pool and builds no tuple)."""
+    lines = ["HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))]
+    for h in headers:
+        lines.append((h if isinstance(h, str) else "%s: %s" % h) + "\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
+def error_response(status, reason, headers=None, head_only=False):
+    """A complete plain-text error response that names the problem."""
+    body = (reason + "\n").encode()
+    h = ["Content-Type: text/plain; charset=utf-8", ("Content-Length", len(body)),
+         "Connection: close"]
+    if headers:
+        h.extend(headers)
+    return response_head(status, h) + (b"" if head_only else body)
 
 
 async def route(server, stream, request, route, extra):

@@ -11,7 +11,7 @@ import sys
 from .connection import WebSocket, nodelay, read_now, read_off, ticks_diff, ticks_ms
 from .errors import HTTPError
 from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import error_response, find_head_end, parse_request
+from .http import find_head_end, parse_request
 
 
 async def serve(server, stream):
@@ -90,6 +90,7 @@ async def serve(server, stream):
 
 
 async def answer_error(stream, e, head_only):
+    from .answer import error_response
     try:
         stream.write(error_response(e.status, e.reason, e.headers, head_only))
         await stream.drain()

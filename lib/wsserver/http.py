@@ -1,36 +1,10 @@
-# HTTP/1.1 request parsing and responses: the small subset a board needs.
-# Sans-I/O: parse_request() takes the bytes of a request head. (Static
-# files: answer.py.)
+# HTTP/1.1 request parsing: the small subset a board needs. Sans-I/O:
+# parse_request() takes the bytes of a request head. (Responses, error
+# answers included, and static files: answer.py, which a WebSocket's
+# upgrade does not load unless it is refused.)
 
 from .connection import Request
 from .errors import HTTPError
-
-# Lookup tables as one string each ("|key value|key value|") rather than
-# dicts: a string constant stays in flash (frozen or ROMFS), where a dict
-# would be built in the heap at import.
-_REASONS = ("|101 Switching Protocols|200 OK|304 Not Modified|400 Bad Request|403 Forbidden"
-            "|404 Not Found|405 Method Not Allowed|406 Not Acceptable|408 Request Timeout"
-            "|409 Conflict|411 Length Required|413 Content Too Large|414 URI Too Long"
-            "|426 Upgrade Required|431 Request Header Fields Too Large"
-            "|500 Internal Server Error|503 Service Unavailable|505 HTTP Version Not Supported"
-            "|507 Insufficient Storage|")
-
-
-def table_lookup(table, key, default):
-    """The value for `key` in a "|key value|..." table string, else `default`."""
-    if "|" in key:
-        return default
-    start = table.find("|" + key + " ")
-    if start < 0:
-        return default
-    start += len(key) + 2
-    return table[start:table.find("|", start)]
-
-
-def reason_phrase(status):
-    """The standard reason phrase for `status` ("Unknown" for codes we never send)."""
-    return table_lookup(_REASONS, str(status), "Unknown")
-
 
 # RFC 9110 token characters, for header names.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -166,23 +140,3 @@ def parse_request(head, max_uri=512, max_headers=32):
 def header_tokens(value):
     """'keep-alive, Upgrade' -> ['keep-alive', 'upgrade']"""
     return [t.strip().lower() for t in value.split(",")]
-
-
-def response_head(status, headers=()):
-    """headers: (name, value) pairs, or "Name: value" strings for fixed ones
-    (one long string stays out of the qstr pool and builds no tuple)."""
-    lines = ["HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))]
-    for h in headers:
-        lines.append((h if isinstance(h, str) else "%s: %s" % h) + "\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode()
-
-
-def error_response(status, reason, headers=None, head_only=False):
-    """A complete plain-text error response that names the problem."""
-    body = (reason + "\n").encode()
-    h = ["Content-Type: text/plain; charset=utf-8", ("Content-Length", len(body)),
-         "Connection: close"]
-    if headers:
-        h.extend(headers)
-    return response_head(status, h) + (b"" if head_only else body)

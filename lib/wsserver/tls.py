@@ -28,7 +28,7 @@ def not_tls(server, sock):
     # text on the socket under the failed session. Its unread input is
     # read first, or the kernel would reset the connection over the answer.
     read_off(sock, server.buf)
-    from .http import error_response  # here: tls.py stays loaded, http.py does not (unload_http)
+    from .answer import error_response  # here: tls.py stays loaded, answer.py does not (unload_http)
     try:
         sock.write(error_response(400, "this port speaks HTTPS: use https://", None, False))
     except OSError:

@@ -278,7 +278,7 @@ def test_utf8_word_fast_path_sees_every_byte():
 def test_reason_phrases_and_content_types_from_their_string_tables():
     # Both tables are one string each (they stay in flash); every entry must
     # come out whole, and anything else gets the fallback.
-    from wsserver.http import reason_phrase
+    from wsserver.answer import reason_phrase
     from wsserver.answer import content_type
     assert reason_phrase(101) == "Switching Protocols"
     assert reason_phrase(200) == "OK"

@@ -32,7 +32,7 @@ HEAP_SLACK = 1536
 @pytest.fixture(scope="module")
 def server():
     from support.micropython import MicroPythonProcess
-    p = MicroPythonProcess("tools/measure/echo_server.py", ["--bench", "--max-message", "4096", "--static", "web", "--unload-http"])
+    p = MicroPythonProcess("tools/measure/echo_server.py", ["--bench", "--max-message", "4096", "--static", "web"])
     s = handshake(p.port)
     assert echo(s, "warm") == "warm"
     close_clean(s)
