@@ -154,9 +154,11 @@ class WebSocket(State):
             try:
                 if codec.error is not None:
                     raise codec.error
-                big = codec.pending_payload()
-                if big is not None and len(big) > len(server.buf):
-                    n = await self.stream.readinto(big)  # straight into place, no copy
+                # codec.pending_payload()'s test, inline: a call per read costs
+                # more than the rest of an echo's bookkeeping.
+                big = codec._frame
+                if big is not None and len(big) - codec._have > len(server.buf):
+                    n = await self.stream.readinto(codec.pending_payload())  # straight into place, no copy
                     if n:
                         self._events = codec.payload_received(n)
                 else:
@@ -216,10 +218,11 @@ class WebSocket(State):
             b0 = 0x82  # FIN, binary
             payload = message
         n = len(payload)
+        size = n + 2
         if n < 126:
             # A small frame built here, encode()'s work without its calls
             # and branches: header and payload in one buffer.
-            frame = bytearray(n + 2)
+            frame = bytearray(size)
             frame[0] = b0
             frame[1] = n
             frame[2:] = payload
@@ -227,6 +230,7 @@ class WebSocket(State):
             return self._send(message)
         else:
             frame = encode(b0 & 0x0F, payload)
+            size += 2
         if self._events:
             # More input is already here (a pipelining client): hold the reply
             # and answer the whole batch with one write before the next read.
@@ -234,6 +238,7 @@ class WebSocket(State):
             return ()
         if self.held:
             frame = self._with_held(frame)
+            size = len(frame)
         # _write's work, inline: the reply's one call on the way out.
         stream = self.stream
         try:
@@ -241,7 +246,7 @@ class WebSocket(State):
         except OSError:
             self._lose()
             raise ConnectionClosed(CLOSE_ABNORMAL)  # the write failed: connection lost
-        if n != len(frame):
+        if n != size:
             stream.out_buf = memoryview(frame)[n or 0:]
             self._flushing = True
             return self._send(None)  # the rest of it, as the socket takes it
