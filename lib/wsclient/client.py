@@ -46,8 +46,8 @@ def _load(name):
     """wsclient.<name>, imported for one use and dropped from sys.modules at
     once: handshake.py (the URL, TCP/TLS, the request and the response
     checks; ~4 KB, with the URL parser it imports) for a connect, closing.py
-    (the close handshakes and pings, ~1 KB) for a close or a ping, frames.py
-    for a message sent in pieces, so an open connection does not keep
+    (the close handshakes, ~1.5 KB) for a close, ping.py for a ping,
+    frames.py for a message sent in pieces, so an open connection does not keep
     their code in the heap (HandshakeError, which callers catch,
     stays here: one class, however often handshake.py is loaded)."""
     import sys
@@ -67,8 +67,8 @@ class ClientConnection:
     completes a close handshake the server starts: keep calling it (or
     `async for`) even on a connection you only send to.
 
-    closing.py (loaded for a close or a ping) and frames.py (for a message
-    sent in pieces) work on `pending`, `close_sent`, `reading`, `finished`,
+    closing.py (loaded for a close), ping.py (a ping) and frames.py (a
+    message sent in pieces) work on `pending`, `close_sent`, `reading`, `finished`,
     `buf`, `writer`, `pong`, read(), readinto(), send_frame(), wire() and
     abort(): that is their interface to the connection.
     """
@@ -219,8 +219,8 @@ class ClientConnection:
 
         The pong is seen by whichever task reads: recv() in another task,
         or this one when no task is reading (messages that arrive meanwhile
-        are kept for recv()). closing.py's, loaded for it."""
-        await _load("closing").ping(self, data, timeout_ms)
+        are kept for recv()). ping.py's, loaded for it."""
+        await _load("ping").ping(self, data, timeout_ms)
 
     async def send_frame(self, frame, control=False):
         w = self.writer

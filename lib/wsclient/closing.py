@@ -1,12 +1,11 @@
-# The control frames a client starts (client.ClientConnection, `ws` below):
-# the close handshake either side starts, failing the connection (RFC 6455
-# §7), and a ping waiting for its pong. Loaded for a close or a ping and
-# dropped again (client._load): a car keeps its connection open for hours,
-# and this code would sit in its heap all along.
+# Closing a client connection (client.ClientConnection, `ws` below): the
+# close handshake either side starts and failing the connection (RFC 6455
+# §7). Loaded for a close and dropped again (client._load): a car keeps its
+# connection open for hours, and this code would sit in its heap all along.
 import asyncio
 
 from wsserver.errors import ConnectionClosed
-from wsserver.frames import CLOSE, CLOSE_NO_STATUS, CLOSE_NORMAL, PING
+from wsserver.frames import CLOSE, CLOSE_NO_STATUS, CLOSE_NORMAL
 
 from .client import encode_masked
 
@@ -18,31 +17,6 @@ def encode_close(code=CLOSE_NORMAL, reason=""):
     reason = reason.encode() if isinstance(reason, str) else reason
     # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
     return encode_masked(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
-
-
-async def ping(ws, data=None, timeout_ms=None):
-    """ClientConnection.ping(): send a ping, wait for its pong."""
-    if data is None:
-        from os import urandom
-        data = urandom(4)
-    data = bytes(data)
-    if len(data) > 125:
-        raise ValueError("ping payload over 125 bytes (RFC 6455 §5.5)")
-    event = asyncio.Event()
-    ws.pong = [data, event]
-    await ws.send_frame(encode_masked(PING, data))
-    await asyncio.wait_for(_await_pong(ws, event),
-                           (timeout_ms if timeout_ms is not None else ws.close_timeout_ms) / 1000)
-
-
-async def _await_pong(ws, event):
-    while not event.is_set():
-        if ws.close_code is not None or (ws.pending and ws.pending[-1][0] == CLOSE):
-            raise ConnectionClosed(ws.close_code)
-        if ws.reading is None:
-            await ws.read()
-        else:
-            await event.wait()
 
 
 async def close(ws, code=CLOSE_NORMAL, reason=""):
