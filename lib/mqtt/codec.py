@@ -96,12 +96,17 @@ def _length(n):
 
 
 def _packet(first, body, tail=b""):
-    # A bytearray (it compares equal to bytes): the header, the body, then
-    # tail (a PUBLISH's payload) appended in place, so a telemetry message
-    # is copied once into the packet, not three times.
-    out = bytearray((first,)) + _length(len(body) + len(tail))
-    out += body
-    out += tail
+    # A bytearray (it compares equal to bytes) made at its full size, then
+    # the header, the body and tail (a PUBLISH's payload) copied into it:
+    # a telemetry message is copied once, into the one block of its size
+    # that the packet takes (no growing, which may copy it again).
+    head = _length(len(body) + len(tail))
+    at = 1 + len(head) + len(body)
+    out = bytearray(at + len(tail))
+    out[0] = first
+    out[1:1 + len(head)] = head
+    out[1 + len(head):at] = body
+    out[at:] = tail
     return out
 
 
@@ -133,7 +138,10 @@ def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
     if qos != 0 and qos != 1:
         raise _fail(11)  # qos must be 0 or 1
     if type(payload) is str:
-        payload = payload.encode()
+        try:
+            payload = memoryview(payload)  # MicroPython: the str's UTF-8 bytes, not a copy
+        except TypeError:  # CPython
+            payload = payload.encode()
     body = _bytes(topic, "topic")
     if qos:
         body += _id(packet_id)
