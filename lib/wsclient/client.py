@@ -1,8 +1,9 @@
 # The client connection: the shared codec (wsserver.frames.Codec, client
-# role) and the masked frames of frames.py on an open socket. Opening it (the
-# URL, TCP/TLS, the handshake's request and checks) is handshake.py's, which
-# connect() imports for the connect only; closing it is closing.py's,
-# imported for a close only.
+# role) and masked frames (encode_masked) on an open socket. Opening it (TCP/
+# TLS, the handshake's request and checks) is handshake.py's, which connect()
+# imports for the connect only, after wsurl took the URL apart; closing it is
+# closing.py's, imported for a close only; a ping is ping.py's, a message
+# sent in pieces frames.py's.
 #
 #   ws = await connect("ws://127.0.0.1:8080/ws", subprotocols=["mqtt"])
 #   await ws.send("hello")
@@ -44,11 +45,11 @@ class HandshakeError(Exception):
 
 def _load(name):
     """wsclient.<name>, imported for one use and dropped from sys.modules at
-    once: handshake.py (the URL, TCP/TLS, the request and the response
-    checks; ~4 KB, with the URL parser it imports) for a connect, closing.py
-    (the close handshakes, ~1.5 KB) for a close, ping.py for a ping,
-    frames.py for a message sent in pieces, so an open connection does not keep
-    their code in the heap (HandshakeError, which callers catch,
+    once: handshake.py (TCP/TLS, the request and the response checks;
+    ~3.9 KB; connect() takes the URL apart with wsurl before) for a
+    connect, closing.py (the close handshakes, ~1.3 KB) for a close, ping.py
+    for a ping, frames.py for a message sent in pieces, so an open
+    connection does not keep their code in the heap (HandshakeError, which callers catch,
     stays here: one class, however often handshake.py is loaded)."""
     import sys
 
@@ -56,7 +57,6 @@ def _load(name):
 
     __import__("wsclient." + name)
     wsclient.__dict__.pop(name, None)
-    sys.modules.pop("wsurl", None)  # handshake.py's URL parser
     return sys.modules.pop("wsclient." + name)
 
 
@@ -347,8 +347,17 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
+    # The URL first, with wsurl alone (ValueError for a bad one), then the
+    # handshake's code: the two are not loaded on top of each other.
+    import sys
+
+    from wsurl import parse_url
+
+    sys.modules.pop("wsurl", None)
+    parts = parse_url(url)
+    del parse_url
     reader, writer, subprotocol, early = await _load("handshake").open_connection(
-        url, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
+        url, parts, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
     # Made here, once handshake.py's code can be freed: its buffer and codec
     # are not allocated on top of it, at the connect's peak.
     try:
