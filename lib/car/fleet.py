@@ -101,8 +101,7 @@ class Link(Remote):
         if retain:
             # A retained command was published at some unknown time before:
             # never acted on, whatever it says.
-            return self.refuse("stale", None, "retained commands are ignored; publish cmd "
-                               "with retain false")
+            return self.refuse("stale", 3)
         try:
             text = bytes(payload).decode()
             msg = json.loads(text)

@@ -10,6 +10,7 @@
 # clock from a `ping`: the pong carries `uptime_ms`); one older than
 # limits.deadman_ms is refused as stale, because by then the deadman would
 # have stopped the car anyway. One rule, one place (docs/protocol.md).
+import sys
 from time import ticks_ms
 
 from car import protocol
@@ -55,17 +56,22 @@ class Remote:
 
     def stale(self, at):
         if not protocol.is_number(at):
-            return self.refuse("bad_field", "at", "at: missing or not a number; a drive over %s "
-                               "carries the car's uptime_ms when it was sent (ping gives it)" % self.over)
+            return self.refuse("bad_field", 0, (self.over,))
         age = self.car.uptime_ms(ticks_ms()) - at
         if age > self.max_age_ms:
-            return self.refuse("stale", "at", "at: command is %d ms old (limit %d ms, the deadman); "
-                               "not acted on" % (age, self.max_age_ms))
+            return self.refuse("stale", 1, (age, self.max_age_ms))
         if age < -self.max_age_ms:
-            return self.refuse("stale", "at", "at: %d ms ahead of the car's clock; ping to learn "
-                               "it again (the car may have restarted)" % -age)
+            return self.refuse("stale", 2, (-age,))
         return None
 
-    def refuse(self, code, field, message):
+    def refuse(self, code, n, args=()):
+        """The error reply with text n of car/refusals.py (formatted with
+        args), which is loaded for it and dropped again: a link that
+        refuses nothing does not hold the texts."""
+        from car import refusals
+
+        sys.modules.pop("car.refusals", None)
+        sys.modules["car"].__dict__.pop("refusals", None)  # the import set car.refusals
         self.errors += 1
-        return protocol.error(code, field, message)
+        field, text = refusals.TEXTS[n]
+        return protocol.error(code, field, text % args)

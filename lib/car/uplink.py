@@ -11,9 +11,12 @@
 #
 # Nothing here can delay the control loop or the local clients: the car's
 # side only appends to a bounded queue (the oldest telemetry is dropped
-# first); one writer task waits on the socket, nobody waits on it.
+# first); a sender task waits on the socket, nobody waits on it. That task
+# runs while there is something to send and ends when the queue is empty
+# (no task parked between texts, and no asyncio.Event: asyncio.event, a
+# module a plain car never loads, would be ~0.5 KB more).
 import json
-from asyncio import Event, create_task, sleep_ms
+from asyncio import create_task, sleep_ms
 from random import getrandbits
 from time import ticks_add, ticks_diff, ticks_ms
 
@@ -56,8 +59,8 @@ class Link(Remote):
         self.subprotocols = [cfg["subprotocol"]] if cfg["subprotocol"] else None
         self.period_ms = 1000 // cfg["telemetry_hz"]
         self.ws = None  # the open connection, or None while the server is away
-        self.queue = []  # texts for the writer task
-        self.wake = Event()
+        self.queue = []  # texts for the sender task
+        self.sender = None  # the task sending the queue, while it has texts
         self.seq = 0  # the uplink's own telemetry count (no gaps for /ws clients)
         self.failures = 0  # connection attempts since the last success
         self.dropped = 0
@@ -79,7 +82,8 @@ class Link(Remote):
             queue.pop(victim)
             self.dropped += 1
         queue.append(text)
-        self.wake.set()
+        if self.sender is None:
+            self.sender = create_task(self.send_queue(self.ws))
 
     def message(self, message):
         """The reply to one message from the server, or None."""
@@ -124,12 +128,11 @@ class Link(Remote):
         self.failures = 0
         self.last_rx = ticks_ms()
         print("uplink: connected to %s%s" % (self.url, " (%s)" % ws.subprotocol if ws.subprotocol else ""))
-        writer = watch = None
+        watch = None
         try:
             await ws.send(self.car.hello(self))  # first, as on /ws
             self.ws = ws  # telemetry and role changes from now on
             self.queue = []
-            writer = create_task(self.writer(ws))
             watch = create_task(self.watch(ws))
             while True:
                 message = await ws.recv()
@@ -146,24 +149,25 @@ class Link(Remote):
             ws.abort()  # the socket is closed whatever happened
             return describe(e)
         finally:
-            if writer:
-                writer.cancel()
+            if watch:
                 watch.cancel()
+            if self.sender:
+                self.sender.cancel()
+                self.sender = None
         if ws.close_code == 1006:
             return "connection lost (no close frame)"
         return "connection closed (%d%s)" % (ws.close_code, " " + ws.close_reason if ws.close_reason else "")
 
-    async def writer(self, ws):
+    async def send_queue(self, ws):
+        # Started by send_nowait when no sender runs; ends with the queue
+        # empty (or cancelled by serve_once when the connection ends).
         queue = self.queue
         try:
-            while True:
-                if not queue:
-                    self.wake.clear()
-                    await self.wake.wait()
-                    continue
+            while queue:
                 await ws.send(queue.pop(0))
         except Exception:
             pass  # the reader sees the connection end
+        self.sender = None
 
     async def watch(self, ws):
         # A server that vanished without closing TCP sends nothing ever

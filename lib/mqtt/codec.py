@@ -58,13 +58,9 @@ def _drop(name):
     mqtt.__dict__.pop(name, None)
 
 
-def _texts():
-    return _load("texts")
-
-
 def _text(n, *args):
     """Text number n of mqtt/texts.py, formatted with args."""
-    text = _texts().TEXTS[n]
+    text = _load("texts").TEXTS[n]
     return text % args if args else text
 
 
@@ -100,12 +96,17 @@ def _length(n):
 
 
 def _packet(first, body, tail=b""):
-    # A bytearray (it compares equal to bytes): the header, the body, then
-    # tail (a PUBLISH's payload) appended in place, so a telemetry message
-    # is copied once into the packet, not three times.
-    out = bytearray((first,)) + _length(len(body) + len(tail))
-    out += body
-    out += tail
+    # A bytearray (it compares equal to bytes) made at its full size, then
+    # the header, the body and tail (a PUBLISH's payload) copied into it:
+    # a telemetry message is copied once, into the one block of its size
+    # that the packet takes (no growing, which may copy it again).
+    head = _length(len(body) + len(tail))
+    at = 1 + len(head) + len(body)
+    out = bytearray(at + len(tail))
+    out[0] = first
+    out[1:1 + len(head)] = head
+    out[1 + len(head):at] = body
+    out[at:] = tail
     return out
 
 
@@ -137,7 +138,10 @@ def publish(topic, payload, qos=0, retain=False, packet_id=None, dup=False):
     if qos != 0 and qos != 1:
         raise _fail(11)  # qos must be 0 or 1
     if type(payload) is str:
-        payload = payload.encode()
+        try:
+            payload = memoryview(payload)  # MicroPython: the str's UTF-8 bytes, not a copy
+        except TypeError:  # CPython
+            payload = payload.encode()
     body = _bytes(topic, "topic")
     if qos:
         body += _id(packet_id)
@@ -239,24 +243,6 @@ class Parser:
         return parse(first, body)
 
 
-def _u16(body, at, what):
-    if at + 2 > len(body):
-        raise _fail(16, what)  # %s: packet ends inside it
-    return (body[at] << 8) | body[at + 1]
-
-
-def _string(body, at, what):
-    n = _u16(body, at, what)
-    end = at + 2 + n
-    if end > len(body):
-        raise _fail(17, what, n)  # %s: length %d runs past the packet's end
-    try:
-        text = body[at + 2:end].decode()
-    except UnicodeError:
-        raise _fail(18, what)  # %s: not valid UTF-8
-    return text, end
-
-
 def parse(first, body):
     """One packet from its first byte and its body (after the length)."""
     kind = first >> 4
@@ -273,14 +259,25 @@ def parse(first, body):
         p.retain = flags & 1 != 0
         if p.dup and not qos:
             raise _fail(21)  # PUBLISH QoS 0 with the DUP flag set
-        topic, at = _string(body, 0, "PUBLISH topic")
+        # The topic: a 16-bit length, then UTF-8.
+        if n < 2:
+            raise _fail(16, "PUBLISH topic")  # %s: packet ends inside it
+        at = 2 + ((body[0] << 8) | body[1])
+        if at > n:
+            raise _fail(17, "PUBLISH topic", at - 2)  # %s: length %d runs past the packet's end
+        try:
+            topic = body[2:at].decode()
+        except UnicodeError:
+            raise _fail(18, "PUBLISH topic")  # %s: not valid UTF-8
         if not topic:
             raise _fail(22)  # PUBLISH topic is empty
         if "+" in topic or "#" in topic or "\x00" in topic:
             raise _fail(23, topic)  # PUBLISH topic %r contains a wildcard or U+0000
         p.topic = topic
         if qos:
-            p.packet_id = _u16(body, at, "PUBLISH packet id")
+            if at + 2 > n:
+                raise _fail(16, "PUBLISH packet id")  # %s: packet ends inside it
+            p.packet_id = (body[at] << 8) | body[at + 1]
             if not p.packet_id:
                 raise _fail(24)  # PUBLISH packet id 0
             at += 2

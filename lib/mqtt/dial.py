@@ -145,9 +145,9 @@ def subscribe(packet_id, topics):
 
 def refused(code):
     """The MQTTError for a CONNACK with return code `code` (its .code)."""
-    from mqtt.codec import MQTTError, _texts
+    from mqtt.codec import MQTTError, _load
 
-    names = _texts().REFUSED
+    names = _load("texts").REFUSED
     e = MQTTError("CONNACK return code %d: %s" % (code, names[code - 1] if 1 <= code <= 5
                                                   else "unknown return code"))
     e.code = code

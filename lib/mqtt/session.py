@@ -3,7 +3,9 @@
 # exponential backoff and jitter, for as long as it runs.
 #
 # The caller is never blocked: publish() only puts the message in a bounded
-# queue and returns; one writer task sends. A slow broker fills the queue and
+# queue and returns; a writer task sends, started when there is something to
+# send and ended when there is nothing left (no task parked on an
+# asyncio.Event: asyncio.event, which a plain car never loads, is ~0.5 KB). A slow broker fills the queue and
 # the oldest QoS 0 messages (telemetry) are dropped, never the caller delayed.
 # QoS 0 messages published while offline are dropped (they would be stale);
 # QoS 1 ones wait, and unacknowledged ones are sent again (DUP) after a
@@ -73,8 +75,8 @@ class Session:
         self.error = None  # why the last connection ended (text)
         self.failures = 0  # connection attempts since the last CONNACK
         self.transport = None
-        self.wake = asyncio.Event()  # something to send
-        self.ended = asyncio.Event()  # this connection is over
+        self.reader = self.writer = None  # this connection's reader and writer tasks
+        self.over = False  # this connection is over (_end)
         self.last_rx = self.last_tx = ticks_ms()
         self.ping_sent = False
 
@@ -98,7 +100,7 @@ class Session:
             queue.pop(victim)
             self.dropped += 1
         queue.append([topic, payload, qos, retain])
-        self.wake.set()
+        self._send_soon()
         return True
 
     async def close(self, topic=None, payload=None):
@@ -113,7 +115,7 @@ class Session:
                 await t.send(codec.disconnect())
             except Exception:
                 pass
-        self.ended.set()
+        self._end(None)
 
     # --- the connection ------------------------------------------------
 
@@ -135,7 +137,6 @@ class Session:
             self.failures += 1
             delay = self.backoff()
             self.log("mqtt %s: %s; reconnecting in %d ms" % (self.client_id, self.error, delay))
-            self.ended.clear()
             await self._wait_ms(delay)
 
     def backoff(self):
@@ -147,14 +148,13 @@ class Session:
         return full // 2 + (getrandbits(16) * (full - full // 2)) // 65536
 
     async def _wait_ms(self, ms):
-        # Sleep, but return early when close() is called.
-        try:
-            await asyncio.wait_for(self.ended.wait(), ms / 1000)
-        except asyncio.TimeoutError:
-            pass
+        # Sleep, but return early (within 50 ms) when close() is called.
+        while ms > 0 and not self.closing:
+            await sleep_ms(min(ms, 50))
+            ms -= 50
 
     async def _serve_once(self):
-        self.ended.clear()
+        self.over = False
         self.error = None
         # The connect's code (dial.py: TCP, TLS, CONNECT, CONNACK, SUBSCRIBE)
         # is loaded for it and dropped after it; a TCP opener loads it first,
@@ -173,21 +173,37 @@ class Session:
             self.on_connect()
         for p in packets:
             self._handle(p)
-        t = self.transport
-        tasks = [asyncio.create_task(self._reader(t, parser)),
-                 asyncio.create_task(self._writer(t)),
-                 asyncio.create_task(self._keepalive())]
+        reader = self.reader = asyncio.create_task(self._reader(self.transport, parser))
+        keepalive = asyncio.create_task(self._keepalive())
+        self._send_soon()  # the SUBSCRIBE and what waited for the connection
         try:
-            await self.ended.wait()
+            if not self.over:  # close() came during the connect
+                await reader  # until the connection is over (_end)
+        except asyncio.CancelledError:
+            if not self.over:
+                raise  # the session's own task was cancelled
         finally:
-            for task in tasks:
-                task.cancel()
+            keepalive.cancel()
+            reader.cancel()
+            if self.writer is not None:
+                self.writer.cancel()
+            self.reader = self.writer = None
             self.connected = False
 
     def _end(self, why):
+        # This connection is over: its reader task (which _serve_once waits
+        # for) is cancelled, unless it is the one ending it.
         if self.error is None:
             self.error = why
-        self.ended.set()
+        self.over = True
+        reader = self.reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+
+    def _send_soon(self):
+        # A writer task for what is queued, unless one runs (or no connection).
+        if self.writer is None and self.connected and (self.urgent or self.queue):
+            self.writer = asyncio.create_task(self._writer(self.transport))
 
     def new_id(self):
         self.next_id = self.next_id % 65535 + 1
@@ -212,7 +228,7 @@ class Session:
         if kind == codec.PUBLISH:
             if p.qos:
                 self.urgent.append(codec.puback(p.packet_id))
-                self.wake.set()
+                self._send_soon()
             if self.on_message:
                 self.on_message(p.topic, p.payload, p.retain)
         elif kind == codec.PUBACK:
@@ -224,6 +240,7 @@ class Session:
             raise _fail(36)  # a second CONNACK
 
     async def _writer(self, t):
+        # Started by _send_soon; ends when nothing is left to send.
         try:
             while True:
                 if self.urgent:
@@ -239,13 +256,12 @@ class Session:
                             self.dropped += 1
                     wire = codec.publish(topic, payload, qos, retain, pid)
                 else:
-                    self.wake.clear()
-                    await self.wake.wait()
-                    continue
+                    break
                 await t.send(wire)
                 self.last_tx = ticks_ms()
         except Exception as e:
             self._end(describe(e))
+        self.writer = None
 
     async def _keepalive(self):
         # PINGREQ when nothing was received for half of silent_ms or nothing
@@ -268,4 +284,4 @@ class Session:
                                        or ticks_diff(now, self.last_tx) >= quiet_tx):
                 self.ping_sent = True
                 self.urgent.append(codec.pingreq())
-                self.wake.set()
+                self._send_soon()

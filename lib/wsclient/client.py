@@ -1,8 +1,9 @@
 # The client connection: the shared codec (wsserver.frames.Codec, client
-# role) and the masked frames of frames.py on an open socket. Opening it (the
-# URL, TCP/TLS, the handshake's request and checks) is handshake.py's, which
-# connect() imports for the connect only; closing it is closing.py's,
-# imported for a close only.
+# role) and masked frames (encode_masked) on an open socket. Opening it (TCP/
+# TLS, the handshake's request and checks) is handshake.py's, which connect()
+# imports for the connect only, after wsurl took the URL apart; closing it is
+# closing.py's, imported for a close only; a ping is ping.py's, a message
+# sent in pieces frames.py's.
 #
 #   ws = await connect("ws://127.0.0.1:8080/ws", subprotocols=["mqtt"])
 #   await ws.send("hello")
@@ -11,18 +12,18 @@
 
 import asyncio
 
-from wsserver.errors import ConnectionClosed, ProtocolError
-from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CONT,
-                             PING, PONG, TEXT, Codec, payload_view)
+from os import urandom
 
-from .frames import encode_masked, masked_pieces
+from wsserver.errors import ConnectionClosed, ProtocolError
+from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, PONG,
+                             TEXT, Codec, payload_view, unmask)
 
 try:
     from asyncio import current_task
 except ImportError:  # CPython < 3.7 has it on Task only
     current_task = asyncio.Task.current_task
 
-LARGE = 8192  # bytes: a message longer than this is masked in pieces, not copied whole
+LARGE = 8192  # bytes: a message longer than this is masked in pieces (frames.py), not copied whole
 MAX_HEAD = 4096  # bytes: a longer response head is refused
 
 
@@ -44,10 +45,11 @@ class HandshakeError(Exception):
 
 def _load(name):
     """wsclient.<name>, imported for one use and dropped from sys.modules at
-    once: handshake.py (the URL, TCP/TLS, the request and the response
-    checks; ~4 KB, with the URL parser it imports) for a connect, closing.py
-    (the close handshakes, ~1 KB) for a close, so an open connection does
-    not keep their code in the heap (HandshakeError, which callers catch,
+    once: handshake.py (TCP/TLS, the request and the response checks;
+    ~3.9 KB; connect() takes the URL apart with wsurl before) for a
+    connect, closing.py (the close handshakes, ~1.3 KB) for a close, ping.py
+    for a ping, frames.py for a message sent in pieces, so an open
+    connection does not keep their code in the heap (HandshakeError, which callers catch,
     stays here: one class, however often handshake.py is loaded)."""
     import sys
 
@@ -55,7 +57,6 @@ def _load(name):
 
     __import__("wsclient." + name)
     wsclient.__dict__.pop(name, None)
-    sys.modules.pop("wsurl", None)  # handshake.py's URL parser
     return sys.modules.pop("wsclient." + name)
 
 
@@ -66,9 +67,10 @@ class ClientConnection:
     completes a close handshake the server starts: keep calling it (or
     `async for`) even on a connection you only send to.
 
-    closing.py, loaded only for a close, works on `pending`, `close_sent`,
-    `reading`, `finished`, `buf`, read(), readinto(), send_frame() and
-    abort(): that is its interface to the connection.
+    closing.py (loaded for a close), ping.py (a ping) and frames.py (a
+    message sent in pieces) work on `pending`, `close_sent`, `reading`, `finished`,
+    `buf`, `writer`, `pong`, read(), readinto(), send_frame(), wire() and
+    abort(): that is their interface to the connection.
     """
 
     # Class-level defaults: an instance pays only for the ones it changes.
@@ -78,18 +80,18 @@ class ClientConnection:
     pending = None  # received events not handed out yet
     close_sent = False
     reading = None  # the task reading, while it waits for data
-    _pong = None  # [payload, Event] of the ping waiting for its pong
+    pong = None  # [payload, Event] of the ping waiting for its pong
     _early = b""  # bytes that came right behind the 101, in the same read
     finished = False  # TCP closed: the connection is over
     # One frame at a time on the wire: made by the first write the socket
-    # does not take at once (_wire), so a connection whose frames always go
+    # does not take at once (wire()), so a connection whose frames always go
     # straight out never loads asyncio's Lock (~430 bytes with its module).
     _lock = None
 
     def __init__(self, reader, writer, subprotocol, max_message, close_timeout_ms, buffer_size,
                  early=b""):
         self._r = reader
-        self._w = writer  # MicroPython: the same Stream object as reader
+        self.writer = writer  # MicroPython: the same Stream object as reader
         if subprotocol:
             self.subprotocol = subprotocol
         self.close_timeout_ms = close_timeout_ms
@@ -125,34 +127,9 @@ class ClientConnection:
                 return None
             await self.read()
 
-    def _take(self, data):
-        """Feed received bytes to the codec; keep messages and closes, and
-        return the pings to answer. Pongs are matched here."""
-        return self._sort(self.codec.receive(data))
-
-    def _sort(self, events):
-        pings = None
-        for event in events:
-            opcode = event[0]
-            if opcode == PING:
-                if pings is None:
-                    pings = []
-                pings.append(event[1])
-            elif opcode == PONG:
-                pong = self._pong
-                if pong is not None and bytes(event[1]) == pong[0]:
-                    self._pong = None
-                    pong[1].set()
-            else:
-                if self.pending is None:
-                    self.pending = []
-                self.pending.append(event)
-                if opcode == CLOSE:
-                    break  # nothing after the server's close frame counts (§5.5.1)
-        return pings
-
     async def read(self):
-        """One read from the socket into the codec."""
+        """One read from the socket into the codec; the messages and closes
+        it completes go to `pending`, its pings are answered and pongs matched."""
         codec = self.codec
         self.reading = current_task()
         try:
@@ -164,13 +141,13 @@ class ClientConnection:
                 if early:
                     self._early = b""
                     n = len(early)
-                    pings = self._take(early)
+                    events = codec.receive(early)
                 elif big is not None and len(big) > len(self.buf):
                     n = await self.readinto(big)  # a large payload straight into place
-                    pings = self._sort(codec.payload_received(n)) if n else None
+                    events = codec.payload_received(n) if n else None
                 else:
                     n = await self.readinto(self.buf)
-                    pings = self._take(self._view[:n]) if n else None
+                    events = codec.receive(self._view[:n]) if n else None
             finally:
                 self.reading = None
         except ProtocolError as e:
@@ -190,6 +167,24 @@ class ClientConnection:
         if not n:
             self.abort()
             return
+        pings = None
+        for event in events:
+            opcode = event[0]
+            if opcode == PING:
+                if pings is None:
+                    pings = []
+                pings.append(event[1])
+            elif opcode == PONG:
+                pong = self.pong
+                if pong is not None and bytes(event[1]) == pong[0]:
+                    self.pong = None
+                    pong[1].set()
+            else:
+                if self.pending is None:
+                    self.pending = []
+                self.pending.append(event)
+                if opcode == CLOSE:
+                    break  # nothing after the server's close frame counts (§5.5.1)
         if pings:
             for payload in pings:
                 # A pong answers the ping it follows (§5.5.3): in order.
@@ -213,12 +208,8 @@ class ClientConnection:
         if self.close_sent or self.close_code is not None:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
-        if fragment:
-            message = payload_view(message)  # a str's UTF-8 bytes: the limit counts bytes
-        if 0 < fragment < len(message):
-            await self._send_pieces(opcode, message, fragment)
-        elif len(message) > LARGE:
-            await self._send_pieces(opcode, message)
+        if fragment or len(message) > LARGE:  # in pieces: frames.py's, loaded for it
+            await _load("frames").send_pieces(self, opcode, message, fragment)
         else:
             await self.send_frame(encode_masked(opcode, message))
 
@@ -228,30 +219,11 @@ class ClientConnection:
 
         The pong is seen by whichever task reads: recv() in another task,
         or this one when no task is reading (messages that arrive meanwhile
-        are kept for recv())."""
-        if data is None:
-            from os import urandom
-            data = urandom(4)
-        data = bytes(data)
-        if len(data) > 125:
-            raise ValueError("ping payload over 125 bytes (RFC 6455 §5.5)")
-        event = asyncio.Event()
-        self._pong = [data, event]
-        await self.send_frame(encode_masked(PING, data))
-        await asyncio.wait_for(self._await_pong(event),
-                               (timeout_ms if timeout_ms is not None else self.close_timeout_ms) / 1000)
-
-    async def _await_pong(self, event):
-        while not event.is_set():
-            if self.close_code is not None or (self.pending and self.pending[-1][0] == CLOSE):
-                raise ConnectionClosed(self.close_code)
-            if self.reading is None:
-                await self.read()
-            else:
-                await event.wait()
+        are kept for recv()). ping.py's, loaded for it."""
+        await _load("ping").ping(self, data, timeout_ms)
 
     async def send_frame(self, frame, control=False):
-        w = self._w
+        w = self.writer
         lock = self._lock
         if (lock is None or not lock.locked()) and not getattr(w, "out_buf", True):
             # MicroPython, nothing queued and no one mid-write: the socket
@@ -266,48 +238,24 @@ class ClientConnection:
             if not w.out_buf:
                 return
             frame = None  # the rest is in out_buf: drain it under the lock
-        async with self._wire():
-            if frame is None:
-                try:
-                    await w.drain()
-                except OSError:
-                    self.abort()
-                    raise ConnectionClosed(CLOSE_ABNORMAL)
-                return
-            if control and self.close_sent:
+        async with self.wire():
+            if control and self.close_sent and frame is not None:
                 return  # nothing may follow our close frame (§5.5.1)
             try:
-                self._w.write(frame)
-                await self._w.drain()
+                if frame is not None:
+                    w.write(frame)
+                await w.drain()
             except OSError:
                 self.abort()
                 raise ConnectionClosed(CLOSE_ABNORMAL)
 
-    def _wire(self):
+    def wire(self):
+        """The lock that keeps one frame (or one message's frames) at a time
+        on the wire; made by the first write that needs it."""
         lock = self._lock
         if lock is None:
             lock = self._lock = asyncio.Lock()
         return lock
-
-    async def _send_pieces(self, opcode, message, fragment=0):
-        # Under the lock for the whole message: no other data frame may come
-        # between its fragments (§5.4).
-        async with self._wire():
-            try:
-                if fragment:  # message: bytes-like; a fragment may split a UTF-8 sequence
-                    n = len(message)
-                    view = memoryview(message)
-                    for at in range(0, n, fragment):
-                        self._w.write(encode_masked(opcode if at == 0 else CONT, view[at:at + fragment],
-                                                    at + fragment >= n))
-                        await self._w.drain()
-                    return
-                for piece in masked_pieces(opcode, message):
-                    self._w.write(piece)
-                    await self._w.drain()  # before the scratch buffer is reused
-            except OSError:
-                self.abort()
-                raise ConnectionClosed(CLOSE_ABNORMAL)
 
     # -- closing: closing.py's, loaded for it ----------------------------
 
@@ -333,11 +281,34 @@ class ClientConnection:
         if self.close_code is None:
             self.close_code = CLOSE_ABNORMAL
         self.close_sent = True
-        self._abort()
-
-    def _abort(self):
         self.finished = True
-        shut(self._w)
+        shut(self.writer)
+
+
+def encode_masked(opcode, payload=b"", fin=True):
+    """One masked frame (RFC 6455 §5.3, a fresh random key), as a memoryview
+    of a buffer made for it. The payload sits at an offset that is a
+    multiple of 4 in that buffer, so the word-at-a-time (viper) XOR can
+    mask it in place. (frames.py has the header alone, for a message sent
+    in pieces.)"""
+    payload = payload_view(payload)
+    n = len(payload)
+    key = urandom(4)
+    if n < 126:
+        head = bytes(((0x80 if fin else 0) | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes(((0x80 if fin else 0) | opcode, 0xFE, n >> 8, n & 0xFF))
+    else:
+        head = bytes(((0x80 if fin else 0) | opcode, 0xFF)) + n.to_bytes(8, "big")
+    head += key
+    pad = -len(head) & 3  # 6, 8 or 14 header bytes -> 2, 0, 2 bytes of padding
+    start = pad + len(head)
+    frame = bytearray(start + n)
+    frame[pad:start] = head
+    if n:
+        frame[start:] = payload
+        unmask(memoryview(frame)[start:], n, key)  # XOR: masking and unmasking are one operation
+    return memoryview(frame)[pad:] if pad else frame
 
 
 def shut(writer):
@@ -376,8 +347,17 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
+    # The URL first, with wsurl alone (ValueError for a bad one), then the
+    # handshake's code: the two are not loaded on top of each other.
+    import sys
+
+    from wsurl import parse_url
+
+    sys.modules.pop("wsurl", None)
+    parts = parse_url(url)
+    del parse_url
     reader, writer, subprotocol, early = await _load("handshake").open_connection(
-        url, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
+        url, parts, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
     # Made here, once handshake.py's code can be freed: its buffer and codec
     # are not allocated on top of it, at the connect's peak.
     try:

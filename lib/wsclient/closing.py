@@ -5,9 +5,18 @@
 import asyncio
 
 from wsserver.errors import ConnectionClosed
-from wsserver.frames import CLOSE, CLOSE_NORMAL
+from wsserver.frames import CLOSE, CLOSE_NO_STATUS, CLOSE_NORMAL
 
-from .frames import encode_close
+from .client import encode_masked
+
+
+def encode_close(code=CLOSE_NORMAL, reason=""):
+    """A masked close frame."""
+    if code == CLOSE_NO_STATUS:
+        return encode_masked(CLOSE)
+    reason = reason.encode() if isinstance(reason, str) else reason
+    # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
+    return encode_masked(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
 
 
 async def close(ws, code=CLOSE_NORMAL, reason=""):

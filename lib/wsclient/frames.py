@@ -1,10 +1,16 @@
-# Client frames (RFC 6455 §5.3): masked with a fresh random key each.
-# Receiving is the shared codec's: wsserver.frames.Codec(client=True).
+# Client frames (RFC 6455 §5.3) for a message sent in pieces: a long one
+# (over client.LARGE) masked through a scratch buffer, or one the caller
+# fragments. Loaded for such a send and dropped again (client._load): a car
+# sends small messages, which client.encode_masked frames whole. Receiving
+# is the shared codec's: wsserver.frames.Codec(client=True).
 
 from os import urandom
 
-from wsserver.frames import CLOSE, CLOSE_NO_STATUS, CLOSE_NORMAL, payload_view
+from wsserver.errors import ConnectionClosed
+from wsserver.frames import CLOSE_ABNORMAL, CONT, payload_view
 from wsserver.frames import unmask as apply_mask  # XOR: masking and unmasking are one operation
+
+from .client import LARGE, encode_masked
 
 # A message longer than this is masked piece by piece through a scratch
 # buffer of this size (a multiple of 4, so every piece starts the key over),
@@ -13,46 +19,14 @@ from wsserver.frames import unmask as apply_mask  # XOR: masking and unmasking a
 PIECE = 4096
 
 
-def _length_bytes(n):
-    """The length part of a masked frame header: 1, 3 or 9 bytes."""
-    if n < 126:
-        return bytes((0x80 | n,))
-    if n < 65536:
-        return bytes((0x80 | 126, n >> 8, n & 0xFF))
-    return bytes((0x80 | 127,)) + n.to_bytes(8, "big")
-
-
 def masked_header(opcode, n, key, fin=True):
     """Header of a masked frame with an n-byte payload, the key included."""
-    return bytes(((0x80 if fin else 0) | opcode,)) + _length_bytes(n) + key
-
-
-def encode_masked(opcode, payload=b"", fin=True):
-    """One masked frame, as a memoryview of a buffer made for it.
-
-    The payload sits at an offset that is a multiple of 4 in that buffer,
-    so the word-at-a-time (viper) XOR can mask it in place.
-    """
-    payload = payload_view(payload)
-    n = len(payload)
-    key = urandom(4)
-    head = masked_header(opcode, n, key, fin)
-    pad = -len(head) & 3  # 6, 8 or 14 header bytes -> 2, 0, 2 bytes of padding
-    start = pad + len(head)
-    frame = bytearray(start + n)
-    frame[pad:start] = head
-    if n:
-        frame[start:] = payload
-        apply_mask(memoryview(frame)[start:], n, key)
-    return memoryview(frame)[pad:] if pad else frame
-
-
-def encode_close(code=CLOSE_NORMAL, reason=""):
-    if code == CLOSE_NO_STATUS:
-        return encode_masked(CLOSE)
-    reason = reason.encode() if isinstance(reason, str) else reason
-    # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
-    return encode_masked(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
+    first = (0x80 if fin else 0) | opcode
+    if n < 126:
+        return bytes((first, 0x80 | n)) + key
+    if n < 65536:
+        return bytes((first, 0x80 | 126, n >> 8, n & 0xFF)) + key
+    return bytes((first, 0x80 | 127)) + n.to_bytes(8, "big") + key
 
 
 def masked_pieces(opcode, payload, fin=True):
@@ -75,3 +49,33 @@ def masked_pieces(opcode, payload, fin=True):
         apply_mask(scratch, take, key)
         yield view[:take] if take < len(scratch) else scratch
         at += take
+
+
+async def send_pieces(ws, opcode, message, fragment=0):
+    """ClientConnection.send() of a message longer than client.LARGE, or
+    (fragment > 0) in frames of at most `fragment` payload bytes. Under the
+    connection's lock for the whole message: no other data frame may come
+    between its fragments (§5.4)."""
+    if fragment:
+        message = payload_view(message)  # a str's UTF-8 bytes: the limit counts bytes
+        if len(message) <= fragment:
+            fragment = 0
+    if not fragment and len(message) <= LARGE:
+        await ws.send_frame(encode_masked(opcode, message))
+        return
+    w = ws.writer
+    async with ws.wire():
+        try:
+            if fragment:  # message: bytes-like; a fragment may split a UTF-8 sequence
+                n = len(message)
+                view = memoryview(message)
+                for at in range(0, n, fragment):
+                    w.write(encode_masked(opcode if at == 0 else CONT, view[at:at + fragment], at + fragment >= n))
+                    await w.drain()
+                return
+            for piece in masked_pieces(opcode, message):
+                w.write(piece)
+                await w.drain()  # before the scratch buffer is reused
+        except OSError:
+            ws.abort()
+            raise ConnectionClosed(CLOSE_ABNORMAL)

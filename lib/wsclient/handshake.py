@@ -12,7 +12,6 @@ from wsserver.handshake import accept_key
 
 # HandshakeError is defined in client.py: it outlives this module (see client._load).
 from .client import MAX_HEAD, HandshakeError, shut
-from wsurl import parse_url  # noqa: F401  (here too: the handshake's callers and tests use it)
 
 
 def _text(n, *args):
@@ -27,6 +26,18 @@ def _text(n, *args):
     wsclient.__dict__.pop("texts", None)
     text = texts.TEXTS[n]
     return text % args if args else text
+
+
+def parse_url(url):
+    """wsurl.parse_url, here too for this module's callers and tests: loaded
+    for the call and dropped (client.connect parses the URL before it loads
+    this module, so the two are not in the heap together)."""
+    import sys
+
+    from wsurl import parse_url as parse
+
+    sys.modules.pop("wsurl", None)
+    return parse(url)
 
 
 def new_key():
@@ -170,11 +181,11 @@ async def _open(secure, host, port, target, url, subprotocols, headers, ssl, ser
         raise
 
 
-async def open_connection(url, subprotocols, headers, ssl, server_hostname, open_timeout_ms):
+async def open_connection(url, parts, subprotocols, headers, ssl, server_hostname, open_timeout_ms):
     """client.connect()'s work up to the open connection (its docstring says
-    what each argument does): (reader, writer, the subprotocol chosen, the
-    bytes that came behind the 101 in the same read)."""
-    secure, host, port, target = parse_url(url)
+    what each argument does; parts: parse_url(url)): (reader, writer, the
+    subprotocol chosen, the bytes that came behind the 101 in the same read)."""
+    secure, host, port, target = parts
     if not secure and ssl is not None:
         raise ValueError(_text(15))  # ssl= given for a ws:// URL; use wss:// for TLS
     if secure and ssl is None:

@@ -6,6 +6,7 @@ import sys
 if "lib" not in sys.path:
     sys.path.insert(0, "lib")
 
+from wsclient import closing
 from wsclient import frames as cframes
 from wsclient.handshake import HandshakeError, check_response, new_key, parse_response, parse_url, request
 from wsserver import frames
@@ -103,8 +104,8 @@ def test_masked_pieces_round_trip():
 
 
 def test_masked_close_frame():
-    assert server_decode(bytes(cframes.encode_close(4001, "bye"))) == [(frames.CLOSE, (4001, "bye"))]
-    assert server_decode(bytes(cframes.encode_close(1005))) == [(frames.CLOSE, (1005, ""))]
+    assert server_decode(bytes(closing.encode_close(4001, "bye"))) == [(frames.CLOSE, (4001, "bye"))]
+    assert server_decode(bytes(closing.encode_close(1005))) == [(frames.CLOSE, (1005, ""))]
 
 
 def test_parse_url():
