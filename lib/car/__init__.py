@@ -5,6 +5,14 @@ VERSION = "0.1.0"
 DEFAULT_AP_PASSWORD = "tether-car"  # boot warns while it is in use
 
 
+def drop(name):
+    """Forget car.<name>, a module loaded for one use: out of sys.modules
+    and off this package (the import set it here too), so its heap is
+    freed once nothing else holds it."""
+    sys.modules.pop("car." + name, None)
+    globals().pop(name, None)
+
+
 def load_config(path="config.json"):
     """(config, errors) from path. A config that tools/board/stage.py (make
     deploy, make image) checked on the computer is read as it was checked,
@@ -40,5 +48,4 @@ def load_config(path="config.json"):
         return config.load(path)
     finally:
         for name in ["config", "tls", "uplink_config", "salvage"]:  # a list: no constant tuple kept
-            sys.modules.pop("car." + name, None)
-            globals().pop(name, None)
+            drop(name)

@@ -10,13 +10,12 @@
 # - any crash stops the motors (run()'s finally) before it propagates.
 import asyncio
 import gc
-import sys
 from micropython import const
 from time import ticks_add, ticks_diff, ticks_ms, ticks_us
 
 from wsserver.errors import HTTPError
 
-from car import VERSION, protocol
+from car import VERSION, drop, protocol
 from car.control import Control
 from car.drive import Drive
 
@@ -315,9 +314,8 @@ def run(config_path="config.json", host="0.0.0.0", port=None, static_dir="web", 
         boot = None
         # Start-up code, run once: car.boot (and car.lan, which it loads on
         # a computer) go now, and the heap they took with them.
-        for name in ["boot", "lan"]:  # a list: no constant tuple kept
-            if sys.modules.pop("car." + name, None) is not None:
-                delattr(sys.modules["car"], name)
+        drop("boot")
+        drop("lan")
     try:
         gc.collect()
         # Collect after a quarter of the free heap has been allocated, not

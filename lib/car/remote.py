@@ -10,7 +10,6 @@
 # clock from a `ping`: the pong carries `uptime_ms`); one older than
 # limits.deadman_ms is refused as stale, because by then the deadman would
 # have stopped the car anyway. One rule, one place (docs/protocol.md).
-import sys
 from time import ticks_ms
 
 from car import protocol
@@ -68,10 +67,9 @@ class Remote:
         """The error reply with text n of car/refusals.py (formatted with
         args), which is loaded for it and dropped again: a link that
         refuses nothing does not hold the texts."""
-        from car import refusals
+        from car import drop, refusals
 
-        sys.modules.pop("car.refusals", None)
-        sys.modules["car"].__dict__.pop("refusals", None)  # the import set car.refusals
+        drop("refusals")
         self.errors += 1
         field, text = refusals.TEXTS[n]
         return protocol.error(code, field, text % args)
