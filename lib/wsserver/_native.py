@@ -1,9 +1,9 @@
 # Hot loops compiled to machine code with MicroPython's viper emitter.
-# Imported only where viper exists; frames.py falls back to Python.
+# Imported only where viper exists; frames.py falls back to _portable.py.
 import micropython
 
 
-# The same state machine as frames._validate_py (which documents it): viper
+# The same state machine as _portable.utf8_validate (which documents it): viper
 # needs typed machine-word code, so the twin is deliberate. Keep them in step;
 # tests/codec/test_codec.py runs both against the same cases.
 @micropython.viper

