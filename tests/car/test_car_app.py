@@ -492,6 +492,45 @@ def test_a_crash_propagates_with_the_motors_stopped():
     assert "run raised boom motors (0.0, 0.0)" in result.stdout, result.stdout + result.stderr
 
 
+SKIPPED_TELEMETRY_SCRIPT = """
+import sys
+sys.path.insert(0, "lib")
+from car import app
+
+real_telemetry = app.Car.telemetry
+calls = [0]
+
+def telemetry(self, now):
+    calls[0] += 1
+    if 3 <= calls[0] <= 5:  # as when a client's request code is loading into a full heap
+        raise MemoryError("memory allocation failed, allocating 160 bytes")
+    return real_telemetry(self, now)
+
+app.Car.telemetry = telemetry
+port = int(sys.argv[sys.argv.index("--port") + 1])
+app.run(config_path=sys.argv[sys.argv.index("--config") + 1], host="127.0.0.1", port=port, static_dir="web")
+"""
+
+
+def test_telemetry_that_finds_no_room_is_skipped_and_the_car_keeps_running(start_micropython, tmp_path):
+    script = tmp_path / "skipped_telemetry.py"
+    script.write_text(SKIPPED_TELEMETRY_SCRIPT)
+    car = start_micropython(str(script), args=["--config", write_config(tmp_path)])
+
+    async def main():
+        c = await Client.connect(car)
+        await asyncio.sleep(0.5)  # 25 periods at 50 Hz: three of them fail
+        await c.send({"type": "drive", "throttle": 0.5, "steer": 0})
+        moved = await c.wait_for(lambda m: m["motor"]["left"] > 0)
+        await c.close()
+        return c.telemetry, moved
+
+    telemetry, moved = run(main())
+    seqs = [m["seq"] for _, m in telemetry]
+    assert len(seqs) >= 10 and moved, seqs  # still sending, and still driving
+    assert car.proc.poll() is None and "Traceback" not in car.output() and "MemoryError" not in car.output()
+
+
 def test_bad_command_line_prints_usage():
     from support.micropython import run_micropython
 
