@@ -1,5 +1,5 @@
 # Boot-time half of an over-the-air update (docs/updates.md). Imported by
-# car/main.py only when the app folder has a .ota/ folder, so a plain boot
+# car/start.py only when the app folder has a .ota/ folder, so a plain boot
 # costs one failed stat. Every step is a rename or a removal, and each boot
 # resumes where a power cut left off:
 #
@@ -189,8 +189,8 @@ def switch(root):
                 "gone": [p for p in old if p not in new and p != "config.json"]}
         write(ota + "/plan", json.dumps(plan))
     plan = read_json(ota + "/plan")
-    # No file that a boot needs to resume this (main.py, car/main, this
-    # module) is ever missing: a replaced file is copied aside and then
+    # No file that a boot needs to resume this (main.py, car/main, car/start,
+    # this module) is ever missing: a replaced file is copied aside and then
     # renamed over in one step, and the old files the new app lacks (an old
     # car/main.py beside the new car/main.mpy) leave only after the new
     # files are all in place.
