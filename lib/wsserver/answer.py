@@ -1,10 +1,12 @@
 # HTTP responses: a route's handler, a static file from one folder (the page
 # in web/, found safely by os.stat and streamed through the server's
-# buffer), and the error answers. Loaded by exchange.py for a request that is
-# not a WebSocket upgrade, or for an error: a WebSocket's accepted upgrade
-# (its 101 is handshake.py's) never loads it.
+# buffer), and the error answers (`fail`: the one place an exception becomes
+# an HTTP status). Loaded by exchange.py for a request that is not a
+# WebSocket upgrade, or for an error: a WebSocket's accepted upgrade (its
+# 101 is handshake.py's) never loads it.
 
 import os
+import sys
 
 from .errors import HTTPError
 from .http import unquote
@@ -54,6 +56,26 @@ def error_response(status, reason, headers=None, head_only=False):
     if headers:
         h.extend(headers)
     return response_head(status, h) + (b"" if head_only else body)
+
+
+async def fail(server, stream, e, head_only):
+    """Answer the request that raised `e`, then the caller closes: an
+    HTTPError with its status and reason, a MemoryError (this request, or
+    another at the same time, found no room) with 503 and a retry, anything
+    else (a bug) with 500, the server serving everyone else on."""
+    if isinstance(e, MemoryError):
+        e = HTTPError(503, "server out of memory: retry", ["Retry-After: 2"])
+        head_only = False
+    elif not isinstance(e, HTTPError):
+        if server.debug:
+            sys.print_exception(e)
+        e = HTTPError(500, "internal error")
+        head_only = False
+    try:
+        stream.write(error_response(e.status, e.reason, e.headers, head_only))
+        await stream.drain()
+    except OSError:
+        pass
 
 
 async def route(server, stream, request, route, extra):

@@ -1,44 +1,35 @@
 # One HTTP exchange on a new connection: the request head read and parsed,
 # then a WebSocket upgrade checked and answered 101, a route's or a static
-# file's response (answer.py), or an error that names the problem. An open
-# WebSocket needs none of this code: the server loads it while a request is
-# in progress and, with Server.unload_http, drops it once none is
-# (docs/memory.md, "Code loaded per request").
+# file's response (answer.py), or an error that names the problem. The
+# common upgrade is upgrade.py's alone; this is every other request, and
+# that one whenever it breaks a rule. An open WebSocket needs none of this
+# code: the server loads it while a request is in progress and, with
+# Server.unload_http, drops it once none is (docs/memory.md, "Code loaded
+# per request").
 
 import asyncio
-import sys
 
-from .connection import WebSocket, nodelay, read_now, read_off, ticks_diff, ticks_ms
+from .connection import read_now, read_off, ticks_ms
 from .errors import HTTPError
-from .handshake import check_upgrade, choose_subprotocol, switching_protocols
-from .http import find_head_end, parse_request
+from .http import check_upgrade, find_head_end, parse_request
+from .upgrade import open_websocket
 
 
-async def serve(server, stream):
-    """Answer one request on `stream`. Returns [tls, ws]: the plain socket
-    under a TLS session (or None), and the accepted WebSocket (or None, and
-    then the answer is sent and the stream is the caller's to close)."""
+async def serve(server, stream, data):
+    """Answer one request on `stream`, whose first bytes (`data`, maybe
+    b"") the server has read. Returns [tls, ws]: the plain socket under a
+    TLS session (or None), and the accepted WebSocket (or None, and then the
+    answer is sent and the stream is the caller's to close)."""
     method = ws = tls = None
     pending = server.pending
-    if len(pending) >= server.max_pending:
-        # A flood (or slowloris): make room by dropping the connection
-        # that has been sending its head the longest. A real browser
-        # sends its head in one go, so it is never the oldest for long,
-        # and a trickle of slow sockets cannot lock the page out.
-        oldest = None
-        for t, started in pending.items():
-            if oldest is None or ticks_diff(started, pending[oldest]) < 0:
-                oldest = t
-        del pending[oldest]
-        oldest.cancel()
     task = asyncio.current_task()
     try:
-        pending[task] = ticks_ms()  # Server._watch cancels us past request_timeout_ms
+        server.admit(task)  # Server._watch cancels us past request_timeout_ms
         try:
             if server.tls is not None:
                 from . import tls as session  # loaded by Server.start already
                 tls = await session.start(server, stream)
-            request, extra = await read_request(server, stream)
+            request, extra = await read_request(server, stream, data)
         except asyncio.CancelledError:
             if server.tls is not None:
                 # Waiting for a session or mid-handshake: nothing can be
@@ -72,45 +63,39 @@ async def serve(server, stream):
                     raise HTTPError(408, "request body not complete in time")
             finally:
                 pending.pop(task, None)
-    except HTTPError as e:
-        await answer_error(stream, e, method == "HEAD")
     except OSError as e:
         if tls is not None and e.args[0] == -29184:  # MBEDTLS_ERR_SSL_INVALID_RECORD
             from . import tls as session
             session.not_tls(server, tls)
-    except MemoryError:  # this request, or another one at the same time, found no room
-        await answer_error(stream, HTTPError(503, "server out of memory: retry", ["Retry-After: 2"]), False)
-    except Exception as e:  # a bug: answer 500, keep serving everyone else
-        if server.debug:
-            sys.print_exception(e)
-        await answer_error(stream, HTTPError(500, "internal error"), False)
+    except Exception as e:  # a rule broken (HTTPError), no room (MemoryError), a bug
+        from . import answer
+        await answer.fail(server, stream, e, method == "HEAD")
     if ws is None and (method == "POST" or method == "PUT"):
         read_off(stream, server.buf)  # the body we did not read
     return [tls, ws]
 
 
-async def answer_error(stream, e, head_only):
-    from .answer import error_response
-    try:
-        stream.write(error_response(e.status, e.reason, e.headers, head_only))
-        await stream.drain()
-    except OSError:
-        pass
-
-
-async def read_request(server, stream):
+async def read_request(server, stream, data):
     # Read into the shared buffer and keep only what arrived, so a request
     # costs the heap its head really takes, not max_head bytes up front
     # (on a fragmented board heap, that block is what fails first).
     buf = server.buf
     view = server.view
-    data = b""
     while True:
+        if data:
+            if data[0] == 22:
+                # A TLS record (handshake, 0x16) on a plain port: say so at
+                # once rather than wait for a head that never ends.
+                raise HTTPError(400, "this port speaks plain HTTP, not TLS: use http://")
+            end = find_head_end(data, server.max_uri)
+            if end >= 0:
+                return parse_request(data[:end], server.max_uri, server.max_headers), data[end:]
+            if len(data) > server.max_head:
+                raise HTTPError(431, "request head over %d bytes" % server.max_head)
         room = min(len(buf), server.max_head + 1 - len(data))
         n = None
         if server.tls is None:
-            # A client sends its head right after connecting: it is
-            # usually here by the time the connection is accepted.
+            # The rest of a head sent in pieces may be here already.
             n = read_now(stream, view[:room])
         if n is None:
             n = await stream.readinto(view[:room])
@@ -118,16 +103,7 @@ async def read_request(server, stream):
             continue  # TLS: a handshake message or part of a record, no data yet
         if not n:
             return None, data  # no request (data: whatever came; a (None, None) would be a constant tuple)
-        if not data and buf[0] == 22:
-            # A TLS record (handshake, 0x16) on a plain port: say so at
-            # once rather than wait for a head that never ends.
-            raise HTTPError(400, "this port speaks plain HTTP, not TLS: use http://")
         data += view[:n]  # copied before the next await: the buffer is shared
-        end = find_head_end(data, server.max_uri)
-        if end >= 0:
-            return parse_request(data[:end], server.max_uri, server.max_headers), data[end:]
-        if len(data) > server.max_head:
-            raise HTTPError(431, "request head over %d bytes" % server.max_head)
 
 
 def accept_websocket(server, stream, request, route, extra):
@@ -136,25 +112,4 @@ def accept_websocket(server, stream, request, route, extra):
     if len(server.clients) + server.opening >= server.max_clients:
         raise HTTPError(503, "server full: %d WebSocket clients connected" % server.max_clients,
                         ["Retry-After: 2"])
-    subprotocols, accept = route[1], route[2]
-    data = None
-    if accept is not None:
-        data = accept(request)
-        if data is True:
-            data = None
-        elif isinstance(data, int):  # False too: a bool is an int
-            raise HTTPError(data, "handshake refused")
-        elif isinstance(data, list) or isinstance(data, tuple):
-            raise HTTPError(data[0], data[1])
-    subprotocol = choose_subprotocol(request, subprotocols)
-    response = switching_protocols(request, subprotocol)
-    nodelay(stream)
-    # Headers were for the handshake (and the accept hook); an open
-    # connection keeps only its path and query, to save heap.
-    request.headers = None
-    ws = WebSocket(server, stream, request, subprotocol, server.next_id, response, extra, data)
-    server.next_id += 1
-    # In server.clients once its task starts, so nothing is broadcast to it
-    # before its handler has run (a hello comes first); counted till then.
-    server.opening += 1
-    return ws
+    return open_websocket(server, stream, request, route, extra)

@@ -1,10 +1,9 @@
-# The opening handshake, server side (RFC 6455 §4.2).
+# The opening handshake's answer, server side (RFC 6455 §4.2): the parts the
+# upgrade's fast path (upgrade.py), the full path (exchange.py, with
+# http.check_upgrade's rules) and the client (wsclient.handshake) share.
 
 import binascii
 import hashlib
-
-from .errors import HTTPError
-from .http import header_tokens
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -15,7 +14,7 @@ def accept_key(key):
     return binascii.b2a_base64(digest).strip().decode()
 
 
-def _valid_key(key):
+def valid_key(key):
     # base64 of exactly 16 bytes: 22 alphabet characters then "==" (§4.1).
     # Decoding and encoding again must give the same text: that rejects
     # characters outside the alphabet even where a2b_base64 skips them.
@@ -26,30 +25,6 @@ def _valid_key(key):
     except ValueError:
         return False
     return len(raw) == 16 and binascii.b2a_base64(raw).strip() == key.encode()
-
-
-def check_upgrade(request):
-    """Raise HTTPError naming the first handshake rule the request breaks."""
-    h = request.headers
-    if request.method != "GET":
-        raise HTTPError(405, "WebSocket handshake must use GET", ["Allow: GET"])
-    if request.version != "HTTP/1.1":
-        raise HTTPError(400, "WebSocket handshake needs HTTP/1.1")
-    if "host" not in h:
-        raise HTTPError(400, "missing Host header")
-    # The values as browsers send them are compared first: splitting a list
-    # into tokens makes a str per token (each one looked up in the qstr pool).
-    value = h.get("upgrade", "")
-    if value != "websocket" and "websocket" not in header_tokens(value):
-        raise HTTPError(400, "Upgrade header must contain 'websocket'")
-    value = h.get("connection", "")
-    if value != "Upgrade" and "upgrade" not in header_tokens(value):
-        raise HTTPError(400, "Connection header must contain 'upgrade'")
-    if h.get("sec-websocket-version") != "13":  # parse_request strips values
-        raise HTTPError(426, "Sec-WebSocket-Version must be 13",
-                        ["Sec-WebSocket-Version: 13"])
-    if not _valid_key(h.get("sec-websocket-key", "")):
-        raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
 
 
 def choose_subprotocol(request, supported):

@@ -1,10 +1,12 @@
-# HTTP/1.1 request parsing: the small subset a board needs. Sans-I/O:
+# HTTP/1.1 request parsing: the small subset a board needs, and a WebSocket
+# upgrade's rules (check_upgrade, each broken one named). Sans-I/O:
 # parse_request() takes the bytes of a request head. (Responses, error
 # answers included, and static files: answer.py, which a WebSocket's
 # upgrade does not load unless it is refused.)
 
 from .connection import Request
 from .errors import HTTPError
+from .handshake import valid_key
 
 # RFC 9110 token characters, for header names.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -140,3 +142,27 @@ def parse_request(head, max_uri=512, max_headers=32):
 def header_tokens(value):
     """'keep-alive, Upgrade' -> ['keep-alive', 'upgrade']"""
     return [t.strip().lower() for t in value.split(",")]
+
+
+def check_upgrade(request):
+    """Raise HTTPError naming the first handshake rule the request breaks."""
+    h = request.headers
+    if request.method != "GET":
+        raise HTTPError(405, "WebSocket handshake must use GET", ["Allow: GET"])
+    if request.version != "HTTP/1.1":
+        raise HTTPError(400, "WebSocket handshake needs HTTP/1.1")
+    if "host" not in h:
+        raise HTTPError(400, "missing Host header")
+    # The values as browsers send them are compared first: splitting a list
+    # into tokens makes a str per token (each one looked up in the qstr pool).
+    value = h.get("upgrade", "")
+    if value != "websocket" and "websocket" not in header_tokens(value):
+        raise HTTPError(400, "Upgrade header must contain 'websocket'")
+    value = h.get("connection", "")
+    if value != "Upgrade" and "upgrade" not in header_tokens(value):
+        raise HTTPError(400, "Connection header must contain 'upgrade'")
+    if h.get("sec-websocket-version") != "13":  # parse_request strips values
+        raise HTTPError(426, "Sec-WebSocket-Version must be 13",
+                        ["Sec-WebSocket-Version: 13"])
+    if not valid_key(h.get("sec-websocket-key", "")):
+        raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")

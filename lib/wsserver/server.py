@@ -1,5 +1,5 @@
 # The asyncio server: connections, WebSocket routes, deadlines, broadcast.
-# Each request is answered by exchange.py (loaded per request).
+# Each request is answered by upgrade.py or exchange.py (loaded per request).
 #
 #   server = Server(static_dir="web")
 #
@@ -47,8 +47,8 @@ class Server:
                            request_timeout_ms. Keep it above max_clients, so
                            the client past max_clients can still be told 503
       debug=False          print handler crashes and protocol failures
-      unload_http=...      drop the HTTP side's code (exchange.py, answer.py,
-                           http.py, handshake.py, body.py: ~10 KB of heap as
+      unload_http=...      drop the HTTP side's code (upgrade.py, exchange.py,
+                           answer.py, http.py, handshake.py, body.py: ~12 KB as
                            .mpy files) whenever no request is in progress, and
                            import it again for the next one. On by default
                            where wsserver runs from .mpy files (on the
@@ -233,15 +233,56 @@ class Server:
 
     # -- one TCP connection -------------------------------------------------
 
+    def admit(self, task):
+        """Count `task` as an HTTP request in progress, its deadline starting
+        now (`_watch` cancels it past request_timeout_ms). A flood (or
+        slowloris) past max_pending makes room by dropping the request in
+        progress the longest: a real browser sends its head in one go, so
+        it is never the oldest for long, and a trickle of slow sockets
+        cannot lock the page out."""
+        pending = self.pending
+        if len(pending) >= self.max_pending and task not in pending:
+            oldest = None
+            for t in pending:
+                if oldest is None or ticks_diff(pending[t], pending[oldest]) < 0:
+                    oldest = t
+            del pending[oldest]
+            oldest.cancel()
+        pending[task] = ticks_ms()
+
     async def _serve_connection(self, stream, _writer=None):
-        # The request's code (exchange.py and what it imports: the head,
-        # the upgrade, routes, files, error answers) is loaded here, at the
-        # first request, and with unload_http dropped after the last one.
+        # The request's code is loaded here, at the first request, and with
+        # unload_http dropped after the last one: upgrade.py for what looks
+        # like a WebSocket upgrade, exchange.py (and what it imports: the
+        # head, the upgrade's rules, routes, files, error answers) for
+        # anything else and for anything upgrade.py leaves to it.
         self._requests += 1
         tls = ws = None
         try:
-            from . import exchange
-            tls, ws = await exchange.serve(self, stream)
+            data = b""
+            if self.tls is None:
+                # The client's first bytes (its whole head, as a rule) are
+                # waited for here, with the deadline and the flood rule of
+                # any request in progress: they choose the code to load. A
+                # connection that sends nothing in request_timeout_ms (a
+                # browser's unused preconnect) is closed, loading nothing.
+                task = asyncio.current_task()
+                self.admit(task)
+                try:
+                    n = await stream.readinto(self.view[:self.max_head + 1])
+                finally:
+                    self.pending.pop(task, None)
+                data = bytes(self.view[:n]) if n else None
+            if data is not None and b"websocket" in data:
+                from . import upgrade
+                ws = await upgrade.serve(self, stream, data)
+            if data is not None and ws is None:
+                from . import exchange
+                tls, ws = await exchange.serve(self, stream, data)
+        except asyncio.CancelledError:  # past the deadline, or dropped for a newer request
+            pass
+        except OSError:  # the peer reset the connection before its request
+            pass
         except MemoryError:
             # No room to load that code (exchange.serve answers its own
             # MemoryErrors): the answer is one constant, from here.
@@ -255,7 +296,7 @@ class Server:
             self._requests -= 1
             if not self._requests and self.unload_http:
                 self._unload_http()
-        if ws is None:
+        if not ws:  # None, or False: refused (and answered) by upgrade.py
             await self._close(stream, tls)
         else:
             # Served by a task of its own, so no frame that held the
@@ -270,7 +311,7 @@ class Server:
         # package alone (the names stay interned).
         modules = sys.modules
         package = modules["wsserver"]
-        for name in "exchange answer http handshake body".split():
+        for name in "upgrade exchange answer http handshake body".split():
             if modules.pop("wsserver." + name, None) is not None:
                 delattr(package, name)
 

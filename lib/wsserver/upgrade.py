@@ -1,0 +1,124 @@
+# A WebSocket upgrade as browsers and client libraries send it, accepted
+# with the least code: the request a running car gets again and again (a
+# phone reconnecting, one more viewer), while its other clients hold the
+# heap. Loaded per request and dropped as exchange.py is, it is a third of
+# the code the whole HTTP side loads (docs/memory.md, "Code loaded per
+# request").
+#
+# It only ever says yes, or "not mine": any request it does not recognise
+# at a glance (another method or route, a head not here in one read, a
+# header it would have to look at closely, a rule broken, a full server)
+# goes to exchange.py from the same bytes, which reads on, checks every
+# rule and names the one broken. So it holds no error text of its own.
+# tests/http/test_upgrade_fast_path.py checks that whatever it accepts,
+# exchange.py would accept too, as the same request.
+
+from .connection import Request, WebSocket, nodelay
+from .errors import HTTPError
+from .handshake import choose_subprotocol, switching_protocols, valid_key
+
+
+def parse(server, data):
+    """[request, route, extra] when `data` holds the whole head of a plain
+    upgrade to one of `server.ws_routes` (extra: the bytes after the head),
+    else None. `server`: its limits and ws_routes."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end + 4 > server.max_head:
+        return None
+    # Split in place, not as a copy of the head: the lines end at the
+    # first empty one (any after it are the bytes that followed the head).
+    lines = data.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET" or parts[2] != b"HTTP/1.1":
+        return None
+    target = parts[1]
+    if not target or target[0] != 0x2F or len(target) > server.max_uri or b"\n" in lines[0]:
+        return None
+    headers = {}
+    count = 0
+    try:
+        for line in lines:
+            count += 1
+            if count == 1:
+                continue  # the request line
+            if not line:
+                break
+            if count > server.max_headers + 1:
+                return None
+            colon = line.find(b":")
+            name = line[:colon]
+            # Letters and dashes, as every header a client sends for this
+            # is named; a bare LF inside the line: exchange.py says 400.
+            if colon <= 0 or not name.replace(b"-", b"").isalpha() or b"\n" in line:
+                return None
+            name = str(name.lower(), "utf-8")
+            if name in headers:
+                return None  # a repeated field: exchange.py joins them
+            headers[name] = str(line[colon + 1:].strip(), "utf-8")
+        target = str(target, "utf-8")
+    except UnicodeError:
+        return None
+    mark = target.find("?")  # no str.partition on the ESP8266
+    path = target if mark < 0 else target[:mark]
+    route = server.ws_routes.get(path)
+    if route is None or "%" in target or "+" in target:  # an escape to decode
+        return None
+    query = {}
+    if mark >= 0:
+        for pair in target[mark + 1:].split("&"):
+            if pair:
+                eq = pair.find("=")
+                if eq < 0:
+                    query[pair] = ""
+                else:
+                    query[pair[:eq]] = pair[eq + 1:]
+    value = headers.get("connection", "")
+    if "host" not in headers or headers.get("upgrade") != "websocket" \
+            or (value != "Upgrade" and "upgrade" not in value.lower().split(", ")) \
+            or headers.get("sec-websocket-version") != "13" \
+            or not valid_key(headers.get("sec-websocket-key", "")):
+        return None
+    return [Request("GET", target, path, query, "HTTP/1.1", headers), route, data[end + 4:]]
+
+
+async def serve(server, stream, data):
+    """The WebSocket for the upgrade in `data`, False when refused (and
+    answered), None when it is exchange.py's to serve from `data`."""
+    try:
+        found = parse(server, data)
+        if found is None or len(server.clients) + server.opening >= server.max_clients:
+            return None
+        return open_websocket(server, stream, found[0], found[1], found[2])
+    except Exception as e:  # the route's accept hook refused it, or failed
+        from . import answer
+
+        await answer.fail(server, stream, e, False)
+        return False
+
+
+def open_websocket(server, stream, request, route, extra):
+    """After the handshake's checks: the route's accept hook asked, the
+    101 sent with the new WebSocket. Raises HTTPError when the hook
+    refuses."""
+    subprotocols, accept = route[1], route[2]
+    data = None
+    if accept is not None:
+        data = accept(request)
+        if data is True:
+            data = None
+        elif isinstance(data, int):  # False too: a bool is an int
+            raise HTTPError(data, "handshake refused")
+        elif isinstance(data, list) or isinstance(data, tuple):
+            raise HTTPError(data[0], data[1])
+    subprotocol = choose_subprotocol(request, subprotocols)
+    response = switching_protocols(request, subprotocol)
+    nodelay(stream)
+    # Headers were for the handshake (and the accept hook); an open
+    # connection keeps only its path and query, to save heap.
+    request.headers = None
+    ws = WebSocket(server, stream, request, subprotocol, server.next_id, response, extra, data)
+    server.next_id += 1
+    # In server.clients once its task starts, so nothing is broadcast to it
+    # before its handler has run (a hello comes first); counted till then.
+    server.opening += 1
+    return ws
