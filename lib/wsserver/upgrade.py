@@ -25,31 +25,29 @@ def parse(server, data):
     end = data.find(b"\r\n\r\n")
     if end < 0 or end + 4 > server.max_head:
         return None
-    # Split in place, not as a copy of the head: the lines end at the
-    # first empty one (any after it are the bytes that followed the head).
-    lines = data.split(b"\r\n")
-    parts = lines[0].split(b" ")
+    stop = data.find(b"\r\n")  # the request line's end
+    parts = data[:stop].split(b" ")
     if len(parts) != 3 or parts[0] != b"GET" or parts[2] != b"HTTP/1.1":
         return None
     target = parts[1]
-    if not target or target[0] != 0x2F or len(target) > server.max_uri or b"\n" in lines[0]:
+    if not target or target[0] != 0x2F or len(target) > server.max_uri or b"\n" in target:
         return None
     headers = {}
     count = 0
     try:
-        for line in lines:
+        while stop < end:
+            # One line at a time, not a list of them all: less to hold at
+            # once while a connect is what fills the heap.
+            start = stop + 2
+            stop = data.find(b"\r\n", start)
+            line = data[start:stop]
             count += 1
-            if count == 1:
-                continue  # the request line
-            if not line:
-                break
-            if count > server.max_headers + 1:
-                return None
             colon = line.find(b":")
             name = line[:colon]
             # Letters and dashes, as every header a client sends for this
             # is named; a bare LF inside the line: exchange.py says 400.
-            if colon <= 0 or not name.replace(b"-", b"").isalpha() or b"\n" in line:
+            if count > server.max_headers or colon <= 0 or not name.replace(b"-", b"").isalpha() \
+                    or b"\n" in line:
                 return None
             name = str(name.lower(), "utf-8")
             if name in headers:
