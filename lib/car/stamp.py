@@ -13,8 +13,8 @@ def load(path):
     then the checked config. Any other config (edited on the board, no stamp,
     another board or app) is checked here: the checker is loaded for this call
     and dropped again, since it is the biggest car module and only needed at
-    start-up. No new names here (docs/memory.md: the qstr pool is near a chunk
-    edge): the file's name is a literal over 10 characters, which is not
+    start-up. No new names here but the module's own (docs/memory.md: the qstr
+    pool is near a chunk edge): the file's name is a literal over 10 characters, which is not
     interned (py/parse.c), and the stamp line is joined from names that exist."""
     try:
         from binascii import hexlify
