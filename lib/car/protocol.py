@@ -6,22 +6,28 @@ import json
 from hardware import is_number
 
 MAX_TEXT = 512  # longer messages are refused before parsing (heap)
-TYPES = "drive, stop, resume, actuator, speed_limit, ping"
 
 
-def _bad(code, field, message):
-    # Built when needed: a constant (code, field, message) tuple would be an
+def _bad(code, n, args=(), field=None):
+    # The error's field (unless given) and text are car/refusals.py's text n
+    # (formatted with args), loaded to word this one and dropped again: a car whose
+    # clients send valid messages keeps none of the texts in its heap. Built
+    # when needed: a constant (code, field, message) tuple would be an
     # object kept in the heap for as long as the module is loaded.
-    return None, (code, field, message)
+    from car import drop, refusals
+
+    drop("refusals")
+    text = refusals.TEXTS[n]
+    return None, (code, field or text[0], text[1] % args)
 
 
 def _number(msg, field, lo, hi):
     """The value of a numeric field, or an error tuple naming it."""
     if field not in msg:
-        return ("bad_field", field, "%s: missing; must be a number from %s to %s" % (field, lo, hi))
+        return _bad("bad_field", 4, (field, lo, hi), field)[1]
     v = msg[field]
     if not is_number(v) or not lo <= v <= hi:
-        return ("bad_field", field, "%s: must be a number from %s to %s" % (field, lo, hi))
+        return _bad("bad_field", 5, (field, lo, hi), field)[1]
     return v
 
 
@@ -43,18 +49,18 @@ def _load(text):
 def parse(text):
     """(message dict, None) or (None, (code, field, message))."""
     if type(text) is not str:
-        return _bad("bad_json", None, "messages must be JSON text frames, not binary")
+        return _bad("bad_json", 6)
     if len(text) > MAX_TEXT:
-        return _bad("too_large", None, "message longer than %d characters" % MAX_TEXT)
+        return _bad("too_large", 7, (MAX_TEXT,))
     try:
         msg = _load(text)
     except ValueError:
-        return _bad("bad_json", None, "not valid JSON")
+        return _bad("bad_json", 8)
     if type(msg) is not dict:
-        return _bad("bad_json", None, "message must be a JSON object")
+        return _bad("bad_json", 9)
     kind = msg.get("type")
     if kind is None:
-        return _bad("bad_field", "type", "type: missing; must be one of " + TYPES)
+        return _bad("bad_field", 10)
     if kind == "drive":
         v = _number(msg, "throttle", -1, 1)
         if type(v) is not tuple:
@@ -64,13 +70,13 @@ def parse(text):
     elif kind == "actuator":
         name = msg.get("name")
         if name != "light" and name != "horn" and name != "pan":
-            return _bad("bad_field", "name", "name: must be one of light, horn, pan")
+            return _bad("bad_field", 11)
         if name == "pan":
             v = _number(msg, "value", -90, 90)
             if type(v) is tuple:
                 return None, v
         elif type(msg.get("value")) is not bool:
-            return _bad("bad_field", "value", "value: must be true or false for " + name)
+            return _bad("bad_field", 12, (name,))
     elif kind == "speed_limit":
         v = _number(msg, "value", 0.1, 1)
         if type(v) is tuple:
@@ -78,12 +84,12 @@ def parse(text):
     elif kind == "ping":
         ident = msg.get("id")
         if not (ident is None or type(ident) in (str, bool) or is_number(ident)):
-            return _bad("bad_field", "id", "id: must be a string, a number or null")
+            return _bad("bad_field", 13)
     elif kind == "stop":
         if type(msg.get("latch", True)) is not bool:
-            return _bad("bad_field", "latch", "latch: must be true or false (default true)")
+            return _bad("bad_field", 14)
     elif kind != "resume":
-        return _bad("unknown_type", "type", "type: unknown; must be one of " + TYPES)
+        return _bad("unknown_type", 15)
     return msg, None
 
 

@@ -8,7 +8,7 @@ import asyncio
 import binascii
 import os
 
-from wsserver.handshake import accept_key
+from wsserver.frames import accept_key
 
 # HandshakeError is defined in client.py: it outlives this module (see client._load).
 from .client import MAX_HEAD, HandshakeError, shut

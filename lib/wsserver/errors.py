@@ -2,9 +2,13 @@
 
 
 class ProtocolError(Exception):
-    """The peer broke RFC 6455; `code` is the close code to fail the connection with."""
+    """The peer broke RFC 6455; `code` is the close code to fail the connection
+    with, `reason` the rule broken: a str, or the number of the codec's
+    text in wsserver/reasons.py (formatted with `arg`), worded here."""
 
-    def __init__(self, code, reason):
+    def __init__(self, code, reason, arg=None):
+        if type(reason) is int:
+            reason = word(reason, arg)
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -26,3 +30,23 @@ class ConnectionClosed(Exception):
     def __init__(self, code):
         super().__init__("connection closed (%s)" % code)
         self.code = code
+
+
+def word(number, arg):
+    # Loaded for this one text and dropped again. With no room for it, the
+    # close code alone still says what kind of rule was broken.
+    import sys
+
+    try:
+        from .reasons import TEXTS
+
+        text = TEXTS[number]
+        return text if arg is None else text % arg
+    except MemoryError:
+        return ""
+    finally:
+        if sys.modules.pop("wsserver.reasons", None) is not None:
+            try:
+                delattr(sys.modules["wsserver"], "reasons")
+            except (AttributeError, KeyError):
+                pass

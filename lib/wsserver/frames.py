@@ -38,6 +38,25 @@ CLOSE_POLICY = const(1008)
 CLOSE_TOO_BIG = const(1009)
 CLOSE_INTERNAL_ERROR = const(1011)
 
+# Why a peer's frames fail the connection: ProtocolError reasons by number,
+# worded by wsserver/reasons.py only when one is raised (errors.py), so the
+# texts are not string objects in the heap of every car for as long as it runs.
+_BAD_UTF8 = const(0)
+_RSV_SET = const(1)
+_UNMASKED = const(2)
+_MASKED = const(3)
+_RESERVED_CONTROL = const(4)
+_FRAGMENTED_CONTROL = const(5)
+_LONG_CONTROL = const(6)
+_RESERVED_DATA = const(7)
+_TOP_BIT = const(8)
+_TOO_BIG = const(9)
+_NOTHING_TO_CONTINUE = const(10)
+_UNFINISHED = const(11)
+_SHORT_CLOSE = const(12)
+_BAD_CLOSE_CODE = const(13)
+_BAD_CLOSE_REASON = const(14)
+
 
 # -- unmasking and UTF-8 validation ---------------------------------------------
 # unmask(buf, n, key): XOR n bytes of buf in place with the 4-byte key (§5.3).
@@ -121,6 +140,19 @@ def encode_close(code=CLOSE_NORMAL, reason=""):
     reason = reason.encode() if isinstance(reason, str) else reason
     # Control frames carry at most 125 bytes (§5.5): trim the reason, not the code.
     return encode(CLOSE, bytes((code >> 8, code & 0xFF)) + reason[:123])
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (§4.2.2): the
+    one piece of the opening handshake both roles compute (the server's
+    upgrade.py answers with it, lib/wsclient checks it), kept here, where
+    both already are, rather than in a module of its own that each connect
+    would load."""
+    import binascii
+    import hashlib
+
+    digest = hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    return binascii.b2a_base64(digest).strip().decode()
 
 
 # -- connection state ---------------------------------------------------------
@@ -271,7 +303,7 @@ class Codec:
                     view = mv[start:start + n]
                     unmask(view, n, mv[start - 4:start])
                     if utf8_validate(view, 0, n, 0):
-                        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                        raise ProtocolError(CLOSE_INVALID_DATA, _BAD_UTF8)
                     events.append((TEXT, str(view, "utf-8")))
                     pos = start + n
                 if pos >= end:
@@ -304,7 +336,7 @@ class Codec:
         text = mv[6:n + 6]
         unmask(text, n, mv[2:6])
         if utf8_validate(text, 0, n, 0):
-            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+            raise ProtocolError(CLOSE_INVALID_DATA, _BAD_UTF8)
         return str(text, "utf-8")
 
     def pending_payload(self):
@@ -369,7 +401,7 @@ class Codec:
 
     def _bad_text(self):
         self._reset_message()
-        raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+        raise ProtocolError(CLOSE_INVALID_DATA, _BAD_UTF8)
 
     def _payload_done(self, events):
         frame = self._frame
@@ -401,29 +433,29 @@ class Codec:
         b0 = mv[pos]
         b1 = mv[pos + 1]
         if b0 & 0x70:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "RSV bits set without a negotiated extension (RFC 6455 §5.2)")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, _RSV_SET)
         opcode = b0 & 0x0F
         # A server receives masked frames only, a client unmasked ones only
         # (the role is one class-attribute load per frame: within the noise
         # of the ~5 us a small frame takes here).
         if not b1 & 0x80:
             if not self.client:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked (RFC 6455 §5.1)")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _UNMASKED)
             hlen = 2
         elif self.client:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "server frames must not be masked (RFC 6455 §5.1)")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, _MASKED)
         else:
             hlen = 6
         n = b1 & 0x7F
         if opcode >= 8:
             if opcode > PONG:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved control opcode 0x%X (RFC 6455 §5.2)" % opcode)
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _RESERVED_CONTROL, opcode)
             if not b0 & 0x80:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frames must not be fragmented (RFC 6455 §5.5)")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _FRAGMENTED_CONTROL)
             if n > 125:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes (RFC 6455 §5.5)")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _LONG_CONTROL)
         elif opcode > BINARY:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved data opcode 0x%X (RFC 6455 §5.2)" % opcode)
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, _RESERVED_DATA, opcode)
         if n == 126:
             hlen += 2
         elif n == 127:
@@ -436,9 +468,9 @@ class Codec:
         elif n == 127:
             n = int.from_bytes(bytes(mv[pos + 2:pos + 10]), "big")
             if n >> 63:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set (RFC 6455 §5.2)")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _TOP_BIT)
         if opcode < 8 and n + (self._msg_len if opcode == CONT else 0) > self.max_message:
-            raise ProtocolError(CLOSE_TOO_BIG, "message over the %d-byte limit" % self.max_message)
+            raise ProtocolError(CLOSE_TOO_BIG, _TOO_BIG, self.max_message)
         start = pos + hlen
         if end - start >= n:
             # Common case: the whole frame is in this read.
@@ -449,7 +481,7 @@ class Codec:
                 if b1 & 0x80:
                     unmask(view, n, mv[start - 4:start])
                 if utf8_validate(view, 0, n, 0):
-                    raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                    raise ProtocolError(CLOSE_INVALID_DATA, _BAD_UTF8)
                 events.append((TEXT, str(view, "utf-8")))
                 return start + n
             payload = bytearray(mv[start:start + n])
@@ -481,15 +513,15 @@ class Codec:
             return
         if opcode == CONT:
             if not self._msg_op:
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue (RFC 6455 §5.4)")
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _NOTHING_TO_CONTINUE)
             opcode = self._msg_op
         elif self._msg_op:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new data frame before the fragmented message finished (RFC 6455 §5.4)")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, _UNFINISHED)
         if opcode == TEXT:
             state = self._utf8 if checked else utf8_validate(payload, 0, len(payload), self._utf8)
             if state < 0 or (fin and state):
                 self._reset_message()
-                raise ProtocolError(CLOSE_INVALID_DATA, "text message is not valid UTF-8 (RFC 6455 §8.1)")
+                raise ProtocolError(CLOSE_INVALID_DATA, _BAD_UTF8)
             self._utf8 = state
         if fin and not self._msg_op:
             # Binary payloads are handed out as the bytearray they were
@@ -531,11 +563,11 @@ class Codec:
             # constant tuple that would stay in the heap.
             code = CLOSE_NO_STATUS
         elif n == 1:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload (RFC 6455 §5.5.1)")
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, _SHORT_CLOSE)
         else:
             code = (payload[0] << 8) | payload[1]
             if not valid_close_code(code):
-                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code %d (RFC 6455 §7.4)" % code)
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, _BAD_CLOSE_CODE, code)
             if utf8_validate(payload, 2, n, 0) != 0:
-                raise ProtocolError(CLOSE_INVALID_DATA, "close reason is not valid UTF-8 (RFC 6455 §5.5.1)")
+                raise ProtocolError(CLOSE_INVALID_DATA, _BAD_CLOSE_REASON)
         return (code, str(payload[2:], "utf-8"))

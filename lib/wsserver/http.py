@@ -6,7 +6,7 @@
 
 from .connection import Request
 from .errors import HTTPError
-from .handshake import valid_key
+from .upgrade import valid_key
 
 # RFC 9110 token characters, for header names.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

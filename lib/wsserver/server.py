@@ -48,7 +48,7 @@ class Server:
                            the client past max_clients can still be told 503
       debug=False          print handler crashes and protocol failures
       unload_http=...      drop the HTTP side's code (upgrade.py, exchange.py,
-                           answer.py, http.py, handshake.py, body.py: ~12 KB as
+                           answer.py, http.py, body.py: ~12 KB as
                            .mpy files) whenever no request is in progress, and
                            import it again for the next one. On by default
                            where wsserver runs from .mpy files (on the
@@ -311,7 +311,7 @@ class Server:
         # package alone (the names stay interned).
         modules = sys.modules
         package = modules["wsserver"]
-        for name in "upgrade exchange answer http handshake body".split():
+        for name in "upgrade exchange answer http body".split():
             if modules.pop("wsserver." + name, None) is not None:
                 delattr(package, name)
 

@@ -11,11 +11,16 @@
 # goes to exchange.py from the same bytes, which reads on, checks every
 # rule and names the one broken. So it holds no error text of its own.
 # tests/http/test_upgrade_fast_path.py checks that whatever it accepts,
-# exchange.py would accept too, as the same request.
+# exchange.py would accept too, as the same request. The handshake's
+# answer (the key's check, the subprotocol, the 101 with its
+# Sec-WebSocket-Accept, §4.2.2) is here too, for both paths: one module
+# for a connect to load, not two.
+
+import binascii
 
 from .connection import Request, WebSocket, nodelay
 from .errors import HTTPError
-from .handshake import choose_subprotocol, switching_protocols, valid_key
+from .frames import accept_key
 
 
 def parse(server, data):
@@ -120,3 +125,38 @@ def open_websocket(server, stream, request, route, extra):
     # before its handler has run (a hello comes first); counted till then.
     server.opening += 1
     return ws
+
+
+def valid_key(key):
+    # base64 of exactly 16 bytes: 22 alphabet characters then "==" (§4.1).
+    # Decoding and encoding again must give the same text: that rejects
+    # characters outside the alphabet even where a2b_base64 skips them.
+    if len(key) != 24 or key[22:] != "==":
+        return False
+    try:
+        raw = binascii.a2b_base64(key)
+    except ValueError:
+        return False
+    return len(raw) == 16 and binascii.b2a_base64(raw).strip() == key.encode()
+
+
+def choose_subprotocol(request, supported):
+    """The first of our `supported` subprotocols the client offered, else None."""
+    offered = request.headers.get("sec-websocket-protocol")
+    if not offered or not supported:
+        return None
+    offered = [t.strip() for t in offered.split(",")]
+    for name in supported:
+        if name in offered:
+            return name
+    return None
+
+
+def switching_protocols(request, subprotocol=None):
+    """The 101 response, as bytes: built by concatenation, not by
+    response_head's formatting (the handshake's hottest step after parsing)."""
+    head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(request.headers["sec-websocket-key"]).encode())
+    if subprotocol:
+        head += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode()
+    return head + b"\r\n\r\n"

@@ -7,7 +7,7 @@ if "lib" not in sys.path:
 
 from wsserver import frames
 from wsserver.errors import ProtocolError
-from wsserver.handshake import accept_key
+from wsserver.frames import accept_key
 from wsserver._portable import unmask as portable_unmask
 from wsserver.frames import unmask
 

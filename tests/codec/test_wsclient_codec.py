@@ -11,7 +11,7 @@ from wsclient import frames as cframes
 from wsclient.handshake import HandshakeError, check_response, new_key, parse_response, parse_url, request
 from wsserver import frames
 from wsserver.errors import ProtocolError
-from wsserver.handshake import accept_key
+from wsserver.frames import accept_key
 
 
 def pattern(n):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from support import LIB
 sys.path.insert(0, LIB)
 from wsserver.errors import HTTPError  # noqa: E402
-from wsserver.handshake import choose_subprotocol  # noqa: E402
+from wsserver.upgrade import choose_subprotocol  # noqa: E402
 from wsserver.http import check_upgrade  # noqa: E402
 from wsserver.http import find_head_end, parse_request  # noqa: E402
 from wsserver.answer import safe_relative_path  # noqa: E402

@@ -23,9 +23,13 @@ def check(link_memory_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): the plain car's edge is 72 KB (its boot), the TCP "
-                                       "link's 88-90 KB (its running heap: +21 KB, 4.5 KB of it the sixth qstr "
-                                       "pool chunk); docs/fleet.md, Memory")
+# Met at the edge, with no margin: the plain car's edge (its boot's config
+# check, in the tools' tree) bisects to 62-68 KB from run to run, and the TCP
+# link's to 74 KB, so at plain + 12 KB the link runs in most runs, not all.
+# Not strict until it has a margin (docs/fleet.md, Memory).
+@pytest.mark.xfail(strict=False, reason="at the edge (issue 13): the plain car's edge is 62-68 KB, the TCP "
+                                        "link's 74 KB, so plain + 12 KB runs in most runs, not every one; "
+                                        "docs/fleet.md, Memory")
 def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
     assert "(plain + 12 KB): runs" in lines.get("fleet link over TCP", ""), out

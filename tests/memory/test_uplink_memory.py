@@ -23,10 +23,13 @@ def check(link_memory_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 18): the plain car's edge is 72 KB (its boot), the "
-                                       "uplink's 86-88 KB (its connect: the WebSocket handshake's code on top "
-                                       "of the running car, +18 KB of which 4.5 KB the sixth qstr pool chunk); "
-                                       "docs/protocol.md, Uplink")
+# Met at the edge, with no margin: the plain car's edge bisects to 62 KB
+# (62-68 KB from run to run), the uplink's to 70 KB (its connect: the
+# handshake's code on top of the running car), so at plain + 8 KB the uplink
+# runs in most runs, not all. Not strict until it has a margin.
+@pytest.mark.xfail(strict=False, reason="at the edge (issue 18): the plain car's edge is 62 KB, the "
+                                        "uplink's 70 KB, so plain + 8 KB runs in most runs, not every one; "
+                                        "docs/protocol.md, Uplink")
 def test_uplink_runs_in_the_plain_cars_heap_plus_8_kb(check):
     lines, out = check
     assert "(plain + 8 KB): runs" in lines.get("uplink", ""), out

@@ -10,7 +10,7 @@ from support.hardening import http_get
 from support.micropython import MicroPythonProcess
 from support.wsraw import RawWS, close_clean, echo, open_socket, request, upgrade_headers
 
-COLD = {"wsserver.upgrade", "wsserver.exchange", "wsserver.answer", "wsserver.http", "wsserver.handshake", "wsserver.body"}
+COLD = {"wsserver.upgrade", "wsserver.exchange", "wsserver.answer", "wsserver.http", "wsserver.body"}
 
 
 @pytest.fixture(scope="module")

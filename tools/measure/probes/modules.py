@@ -19,7 +19,7 @@ EMPTIED = {"wsserver": ("wsserver.server", "wsserver.errors")}
 # HTTP request (Server.unload_http: the head, the upgrade, routes, files).
 # Measured after the rest, and again after unloading, to show they really go.
 TRANSIENT = ("hardware.defaults", "hardware.config", "car.config",
-             "wsserver.handshake", "wsserver.upgrade", "wsserver.http", "wsserver.exchange", "wsserver.answer")
+             "wsserver.upgrade", "wsserver.http", "wsserver.exchange", "wsserver.answer")
 
 import gc, sys
 tree, image, mode = sys.argv[1], sys.argv[2], sys.argv[3]
