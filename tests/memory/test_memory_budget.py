@@ -144,7 +144,7 @@ def romfs_run(board, budget_text, micropython, gc_block, viewers, then_refused=F
 # tests below run them side by side (see `proof`).
 
 def esp32_deploy_run():
-    budget = os.environ.get("TETHER_BUDGET_HEAP", "64K")
+    budget = os.environ.get("TETHER_BUDGET_HEAP", "56K")  # the ESP32 port's first heap
     micropython = board_proxy("esp32")
     with tempfile.TemporaryDirectory() as tmp:
         board = staged(pathlib.Path(tmp), "esp32", "x86", romfs=False)
