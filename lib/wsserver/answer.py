@@ -3,7 +3,7 @@
 # buffer), and the error answers (`fail`: the one place an exception becomes
 # an HTTP status). Loaded by exchange.py for a request that is not a
 # WebSocket upgrade, or for an error: a WebSocket's accepted upgrade (its
-# 101 is handshake.py's) never loads it.
+# 101 is upgrade.py's) never loads it.
 
 import os
 import sys
