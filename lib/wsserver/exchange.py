@@ -12,7 +12,6 @@ import asyncio
 from .connection import read_now, read_off, ticks_ms
 from .errors import HTTPError
 from .http import check_upgrade, find_head_end, parse_request
-from .upgrade import open_websocket
 
 
 async def serve(server, stream, data):
@@ -112,4 +111,6 @@ def accept_websocket(server, stream, request, route, extra):
     if len(server.clients) + server.opening >= server.max_clients:
         raise HTTPError(503, "server full: %d WebSocket clients connected" % server.max_clients,
                         ["Retry-After: 2"])
+    from .upgrade import open_websocket  # only for an upgrade: a page request never loads it
+
     return open_websocket(server, stream, request, route, extra)

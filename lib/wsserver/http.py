@@ -6,7 +6,6 @@
 
 from .connection import Request
 from .errors import HTTPError
-from .upgrade import valid_key
 
 # RFC 9110 token characters, for header names.
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -164,5 +163,9 @@ def check_upgrade(request):
     if h.get("sec-websocket-version") != "13":  # parse_request strips values
         raise HTTPError(426, "Sec-WebSocket-Version must be 13",
                         ["Sec-WebSocket-Version: 13"])
+    # Here, not at the top: a page request loads this module, and must not
+    # load upgrade.py with it.
+    from .upgrade import valid_key
+
     if not valid_key(h.get("sec-websocket-key", "")):
         raise HTTPError(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
