@@ -32,11 +32,20 @@ class ConnectionClosed(Exception):
         self.code = code
 
 
+def drop(name):
+    """Forget wsserver.<name>, a module loaded for one use: out of
+    sys.modules and off the package (the import set it there too), so its
+    heap is freed once nothing else holds it. (Here, in the module every
+    other one imports.)"""
+    import sys
+
+    if sys.modules.pop("wsserver." + name, None) is not None:
+        delattr(sys.modules["wsserver"], name)
+
+
 def word(number, arg):
     # Loaded for this one text and dropped again. With no room for it, the
     # close code alone still says what kind of rule was broken.
-    import sys
-
     try:
         from .reasons import TEXTS
 
@@ -45,8 +54,4 @@ def word(number, arg):
     except MemoryError:
         return ""
     finally:
-        if sys.modules.pop("wsserver.reasons", None) is not None:
-            try:
-                delattr(sys.modules["wsserver"], "reasons")
-            except (AttributeError, KeyError):
-                pass
+        drop("reasons")

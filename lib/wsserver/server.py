@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 from .connection import ticks_diff, ticks_ms
-from .errors import ConnectionClosed, ProtocolError
+from .errors import ConnectionClosed, ProtocolError, drop
 from .frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, encode_message
 
 
@@ -309,11 +309,8 @@ class Server:
         # of their functions is gone by now: the exchange's coroutines have
         # ended, and its module objects are held by sys.modules and the
         # package alone (the names stay interned).
-        modules = sys.modules
-        package = modules["wsserver"]
         for name in "upgrade exchange answer http body".split():
-            if modules.pop("wsserver." + name, None) is not None:
-                delattr(package, name)
+            drop(name)
 
     async def _close(self, stream, tls):
         try:
