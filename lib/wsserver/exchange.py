@@ -108,9 +108,9 @@ async def read_request(server, stream, data):
 def accept_websocket(server, stream, request, route, extra):
     """Check the handshake, answer 101, and return the new WebSocket."""
     check_upgrade(request)
-    if len(server.clients) + server.opening >= server.max_clients:
-        raise HTTPError(503, "server full: %d WebSocket clients connected" % server.max_clients,
-                        ["Retry-After: 2"])
-    from .upgrade import open_websocket  # only for an upgrade: a page request never loads it
+    # Only for an upgrade: a page request never loads upgrade.py.
+    from .upgrade import full_reason, open_websocket
 
+    if len(server.clients) + server.opening >= server.max_clients:
+        raise HTTPError(503, full_reason(server), ["Retry-After: 2"])
     return open_websocket(server, stream, request, route, extra)

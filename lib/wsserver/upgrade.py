@@ -5,11 +5,14 @@
 # the code the whole HTTP side loads (docs/memory.md, "Code loaded per
 # request").
 #
-# It only ever says yes, or "not mine": any request it does not recognise
-# at a glance (another method or route, a head not here in one read, a
-# header it would have to look at closely, a rule broken, a full server)
-# goes to exchange.py from the same bytes, which reads on, checks every
-# rule and names the one broken. So it holds no error text of its own.
+# It says yes, "server full", or "not mine": any request it does not
+# recognise at a glance (another method or route, a head not here in one
+# read, a header it would have to look at closely, a rule broken) goes to
+# exchange.py from the same bytes, which reads on, checks every rule and
+# names the one broken. The one refusal it answers itself is the one a
+# full server gives again and again, when the heap is at its tightest:
+# loading exchange.py then would intern its names for good (the qstr pool
+# never shrinks), and on an ESP8266 that was the heap telemetry needed.
 # tests/http/test_upgrade_fast_path.py checks that whatever it accepts,
 # exchange.py would accept too, as the same request. The handshake's
 # answer (the key's check, the subprotocol, the 101 with its
@@ -89,14 +92,36 @@ async def serve(server, stream, data):
     answered), None when it is exchange.py's to serve from `data`."""
     try:
         found = parse(server, data)
-        if found is None or len(server.clients) + server.opening >= server.max_clients:
+        if found is None:
             return None
+        if len(server.clients) + server.opening >= server.max_clients:
+            stream.write(server_full(server))
+            await stream.drain()
+            return False
         return open_websocket(server, stream, found[0], found[1], found[2])
+    except OSError:
+        return False  # the peer went away
+    except MemoryError:
+        raise  # the server's own fixed 503: no room to load answer.py either
     except Exception as e:  # the route's accept hook refused it, or failed
         from . import answer
 
         await answer.fail(server, stream, e, False)
         return False
+
+
+def full_reason(server):
+    return "server full: " + str(server.max_clients) + " WebSocket clients connected"
+
+
+def server_full(server):
+    """The 503 for the client past max_clients, from either path: the bytes
+    answer.error_response would give (tests/http/test_upgrade_fast_path.py),
+    built without loading it."""
+    body = (full_reason(server) + "\n").encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode()
+            + b"\r\nConnection: close\r\nRetry-After: 2\r\n\r\n" + body)
 
 
 def open_websocket(server, stream, request, route, extra):

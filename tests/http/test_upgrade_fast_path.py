@@ -189,11 +189,18 @@ SERVER = textwrap.dedent("""
         return None
 
     server = Server(unload_http=True, max_clients=2)
+    dropped = []  # the request modules loaded when the server last dropped them
+
+    def unload():
+        dropped.append(" ".join(sorted(m[9:] for m in sys.modules if m.startswith("wsserver."))))
+        Server._unload_http(server)
+
+    server._unload_http = unload
 
     @server.websocket("/ws", accept=accept)
     async def echo(ws):
         async for message in ws:
-            await ws.send(seen[-1] if message == "seen" else message)
+            await ws.send(seen[-1] if message == "seen" else dropped[-1] if message == "dropped" else message)
 
     server.run("127.0.0.1", port)
 """)
@@ -252,12 +259,36 @@ def test_a_refusal_keeps_its_reason_from_either_path(server):
     assert "upgrade" in loaded_at_accept(server.port, local(CHROME, server.port))  # still serving
 
 
-def test_the_client_past_max_clients_gets_the_full_paths_503(server):
+def test_the_fast_paths_server_full_is_the_answer_the_full_path_gives():
+    from wsserver.answer import error_response
+    from wsserver.upgrade import full_reason, server_full
+
+    full = SimpleNamespace(max_clients=3)
+    assert server_full(full) == error_response(503, full_reason(full), ["Retry-After: 2"])
+    assert b"server full: 3 WebSocket clients connected\n" in server_full(full)
+
+
+def test_the_client_past_max_clients_gets_503_without_the_full_path_loaded(server):
     opened = [RawWS(server.port, "/ws") for _ in range(2)]
     try:
         assert [ws.status for ws in opened] == [101, 101]
-        status, _, body = request(server.port, "/ws", upgrade_headers())
+        status, headers, body = request(server.port, "/ws", upgrade_headers())
         assert status == 503 and b"server full: 2 WebSocket clients connected" in body
+        assert headers.get("retry-after") == "2", headers
+        opened[0].send_text("dropped")
+        loaded = set(opened[0].recv_frame()[2].decode().split())
+        assert "upgrade" in loaded and not loaded & COLD, loaded
+        # A head the fast path leaves to exchange.py is told the same.
+        head = local(FIREFOX.replace(b"keep-alive, Upgrade", b"Upgrade,keep-alive"), server.port)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(head)
+            answer = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"server full: 2 WebSocket clients connected\n"), answer
     finally:
         for ws in opened:
             ws.close()
