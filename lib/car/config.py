@@ -194,7 +194,8 @@ def validate(user):
         # its survivors over the whole heap, and a block that size is left.
         import gc
 
-        gc.threshold(4096)
+        if hasattr(gc, "threshold"):  # MicroPython's: CPython (tools/board/stage.py's check) has none
+            gc.threshold(4096)
     # A local, not a module constant: a module-level name is interned for good.
     # dotted key, kind, low, high. Kinds: i int, f number, b bool, s string
     # (length low..high), h hostname, p AP password, t token (null or string).

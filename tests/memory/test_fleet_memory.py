@@ -23,21 +23,16 @@ def check(link_memory_runs):
 
 
 @pytest.mark.slow
-# Met at the edge, with no margin: the plain car's edge (its boot's config
-# check, in the tools' tree) bisects to 62-68 KB from run to run, and the TCP
-# link's to 74 KB, so at plain + 12 KB the link runs in most runs, not all.
-# Not strict until it has a margin (docs/fleet.md, Memory).
-@pytest.mark.xfail(strict=False, reason="at the edge (issue 13): the plain car's edge is 62-68 KB, the TCP "
-                                        "link's 74 KB, so plain + 12 KB runs in most runs, not every one; "
-                                        "docs/fleet.md, Memory")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): the plain car's edge is 54 KB, the TCP link's "
+                                       "74 KB, plain + 20 KB (docs/fleet.md, Memory)")
 def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
     assert "(plain + 12 KB): runs" in lines.get("fleet link over TCP", ""), out
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 98 KB, plain + "
-                                       "26 KB (its running heap: +29 KB; docs/fleet.md, Memory)")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 80 KB, plain + "
+                                       "26 KB (docs/fleet.md, Memory)")
 def test_fleet_link_over_websocket_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
     assert "(plain + 12 KB): runs" in lines.get("fleet link over WebSocket", ""), out

@@ -23,13 +23,8 @@ def check(link_memory_runs):
 
 
 @pytest.mark.slow
-# Met at the edge, with no margin: the plain car's edge bisects to 62 KB
-# (62-68 KB from run to run), the uplink's to 70 KB (its connect: the
-# handshake's code on top of the running car), so at plain + 8 KB the uplink
-# runs in most runs, not all. Not strict until it has a margin.
-@pytest.mark.xfail(strict=False, reason="at the edge (issue 18): the plain car's edge is 62 KB, the "
-                                        "uplink's 70 KB, so plain + 8 KB runs in most runs, not every one; "
-                                        "docs/protocol.md, Uplink")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 18): the plain car's edge is 54 KB, the uplink's "
+                                       "70 KB, plain + 16 KB (docs/protocol.md, Uplink)")
 def test_uplink_runs_in_the_plain_cars_heap_plus_8_kb(check):
     lines, out = check
     assert "(plain + 8 KB): runs" in lines.get("uplink", ""), out

@@ -10,7 +10,7 @@ from support.micropython import ROOT
 from support.mqtt import can_unshare, have_mosquitto, have_wsclient
 
 TIMEOUT_S = 240
-BISECT = ["--check", "--seconds", "5", "--lo", "56", "--hi", "100"]
+BISECT = ["--check", "--seconds", "5", "--lo", "40", "--hi", "100"]
 
 
 def fleet_ready():

@@ -137,6 +137,21 @@ def test_an_unchanged_config_boots_without_the_checker_and_as_the_checker_gives_
     assert config["access"]["origins"] == ["http://phone.local:8080"] and config["limits"]["max_speed"] == 0.5
 
 
+def test_a_link_cars_config_stages_and_boots_from_its_stamp(tmp_path):
+    # A fleet link and an uplink: the checker's link-car path (its collection
+    # threshold, a MicroPython call) runs under CPython when the tools check it.
+    cfg = example()
+    cfg["fleet"] = {"url": "mqtt://127.0.0.1:1883", "telemetry_hz": 1}
+    cfg["uplink"] = {"url": "ws://127.0.0.1:8765/car"}
+    r, tree = staged(tmp_path, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = probe(tree)
+    assert seen["stamp"] is True and seen["errors"] == []
+    assert seen["config"] == seen["checked"][0]
+    assert seen["config"]["fleet"]["telemetry_hz"] == 1
+    assert seen["config"]["uplink"]["url"] == "ws://127.0.0.1:8765/car"
+
+
 def test_a_config_edited_on_the_board_is_checked_there_with_the_same_errors(tmp_path):
     r, tree = staged(tmp_path, example())
     assert r.returncode == 0, r.stdout + r.stderr

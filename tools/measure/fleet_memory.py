@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from tools.common import LIB, ROOT, free_port, wait_port  # noqa: E402
 sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
+from tools.board.stage import CHECKED, board_name, checked_config  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
 
 
@@ -100,8 +101,15 @@ def run_car(micropython, board, config, heap_k, exercise, heap=None, script="mai
     bytes), run exercise(port) against it; True when that passed and the car
     is alive with no MemoryError and no traceback. tools/measure/uplink_memory.py
     uses it too."""
-    with open(os.path.join(board, "config.json"), "w") as f:
-        json.dump(config, f)
+    # The config and its stamp, as tools/board/stage.py writes them: a board whose
+    # stamp matches skips the config check at boot (lib/car/__init__.py), so the
+    # heap measured is the deployed car's, not one that also checks its config.
+    data = json.dumps(config).encode()
+    stamp, checked = checked_config(ROOT, data, board_name(CHIP, "x86"))
+    with open(os.path.join(board, "config.json"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(board, CHECKED), "w") as f:
+        f.write(stamp + checked + "\n")
     port = free_port()
     proc = subprocess.Popen([micropython, "-X", "heapsize=%d" % (heap or heap_k * 1024), script, "--port", str(port)],
                             cwd=board, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,14 +161,18 @@ def heap_arguments():
     return parser
 
 
+CHIP = "esp32"  # the tree `make deploy CHIP=esp32` writes: -O3, no line tables, its config caps
+
+
 def staged(args, prefix):
-    """(tmp, board): a temporary folder and the `make deploy` layout staged in
-    tmp/board for args.march; --show switched on if asked."""
+    """(tmp, board): a temporary folder and the `make deploy CHIP=esp32` layout
+    staged in tmp/board for args.march; --show switched on if asked."""
     if args.show:
         SHOW.append(True)
     tmp = tempfile.mkdtemp(prefix=prefix)
     board = os.path.join(tmp, "board")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board],
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "board", "stage.py"), "--march", args.march, "--out", board,
+                    "--chip", CHIP],
                    cwd=ROOT, check=True, capture_output=True)
     return tmp, board
 
