@@ -165,7 +165,7 @@ def x64_romfs_run():
 
 
 def esp8266_romfs_run():
-    budget = os.environ.get("TETHER_BUDGET_HEAP", "36K")
+    budget = os.environ.get("TETHER_BUDGET_HEAP", "32K")
     micropython = board_proxy("esp8266")
     with tempfile.TemporaryDirectory() as tmp:
         board = staged(pathlib.Path(tmp), "esp8266", "x86", romfs=True)
