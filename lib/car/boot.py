@@ -47,7 +47,7 @@ def build(config_path, host, port, static_dir, watchdog):
     # now, while the config checker's garbage has just gone, rather than
     # after the hardware and the app have scattered their objects over it.
     buf = bytearray(1024)
-    hw = hardware.create(cfg["hardware"])
+    hw = hardware.create(cfg["hardware"], checked=True)  # load_config gives it checked
     try:
         hw.stop()
         if watchdog:

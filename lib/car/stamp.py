@@ -21,7 +21,7 @@ def load(path):
         from hashlib import sha256
         import json
 
-        from hardware.defaults import on_board  # hardware.create() loads it next anyway
+        from hardware import on_board
 
         digest = sha256()
         with open(path, "rb") as f:

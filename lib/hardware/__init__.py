@@ -26,7 +26,7 @@ def __getattr__(name):
     # before it looks for a submodule, and an AttributeError would end the
     # import. Any other name is an AttributeError, so hasattr() answers False.
     # (One string, not a tuple of names: see above.)
-    if name in "base config defaults motors outputs pins pwm real sensors sim".split():
+    if name in "base chip config defaults motors outputs pins pwm real sensors sim".split():
         return _load(name)
     raise AttributeError(name)
 
@@ -48,20 +48,34 @@ def validate(cfg, prefix="hardware"):
         _drop("config")
         _drop("pins")  # the chips' pin rules, when config loaded them
         _drop("defaults")  # imported by config; create() loads it again
+        _drop("chip")  # imported by defaults
 
 
 
-def create(cfg=None):
-    """The car hardware for the hardware config section `cfg` (dict or None;
-    missing keys take DEFAULTS). Validate first: create() trusts cfg."""
+def on_board():
+    """The chip this runs on (hardware.chip.on_board()), None on a computer:
+    its module loaded for the call and dropped."""
     try:
-        defaults = _load("defaults")
-        cfg = defaults.merged(cfg)
-        mode = cfg["mode"]
-        sim = mode == "sim" or (mode == "auto" and not defaults.on_board())
+        return _load("chip").on_board()
     finally:
-        _drop("defaults")
-    if sim:
+        _drop("chip")
+
+
+def create(cfg=None, checked=False):
+    """The car hardware for the hardware config section `cfg` (dict or None;
+    missing keys take DEFAULTS). Validate first: create() trusts cfg.
+    checked: cfg is the config checker's section (car.config: every key
+    there, the chip's defaults merged in), used as it is. A car booting
+    from its stamp then never loads the defaults table, the biggest module
+    here, whose names would stay interned for good."""
+    if not checked:
+        try:
+            cfg = _load("defaults").merged(cfg)
+        finally:
+            _drop("defaults")
+            _drop("chip")
+    mode = cfg["mode"]
+    if mode == "sim" or (mode == "auto" and not on_board()):
         from hardware.sim import SimHardware
         return SimHardware(cfg)
     from hardware.real import RealHardware

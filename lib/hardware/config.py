@@ -9,7 +9,8 @@ except ImportError:  # CPython
         return value
 
 from hardware import is_number
-from hardware.defaults import DEFAULTS, merged, on_board
+from hardware.chip import on_board
+from hardware.defaults import DEFAULTS, merged
 
 _OUT = const(0)  # what a pin is used for (hardware.pins checks it per chip)
 _PWM = const(1)

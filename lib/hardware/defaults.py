@@ -2,6 +2,8 @@
 # from the validator (config.py) so the board only holds this small part.
 # Every key is documented in docs/wiring.md.
 
+from hardware.chip import on_board
+
 # Reference build: ESP32 DevKit + L298N (see docs/wiring.md). Other chips
 # change some of these (merged() below).
 DEFAULTS = {
@@ -83,21 +85,3 @@ def merged(cfg):
                 value = dict(value)
         out[key] = value
     return out
-
-
-def on_board():
-    """The chip on an ESP32/ESP8266 board ("esp32", "esp32s3", "esp32c3",
-    "esp8266" or another "esp32.."), None on a computer. Here, not in
-    __init__, because only boot asks. Chip names are not written as literals:
-    every short string a module holds is interned for good (docs/memory.md)."""
-    import sys
-
-    p = sys.platform
-    if p[:3] != "esp":
-        return None
-    if len(p) > 5:  # "esp8266"
-        return p
-    # "<board> with ESP32S3": py/mpconfig.h MICROPY_BANNER_MACHINE, from the
-    # boards' MICROPY_HW_MCU_NAME ("ESP32", "ESP32-D2WD", "ESP32S3", "ESP32C3").
-    mcu = sys.implementation._machine.split()[-1].lower()
-    return p if mcu[5:6] == "-" else mcu

@@ -459,8 +459,8 @@ from car import app
 made = []
 real_create = hardware.create
 
-def create(cfg):
-    hw = real_create(cfg)
+def create(cfg, checked=False):
+    hw = real_create(cfg, checked)
     made.append(hw)
     real_tick = hw.tick
     count = [0]

@@ -137,6 +137,38 @@ def test_an_unchanged_config_boots_without_the_checker_and_as_the_checker_gives_
     assert config["access"]["origins"] == ["http://phone.local:8080"] and config["limits"]["max_speed"] == 0.5
 
 
+# The hardware built as car.boot builds it, from the stamped config, with
+# hardware.defaults replaced by a stand-in that fails when it is used: the
+# checked section has every key already, so the defaults table (its names
+# interned for good) is never loaded at boot.
+NO_DEFAULTS = """
+import sys, json
+sys.path.insert(0, "lib")
+class Defaults:
+    def __getattr__(self, name):
+        raise RuntimeError("hardware.defaults was used: " + name)
+sys.modules["hardware.defaults"] = Defaults()
+import hardware
+from car import load_config
+cfg, errors = load_config("config.json")
+hw = hardware.create(cfg["hardware"], checked=True)
+print(json.dumps({"errors": errors, "simulated": hw.simulated,
+                  "loaded": sorted(m for m in sys.modules if m.startswith("hardware"))}))
+"""
+
+
+def test_a_car_from_its_stamp_builds_its_hardware_without_the_defaults_table(tmp_path):
+    cfg = example()
+    cfg["hardware"]["mode"] = "auto"  # the chip asked (hardware.chip), not the table
+    r, tree = staged(tmp_path, cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_micropython(NO_DEFAULTS, cwd=str(tree))
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = json.loads(r.stdout)
+    assert seen["errors"] == [] and seen["simulated"] is True  # auto on a computer: the sim
+    assert "hardware.chip" not in seen["loaded"]  # asked, then dropped
+
+
 def test_a_link_cars_config_stages_and_boots_from_its_stamp(tmp_path):
     # A fleet link and an uplink: the checker's link-car path (its collection
     # threshold, a MicroPython call) runs under CPython when the tools check it.

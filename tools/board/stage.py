@@ -210,7 +210,7 @@ def capped_config(data, chip, log):
 
 
 # Runs lib/car/config.py's load() under CPython as it runs on the board the tree is
-# for: on_board() (lib/hardware/defaults.py) reads sys.platform and the MCU name
+# for: on_board() (lib/hardware/chip.py) reads sys.platform and the MCU name
 # of sys.implementation._machine ("<board> with ESP32S3"), set here to that board's.
 _CHECK = r"""
 import json, sys
@@ -228,14 +228,14 @@ print(json.dumps({"config": cfg, "errors": errors, "version": VERSION}))
 
 def board_chip(root, platform, machine):
     """The chip a board reporting sys.platform and sys.implementation._machine is,
-    as the firmware's on_board() (lib/hardware/defaults.py, run here) names it:
+    as the firmware's on_board() (lib/hardware/chip.py, run here) names it:
     "esp32s3" for "Generic ESP32S3 module with ESP32S3"; None off a board."""
     code = ("import sys; sys.platform = sys.argv[1]; sys.implementation._machine = sys.argv[2]; "
-            "sys.path.insert(0, sys.argv[3]); from hardware.defaults import on_board; print(on_board())")
+            "sys.path.insert(0, sys.argv[3]); from hardware.chip import on_board; print(on_board())")
     r = subprocess.run([sys.executable, "-c", code, platform, machine, os.path.join(root, "lib")],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise StageError("lib/hardware/defaults.py on_board() failed:\n" + r.stderr)
+        raise StageError("lib/hardware/chip.py on_board() failed:\n" + r.stderr)
     chip = r.stdout.strip()
     return None if chip == "None" else chip
 

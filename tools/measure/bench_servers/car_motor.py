@@ -22,8 +22,8 @@ if "--tick-ms" in argv:
 real_create = hardware.create
 
 
-def create(cfg):
-    hw = real_create(cfg)
+def create(cfg, checked=False):
+    hw = real_create(cfg, checked)
     real_set = hw.set_motors
 
     def set_motors(left, right):
