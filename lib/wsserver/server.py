@@ -251,6 +251,48 @@ class Server:
         pending[task] = ticks_ms()
 
     async def _serve_connection(self, stream, _writer=None):
+        # One task per connection, from its request to its WebSocket's end:
+        # a task of its own for the WebSocket (as before) cost each connect a
+        # turn of the event loop to start it, a fifth of a handshake's. The
+        # request is served by _request, whose frame (and every value that
+        # held the request's code) is gone once it returns: this frame keeps
+        # only what the open WebSocket needs.
+        tls, ws = await self._request(stream)
+        if not ws:  # None, or False: refused (and answered) by upgrade.py
+            await self._close(stream, tls)
+            return
+        self.opening -= 1
+        self.clients.add(ws)
+        try:
+            try:
+                await self.ws_routes[ws.request.path][0](ws)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_NORMAL)
+            except ConnectionClosed:
+                pass
+            except ProtocolError as e:
+                await ws.fail_connection(e.code, e.reason)
+            except Exception as e:  # the handler crashed: tell the peer, keep serving others
+                if self.debug:
+                    sys.print_exception(e)
+                if ws.close_code is None:
+                    await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
+            finally:
+                self.clients.discard(ws)
+                # The codec may hold a half-received frame (up to max_message):
+                # let it go now, even if something still holds `ws`
+                # (found by tests/server/test_dead_peers.py).
+                ws.codec = None
+                ws.closed()  # with 1006 unless it closed before
+        except OSError:
+            pass
+        except Exception as e:  # a bug in closing: keep serving everyone else
+            if self.debug:
+                sys.print_exception(e)
+        finally:
+            await self._close(stream, tls)
+
+    async def _request(self, stream):
         # The request's code is loaded here, at the first request, and with
         # unload_http dropped after the last one: upgrade.py for what looks
         # like a WebSocket upgrade, exchange.py (and what it imports: the
@@ -296,12 +338,7 @@ class Server:
             self._requests -= 1
             if not self._requests and self.unload_http:
                 self._unload_http()
-        if not ws:  # None, or False: refused (and answered) by upgrade.py
-            await self._close(stream, tls)
-        else:
-            # Served by a task of its own, so no frame that held the
-            # request's code stays in the heap as long as the WebSocket is open.
-            asyncio.create_task(self._serve_websocket(stream, ws, tls))
+        return tls, ws
 
     def _unload_http(self):
         # The next request imports these again, from .mpy or ROMFS without
@@ -323,35 +360,3 @@ class Server:
             # this port: MBEDTLS_ERR_SSL_INVALID_RECORD) leaves the
             # plain one open (MicroPython 1.28, tested): close it too.
             tls.close()
-
-    async def _serve_websocket(self, stream, ws, tls):
-        self.opening -= 1
-        self.clients.add(ws)
-        try:
-            try:
-                await self.ws_routes[ws.request.path][0](ws)
-                if ws.close_code is None:
-                    await ws.close(CLOSE_NORMAL)
-            except ConnectionClosed:
-                pass
-            except ProtocolError as e:
-                await ws.fail_connection(e.code, e.reason)
-            except Exception as e:  # the handler crashed: tell the peer, keep serving others
-                if self.debug:
-                    sys.print_exception(e)
-                if ws.close_code is None:
-                    await ws.close(CLOSE_INTERNAL_ERROR, "internal error")
-            finally:
-                self.clients.discard(ws)
-                # The codec may hold a half-received frame (up to max_message):
-                # let it go now, even if something still holds `ws`
-                # (found by tests/server/test_dead_peers.py).
-                ws.codec = None
-                ws.closed()  # with 1006 unless it closed before
-        except OSError:
-            pass
-        except Exception as e:  # a bug in closing: keep serving everyone else
-            if self.debug:
-                sys.print_exception(e)
-        finally:
-            await self._close(stream, tls)
