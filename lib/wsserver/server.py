@@ -90,7 +90,7 @@ class Server:
     _release_pending = False
     tls = None  # the SSLContext, when serving TLS
     tls_open = 0  # TLS sessions in use
-    opening = 0  # WebSockets accepted whose task has not started yet
+    opening = 0  # WebSockets accepted (101 sent) and not yet in clients
     _requests = 0  # connections whose request is in progress
 
     def __init__(self, static_dir=None, buffer_size=2048, buffer=None, **limits):
@@ -252,8 +252,9 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         # One task per connection, from its request to its WebSocket's end:
-        # a task of its own for the WebSocket (as before) cost each connect a
-        # turn of the event loop to start it, a fifth of a handshake's. The
+        # a task of its own for the WebSocket cost each connect one more
+        # turn of the event loop to start it (five per open and close, now
+        # four, each with its poll() call). The
         # request is served by _request, whose frame (and every value that
         # held the request's code) is gone once it returns: this frame keeps
         # only what the open WebSocket needs.
