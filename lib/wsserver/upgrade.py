@@ -20,10 +20,10 @@
 # for a connect to load, not two.
 
 import binascii
-import hashlib
 
 from .connection import Request, WebSocket, nodelay
 from .errors import HTTPError
+from .frames import accept_key
 
 
 def parse(server, data):
@@ -184,15 +184,8 @@ def choose_subprotocol(request, supported):
 def switching_protocols(request, subprotocol=None):
     """The 101 response, as bytes: built by concatenation, not by
     response_head's formatting (the handshake's hottest step after parsing)."""
-    # Sec-WebSocket-Accept (§4.2.2), frames.accept_key's computation with
-    # this module's imports: a built-in module is not kept in sys.modules,
-    # so accept_key's `import hashlib` searches every sys.path entry for a
-    # file of that name again at each call (18 stat() calls on the Unix
-    # port; on a board, a look in each sys.path folder) before it finds
-    # the built-in one.
-    digest = hashlib.sha1(request.headers["sec-websocket-key"].encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
     head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + binascii.b2a_base64(digest.digest()).strip())
+            b"Sec-WebSocket-Accept: " + accept_key(request.headers["sec-websocket-key"]).encode())
     if subprotocol:
         head += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode()
     return head + b"\r\n\r\n"
