@@ -184,6 +184,7 @@ def validate(user):
     cfg = copy(DEFAULTS)
     if type(user) is not dict:
         errors.append("config: must be a JSON object")
+        cfg["hardware"] = hardware.merged(None)  # the chip's own pins, not the ESP32's table
         return cfg, errors
     _unknown(user, DEFAULTS, "", errors)
     if user.get("fleet") is not None or user.get("uplink") is not None:
@@ -273,7 +274,7 @@ def load(path="config.json"):
         with open(path) as f:
             user = json.load(f)
     except OSError:
-        return copy(DEFAULTS), [path + ": cannot be read, using defaults"]
+        return validate({})[0], [path + ": cannot be read, using defaults"]  # the chip's defaults
     except ValueError:
         user = None
     else:

@@ -256,6 +256,30 @@ def test_unreadable_config_file_gives_defaults_and_names_the_file(tmp_path):
     assert got[1] == ["/nonexistent.json: cannot be read, using defaults"]
 
 
+# The config checker as it runs on an ESP8266 (sys.platform, as tools/board/stage.py
+# sets it to check a config for a board), under CPython.
+ON_ESP8266 = """
+import json, sys
+sys.platform = "esp8266"
+sys.path.insert(0, sys.argv[1])
+from car.config import load, validate
+print(json.dumps([load(sys.argv[2])[0]["hardware"], validate([])[0]["hardware"], validate({})[0]["hardware"]]))
+"""
+
+
+def test_a_board_without_a_usable_config_gets_its_own_chips_pins(tmp_path):
+    # No config.json, or one that is not an object: the ESP8266's defaults
+    # (pins 0-16), never the ESP32's table (pins 25-33 do not exist there).
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", ON_ESP8266, os.path.join(ROOT, "lib"), str(tmp_path / "none.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    missing, not_object, empty = json.loads(r.stdout)
+    assert empty["driver"] == "drv8833" and max(v for v in empty["pins"].values() if v is not None) <= 16
+    assert missing == empty and not_object == empty
+
+
 def test_invalid_json_keeps_the_sections_that_parse(tmp_path):
     """A typo in limits must not reset the access point to the public default password."""
     bad = tmp_path / "typo.json"
