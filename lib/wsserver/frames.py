@@ -152,9 +152,9 @@ def accept_key(key):
     both already are, rather than in a module of its own that each connect
     would load. hashlib and binascii are this module's imports, not the
     function's: a built-in module is not kept in sys.modules, so an import
-    inside the function searched every sys.path entry for a file of that
-    name at each connect (18 stat() calls of 38 syscalls per handshake on
-    the Unix port; on a board, a look in each sys.path folder)."""
+    inside the function would search every sys.path entry for a file of
+    that name at each connect (18 stat() calls per handshake on the Unix
+    port; on a board, a look in each sys.path folder)."""
     digest = hashlib.sha1(key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
     return binascii.b2a_base64(digest).strip().decode()
 

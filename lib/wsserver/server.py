@@ -252,12 +252,12 @@ class Server:
 
     async def _serve_connection(self, stream, _writer=None):
         # One task per connection, from its request to its WebSocket's end:
-        # a task of its own for the WebSocket cost each connect one more
-        # turn of the event loop to start it (five per open and close, now
-        # four, each with its poll() call). The
-        # request is served by _request, whose frame (and every value that
-        # held the request's code) is gone once it returns: this frame keeps
-        # only what the open WebSocket needs.
+        # a task of its own for the WebSocket would cost each connect one
+        # more turn of the event loop to start it (five per open and close
+        # instead of four, each with its poll() call). The request is served
+        # by _request, whose frame (and every value that held the request's
+        # code) is gone once it returns: this frame keeps only what the open
+        # WebSocket needs.
         tls, ws = await self._request(stream)
         if not ws:  # None, or False: refused (and answered) by upgrade.py
             await self._close(stream, tls)

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from tools.common import LIB, ROOT, free_port, wait_port  # noqa: E402
 sys.path.insert(0, LIB)
 from mqtt.session import Session  # noqa: E402
-from tools.board.stage import CHECKED, board_name, checked_config  # noqa: E402
+from tools.board.stage import CHECKED, checked_config  # noqa: E402
 from mqtt.transport import opener  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def run_car(micropython, board, config, heap_k, exercise, heap=None, script="mai
     # stamp matches skips the config check at boot (lib/car/__init__.py), so the
     # heap measured is the deployed car's, not one that also checks its config.
     data = json.dumps(config).encode()
-    stamp, checked = checked_config(ROOT, data, board_name(CHIP, "x86"))
+    stamp, checked = checked_config(ROOT, data, None)  # the board on_board() names on a Unix port
     with open(os.path.join(board, "config.json"), "wb") as f:
         f.write(data)
     with open(os.path.join(board, CHECKED), "w") as f:
