@@ -190,7 +190,11 @@
 
   // ----------------------------------------------------------------- readouts
   const hist = [];              // recent samples for the chart and the map trail
-  const odo = { last: null, t: 0, m: 0, v: 0 };   // travelled (m) and speed (m/s) since the page opened
+  // Travelled (m) since the page opened, and speed (m/s) over the last SPEED_MS of it: a
+  // pose is the physics' last step, up to a control tick older than the frame's uptime_ms,
+  // so speed from two frames alone is off by that tick's share of their gap (±20 % at 10 Hz).
+  const SPEED_MS = 500;
+  const odo = { last: null, m: 0, v: 0, win: [] };
 
   function onTelemetry(m) {
     car.driver = m.driver;
@@ -205,12 +209,16 @@
     // Speed and distance travelled from successive poses (the simulated car's; a real car
     // without encoders has none): the car's uptime clock, so network jitter does not count.
     const p0 = m.pose;
-    if (p0 && odo.last) {
-      const dt = (m.uptime_ms - odo.t) / 1000, step = Math.hypot(p0.x - odo.last.x, p0.y - odo.last.y);
-      odo.m += step;
-      if (dt > 0) odo.v = odo.v * 0.6 + 0.4 * step / dt;      // smoothed over a few frames
+    if (p0) {
+      if (odo.last) odo.m += Math.hypot(p0.x - odo.last.x, p0.y - odo.last.y);
+      odo.last = p0;
+      const w = odo.win, u = m.uptime_ms;
+      if (w.length && u < w[w.length - 1].u) w.length = 0;  // the car restarted
+      w.push({ u, m: odo.m });
+      while (w.length > 2 && w[1].u <= u - SPEED_MS) w.shift();
+      const dt = (u - w[0].u) / 1000;
+      odo.v = dt > 0 ? (odo.m - w[0].m) / dt : 0;
     }
-    if (p0) { odo.last = p0; odo.t = m.uptime_ms; }
     ui.spd.textContent = p0 ? odo.v.toFixed(2) : '—';
     ui.odo.textContent = p0 ? (odo.m < 100 ? odo.m.toFixed(1) : String(Math.round(odo.m))) : '—';
     const v = m.battery_v;
