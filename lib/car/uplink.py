@@ -24,7 +24,7 @@ from micropython import const
 
 from car import protocol
 from car.remote import Remote
-from wsclient import connect
+from wsclient.dialled import dial
 
 _MAX_QUEUE = const(4)  # messages waiting for a slow server
 _BACKOFF_MIN_MS = const(500)
@@ -64,7 +64,6 @@ class Link(Remote):
         self.seq = 0  # the uplink's own telemetry count (no gaps for /ws clients)
         self.failures = 0  # connection attempts since the last success
         self.dropped = 0
-        self.last_rx = 0
 
     def send_nowait(self, text):
         """Queue a text for the server (telemetry, role changes);
@@ -119,14 +118,12 @@ class Link(Remote):
                 from car import broker_tls
 
                 ssl = broker_tls.context(self.ca[0], self.ca[1], "uplink.ca")
-            ws = await connect(self.url, self.subprotocols, self.headers, ssl,
-                               open_timeout_ms=_OPEN_TIMEOUT_MS, close_timeout_ms=1000,
-                               # as the car's own /ws: longer messages close with 1009
-                               max_message=2 * protocol.MAX_TEXT, buffer_size=512)
+            # Served by the car's own server code and buffer (wsclient/dialled.py).
+            ws = await dial(self.car.server, self.url, self.subprotocols, self.headers, ssl, _OPEN_TIMEOUT_MS,
+                            2 * protocol.MAX_TEXT)  # as the car's own /ws: longer messages close with 1009
         except Exception as e:  # HandshakeError, OSError (refused), ValueError
             return describe(e)
         self.failures = 0
-        self.last_rx = ticks_ms()
         print("uplink: connected to %s%s" % (self.url, " (%s)" % ws.subprotocol if ws.subprotocol else ""))
         watch = None
         try:
@@ -138,7 +135,6 @@ class Link(Remote):
                 message = await ws.recv()
                 if message is None:
                     break
-                self.last_rx = ticks_ms()
                 reply = self.message(message)
                 if reply:
                     # Awaited, as /ws's handler does: a server that sends
@@ -171,20 +167,17 @@ class Link(Remote):
 
     async def watch(self, ws):
         # A server that vanished without closing TCP sends nothing ever
-        # again; the deadman stops the car, this ends the connection. It
-        # wakes when the server has been quiet for _QUIET_MS, not later.
-        while True:
-            wait = _QUIET_MS - ticks_diff(ticks_ms(), self.last_rx)
-            if wait > 0:
-                await sleep_ms(wait)
-            else:
-                try:
-                    await ws.ping(None, _PONG_MS)
-                    self.last_rx = ticks_ms()
-                except Exception:
-                    print("uplink %s: no pong within %d ms" % (self.url, _PONG_MS))
-                    ws.abort()  # the reader's recv() returns None
-                    return
+        # again; the deadman stops the car, this ends the connection: the
+        # server's idle rule (ws.watch), pinged after _QUIET_MS of silence,
+        # dropped _PONG_MS later when nothing came (the reader's recv() then
+        # returns None). It wakes when one of those is due, not later.
+        while ws.close_code is None:
+            now = ticks_ms()
+            ws.watch(now, _QUIET_MS, _PONG_MS)
+            if ws.close_code is not None:
+                print("uplink %s: no pong within %d ms" % (self.url, _PONG_MS))
+                return
+            await sleep_ms((_QUIET_MS + _PONG_MS if ws.pinged else _QUIET_MS) + 1 - ticks_diff(now, ws.last_seen))
 
     async def telemetry_loop(self):
         due = ticks_ms()

@@ -18,46 +18,15 @@ from wsserver.errors import ConnectionClosed, ProtocolError
 from wsserver.frames import (BINARY, CLOSE, CLOSE_ABNORMAL, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PING, PONG,
                              TEXT, Codec, payload_view, unmask)
 
+# HandshakeError and MAX_HEAD: the package's names for them, common.py's.
+from .common import MAX_HEAD, HandshakeError, load, open_socket, shut  # noqa: F401
+
 try:
     from asyncio import current_task
 except ImportError:  # CPython < 3.7 has it on Task only
     current_task = asyncio.Task.current_task
 
 LARGE = 8192  # bytes: a message longer than this is masked in pieces (frames.py), not copied whole
-MAX_HEAD = 4096  # bytes: a longer response head is refused
-
-
-class HandshakeError(Exception):
-    """The server did not open a WebSocket.
-
-    status: the HTTP status it answered (e.g. 301, 401, 404), 101 when the
-    101 itself broke a rule, or None when no answer came (a deadline passed,
-    the connection closed). headers: the response's headers (names in lower
-    case), or None.
-    """
-
-    def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def _load(name):
-    """wsclient.<name>, imported for one use and dropped from sys.modules at
-    once: handshake.py (TCP/TLS, the request and the response checks;
-    ~3.9 KB; connect() takes the URL apart with wsurl before) for a
-    connect, closing.py (the close handshakes, ~1.3 KB) for a close, ping.py
-    for a ping, frames.py for a message sent in pieces, so an open
-    connection does not keep their code in the heap (HandshakeError, which callers catch,
-    stays here: one class, however often handshake.py is loaded)."""
-    import sys
-
-    import wsclient
-
-    __import__("wsclient." + name)
-    wsclient.__dict__.pop(name, None)
-    return sys.modules.pop("wsclient." + name)
 
 
 class ClientConnection:
@@ -120,7 +89,7 @@ class ClientConnection:
             if events:
                 opcode, payload = events.pop(0)
                 if opcode == CLOSE:
-                    await _load("closing").closed_by_peer(self, payload[0], payload[1])
+                    await load("closing").closed_by_peer(self, payload[0], payload[1])
                     return None
                 return payload
             if self.close_code is not None:
@@ -209,7 +178,7 @@ class ClientConnection:
             raise ConnectionClosed(self.close_code)
         opcode = TEXT if isinstance(message, str) else BINARY
         if fragment or len(message) > LARGE:  # in pieces: frames.py's, loaded for it
-            await _load("frames").send_pieces(self, opcode, message, fragment)
+            await load("frames").send_pieces(self, opcode, message, fragment)
         else:
             await self.send_frame(encode_masked(opcode, message))
 
@@ -220,7 +189,7 @@ class ClientConnection:
         The pong is seen by whichever task reads: recv() in another task,
         or this one when no task is reading (messages that arrive meanwhile
         are kept for recv()). ping.py's, loaded for it."""
-        await _load("ping").ping(self, data, timeout_ms)
+        await load("ping").ping(self, data, timeout_ms)
 
     async def send_frame(self, frame, control=False):
         w = self.writer
@@ -263,13 +232,13 @@ class ClientConnection:
         """Start the close handshake: send our close frame, wait (up to
         close_timeout_ms) for the server's and for it to close TCP."""
         if not self.close_sent and self.close_code is None:  # else nothing to load it for
-            await _load("closing").close(self, code, reason)
+            await load("closing").close(self, code, reason)
 
     async def _fail(self, code, reason):
         # Fail the connection (§7.1.7, closing.fail). With no room even for
         # that code (MemoryError), the connection is dropped instead.
         try:
-            closing = _load("closing")
+            closing = load("closing")
         except MemoryError:
             self._lost()
             return
@@ -311,21 +280,6 @@ def encode_masked(opcode, payload=b"", fin=True):
     return memoryview(frame)[pad:] if pad else frame
 
 
-def shut(writer):
-    """Close a connection's socket now (also handshake.py's, when a connect fails)."""
-    try:
-        writer.close()
-    except OSError:
-        pass
-    # MicroPython's Stream.close() does nothing; wait_closed() closes the socket.
-    sock = getattr(writer, "s", None)
-    if sock is not None:
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-
 async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostname=None,
                   open_timeout_ms=10000, close_timeout_ms=2000, max_message=65536, buffer_size=1024):
     """Open a WebSocket to `url` (ws:// or wss://); returns a ClientConnection.
@@ -347,17 +301,8 @@ async def connect(url, subprotocols=None, headers=None, ssl=None, server_hostnam
     answer came in time), ValueError for a bad URL or header, OSError when
     the TCP connection fails.
     """
-    # The URL first, with wsurl alone (ValueError for a bad one), then the
-    # handshake's code: the two are not loaded on top of each other.
-    import sys
-
-    from wsurl import parse_url
-
-    sys.modules.pop("wsurl", None)
-    parts = parse_url(url)
-    del parse_url
-    reader, writer, subprotocol, early = await _load("handshake").open_connection(
-        url, parts, subprotocols, headers, ssl, server_hostname, open_timeout_ms)
+    reader, writer, subprotocol, early = await open_socket(url, subprotocols, headers, ssl, server_hostname,
+                                                           open_timeout_ms)
     # Made here, once handshake.py's code can be freed: its buffer and codec
     # are not allocated on top of it, at the connect's peak.
     try:

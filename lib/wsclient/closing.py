@@ -1,6 +1,6 @@
 # Closing a client connection (client.ClientConnection, `ws` below): the
 # close handshake either side starts and failing the connection (RFC 6455
-# §7). Loaded for a close and dropped again (client._load): a car keeps its
+# §7). Loaded for a close and dropped again (common.load): a car keeps its
 # connection open for hours, and this code would sit in its heap all along.
 import asyncio
 

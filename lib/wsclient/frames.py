@@ -1,6 +1,6 @@
 # Client frames (RFC 6455 §5.3) for a message sent in pieces: a long one
 # (over client.LARGE) masked through a scratch buffer, or one the caller
-# fragments. Loaded for such a send and dropped again (client._load): a car
+# fragments. Loaded for such a send and dropped again (common.load): a car
 # sends small messages, which client.encode_masked frames whole. Receiving
 # is the shared codec's: wsserver.frames.Codec(client=True).
 

@@ -10,8 +10,8 @@ import os
 
 from wsserver.frames import accept_key
 
-# HandshakeError is defined in client.py: it outlives this module (see client._load).
-from .client import MAX_HEAD, HandshakeError, shut
+# HandshakeError is common.py's: it outlives this module (see common.load).
+from .common import MAX_HEAD, HandshakeError, shut
 
 
 def _text(n, *args):

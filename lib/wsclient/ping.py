@@ -1,5 +1,5 @@
 # A client's ping waiting for its pong (client.ClientConnection.ping, `ws`
-# below). Loaded for each ping and dropped again (client._load): a car's
+# below). Loaded for each ping and dropped again (common.load): a car's
 # uplink pings only a server that has been quiet for a while.
 import asyncio
 

@@ -335,7 +335,9 @@ class Codec:
         takes the bytes. No list, no tuple, no frame loop: an echo's read
         costs its str and two memoryviews."""
         n -= 6
-        if self._frame is not None or self._head or self._msg_op or n > self.max_message:
+        # A client (dialled.py) reads with the server's code: a masked frame
+        # from a server is receive()'s to refuse.
+        if self._frame is not None or self._head or self._msg_op or n > self.max_message or self.client:
             return None
         text = mv[6:n + 6]
         unmask(text, n, mv[2:6])

@@ -458,6 +458,7 @@ class QuietServer:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(2)
         self.connections = []  # [socket, opened at, [(time, opcode, payload)]]
+        self.unmasked = []  # frames the car sent unmasked: (opcode, payload)
         threading.Thread(target=self.accept, daemon=True).start()
 
     @property
@@ -475,8 +476,7 @@ class QuietServer:
             self.connections.append([conn, time.monotonic(), frames])
             threading.Thread(target=self.read, args=(conn, frames), daemon=True).start()
 
-    @staticmethod
-    def read(conn, frames):
+    def read(self, conn, frames):
         def exactly(n):
             data = b""
             while len(data) < n:
@@ -496,12 +496,21 @@ class QuietServer:
                 mask = exactly(4) if b1 & 0x80 else b"\0\0\0\0"
                 payload = bytes(b ^ mask[i & 3] for i, b in enumerate(exactly(n)))
                 frames.append((time.monotonic(), b0 & 0x0F, payload))
+                if not b1 & 0x80:
+                    self.unmasked.append((b0 & 0x0F, payload))
         except (EOFError, OSError):
             frames.append((time.monotonic(), None, b""))  # the car closed its end
 
     def send_text(self, index, text):
-        data = text.encode()
-        self.connections[index][0].sendall(bytes((0x81, len(data))) + data)  # unmasked, < 126 bytes
+        self.send_frame(index, 0x81, text.encode())
+
+    def send_frame(self, index, b0, payload, mask=None):
+        # < 126 bytes; unmasked, as a server's frames must be, unless a mask is given
+        if mask is None:
+            frame = bytes((b0, len(payload))) + payload
+        else:
+            frame = bytes((b0, 0x80 | len(payload))) + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        self.connections[index][0].sendall(frame)
 
     def wait(self, predicate, timeout, what):
         deadline = time.monotonic() + timeout
@@ -519,6 +528,37 @@ class QuietServer:
 
 
 QUIET_MS, PONG_MS = 10000, 5000  # lib/car/uplink.py's _QUIET_MS and _PONG_MS (docs/protocol.md)
+
+
+def test_the_cars_frames_are_masked_and_a_masked_frame_from_the_server_fails_the_link(
+        tmp_path, start_micropython):
+    # The uplink is the server's own connection code in the client role
+    # (lib/wsclient/dialled.py): every frame it sends must be masked, pongs
+    # and close frames included, and a masked frame from a server is a
+    # protocol error (RFC 6455 §5.1), also where the server's code would take
+    # a lone small text frame on its fast path.
+    server = QuietServer()
+    url = server.url
+    car = start_car(start_micropython, tmp_path, url, uplink={"telemetry_hz": 5})
+    try:
+        server.wait(lambda: server.connections, 10, "the car to connect")
+        first = server.connections[0][2]
+        server.wait(lambda: len(first) >= 3, 5, "the hello and telemetry")
+        server.send_frame(0, 0x89, b"are you there")  # a ping
+        server.wait(lambda: any(op == 0xA and p == b"are you there" for t, op, p in first), 5, "the pong")
+        server.send_text(0, '{"type":"ping","id":7}')
+        server.wait(lambda: any(op == 1 and b'"pong"' in p for t, op, p in first), 5, "the pong message")
+        server.send_frame(0, 0x81, b'{"type":"ping","id":8}', mask=b"\x01\x02\x03\x04")
+        closes = server.wait(lambda: [p for t, op, p in first if op == 8], 5, "the car's close frame")
+        server.wait(lambda: len(server.connections) >= 2, 5, "the car dialling again")
+        log = car.output()
+    finally:
+        server.close()
+    assert int.from_bytes(closes[0][:2], "big") == 1002, closes
+    assert not any(b'"id":8' in p for t, op, p in first)  # the masked message was not acted on
+    assert not server.unmasked, server.unmasked
+    assert "uplink %s: connection closed (1002" % url in log, log
+    assert car.poll() is None
 
 
 @pytest.mark.slow

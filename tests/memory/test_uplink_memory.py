@@ -23,8 +23,6 @@ def check(link_memory_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 18): the plain car's edge is 54 KB, the uplink's "
-                                       "64 KB, plain + 10 KB (docs/protocol.md, Uplink)")
 def test_uplink_runs_in_the_plain_cars_heap_plus_8_kb(check):
     lines, out = check
     assert "(plain + 8 KB): runs" in lines.get("uplink", ""), out
