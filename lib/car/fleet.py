@@ -40,9 +40,9 @@ class Link(Remote):
             from car import broker_tls  # only for a TLS broker
             ssl_context = broker_tls.context(cfg, folder)
         # A WebSocket message may hold several MQTT packets: room for a few.
-        # The receive buffer is the uplink's 512 bytes: a car's packets are
-        # small, and a longer frame is read straight into a buffer of its own.
-        open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "buffer_size": 512})
+        # Over WebSocket the car's own server code serves the connection
+        # (wsclient/dialled.py, as the uplink's), reading into its buffer.
+        open_transport = opener(url, ssl_context, ws_options={"max_message": 4096, "server": car.server})
         if ssl_context is not None:
             from mqtt.codec import _load
             open_transport = broker_tls.checked(open_transport, _load("dial").split_url(url)[1])

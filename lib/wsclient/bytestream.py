@@ -23,11 +23,10 @@ the same three methods):
 from wsserver.errors import ConnectionClosed, ProtocolError
 from wsserver.frames import CLOSE_UNSUPPORTED
 
-from .client import connect
-
 
 class WebSocketByteStream:
-    """The byte-stream interface on an open wsclient.ClientConnection."""
+    """The byte-stream interface on an open wsclient.ClientConnection (or
+    dialled.DialledWebSocket: the same recv, send and close)."""
 
     def __init__(self, ws):
         self.ws = ws
@@ -55,9 +54,21 @@ class WebSocketByteStream:
         await self.ws.close()
 
 
-async def open_byte_stream(url, subprotocol="mqtt", **options):
+async def open_byte_stream(url, subprotocol="mqtt", server=None, **options):
     """connect(url, subprotocols=[subprotocol], **options) as a WebSocketByteStream.
 
-    The server must choose `subprotocol` (None: offer none)."""
-    ws = await connect(url, subprotocols=[subprotocol] if subprotocol else None, **options)
+    The server must choose `subprotocol` (None: offer none). server: a
+    wsserver Server whose code serves the connection (dialled.dial: the
+    car's fleet link; of the options it takes ssl, open_timeout_ms and
+    max_message), so client.py is not loaded."""
+    subprotocols = [subprotocol] if subprotocol else None
+    if server is not None:
+        from .dialled import dial
+
+        ws = await dial(server, url, subprotocols, None, options.get("ssl"), options.get("open_timeout_ms", 10000),
+                        options.get("max_message", 4096))
+    else:
+        from .client import connect
+
+        ws = await connect(url, subprotocols=subprotocols, **options)
     return WebSocketByteStream(ws)
