@@ -31,8 +31,8 @@ def test_fleet_link_over_tcp_runs_in_the_plain_cars_heap_plus_12_kb(check):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 80 KB, plain + "
-                                       "26 KB (docs/fleet.md, Memory)")
+@pytest.mark.xfail(strict=True, reason="unmet (issue 13): over WebSocket the link needs 78 KB, plain + "
+                                       "24 KB (docs/fleet.md, Memory)")
 def test_fleet_link_over_websocket_runs_in_the_plain_cars_heap_plus_12_kb(check):
     lines, out = check
     assert "(plain + 12 KB): runs" in lines.get("fleet link over WebSocket", ""), out
