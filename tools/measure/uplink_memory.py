@@ -107,7 +107,7 @@ def main():
                       flush=True)
                 return 0 if ok else 1
             results[name] = edge(args.micropython, board, config, args.lo, args.hi, args.seconds, port,
-                                 run=run_once)
+                                 run=run_once, near=args.near if name == "plain" else None)
             print("%-8s smallest heap %s" % (name, "%d KB" % results[name] if results[name] else "> --hi"),
                   flush=True)
     finally:
