@@ -69,7 +69,9 @@ async def dial(server, url, subprotocols=None, headers=None, ssl=None, open_time
     import wsclient
 
     # common.py for the connect only (handshake.py, which it loads, imports
-    # it too): the link has no use for it once open.
+    # it too): the link has no use for it once open. Kept where it was
+    # loaded before (client.py's, whose HandshakeError callers catch).
+    loaded = "wsclient.common" in sys.modules
     from wsclient import common
 
     try:
@@ -77,7 +79,8 @@ async def dial(server, url, subprotocols=None, headers=None, ssl=None, open_time
                                                                  open_timeout_ms)
     finally:
         del common
-        sys.modules.pop("wsclient.common", None)
-        wsclient.__dict__.pop("common", None)
+        if not loaded:
+            sys.modules.pop("wsclient.common", None)
+            wsclient.__dict__.pop("common", None)
     nodelay(stream)
     return DialledWebSocket(server, stream, subprotocol, max_message, early)

@@ -208,6 +208,13 @@ def test_handshake_errors_name_the_status_or_rule(peer, interp, path, status, wo
     assert words in f["message"], f
 
 
+def test_a_dial_and_a_connect_in_one_program_raise_the_same_handshake_error(peer, interp):
+    # wsclient/dialled.py drops common.py after its connect only when it loaded
+    # it: client.py's copy (whose HandshakeError is wsclient.HandshakeError) stays.
+    assert lines(run_client(interp, "dial_then_connect", peer.url("/404"))) == [
+        "dial HandshakeError 404", "connect HandshakeError 404", "dial HandshakeError 404"]
+
+
 def test_extra_headers_reach_the_server(peer, interp):
     f = facts(run_client(interp, "headers", peer.url("/auth"), "Bearer sesame"))
     assert f["first"] == "text 18 auth=Bearer sesame"

@@ -59,6 +59,21 @@ async def case_open(url, *subprotocols):
     print("closed", ws.close_code)
 
 
+async def case_dial_then_connect(url):
+    # dialled.dial() after client.py is loaded (this file imports it), then
+    # connect(): each refusal is the HandshakeError callers catch.
+    from wsclient.dialled import dial
+
+    for how in ("dial", "connect", "dial"):
+        try:
+            await (dial(None, url) if how == "dial" else connect(url))
+            print(how, "opened")
+        except HandshakeError as e:
+            print(how, "HandshakeError", e.status)
+        except Exception as e:  # the class of a second copy of common.py is not the one caught
+            print(how, "other", type(e).__name__)
+
+
 async def case_take(url, count):
     # The first `count` messages, then our close.
     ws = await connect(url)
