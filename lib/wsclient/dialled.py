@@ -1,10 +1,10 @@
 # A client WebSocket served by the server's own connection code: the
 # WebSocket of wsserver.connection in the client role, for a program whose
-# server is loaded anyway (the car's uplink and its fleet link over WebSocket). It costs the heap this module
-# (~1.0 KB on the esp32 proxy) instead of client.py's ~3.7 KB and its
-# receive buffer: reads go into the server's buffer, as its own clients'
-# do, and the receiving, queueing, closing and idle-ping rules are the
-# server's, tested there.
+# server is loaded anyway (the car's uplink, its fleet link over
+# WebSocket). It costs the heap this module (~1.0 KB on the esp32 proxy)
+# instead of client.py's ~3.7 KB and its receive buffer: reads go into the
+# server's buffer, as its own clients' do, and the receiving, queueing,
+# closing and idle-ping rules are the server's, tested there.
 #
 #   ws = await dial(server, "ws://10.0.0.2:8080/car", open_timeout_ms=5000, max_message=1024)
 #   await ws.send(text)        # masked, as a client's frames must be (RFC 6455 §5.3)
