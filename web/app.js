@@ -192,7 +192,7 @@
   const hist = [];              // recent samples for the chart and the map trail
   // Travelled (m) since the page opened, and speed (m/s) over the last SPEED_MS of it: a
   // pose is the physics' last step, up to a control tick older than the frame's uptime_ms,
-  // so speed from two frames alone is off by that tick's share of their gap (±20 % at 10 Hz).
+  // so speed from two frames alone is off by up to a tick over their gap (20 ms in 50 ms at 20 Hz).
   const SPEED_MS = 500;
   const odo = { last: null, m: 0, v: 0, win: [] };
 

@@ -59,14 +59,13 @@ async def open_byte_stream(url, subprotocol="mqtt", server=None, **options):
 
     The server must choose `subprotocol` (None: offer none). server: a
     wsserver Server whose code serves the connection (dialled.dial: the
-    car's fleet link; of the options it takes ssl, open_timeout_ms and
-    max_message), so client.py is not loaded."""
+    car's fleet link; the options are dial's: headers, ssl,
+    open_timeout_ms, max_message), so client.py is not loaded."""
     subprotocols = [subprotocol] if subprotocol else None
     if server is not None:
         from .dialled import dial
 
-        ws = await dial(server, url, subprotocols, None, options.get("ssl"), options.get("open_timeout_ms", 10000),
-                        options.get("max_message", 4096))
+        ws = await dial(server, url, subprotocols, **options)
     else:
         from .client import connect
 

@@ -24,7 +24,7 @@ from os import urandom
 from wsserver.connection import WebSocket, nodelay
 from wsserver.frames import Codec, payload_view, unmask
 
-_LARGE = 8192
+_LARGE = 8192  # connection.py's _LARGE: a longer message it writes as header and payload apart
 
 
 class DialledWebSocket(WebSocket):
@@ -47,8 +47,8 @@ class DialledWebSocket(WebSocket):
         # frames only when it holds them, which send()'s inline path and
         # broadcasts do, and neither reaches this class.
         src = memoryview(frame)
-        head = src[1]
-        head = 2 if head < 126 else 4 if head == 126 else 10
+        length = src[1]  # the 7-bit length, or 126/127 for a 16/64-bit one after it
+        head = 2 if length < 126 else 4 if length == 126 else 10
         out = bytearray(len(src) + 4)
         out[:head] = src[:head]
         out[1] |= 0x80  # MASK
